@@ -1,0 +1,21 @@
+//! Plumbing shared by every Switchboard crate.
+//!
+//! - [`error`]: the one error-code enum, mapped once to gRPC codes and HTTP statuses.
+//! - [`telemetry`]: `RUST_LOG`-style tracing setup (pretty or JSON).
+//! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
+//! - [`tls`]: the development CA written into the data dir, and rustls configs.
+//! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
+//! - [`time`]: wall-clock milliseconds and RFC 3339 formatting as the API uses it.
+//! - [`secret`]: a wrapper that never prints its contents.
+
+pub mod error;
+pub mod grpc;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;
+pub mod tls;
+
+pub use error::ErrorCode;
+pub use secret::Secret;
+pub use shutdown::Shutdown;

@@ -1,0 +1,205 @@
+//! TLS material and rustls configuration.
+//!
+//! `switchboard up` needs HTTPS and a TLS agent port with no setup, so on first
+//! start it writes a development CA and a server certificate (for `localhost`,
+//! `127.0.0.1` and `::1` plus any extra names) into `<data-dir>/tls/`. Clients
+//! trust `ca.pem`. Production deployments pass their own certificate instead.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// TLS setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing a PEM file failed.
+    #[error("tls file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Generating a certificate failed.
+    #[error("generating certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the material.
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The PEM held no certificate or no key.
+    #[error("{0}")]
+    Pem(String),
+}
+
+/// A server identity: certificate chain and private key, both PEM.
+#[derive(Clone)]
+pub struct Identity {
+    /// Certificate chain, leaf first.
+    pub cert_pem: String,
+    /// PKCS#8 private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("key_pem", &"[redacted]").finish_non_exhaustive()
+    }
+}
+
+/// The development CA and the server identity it signed.
+#[derive(Debug, Clone)]
+pub struct DevCa {
+    /// Path of the CA certificate clients should trust.
+    pub ca_path: PathBuf,
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The server identity for the gateway and the agent endpoint.
+    pub server: Identity,
+}
+
+impl DevCa {
+    /// Loads `<dir>/ca.pem`, `server.pem` and `server-key.pem`, creating them
+    /// first if any is missing. `extra_names` are added to the server
+    /// certificate's subject alternative names when it is created.
+    pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Self, TlsError> {
+        let ca_path = dir.join("ca.pem");
+        let cert_path = dir.join("server.pem");
+        let key_path = dir.join("server-key.pem");
+        if !(ca_path.exists() && cert_path.exists() && key_path.exists()) {
+            fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+            let generated = generate(extra_names)?;
+            write_file(&dir.join("ca-key.pem"), &generated.ca_key_pem, true)?;
+            write_file(&ca_path, &generated.ca_pem, false)?;
+            write_file(&key_path, &generated.server.key_pem, true)?;
+            write_file(&cert_path, &generated.server.cert_pem, false)?;
+        }
+        Ok(Self {
+            ca_pem: read_file(&ca_path)?,
+            server: Identity { cert_pem: read_file(&cert_path)?, key_pem: read_file(&key_path)? },
+            ca_path,
+        })
+    }
+}
+
+struct Generated {
+    ca_pem: String,
+    ca_key_pem: String,
+    server: Identity,
+}
+
+fn generate(extra_names: &[String]) -> Result<Generated, TlsError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(DnType::CommonName, "Switchboard development CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, &ca_key);
+
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    names.extend(extra_names.iter().cloned());
+    let server_key = KeyPair::generate()?;
+    let mut server_params = CertificateParams::new(names)?;
+    server_params.distinguished_name.push(DnType::CommonName, "switchboard");
+    let server_cert = server_params.signed_by(&server_key, &issuer)?;
+    Ok(Generated {
+        ca_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        server: Identity { cert_pem: server_cert.pem(), key_pem: server_key.serialize_pem() },
+    })
+}
+
+fn read_file(path: &Path) -> Result<String, TlsError> {
+    fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    use std::io::Write;
+    options.open(path).map_err(io)?.write_all(contents.as_bytes()).map_err(io)
+}
+
+/// Installs ring as the process-wide rustls provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses every certificate in a PEM string.
+pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem("no certificate in PEM".into()));
+    }
+    Ok(certs)
+}
+
+fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| TlsError::Pem(format!("bad private key PEM: {e}")))?
+        .ok_or_else(|| TlsError::Pem("no private key in PEM".into()))
+}
+
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1).
+pub fn https_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A rustls client config trusting only the given CA certificates.
+pub fn client_config_trusting(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in parse_certs(ca_pem)? {
+        roots.add(cert)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_and_reloads_the_same_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DevCa::load_or_create(dir.path(), &["broker.example".into()]).unwrap();
+        let second = DevCa::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert_eq!(first.server.cert_pem, second.server.cert_pem);
+        https_server_config(&first.server).unwrap();
+        client_config_trusting(&first.ca_pem).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("server-key.pem")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "private key must not be group/world readable");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Generates the gRPC code from `proto/` at build time with a vendored `protoc`,
+//! so building needs no system protobuf compiler.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let files = [
+        "proto/switchboard/v1/types.proto",
+        "proto/switchboard/v1/agent.proto",
+        "proto/switchboard/v1/store.proto",
+        "proto/switchboard/v1/placement.proto",
+        "proto/switchboard/v1/auth.proto",
+    ];
+    // `build_transport(false)`: the agent link has an rpc named `Connect`, which would clash with
+    // the generated `Client::connect` constructor; clients are built with `Client::new(channel)`.
+    tonic_prost_build::configure().build_transport(false).compile_protos(&files, &["proto"])?;
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    Ok(())
+}
