@@ -1,0 +1,268 @@
+//! Storage behind one trait.
+//!
+//! [`Backend`] is everything Switchboard keeps as shared state: sessions,
+//! servers, agent-stream ownership, API clients and signing keys. Every method
+//! is atomic on its own, so any number of service replicas may call it at once.
+//! Implementations:
+//! - [`embedded::EmbeddedBackend`]: in-process, durable on disk under the data
+//!   dir (the all-in-one default);
+//! - a Redis backend (multi-replica deployments).
+//!
+//! Every implementation must pass [`conformance`], the one shared suite.
+//!
+//! Records are the protobuf messages of `switchboard-proto` (and the two
+//! prost messages below), so backends store them with protobuf encoding.
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use switchboard_proto::{ServerRecord, SessionRecord};
+
+/// What can go wrong in a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No record with this key.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A record with this key exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The record changed since it was read (compare-and-set failed).
+    #[error("revision conflict on {0}")]
+    Conflict(String),
+    /// The backend cannot be reached or failed to answer.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {0}")]
+    Corrupt(String),
+}
+
+impl BackendError {
+    /// The shared error code for this failure.
+    pub fn code(&self) -> switchboard_common::ErrorCode {
+        use switchboard_common::ErrorCode;
+        match self {
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Corrupt(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Result alias for backend calls.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Why [`Backend::assign_session`] refused a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignRejection {
+    /// The server is not known.
+    ServerNotFound,
+    /// The server is closed for placement.
+    ServerClosed,
+    /// The server's agent is not connected.
+    ServerUnreachable,
+    /// The agent reports an unhealthy DCV server.
+    DcvUnhealthy,
+    /// A console session exists on the host already.
+    ConsoleTaken,
+    /// `max_virtual_sessions` reached.
+    VirtualLimit,
+    /// `max_concurrent_sessions_per_user` reached for this owner.
+    UserLimit,
+    /// The session is not waiting for placement (already placed, deleted, or unknown).
+    SessionNotPlaceable,
+}
+
+impl AssignRejection {
+    /// Stable text for logs, explanations and the gRPC `rejected` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerNotFound => "SERVER_NOT_FOUND",
+            Self::ServerClosed => "SERVER_CLOSED",
+            Self::ServerUnreachable => "UNREACHABLE_AGENT",
+            Self::DcvUnhealthy => "UNHEALTHY_DCV_SERVER",
+            Self::ConsoleTaken => "CONSOLE_SESSION_EXISTS",
+            Self::VirtualLimit => "SERVER_FULL",
+            Self::UserLimit => "USER_SESSION_LIMIT",
+            Self::SessionNotPlaceable => "SESSION_NOT_PLACEABLE",
+        }
+    }
+}
+
+/// Outcome of [`Backend::assign_session`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignOutcome {
+    /// The session now belongs to the server (substate `PENDING_PREPARATION`).
+    Assigned(SessionRecord),
+    /// The server cannot take it.
+    Rejected(AssignRejection),
+}
+
+/// Which session-store replica owns an agent's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentOwnership {
+    /// Replica id of the owner.
+    pub owner_id: String,
+    /// Address other replicas use to reach the owner (`http://host:port`).
+    pub owner_address: String,
+    /// Ownership epoch; every new claim gets a larger one. Writes carrying an
+    /// older epoch are stale and refused.
+    pub epoch: u64,
+    /// Lease expiry, ms since epoch; the owner renews it while the stream lives.
+    pub lease_until_ms: i64,
+}
+
+/// A registered API client. Only a hash of its secret is stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ApiClientRecord {
+    /// Client id (public).
+    #[prost(string, tag = "1")]
+    pub client_id: String,
+    /// Human-readable name.
+    #[prost(string, tag = "2")]
+    pub client_name: String,
+    /// SHA-256 of the secret (secrets are 256-bit random, so a fast hash is
+    /// sufficient; see ARCHITECTURE.md).
+    #[prost(bytes = "vec", tag = "3")]
+    pub secret_sha256: Vec<u8>,
+    /// Registration time, ms since epoch.
+    #[prost(int64, tag = "4")]
+    pub created_unix_ms: i64,
+}
+
+/// A token-signing key. The private half never leaves the auth service.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SigningKeyRecord {
+    /// Key id (`kid`).
+    #[prost(string, tag = "1")]
+    pub kid: String,
+    /// JWS algorithm pinned to this key, e.g. `EdDSA`.
+    #[prost(string, tag = "2")]
+    pub algorithm: String,
+    /// PKCS#8 private key, PEM.
+    #[prost(string, tag = "3")]
+    pub private_key_pem: String,
+    /// Public key as a JWK (JSON).
+    #[prost(string, tag = "4")]
+    pub public_jwk_json: String,
+    /// Creation time, ms since epoch.
+    #[prost(int64, tag = "5")]
+    pub created_unix_ms: i64,
+    /// From when the key signs new tokens, ms since epoch (published before).
+    #[prost(int64, tag = "6")]
+    pub active_from_unix_ms: i64,
+    /// When the key stopped signing, ms since epoch; 0 while current. It keeps
+    /// verifying until every token it signed has expired.
+    #[prost(int64, tag = "7")]
+    pub retired_unix_ms: i64,
+}
+
+/// The shared-state store. All methods are atomic; none holds a lock across
+/// calls, so replicas may interleave freely.
+///
+/// Server counts (`console_session_count`, `virtual_session_count`) are
+/// derived by the backend from the sessions assigned to the server that are
+/// not `DELETED`; callers never write them.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    // ----- sessions -----
+
+    /// Inserts a new session; fails with `AlreadyExists` if the id is taken.
+    /// Returns the stored record (revision 1).
+    async fn insert_session(&self, session: SessionRecord) -> BackendResult<SessionRecord>;
+
+    /// Reads sessions by id, in the order asked; unknown ids are skipped.
+    async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>>;
+
+    /// Up to `limit` sessions with id greater than `after_id` (empty: from the
+    /// start), in ascending id order.
+    async fn list_sessions(&self, after_id: &str, limit: usize) -> BackendResult<Vec<SessionRecord>>;
+
+    /// Every session assigned to `server_id` (any state).
+    async fn sessions_on_server(&self, server_id: &str) -> BackendResult<Vec<SessionRecord>>;
+
+    /// Replaces a session if its stored revision equals `expected_revision`;
+    /// bumps the revision and returns the stored record. `Conflict` otherwise,
+    /// `NotFound` if it does not exist. Counts follow state and server changes.
+    async fn update_session(&self, session: SessionRecord, expected_revision: u64) -> BackendResult<SessionRecord>;
+
+    /// Deletes a session record outright (expiry of DELETED sessions, forced
+    /// deletes). Removing a missing record is not an error.
+    async fn remove_session(&self, id: &str) -> BackendResult<()>;
+
+    /// Atomically: if the session is CREATING and unassigned, and the server
+    /// exists, is open, reachable, DCV-healthy, and within its limits (one
+    /// console session; `max_virtual_sessions`; `max_concurrent_sessions_per_user`
+    /// for the session's owner, counting every non-DELETED session on the
+    /// host), assigns the session to it with substate `PENDING_PREPARATION`.
+    /// Concurrent calls never oversubscribe a host nor assign one session twice.
+    async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome>;
+
+    // ----- servers -----
+
+    /// Writes what an agent reported (identity, telemetry, tags, limits,
+    /// reachability, health, last seen). Keeps the stored `open` flag; a new
+    /// server gets `open = default_open`. Returns the stored record.
+    async fn upsert_server_report(&self, report: ServerRecord, default_open: bool) -> BackendResult<ServerRecord>;
+
+    /// Reads servers by id, in the order asked; unknown ids are skipped.
+    async fn get_servers(&self, ids: &[String]) -> BackendResult<Vec<ServerRecord>>;
+
+    /// Up to `limit` servers with id greater than `after_id`, ascending.
+    async fn list_servers(&self, after_id: &str, limit: usize) -> BackendResult<Vec<ServerRecord>>;
+
+    /// Opens or closes a server for placement (durable). `NotFound` if unknown.
+    async fn set_server_open(&self, server_id: &str, open: bool) -> BackendResult<ServerRecord>;
+
+    /// Forgets a server (its `open` setting included).
+    async fn remove_server(&self, server_id: &str) -> BackendResult<()>;
+
+    // ----- agent stream ownership -----
+
+    /// Claims an agent's stream for a replica: always succeeds, with an epoch
+    /// larger than any before for this server.
+    async fn claim_agent(
+        &self,
+        server_id: &str,
+        owner_id: &str,
+        owner_address: &str,
+        lease_ms: i64,
+    ) -> BackendResult<AgentOwnership>;
+
+    /// Extends the lease if `epoch` is still current; `Conflict` if another
+    /// claim superseded it (the caller must drop the stream).
+    async fn renew_agent(&self, server_id: &str, epoch: u64, lease_ms: i64) -> BackendResult<AgentOwnership>;
+
+    /// The current owner of an agent's stream, if any lease is live.
+    async fn agent_owner(&self, server_id: &str) -> BackendResult<Option<AgentOwnership>>;
+
+    /// Drops ownership if `epoch` is still current (stream closed cleanly).
+    async fn release_agent(&self, server_id: &str, epoch: u64) -> BackendResult<()>;
+
+    // ----- API clients and signing keys (durable) -----
+
+    /// Registers a client; `AlreadyExists` if the id is taken.
+    async fn insert_api_client(&self, client: ApiClientRecord) -> BackendResult<()>;
+
+    /// Reads one client.
+    async fn get_api_client(&self, client_id: &str) -> BackendResult<Option<ApiClientRecord>>;
+
+    /// Every client, in id order.
+    async fn list_api_clients(&self) -> BackendResult<Vec<ApiClientRecord>>;
+
+    /// Removes a client; returns whether it existed.
+    async fn remove_api_client(&self, client_id: &str) -> BackendResult<bool>;
+
+    /// Inserts or replaces a signing key by `kid`.
+    async fn put_signing_key(&self, key: SigningKeyRecord) -> BackendResult<()>;
+
+    /// Every signing key, oldest first.
+    async fn list_signing_keys(&self) -> BackendResult<Vec<SigningKeyRecord>>;
+
+    /// Removes a signing key (after all its tokens expired).
+    async fn remove_signing_key(&self, kid: &str) -> BackendResult<()>;
+}
