@@ -1,1 +1,12 @@
-//! Placeholder.
+//! Switchboard's user entry point: the all-in-one cluster and the admin CLI.
+//!
+//! - [`cluster`]: composes the services' libraries into one process
+//!   (`switchboard up`); no behaviour of its own.
+//! - [`admin`]: the local admin channel (`admin.json`) used by admin commands.
+//! - [`cli`]: the command-line interface.
+
+pub mod admin;
+pub mod cli;
+pub mod cluster;
+
+pub use cluster::{Cluster, UpConfig};

@@ -1,0 +1,353 @@
+//! The embedded backend: one process, durable where it matters.
+//!
+//! API clients, signing keys and server `open` flags live in a redb file
+//! (`<dir>/switchboard.redb`, see [`durable`]) and survive restarts. Sessions,
+//! server reports and agent ownership live in memory: after a restart every
+//! agent reconnects and its hello carries the full inventory, which rebuilds
+//! them (a server's stored `open` flag is applied when it reports again).
+//!
+//! The in-memory state sits behind one `std::sync::Mutex`: every operation is
+//! a short critical section with no `.await` inside, which is also what makes
+//! `assign_session` (check limits, then assign) atomic.
+
+mod durable;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use switchboard_common::time::now_ms;
+use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
+
+use super::{
+    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult,
+    SigningKeyRecord,
+};
+use durable::Durable;
+
+/// Substate of a session just assigned to a host.
+const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
+
+/// The in-process backend of the all-in-one deployment.
+pub struct EmbeddedBackend {
+    durable: Durable,
+    memory: Mutex<Memory>,
+}
+
+/// Everything that is rebuilt from agents after a restart.
+#[derive(Default)]
+struct Memory {
+    sessions: BTreeMap<String, SessionRecord>,
+    /// Session ids per server id (any state): the index counts derive from.
+    by_server: HashMap<String, BTreeSet<String>>,
+    /// Server reports; counts are filled in on read.
+    servers: BTreeMap<String, ServerRecord>,
+    owners: HashMap<String, AgentOwnership>,
+    /// Last epoch handed out per server, kept after release so epochs only grow.
+    last_epoch: HashMap<String, u64>,
+}
+
+impl EmbeddedBackend {
+    /// Opens the backend with its durable file `<dir>/switchboard.redb`
+    /// (created if missing).
+    pub fn open(dir: &Path) -> BackendResult<Self> {
+        Ok(Self { durable: Durable::open(dir)?, memory: Mutex::default() })
+    }
+
+    /// A backend that writes nothing to disk (tests).
+    pub fn in_memory() -> BackendResult<Self> {
+        Ok(Self { durable: Durable::in_memory()?, memory: Mutex::default() })
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        // A panic while holding the lock cannot leave a half-applied write:
+        // every operation validates first and mutates last.
+        self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn is_live(session: &SessionRecord) -> bool {
+    session.state() != SessionState::Deleted
+}
+
+impl Memory {
+    /// Non-DELETED sessions on a server.
+    fn live_sessions_on<'a>(&'a self, server_id: &str) -> impl Iterator<Item = &'a SessionRecord> + 'a {
+        self.by_server
+            .get(server_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.sessions.get(id))
+            .filter(|s| is_live(s))
+    }
+
+    /// A server record with its counts derived from its sessions.
+    fn server_view(&self, server: &ServerRecord) -> ServerRecord {
+        let mut view = server.clone();
+        view.console_session_count = 0;
+        view.virtual_session_count = 0;
+        for session in self.live_sessions_on(&server.id) {
+            match session.r#type() {
+                SessionType::Console => view.console_session_count += 1,
+                SessionType::Virtual => view.virtual_session_count += 1,
+                SessionType::Unspecified => {}
+            }
+        }
+        view
+    }
+
+    fn index(&mut self, session: &SessionRecord) {
+        if !session.server_id.is_empty() {
+            self.by_server.entry(session.server_id.clone()).or_default().insert(session.id.clone());
+        }
+    }
+
+    fn unindex(&mut self, session: &SessionRecord) {
+        if let Some(ids) = self.by_server.get_mut(&session.server_id) {
+            ids.remove(&session.id);
+            if ids.is_empty() {
+                self.by_server.remove(&session.server_id);
+            }
+        }
+    }
+
+    /// Checks every placement rule for `session` on `server`.
+    fn check_assign(&self, session: &SessionRecord, server_id: &str) -> Option<AssignRejection> {
+        if session.state() != SessionState::Creating || !session.server_id.is_empty() {
+            return Some(AssignRejection::SessionNotPlaceable);
+        }
+        let Some(server) = self.servers.get(server_id) else {
+            return Some(AssignRejection::ServerNotFound);
+        };
+        if !server.open {
+            return Some(AssignRejection::ServerClosed);
+        }
+        if !server.reachable {
+            return Some(AssignRejection::ServerUnreachable);
+        }
+        if !server.dcv_healthy {
+            return Some(AssignRejection::DcvUnhealthy);
+        }
+        let live: Vec<&SessionRecord> = self.live_sessions_on(server_id).collect();
+        match session.r#type() {
+            SessionType::Console if live.iter().any(|s| s.r#type() == SessionType::Console) => {
+                return Some(AssignRejection::ConsoleTaken);
+            }
+            SessionType::Virtual if server.max_virtual_sessions > 0 => {
+                let virtual_count = live.iter().filter(|s| s.r#type() == SessionType::Virtual).count();
+                if virtual_count >= server.max_virtual_sessions as usize {
+                    return Some(AssignRejection::VirtualLimit);
+                }
+            }
+            _ => {}
+        }
+        if server.max_concurrent_sessions_per_user > 0 {
+            let owned = live.iter().filter(|s| s.owner == session.owner).count();
+            if owned >= server.max_concurrent_sessions_per_user as usize {
+                return Some(AssignRejection::UserLimit);
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Backend for EmbeddedBackend {
+    async fn insert_session(&self, mut session: SessionRecord) -> BackendResult<SessionRecord> {
+        let mut memory = self.memory();
+        if memory.sessions.contains_key(&session.id) {
+            return Err(BackendError::AlreadyExists(format!("session {}", session.id)));
+        }
+        session.revision = 1;
+        memory.index(&session);
+        memory.sessions.insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+
+    async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>> {
+        let memory = self.memory();
+        Ok(ids.iter().filter_map(|id| memory.sessions.get(id).cloned()).collect())
+    }
+
+    async fn list_sessions(&self, after_id: &str, limit: usize) -> BackendResult<Vec<SessionRecord>> {
+        let memory = self.memory();
+        let start = if after_id.is_empty() { Bound::Unbounded } else { Bound::Excluded(after_id.to_owned()) };
+        Ok(memory.sessions.range((start, Bound::Unbounded)).take(limit).map(|(_, s)| s.clone()).collect())
+    }
+
+    async fn sessions_on_server(&self, server_id: &str) -> BackendResult<Vec<SessionRecord>> {
+        let memory = self.memory();
+        let ids = memory.by_server.get(server_id).into_iter().flatten();
+        Ok(ids.filter_map(|id| memory.sessions.get(id).cloned()).collect())
+    }
+
+    async fn update_session(&self, mut session: SessionRecord, expected_revision: u64) -> BackendResult<SessionRecord> {
+        let mut memory = self.memory();
+        let Some(stored) = memory.sessions.get(&session.id) else {
+            return Err(BackendError::NotFound(format!("session {}", session.id)));
+        };
+        if stored.revision != expected_revision {
+            return Err(BackendError::Conflict(format!("session {}", session.id)));
+        }
+        let stored = stored.clone();
+        session.revision = stored.revision + 1;
+        memory.unindex(&stored);
+        memory.index(&session);
+        memory.sessions.insert(session.id.clone(), session.clone());
+        Ok(session)
+    }
+
+    async fn remove_session(&self, id: &str) -> BackendResult<()> {
+        let mut memory = self.memory();
+        if let Some(stored) = memory.sessions.remove(id) {
+            memory.unindex(&stored);
+        }
+        Ok(())
+    }
+
+    async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
+        let mut memory = self.memory();
+        let Some(session) = memory.sessions.get(session_id) else {
+            return Ok(AssignOutcome::Rejected(AssignRejection::SessionNotPlaceable));
+        };
+        if let Some(rejection) = memory.check_assign(session, server_id) {
+            return Ok(AssignOutcome::Rejected(rejection));
+        }
+        let mut session = session.clone();
+        session.server_id = server_id.to_owned();
+        session.substate = PENDING_PREPARATION.to_owned();
+        session.revision += 1;
+        memory.index(&session);
+        memory.sessions.insert(session.id.clone(), session.clone());
+        Ok(AssignOutcome::Assigned(session))
+    }
+
+    async fn upsert_server_report(&self, mut report: ServerRecord, default_open: bool) -> BackendResult<ServerRecord> {
+        // Read the durable flag before locking: only needed for servers not in memory.
+        let known = self.memory().servers.contains_key(&report.id);
+        let stored_open = if known { None } else { self.durable.server_open(&report.id)? };
+        let mut memory = self.memory();
+        match memory.servers.get(&report.id) {
+            Some(existing) => {
+                report.open = existing.open;
+                report.revision = existing.revision + 1;
+            }
+            None => {
+                report.open = stored_open.unwrap_or(default_open);
+                report.revision = 1;
+            }
+        }
+        memory.servers.insert(report.id.clone(), report.clone());
+        Ok(memory.server_view(&report))
+    }
+
+    async fn get_servers(&self, ids: &[String]) -> BackendResult<Vec<ServerRecord>> {
+        let memory = self.memory();
+        Ok(ids.iter().filter_map(|id| memory.servers.get(id)).map(|s| memory.server_view(s)).collect())
+    }
+
+    async fn list_servers(&self, after_id: &str, limit: usize) -> BackendResult<Vec<ServerRecord>> {
+        let memory = self.memory();
+        let start = if after_id.is_empty() { Bound::Unbounded } else { Bound::Excluded(after_id.to_owned()) };
+        Ok(memory.servers.range((start, Bound::Unbounded)).take(limit).map(|(_, s)| memory.server_view(s)).collect())
+    }
+
+    async fn set_server_open(&self, server_id: &str, open: bool) -> BackendResult<ServerRecord> {
+        // The lock is held across the (synchronous, rare) redb write so the
+        // durable flag and the in-memory one cannot disagree.
+        let mut memory = self.memory();
+        if !memory.servers.contains_key(server_id) {
+            return Err(BackendError::NotFound(format!("server {server_id}")));
+        }
+        self.durable.set_server_open(server_id, Some(open))?;
+        let server = memory.servers.get_mut(server_id).expect("checked above");
+        server.open = open;
+        server.revision += 1;
+        let server = server.clone();
+        Ok(memory.server_view(&server))
+    }
+
+    async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
+        let mut memory = self.memory();
+        self.durable.set_server_open(server_id, None)?;
+        memory.servers.remove(server_id);
+        Ok(())
+    }
+
+    async fn claim_agent(
+        &self,
+        server_id: &str,
+        owner_id: &str,
+        owner_address: &str,
+        lease_ms: i64,
+    ) -> BackendResult<AgentOwnership> {
+        let mut memory = self.memory();
+        let now = now_ms();
+        // Seeded from the clock so epochs keep growing across restarts too.
+        let last = memory.last_epoch.get(server_id).copied().unwrap_or(0);
+        let epoch = (last + 1).max(u64::try_from(now).unwrap_or(0));
+        memory.last_epoch.insert(server_id.to_owned(), epoch);
+        let ownership = AgentOwnership {
+            owner_id: owner_id.to_owned(),
+            owner_address: owner_address.to_owned(),
+            epoch,
+            lease_until_ms: now + lease_ms,
+        };
+        memory.owners.insert(server_id.to_owned(), ownership.clone());
+        Ok(ownership)
+    }
+
+    async fn renew_agent(&self, server_id: &str, epoch: u64, lease_ms: i64) -> BackendResult<AgentOwnership> {
+        let mut memory = self.memory();
+        match memory.owners.get_mut(server_id) {
+            Some(ownership) if ownership.epoch == epoch => {
+                ownership.lease_until_ms = now_ms() + lease_ms;
+                Ok(ownership.clone())
+            }
+            _ => Err(BackendError::Conflict(format!("agent {server_id} epoch {epoch}"))),
+        }
+    }
+
+    async fn agent_owner(&self, server_id: &str) -> BackendResult<Option<AgentOwnership>> {
+        let memory = self.memory();
+        Ok(memory.owners.get(server_id).filter(|o| o.lease_until_ms > now_ms()).cloned())
+    }
+
+    async fn release_agent(&self, server_id: &str, epoch: u64) -> BackendResult<()> {
+        let mut memory = self.memory();
+        if memory.owners.get(server_id).is_some_and(|o| o.epoch == epoch) {
+            memory.owners.remove(server_id);
+        }
+        Ok(())
+    }
+
+    async fn insert_api_client(&self, client: ApiClientRecord) -> BackendResult<()> {
+        self.durable.insert_api_client(&client)
+    }
+
+    async fn get_api_client(&self, client_id: &str) -> BackendResult<Option<ApiClientRecord>> {
+        self.durable.get_api_client(client_id)
+    }
+
+    async fn list_api_clients(&self) -> BackendResult<Vec<ApiClientRecord>> {
+        self.durable.list_api_clients()
+    }
+
+    async fn remove_api_client(&self, client_id: &str) -> BackendResult<bool> {
+        self.durable.remove_api_client(client_id)
+    }
+
+    async fn put_signing_key(&self, key: SigningKeyRecord) -> BackendResult<()> {
+        self.durable.put_signing_key(&key)
+    }
+
+    async fn list_signing_keys(&self) -> BackendResult<Vec<SigningKeyRecord>> {
+        self.durable.list_signing_keys()
+    }
+
+    async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
+        self.durable.remove_signing_key(kid)
+    }
+}

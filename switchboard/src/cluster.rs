@@ -1,0 +1,244 @@
+//! The all-in-one cluster: every service of Switchboard in one process.
+//!
+//! This module only *composes* the services' libraries — it implements no
+//! behaviour of its own. Each service gets its own loopback listener and the
+//! services talk to each other over real gRPC, exactly as separate processes
+//! do; the only thing shared in-process is the embedded storage backend
+//! (auth and session-store both use it, as they would share Redis).
+//!
+//! Start order: TLS material → storage → session-store (gRPC + agent port) →
+//! auth → placement → gateway → simulated hosts. Shutdown cancels one token;
+//! every service drains and returns.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
+use switchboard_proto::{
+    auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
+};
+use switchboard_session_store::backend::{Backend, embedded::EmbeddedBackend};
+use tokio::{net::TcpListener, task::JoinSet};
+
+use crate::admin::AdminChannel;
+
+/// What `switchboard up` starts.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// Where durable state, TLS material and `admin.json` live.
+    pub data_dir: PathBuf,
+    /// Number of simulated DCV hosts to run in-process.
+    pub sim_hosts: usize,
+    /// Client API (HTTPS) address.
+    pub listen: SocketAddr,
+    /// Agent endpoint (gRPC over TLS) address.
+    pub agent_listen: SocketAddr,
+    /// How often agents report, in seconds.
+    pub update_interval_seconds: u32,
+    /// Extra DNS names or IPs for the generated server certificate.
+    pub tls_names: Vec<String>,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("switchboard-data"),
+            sim_hosts: 2,
+            listen: "127.0.0.1:8443".parse().expect("valid address"),
+            agent_listen: "127.0.0.1:8445".parse().expect("valid address"),
+            update_interval_seconds: 10,
+            tls_names: Vec::new(),
+        }
+    }
+}
+
+/// A running all-in-one cluster.
+pub struct Cluster {
+    /// Base URL of the REST API, e.g. `https://localhost:8443`.
+    pub api_url: String,
+    /// Address the client API listens on.
+    pub api_addr: SocketAddr,
+    /// Address the agent endpoint listens on.
+    pub agent_addr: SocketAddr,
+    /// The development CA clients must trust.
+    pub ca_pem: String,
+    /// Where that CA is on disk.
+    pub ca_path: PathBuf,
+    /// The admin channel (also written to `<data-dir>/admin.json`).
+    pub admin: AdminChannel,
+    store_url: String,
+    data_dir: PathBuf,
+    shutdown: Shutdown,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what}"))
+}
+
+async fn bind_loopback() -> anyhow::Result<(TcpListener, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
+}
+
+impl Cluster {
+    /// Starts every service and the simulated hosts; returns once all listen.
+    pub async fn start(config: UpConfig) -> anyhow::Result<Self> {
+        switchboard_common::tls::install_crypto_provider();
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
+        let backend: Arc<dyn Backend> = Arc::new(
+            EmbeddedBackend::open(&config.data_dir)
+                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+        );
+
+        let api_listener = bind(config.listen, "client API").await?;
+        let agent_listener = bind(config.agent_listen, "agent endpoint").await?;
+        let api_addr = api_listener.local_addr()?;
+        let agent_addr = agent_listener.local_addr()?;
+        let (store_listener, store_url) = bind_loopback().await?;
+        let (auth_listener, auth_url) = bind_loopback().await?;
+        let (placement_listener, placement_url) = bind_loopback().await?;
+
+        let admin = AdminChannel::generate(auth_url.clone());
+        let shutdown = Shutdown::new();
+        let mut tasks = JoinSet::new();
+
+        let store_config = switchboard_session_store::StoreConfig {
+            replica_id: format!("all-in-one-{}", uuid::Uuid::new_v4()),
+            advertised_address: store_url.clone(),
+            update_interval_seconds: config.update_interval_seconds,
+            ..Default::default()
+        };
+        let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };
+        tasks.spawn({
+            let (backend, identity, shutdown) = (backend.clone(), tls.server.clone(), shutdown.clone());
+            async move {
+                let result = switchboard_session_store::serve(store_config, listeners, backend, Some(identity), shutdown);
+                ("session-store", result.await.map_err(anyhow::Error::from))
+            }
+        });
+
+        let auth_config =
+            switchboard_auth::AuthConfig { admin_token_sha256: Some(admin.token_sha256()), ..Default::default() };
+        tasks.spawn({
+            let (backend, shutdown) = (backend.clone(), shutdown.clone());
+            async move {
+                let result = switchboard_auth::serve(auth_config, auth_listener, backend, shutdown);
+                ("auth", result.await.map_err(anyhow::Error::from))
+            }
+        });
+
+        let store_client = SessionStoreClient::new(lazy_channel(&store_url)?);
+        tasks.spawn({
+            let (store_client, shutdown) = (store_client.clone(), shutdown.clone());
+            async move {
+                let config = switchboard_placement::PlacementConfig::default();
+                let result = switchboard_placement::serve(config, placement_listener, store_client, shutdown);
+                ("placement", result.await.map_err(anyhow::Error::from))
+            }
+        });
+
+        let upstreams = switchboard_gateway::Upstreams {
+            auth: AuthClient::new(lazy_channel(&auth_url)?),
+            placement: PlacementClient::new(lazy_channel(&placement_url)?),
+            store: store_client,
+        };
+        tasks.spawn({
+            let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
+            async move {
+                let config = switchboard_gateway::GatewayConfig::default();
+                let result = switchboard_gateway::serve(config, api_listener, Some(identity), upstreams, shutdown);
+                ("gateway", result.await.map_err(anyhow::Error::from))
+            }
+        });
+
+        // Simulated hosts are the real agent with the simulated DCV driver.
+        let broker_url = format!("https://localhost:{}", agent_addr.port());
+        for index in 0..config.sim_hosts {
+            let options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
+            let driver = Arc::new(switchboard_agent::driver::simulated::SimulatedDriver::default());
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let probe = move || switchboard_agent::telemetry::simulated_host(index as u64);
+                let result = switchboard_agent::run(options, driver, probe, shutdown).await;
+                ("simulated host", result.map_err(anyhow::Error::from))
+            });
+        }
+
+        admin.write(&config.data_dir)?;
+        Ok(Self {
+            api_url: format!("https://localhost:{}", api_addr.port()),
+            api_addr,
+            agent_addr,
+            ca_pem: tls.ca_pem.clone(),
+            ca_path: tls.ca_path.clone(),
+            admin,
+            store_url,
+            data_dir: config.data_dir,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Waits until `hosts` agents are connected and reachable, or fails
+    /// after `timeout`.
+    pub async fn wait_ready(&self, hosts: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reachable = self.reachable_hosts().await.unwrap_or(0);
+            if reachable >= hosts {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("only {reachable} of {hosts} hosts connected after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Number of hosts whose agent is connected.
+    pub async fn reachable_hosts(&self) -> anyhow::Result<usize> {
+        let mut store = SessionStoreClient::new(lazy_channel(&self.store_url)?);
+        let request = switchboard_proto::ListServersRequest { page_size: 1000, ..Default::default() };
+        let page = store.list_servers(request).await?.into_inner();
+        Ok(page.servers.iter().filter(|server| server.reachable).count())
+    }
+
+    /// The shutdown token (cancel it to stop everything).
+    pub fn shutdown_token(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled or a service fails; then stops
+    /// every service and waits for them to drain.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let mut failure = None;
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            Some(joined) = self.tasks.join_next() => {
+                failure = Some(match joined {
+                    Ok((name, Err(error))) => anyhow::anyhow!("{name} failed: {error:#}"),
+                    Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                    Err(error) => anyhow::anyhow!("a service panicked: {error}"),
+                });
+                self.shutdown.cancel();
+            }
+        }
+        self.stop().await;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Stops every service and waits (bounded) for them to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("services did not drain within 10s; aborting them");
+            self.tasks.abort_all();
+        }
+        AdminChannel::remove(&self.data_dir);
+    }
+}
