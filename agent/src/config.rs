@@ -116,17 +116,12 @@ impl AgentConfig {
         Self::parse(&text)
     }
 
-    /// Parses and validates `agent.conf` text, logging a warning for every ignored key.
+    /// Parses and validates `agent.conf` text. Nothing is logged here (logging is configured from the
+    /// result); call [`AgentConfig::log_warnings`] once it is.
     pub fn parse(text: &str) -> Result<Self> {
         let config: Self = toml::from_str(text).map_err(|e| Error::Config(format!("agent.conf: {e}")))?;
-        match config.version.as_deref() {
-            None => {
-                return Err(Error::Config(format!(
-                    "agent.conf: missing top-level `version = '{CONFIG_VERSION}'`"
-                )));
-            }
-            Some(CONFIG_VERSION) => {}
-            Some(other) => tracing::warn!(version = other, "unknown agent.conf version; reading it as 0.1"),
+        if config.version.is_none() {
+            return Err(Error::Config(format!("agent.conf: missing top-level `version = '{CONFIG_VERSION}'`")));
         }
         if config.agent.broker_host.trim().is_empty() {
             return Err(Error::Config("agent.conf: `agent.broker_host` is empty".into()));
@@ -134,13 +129,20 @@ impl AgentConfig {
         if config.agent.broker_update_interval == 0 {
             return Err(Error::Config("agent.conf: `agent.broker_update_interval` must be at least 1".into()));
         }
-        if !config.agent.tls_strict {
+        Ok(config)
+    }
+
+    /// Logs what this build accepts but ignores: unknown keys, `tls_strict = false`, an unknown version.
+    pub fn log_warnings(&self) {
+        if let Some(version) = self.version.as_deref().filter(|v| *v != CONFIG_VERSION) {
+            tracing::warn!(version, "unknown agent.conf version; reading it as 0.1");
+        }
+        if !self.agent.tls_strict {
             tracing::warn!("`agent.tls_strict = false` is ignored; the broker certificate is always verified");
         }
-        for key in config.ignored_keys() {
+        for key in self.ignored_keys() {
             tracing::warn!(key, "ignoring unknown agent.conf key");
         }
-        Ok(config)
     }
 
     /// Keys present in the file that this build ignores, as dotted paths.

@@ -1,0 +1,306 @@
+//! The agent's session with the broker over `AgentLink.Connect`.
+//!
+//! One session is: connect, send the hello (identity, limits, tags, telemetry and the full session
+//! inventory), wait for the welcome, then a `select!` loop that sends an update every interval the broker
+//! asked for and runs each command on the driver, answering each with exactly one result. When the stream
+//! fails or ends the link reconnects with exponential backoff and full jitter (0.5 s doubling up to 30 s,
+//! reset by a welcome); every hello carries the full inventory, so nothing is lost across reconnects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use switchboard_common::Shutdown;
+use switchboard_proto::agent_link_client::AgentLinkClient;
+use switchboard_proto::{
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, HostCommand,
+    agent_message, broker_message,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::driver::DcvDriver;
+use crate::error::{Error, Result};
+use crate::{AgentOptions, HostProbe, commands};
+
+/// Commands run on the driver at once; when all are busy the link stops reading commands, which pushes
+/// back on the broker through HTTP/2 flow control.
+const MAX_CONCURRENT_COMMANDS: usize = 16;
+/// Messages queued towards the broker before senders wait.
+const OUTGOING_CAPACITY: usize = 64;
+/// How long the broker may take to answer the hello.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+/// First reconnect delay ceiling.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Largest reconnect delay ceiling.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Places where Linux distributions keep the system CA bundle, used when no `ca_file` is configured.
+const SYSTEM_CA_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Everything a session with the broker needs, shared by reconnects.
+pub(crate) struct Link {
+    options: AgentOptions,
+    driver: Arc<dyn DcvDriver>,
+    host: HostProbe,
+    commands: Arc<Semaphore>,
+}
+
+impl Link {
+    /// A link for `options`; nothing is dialed yet.
+    pub(crate) fn new(options: AgentOptions, driver: Arc<dyn DcvDriver>, host: HostProbe) -> Self {
+        Self { options, driver, host, commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)) }
+    }
+
+    /// Keeps a session with the broker open, reconnecting as needed, until `shutdown` is cancelled.
+    /// Fails only when the options cannot work (bad URL or CA).
+    pub(crate) async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let endpoint = broker_endpoint(&self.options)?;
+        let mut backoff = Backoff::default();
+        loop {
+            match self.session(&endpoint, &shutdown, &mut backoff).await {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::warn!(broker = %self.options.broker_url, %error, "broker link lost"),
+            }
+            let delay = backoff.next_delay();
+            tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting to broker");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One session; `Ok` only when it ended because of `shutdown`.
+    async fn session(&self, endpoint: &Endpoint, shutdown: &Shutdown, backoff: &mut Backoff) -> Result<()> {
+        let broker = &self.options.broker_url;
+        let channel: Channel = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            channel = endpoint.connect() => channel.map_err(|e| Error::Link(format!("cannot connect: {e}")))?,
+        };
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_CAPACITY);
+        // Queued before the call so it is the first message on the stream.
+        let hello = self.hello().await?;
+        let session_count = hello.sessions.len();
+        outgoing_tx.send(message(agent_message::Kind::Hello(hello))).await.expect("receiver is alive here");
+        let mut client = AgentLinkClient::new(channel);
+        let response = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            response = client.connect(ReceiverStream::new(outgoing_rx)) => response,
+        };
+        let mut inbound = response.map_err(|status| Error::Link(format!("connect refused: {status}")))?.into_inner();
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()) => first,
+        };
+        let welcome = match first {
+            Err(_) => return Err(Error::Protocol("no welcome within 30 s of the hello".into())),
+            Ok(Err(status)) => return Err(Error::Link(format!("stream failed before the welcome: {status}"))),
+            Ok(Ok(None)) => return Err(Error::Link("broker closed the stream before the welcome".into())),
+            Ok(Ok(Some(BrokerMessage { kind: Some(broker_message::Kind::Welcome(welcome)) }))) => welcome,
+            Ok(Ok(Some(_))) => return Err(Error::Protocol("the first broker message is not a welcome".into())),
+        };
+        backoff.reset();
+        let period = self.update_period(&welcome);
+        tracing::info!(
+            %broker,
+            broker_id = %welcome.broker_id,
+            epoch = welcome.epoch,
+            update_interval_s = period.as_secs(),
+            sessions = session_count,
+            "connected to broker"
+        );
+        let mut updates = tokio::time::interval_at(Instant::now() + period, period);
+        updates.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    tracing::info!("closing broker link");
+                    return Ok(());
+                }
+                _ = updates.tick() => {
+                    let Some(update) = self.update().await else { continue };
+                    outgoing_tx
+                        .send(message(agent_message::Kind::Update(update)))
+                        .await
+                        .map_err(|_| Error::Link("outgoing stream closed".into()))?;
+                }
+                received = inbound.message() => match received {
+                    Ok(Some(BrokerMessage { kind: Some(broker_message::Kind::Command(command)) })) => {
+                        self.spawn_command(command, outgoing_tx.clone()).await;
+                    }
+                    Ok(Some(_)) => tracing::debug!("ignoring a broker message that is not a command"),
+                    Ok(None) => return Err(Error::Link("broker closed the stream".into())),
+                    Err(status) => return Err(Error::Link(format!("stream failed: {status}"))),
+                },
+            }
+        }
+    }
+
+    /// The interval the welcome asks for, or the configured one when it asks for none.
+    fn update_period(&self, welcome: &BrokerWelcome) -> Duration {
+        let seconds = match welcome.update_interval_seconds {
+            0 => self.options.update_interval_seconds,
+            asked => asked,
+        };
+        Duration::from_secs(u64::from(seconds.max(1)))
+    }
+
+    /// Runs `command` on its own task once a command slot is free; its result goes to `outgoing_tx`.
+    async fn spawn_command(&self, command: HostCommand, outgoing_tx: mpsc::Sender<AgentMessage>) {
+        let permit = self.commands.clone().acquire_owned().await.expect("the command semaphore is never closed");
+        let driver = self.driver.clone();
+        tokio::spawn(async move {
+            let command_id = command.command_id.clone();
+            let result = commands::execute(driver.as_ref(), command).await;
+            drop(permit);
+            if outgoing_tx.send(message(agent_message::Kind::Result(result))).await.is_err() {
+                // The next hello's inventory tells the broker what happened.
+                tracing::warn!(command_id, "stream closed before the command result could be sent");
+            }
+        });
+    }
+
+    /// The first message of a session.
+    async fn hello(&self) -> Result<AgentHello> {
+        let options = &self.options;
+        let sessions = self.driver.list_sessions().await?;
+        Ok(AgentHello {
+            protocol_version: AGENT_PROTOCOL_VERSION,
+            server_id: options.server_id.clone(),
+            hostname: options.hostname.clone(),
+            ip: options.ip.clone(),
+            default_dns_name: options.hostname.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            dcv_version: self.driver.version().await,
+            endpoints: options.endpoints.clone(),
+            web_url_path: options.endpoints.first().map_or_else(|| "/".to_owned(), |e| e.web_url_path.clone()),
+            host: Some((self.host)()),
+            tags: options.tags.clone(),
+            max_virtual_sessions: options.max_virtual_sessions,
+            max_concurrent_sessions_per_user: options.max_concurrent_sessions_per_user,
+            dcv_healthy: self.driver.health().await,
+            sessions,
+            traceparent: String::new(),
+        })
+    }
+
+    /// A periodic update, or `None` when the inventory cannot be read (an empty one would read as "every
+    /// session is gone").
+    async fn update(&self) -> Option<AgentUpdate> {
+        let sessions = match self.driver.list_sessions().await {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list sessions; skipping this update");
+                return None;
+            }
+        };
+        Some(AgentUpdate {
+            host: Some((self.host)()),
+            tags: self.options.tags.clone(),
+            dcv_healthy: self.driver.health().await,
+            sessions,
+        })
+    }
+}
+
+fn message(kind: agent_message::Kind) -> AgentMessage {
+    AgentMessage { kind: Some(kind) }
+}
+
+/// The broker endpoint: TLS for `https://` (trusting the configured CA, else the system bundle), plaintext
+/// for `http://` (tests and in-process use only), HTTP/2 keepalive either way.
+fn broker_endpoint(options: &AgentOptions) -> Result<Endpoint> {
+    let url = &options.broker_url;
+    let invalid = |why: String| Error::Config(format!("broker url `{url}`: {why}"));
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| invalid(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if url.starts_with("https://") {
+        let ca_pem = match &options.ca_pem {
+            Some(pem) => pem.clone(),
+            None => system_ca_bundle()?,
+        };
+        switchboard_common::tls::parse_certs(&ca_pem).map_err(|e| Error::Config(format!("broker CA: {e}")))?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+        if let Some(domain) = &options.tls_domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| invalid(e.to_string()))?;
+    } else if !url.starts_with("http://") {
+        return Err(invalid("must start with https:// (or http:// without TLS)".into()));
+    }
+    Ok(endpoint)
+}
+
+fn system_ca_bundle() -> Result<String> {
+    SYSTEM_CA_BUNDLES.iter().find_map(|path| std::fs::read_to_string(path).ok()).ok_or_else(|| {
+        Error::Config("no `ca_file` configured and no system CA bundle found; set `ca_file` in [agent]".into())
+    })
+}
+
+/// Reconnect delays: full jitter over a ceiling that doubles from 0.5 s to 30 s.
+#[derive(Debug)]
+struct Backoff {
+    ceiling: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { ceiling: INITIAL_BACKOFF }
+    }
+}
+
+impl Backoff {
+    /// A random delay up to the current ceiling, then doubles the ceiling.
+    fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling;
+        self.ceiling = (ceiling * 2).min(MAX_BACKOFF);
+        Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64()))
+    }
+
+    /// Back to the first ceiling, after a successful welcome.
+    fn reset(&mut self) {
+        self.ceiling = INITIAL_BACKOFF;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let mut ceilings = Vec::new();
+        for _ in 0..10 {
+            let ceiling = backoff.ceiling;
+            assert!(backoff.next_delay() <= ceiling);
+            ceilings.push(ceiling.as_millis());
+        }
+        assert_eq!(ceilings, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+        backoff.reset();
+        assert_eq!(backoff.ceiling, INITIAL_BACKOFF);
+    }
+
+    #[test]
+    fn broker_urls_are_checked() {
+        let mut options = crate::simulated_host_options(0, "ftp://broker:1", None);
+        assert!(broker_endpoint(&options).is_err());
+        options.broker_url = "http://127.0.0.1:8445".into();
+        assert!(broker_endpoint(&options).is_ok());
+        options.broker_url = "https://127.0.0.1:8445".into();
+        options.ca_pem = Some("not a certificate".into());
+        let error = broker_endpoint(&options).unwrap_err();
+        assert!(error.to_string().contains("broker CA"), "{error}");
+    }
+}

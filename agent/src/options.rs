@@ -1,0 +1,170 @@
+//! What one agent needs to run, from `agent.conf` or built in code (the all-in-one's simulated hosts).
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+use switchboard_proto::{Endpoint, KeyValue};
+
+use crate::config::{AgentConfig, DriverKind};
+use crate::driver::DcvDriver;
+use crate::driver::simulated::SimulatedDriver;
+use crate::error::{Error, Result};
+use crate::identity::derive_server_id;
+use crate::tags::read_tags;
+use crate::telemetry::local_hostname;
+
+/// Port DCV serves clients on by default.
+pub const DEFAULT_DCV_PORT: u32 = 8443;
+
+/// Identity, limits and broker address of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The broker's agent endpoint: `https://host:port` (TLS), or `http://host:port` for plaintext, which
+    /// only tests and in-process hosts should use.
+    pub broker_url: String,
+    /// PEM CA certificates trusted for the broker; the system bundle when `None`.
+    pub ca_pem: Option<String>,
+    /// Name expected in the broker's certificate, when it differs from the URL's host.
+    pub tls_domain: Option<String>,
+    /// Stable server id the broker knows this host by.
+    pub server_id: String,
+    /// Host name reported to the broker.
+    pub hostname: String,
+    /// Address clients connect to.
+    pub ip: String,
+    /// DCV endpoints advertised to clients.
+    pub endpoints: Vec<Endpoint>,
+    /// Host tags, matched by session requirements.
+    pub tags: Vec<KeyValue>,
+    /// Maximum virtual sessions; 0 means unlimited.
+    pub max_virtual_sessions: u32,
+    /// Maximum concurrent sessions per owner; 0 means unlimited.
+    pub max_concurrent_sessions_per_user: u32,
+    /// Seconds between updates when the broker's welcome does not say.
+    pub update_interval_seconds: u32,
+}
+
+/// The default DCV endpoint of a host at `ip`: HTTP (TCP/WebSocket) on port 8443, web path `/`.
+pub fn default_endpoint(ip: &str) -> Endpoint {
+    Endpoint { ip_address: ip.to_owned(), port: DEFAULT_DCV_PORT, web_url_path: "/".into(), protocol: "HTTP".into() }
+}
+
+/// Options and driver for the host this agent runs on, as `agent.conf` describes it. Fails for the `dcv`
+/// driver (not in this build yet), an unreadable CA file or invalid tag files.
+pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dyn DcvDriver>)> {
+    let agent = &config.agent;
+    let max_virtual_sessions = agent.max_virtual_sessions.unwrap_or(0);
+    let driver: Arc<dyn DcvDriver> = match agent.driver {
+        DriverKind::Dcv => {
+            return Err(Error::Config(
+                "the dcv driver is not available in this build yet; set `driver = 'simulated'` in [agent] to run \
+                 simulated sessions"
+                    .into(),
+            ));
+        }
+        DriverKind::Simulated => Arc::new(SimulatedDriver::new(max_virtual_sessions)),
+    };
+    let ca_pem = match &agent.ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?),
+        None => None,
+    };
+    let tags = match &agent.tags_folder {
+        Some(folder) => read_tags(folder)?,
+        None => Vec::new(),
+    };
+    let hostname = agent.hostname.clone().or_else(local_hostname).unwrap_or_else(|| "localhost".into());
+    let ip = local_ip_towards(&agent.broker_host, agent.broker_port).unwrap_or_else(|| "127.0.0.1".into());
+    let server_id = agent.server_id.clone().unwrap_or_else(|| derive_server_id(&hostname, &ip));
+    let options = AgentOptions {
+        broker_url: config.broker_url(),
+        ca_pem,
+        tls_domain: None,
+        server_id,
+        hostname,
+        endpoints: vec![default_endpoint(&ip)],
+        ip,
+        tags,
+        max_virtual_sessions,
+        max_concurrent_sessions_per_user: agent.max_concurrent_sessions_per_user.unwrap_or(0),
+        update_interval_seconds: agent.broker_update_interval,
+    };
+    Ok((options, driver))
+}
+
+/// Options of simulated host number `index` for the all-in-one: host `sim-host-{index}` on 127.0.0.1, a
+/// server id derived like a real host's (so it is stable across restarts), tags `simulated = "true"` and
+/// `index = "{index}"`, no limits.
+pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<String>) -> AgentOptions {
+    let hostname = format!("sim-host-{index}");
+    let ip = "127.0.0.1".to_owned();
+    AgentOptions {
+        broker_url: broker_url.to_owned(),
+        ca_pem,
+        tls_domain: None,
+        server_id: derive_server_id(&hostname, &ip),
+        hostname,
+        endpoints: vec![default_endpoint(&ip)],
+        ip,
+        tags: vec![
+            KeyValue { key: "index".into(), value: index.to_string() },
+            KeyValue { key: "simulated".into(), value: "true".into() },
+        ],
+        max_virtual_sessions: 0,
+        max_concurrent_sessions_per_user: 0,
+        update_interval_seconds: 30,
+    }
+}
+
+/// The local address the kernel would use to reach the broker (a UDP "connect" sends nothing).
+fn local_ip_towards(broker_host: &str, broker_port: u16) -> Option<String> {
+    let socket = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect((broker_host, broker_port)).ok()?;
+    Some(socket.local_addr().ok()?.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dcv_driver_fails_clearly() {
+        let config = AgentConfig::parse("version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\n").unwrap();
+        let error = options_from_config(&config).err().unwrap();
+        assert!(error.to_string().contains("the dcv driver is not available in this build yet"), "{error}");
+    }
+
+    #[test]
+    fn a_simulated_config_gives_options() {
+        let tags = tempfile::tempdir().unwrap();
+        std::fs::write(tags.path().join("a.toml"), "gpu = \"none\"\n").unwrap();
+        let text = format!(
+            "version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\nbroker_port = 9000\ndriver = 'simulated'\n\
+             hostname = 'h1'\nmax_virtual_sessions = 3\ntags_folder = '{}'\n",
+            tags.path().display()
+        );
+        let (options, _driver) = options_from_config(&AgentConfig::parse(&text).unwrap()).unwrap();
+        assert_eq!(options.broker_url, "https://127.0.0.1:9000");
+        assert_eq!(options.hostname, "h1");
+        assert_eq!(options.ip, "127.0.0.1");
+        assert_eq!(options.server_id, derive_server_id("h1", "127.0.0.1"));
+        assert_eq!(options.max_virtual_sessions, 3);
+        assert_eq!(options.tags, [KeyValue { key: "gpu".into(), value: "none".into() }]);
+        assert_eq!(options.endpoints, [default_endpoint("127.0.0.1")]);
+    }
+
+    #[test]
+    fn the_server_id_override_wins() {
+        let text = "version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\ndriver = 'simulated'\nserver_id = 'x1'\n";
+        let (options, _driver) = options_from_config(&AgentConfig::parse(text).unwrap()).unwrap();
+        assert_eq!(options.server_id, "x1");
+    }
+
+    #[test]
+    fn simulated_hosts_have_stable_distinct_ids() {
+        let first = simulated_host_options(1, "http://127.0.0.1:1", None);
+        assert_eq!(first.server_id, simulated_host_options(1, "http://other:2", None).server_id);
+        assert_ne!(first.server_id, simulated_host_options(2, "http://127.0.0.1:1", None).server_id);
+        assert_eq!(first.hostname, "sim-host-1");
+        assert!(first.tags.iter().any(|t| t.key == "simulated" && t.value == "true"));
+    }
+}

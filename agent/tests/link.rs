@@ -1,0 +1,252 @@
+//! The agent against a fake broker served on 127.0.0.1 without TLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_agent::{DcvDriver, SimulatedDriver, simulated_host_options, telemetry::simulated_host};
+use switchboard_common::Shutdown;
+use switchboard_proto::agent_link_server::{AgentLink, AgentLinkServer};
+use switchboard_proto::{
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, BrokerWelcome, CloseSessionCommand, CommandResult,
+    CreateSessionCommand, CreateSessionSpec, HostCommand, SessionType, agent_message, broker_message, command_result,
+    host_command,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One agent stream as the fake broker sees it: what the agent sends and a way to answer.
+struct Connection {
+    inbound: Streaming<AgentMessage>,
+    to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
+}
+
+impl Connection {
+    async fn next(&mut self) -> agent_message::Kind {
+        let message = tokio::time::timeout(WAIT, self.inbound.message()).await.expect("agent message in time");
+        message.expect("stream ok").expect("stream open").kind.expect("message kind set")
+    }
+
+    async fn hello(&mut self) -> AgentHello {
+        match self.next().await {
+            agent_message::Kind::Hello(hello) => hello,
+            other => panic!("the first message is not a hello: {other:?}"),
+        }
+    }
+
+    async fn send(&self, kind: broker_message::Kind) {
+        self.to_agent.send(Ok(BrokerMessage { kind: Some(kind) })).await.expect("agent stream open");
+    }
+
+    async fn command(&self, command_id: &str, action: host_command::Action) {
+        let command = HostCommand { command_id: command_id.into(), action: Some(action) };
+        self.send(broker_message::Kind::Command(command)).await;
+    }
+
+    /// The result of `command_id`, skipping updates.
+    async fn result(&mut self, command_id: &str) -> CommandResult {
+        loop {
+            match self.next().await {
+                agent_message::Kind::Result(result) if result.command_id == command_id => return result,
+                agent_message::Kind::Result(result) => panic!("unexpected result {result:?}"),
+                agent_message::Kind::Update(_) => {}
+                agent_message::Kind::Hello(_) => panic!("a second hello on one stream"),
+            }
+        }
+    }
+}
+
+/// Hands every incoming stream to the test.
+struct FakeBroker {
+    connections_tx: mpsc::UnboundedSender<Connection>,
+}
+
+#[tonic::async_trait]
+impl AgentLink for FakeBroker {
+    type ConnectStream = ReceiverStream<Result<BrokerMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let (to_agent, to_agent_rx) = mpsc::channel(16);
+        let connection = Connection { inbound: request.into_inner(), to_agent };
+        self.connections_tx.send(connection).map_err(|_| Status::unavailable("test over"))?;
+        Ok(Response::new(ReceiverStream::new(to_agent_rx)))
+    }
+}
+
+/// Serves a fake broker on an ephemeral port; returns its URL and the stream of agent connections.
+async fn fake_broker(shutdown: Shutdown) -> (String, mpsc::UnboundedReceiver<Connection>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, serve_fake_broker(tonic::transport::Server::builder(), listener, shutdown))
+}
+
+fn serve_fake_broker(
+    mut server: tonic::transport::Server,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> mpsc::UnboundedReceiver<Connection> {
+    let (connections_tx, connections_rx) = mpsc::unbounded_channel();
+    let router = server.add_service(AgentLinkServer::new(FakeBroker { connections_tx }));
+    tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown));
+    connections_rx
+}
+
+async fn next_connection(connections_rx: &mut mpsc::UnboundedReceiver<Connection>) -> Connection {
+    tokio::time::timeout(WAIT, connections_rx.recv()).await.expect("agent connects in time").expect("broker up")
+}
+
+fn session_ids(hello: &AgentHello) -> Vec<&str> {
+    hello.sessions.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn virtual_spec(owner: &str) -> CreateSessionSpec {
+    CreateSessionSpec { owner: owner.into(), r#type: SessionType::Virtual as i32, ..Default::default() }
+}
+
+#[tokio::test]
+async fn hello_welcome_updates_commands_and_reconnect_keep_the_inventory() {
+    switchboard_common::telemetry::init_for_tests();
+    let broker_shutdown = Shutdown::new();
+    let (url, mut connections_rx) = fake_broker(broker_shutdown.clone()).await;
+
+    let driver = Arc::new(SimulatedDriver::new(0));
+    driver.create_session("existing", &virtual_spec("alice")).await.unwrap();
+    let options = simulated_host_options(7, &url, None);
+    let server_id = options.server_id.clone();
+    let agent_shutdown = Shutdown::new();
+    let agent = tokio::spawn(switchboard_agent::run(
+        options,
+        driver.clone() as Arc<dyn DcvDriver>,
+        || simulated_host(7),
+        agent_shutdown.clone(),
+    ));
+
+    // The hello comes first and carries identity and the full inventory.
+    let mut first = next_connection(&mut connections_rx).await;
+    let hello = first.hello().await;
+    assert_eq!(hello.protocol_version, AGENT_PROTOCOL_VERSION);
+    assert_eq!(hello.server_id, server_id);
+    assert_eq!(hello.hostname, "sim-host-7");
+    assert_eq!(hello.endpoints.len(), 1);
+    assert_eq!(hello.endpoints[0].port, 8443);
+    assert!(hello.dcv_healthy);
+    assert!(hello.host.is_some());
+    assert!(hello.tags.iter().any(|t| t.key == "index" && t.value == "7"));
+    assert_eq!(session_ids(&hello), ["existing"]);
+
+    // A short interval in the welcome brings updates.
+    let welcome = BrokerWelcome { update_interval_seconds: 1, broker_id: "fake".into(), epoch: 1 };
+    first.send(broker_message::Kind::Welcome(welcome)).await;
+    match first.next().await {
+        agent_message::Kind::Update(update) => {
+            assert_eq!(update.sessions.len(), 1);
+            assert!(update.host.is_some());
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+
+    // A create gets exactly its result, with the session.
+    let create = CreateSessionCommand { session_id: "new".into(), spec: Some(virtual_spec("bob")) };
+    first.command("c1", host_command::Action::Create(create)).await;
+    let result = first.result("c1").await;
+    assert_eq!(result.error, "");
+    match result.payload {
+        Some(command_result::Payload::Session(session)) => {
+            assert_eq!((session.id.as_str(), session.owner.as_str()), ("new", "bob"))
+        }
+        other => panic!("expected a session payload, got {other:?}"),
+    }
+
+    // A failing command is answered with its error.
+    first.command("c2", host_command::Action::Close(CloseSessionCommand { session_id: "nope".into() })).await;
+    assert_eq!(first.result("c2").await.error, "session not found: nope");
+
+    // The broker drops the stream: the agent reconnects and its hello has both sessions.
+    drop(first);
+    let mut second = next_connection(&mut connections_rx).await;
+    let hello = second.hello().await;
+    assert_eq!(hello.server_id, server_id);
+    assert_eq!(session_ids(&hello), ["existing", "new"]);
+
+    // Shutdown ends the agent.
+    agent_shutdown.cancel();
+    tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
+    broker_shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_agent_waits_for_a_broker_that_starts_late() {
+    switchboard_common::telemetry::init_for_tests();
+    // Reserve a port, release it, and start the broker there only after the agent has begun dialing.
+    let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let agent_shutdown = Shutdown::new();
+    let options = simulated_host_options(1, &format!("http://{address}"), None);
+    let driver: Arc<dyn DcvDriver> = Arc::new(SimulatedDriver::new(0));
+    let agent = tokio::spawn(switchboard_agent::run(options, driver, || simulated_host(1), agent_shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let broker_shutdown = Shutdown::new();
+    let mut connections_rx = serve_fake_broker(tonic::transport::Server::builder(), listener, broker_shutdown.clone());
+
+    let mut connection = next_connection(&mut connections_rx).await;
+    assert_eq!(connection.hello().await.hostname, "sim-host-1");
+    agent_shutdown.cancel();
+    tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
+    broker_shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_broker_that_sends_no_welcome_first_is_left() {
+    switchboard_common::telemetry::init_for_tests();
+    let broker_shutdown = Shutdown::new();
+    let (url, mut connections_rx) = fake_broker(broker_shutdown.clone()).await;
+    let agent_shutdown = Shutdown::new();
+    let driver: Arc<dyn DcvDriver> = Arc::new(SimulatedDriver::new(0));
+    let options = simulated_host_options(2, &url, None);
+    let agent = tokio::spawn(switchboard_agent::run(options, driver, || simulated_host(2), agent_shutdown.clone()));
+
+    let mut first = next_connection(&mut connections_rx).await;
+    first.hello().await;
+    let create = CreateSessionCommand { session_id: "early".into(), spec: Some(virtual_spec("alice")) };
+    first.command("early", host_command::Action::Create(create)).await;
+    // The agent drops the stream and says hello again on a new one; the early command was never run.
+    let mut second = next_connection(&mut connections_rx).await;
+    assert!(second.hello().await.sessions.is_empty());
+    agent_shutdown.cancel();
+    tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
+    broker_shutdown.cancel();
+}
+
+#[tokio::test]
+async fn https_brokers_are_verified_against_the_configured_ca() {
+    switchboard_common::telemetry::init_for_tests();
+    switchboard_common::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = switchboard_common::tls::DevCa::load_or_create(dir.path(), &[]).unwrap();
+    let identity = tonic::transport::Identity::from_pem(&ca.server.cert_pem, &ca.server.key_pem);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let broker_shutdown = Shutdown::new();
+    let mut connections_rx = serve_fake_broker(server, listener, broker_shutdown.clone());
+
+    let agent_shutdown = Shutdown::new();
+    let options = simulated_host_options(3, &url, Some(ca.ca_pem.clone()));
+    let driver: Arc<dyn DcvDriver> = Arc::new(SimulatedDriver::new(0));
+    let agent = tokio::spawn(switchboard_agent::run(options, driver, || simulated_host(3), agent_shutdown.clone()));
+
+    let mut connection = next_connection(&mut connections_rx).await;
+    assert_eq!(connection.hello().await.hostname, "sim-host-3");
+    agent_shutdown.cancel();
+    tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
+    broker_shutdown.cancel();
+}
