@@ -1,1 +1,182 @@
-//! Placeholder.
+//! Switchboard auth: who may call the API, and the tokens that prove it.
+//!
+//! - [`keys`]: Ed25519 signing keys in the shared [`Backend`], the current key, the JWKS document.
+//! - [`tokens`]: access-token claims and the [`tokens::Signer`] that issues JWTs.
+//! - [`clients`]: the API client registry (id, name, hash of a 256-bit secret) and credential checks.
+//! - [`verify`]: [`verify::TokenVerifier`], used by the gateway to check bearer tokens against the key set.
+//! - [`service`]: the `Auth` gRPC service (token issuance, key set, admin registry calls).
+//!
+//! [`serve`] is the one entry point: it makes sure a signing key exists, then serves `Auth` plus
+//! gRPC health on a bound listener until shutdown.
+//!
+//! Every replica is equal: keys and clients live in the [`Backend`], two replicas racing to create
+//! the first key is harmless (all keys in the set verify; each replica signs with the newest one).
+
+pub mod clients;
+pub mod keys;
+pub mod service;
+pub mod tokens;
+pub mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use switchboard_common::{ErrorCode, Shutdown};
+use switchboard_proto::auth_server::AuthServer;
+use switchboard_session_store::backend::{Backend, BackendError};
+use tokio::net::TcpListener;
+
+/// Settings of the auth service; every replica must use the same values.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// `iss` claim of issued tokens, checked by verifiers.
+    pub issuer: String,
+    /// `aud` claim of issued tokens, checked by verifiers.
+    pub audience: String,
+    /// Lifetime of an access token; also how long a retired key stays in the key set.
+    pub token_lifetime_seconds: u32,
+    /// SHA-256 of the admin token that guards the client registry RPCs ([`admin_token_hash`]);
+    /// `None` disables those RPCs. Only the hash is kept so the token itself never sits in memory.
+    pub admin_token_sha256: Option<[u8; 32]>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "switchboard".to_owned(),
+            audience: "switchboard-api".to_owned(),
+            token_lifetime_seconds: 3600,
+            admin_token_sha256: None,
+        }
+    }
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("token_lifetime_seconds", &self.token_lifetime_seconds)
+            .field("admin_token_sha256", &self.admin_token_sha256.map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// The value to put in [`AuthConfig::admin_token_sha256`] for an admin token.
+pub fn admin_token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What can go wrong in the auth service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Unknown client or wrong secret; deliberately the same error for both.
+    #[error("invalid client credentials")]
+    InvalidCredentials,
+    /// A request field is malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An admin call came without the admin token, or with a wrong one.
+    #[error("admin token missing or invalid")]
+    AdminUnauthenticated,
+    /// Admin calls are disabled (no admin token configured).
+    #[error("admin channel disabled")]
+    AdminDisabled,
+    /// The named API client does not exist.
+    #[error("api client not found")]
+    ClientNotFound,
+    /// There is no signing key to issue tokens with.
+    #[error("no signing key available")]
+    NoSigningKey,
+    /// Generating, encoding or signing with a key failed.
+    #[error("key handling failed: {0}")]
+    Key(String),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The gRPC server failed.
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl Error {
+    /// The shared error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidCredentials | Self::AdminUnauthenticated => ErrorCode::Unauthenticated,
+            Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Self::AdminDisabled => ErrorCode::PermissionDenied,
+            Self::ClientNotFound => ErrorCode::NotFound,
+            Self::NoSigningKey => ErrorCode::Unavailable,
+            Self::Key(_) | Self::Transport(_) => ErrorCode::Internal,
+            Self::Backend(error) => error.code(),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    /// Internal detail stays in the logs; callers get the code and a generic message.
+    fn from(error: Error) -> Self {
+        let code = error.code();
+        match code {
+            ErrorCode::Internal => {
+                tracing::error!(error = %error, "auth request failed");
+                code.status("internal error")
+            }
+            ErrorCode::Unavailable => {
+                tracing::warn!(error = %error, "auth dependency unavailable");
+                code.status("service unavailable")
+            }
+            _ => code.status(error.to_string()),
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Serves the `Auth` service and gRPC health on `listener` until `shutdown` is cancelled.
+///
+/// Makes sure a signing key exists first (creating one if the backend has none), so the key set
+/// is never empty once health reports serving.
+pub async fn serve(
+    config: AuthConfig,
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let key = keys::ensure_signing_key(backend.as_ref()).await?;
+    tracing::info!(kid = %key.kid, issuer = %config.issuer, "auth signing key ready");
+    let (health_reporter, health_service) = switchboard_common::grpc::health();
+    let auth = service::AuthService::new(config, backend);
+    health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
+    let router = tonic::transport::Server::builder().add_service(health_service).add_service(AuthServer::new(auth));
+    switchboard_common::grpc::serve_router(router, listener, shutdown).await?;
+    tracing::info!("auth service stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_the_admin_hash() {
+        let config = AuthConfig { admin_token_sha256: Some(admin_token_hash("hunter2")), ..AuthConfig::default() };
+        let printed = format!("{config:?}");
+        assert!(printed.contains("[redacted]"));
+        let hash_byte = format!("{}", admin_token_hash("hunter2")[0]);
+        assert!(!printed.contains(&format!("[{hash_byte},")));
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_detail() {
+        let status: tonic::Status = Error::Key("pem parse error at byte 7".to_owned()).into();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        let status: tonic::Status = Error::InvalidCredentials.into();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(status.message(), "invalid client credentials");
+    }
+}

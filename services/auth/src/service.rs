@@ -1,0 +1,158 @@
+//! The `Auth` gRPC service: token issuance, the public key set, and the admin-only client registry.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq as _;
+use switchboard_proto::auth_server::Auth;
+use switchboard_proto::{
+    ApiClientInfo, GetKeySetRequest, IssueTokenRequest, IssueTokenResponse, KeySet, ListApiClientsRequest,
+    ListApiClientsResponse, RegisterApiClientRequest, RegisterApiClientResponse, UnregisterApiClientRequest,
+    UnregisterApiClientResponse,
+};
+use switchboard_session_store::backend::Backend;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::tokens::Signer;
+use crate::{AuthConfig, Error, Result, admin_token_hash, clients, keys};
+
+/// How long a replica keeps signing with the key it loaded before re-reading the stored keys, so
+/// replicas converge on the newest key after a race or a rotation.
+const SIGNER_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The `Auth` service of one replica. All state lives in the backend, except a short-lived cache
+/// of the signing key.
+pub struct AuthService {
+    config: AuthConfig,
+    backend: Arc<dyn Backend>,
+    /// The key currently used for signing and when it was loaded; std lock, never held across an
+    /// await (the backend is read outside it).
+    signer: Mutex<Option<(Instant, Arc<Signer>)>>,
+}
+
+impl fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    /// A service over `backend` with `config`.
+    pub fn new(config: AuthConfig, backend: Arc<dyn Backend>) -> Self {
+        Self { config, backend, signer: Mutex::new(None) }
+    }
+
+    /// The signer for new tokens, reloaded from the backend every [`SIGNER_CACHE_TTL`].
+    async fn signer(&self) -> Result<Arc<Signer>> {
+        if let Some((loaded_at, signer)) = self.signer.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && loaded_at.elapsed() < SIGNER_CACHE_TTL
+        {
+            return Ok(signer.clone());
+        }
+        let record = keys::ensure_signing_key(self.backend.as_ref()).await?;
+        let signer = Arc::new(Signer::from_record(&record)?);
+        *self.signer.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), signer.clone()));
+        Ok(signer)
+    }
+
+    /// Checks the `authorization: Bearer <admin token>` metadata of an admin call.
+    fn check_admin(&self, metadata: &MetadataMap) -> Result<()> {
+        let Some(expected) = &self.config.admin_token_sha256 else {
+            return Err(Error::AdminDisabled);
+        };
+        let presented = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(Error::AdminUnauthenticated)?;
+        if bool::from(admin_token_hash(presented).ct_eq(expected)) {
+            Ok(())
+        } else {
+            tracing::warn!("admin call with a wrong admin token");
+            Err(Error::AdminUnauthenticated)
+        }
+    }
+
+    async fn issue_token(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse> {
+        let client = clients::authenticate(self.backend.as_ref(), &request.client_id, &request.client_secret).await;
+        let client = client.inspect_err(|error| {
+            if matches!(error, Error::InvalidCredentials) {
+                tracing::info!(client_id = ?request.client_id, "token request with invalid credentials");
+            }
+        })?;
+        let signer = self.signer().await?;
+        let now_seconds = switchboard_common::time::now_ms() / 1000;
+        let lifetime = self.config.token_lifetime_seconds;
+        let issued =
+            signer.issue(&self.config.issuer, &self.config.audience, &client.client_id, now_seconds, lifetime)?;
+        tracing::info!(client_id = %client.client_id, jti = %issued.claims.jti, kid = %signer.kid(), "issued access token");
+        Ok(IssueTokenResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in_seconds: lifetime,
+        })
+    }
+
+    async fn key_set(&self) -> Result<KeySet> {
+        let stored = self.backend.list_signing_keys().await?;
+        let now_ms = switchboard_common::time::now_ms();
+        Ok(KeySet {
+            jwks_json: keys::jwks_json(&stored, now_ms, self.config.token_lifetime_seconds),
+            issuer: self.config.issuer.clone(),
+            audience: self.config.audience.clone(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
+        Ok(Response::new(AuthService::issue_token(self, request.into_inner()).await?))
+    }
+
+    async fn get_key_set(&self, _request: Request<GetKeySetRequest>) -> Result<Response<KeySet>, Status> {
+        Ok(Response::new(self.key_set().await?))
+    }
+
+    async fn register_api_client(
+        &self,
+        request: Request<RegisterApiClientRequest>,
+    ) -> Result<Response<RegisterApiClientResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        let client = clients::register(self.backend.as_ref(), &request.get_ref().client_name).await?;
+        Ok(Response::new(RegisterApiClientResponse {
+            client_id: client.record.client_id,
+            client_secret: client.client_secret.expose().to_owned(),
+        }))
+    }
+
+    async fn list_api_clients(
+        &self,
+        request: Request<ListApiClientsRequest>,
+    ) -> Result<Response<ListApiClientsResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        let clients = clients::list(self.backend.as_ref())
+            .await?
+            .into_iter()
+            .map(|record| ApiClientInfo {
+                client_id: record.client_id,
+                client_name: record.client_name,
+                created_unix_ms: record.created_unix_ms,
+            })
+            .collect();
+        Ok(Response::new(ListApiClientsResponse { clients }))
+    }
+
+    async fn unregister_api_client(
+        &self,
+        request: Request<UnregisterApiClientRequest>,
+    ) -> Result<Response<UnregisterApiClientResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        clients::unregister(self.backend.as_ref(), &request.get_ref().client_id).await?;
+        Ok(Response::new(UnregisterApiClientResponse {}))
+    }
+}

@@ -1,0 +1,123 @@
+//! Access tokens: signed JWTs (RFC 7519) naming the API client they were issued to.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use switchboard_session_store::backend::SigningKeyRecord;
+
+use crate::{Error, Result};
+
+/// The claims of an access token, as signed and as verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// Issuer: [`crate::AuthConfig::issuer`].
+    pub iss: String,
+    /// Audience: [`crate::AuthConfig::audience`].
+    pub aud: String,
+    /// Subject: the API client id.
+    pub sub: String,
+    /// Expiry, seconds since epoch.
+    pub exp: i64,
+    /// Issue time, seconds since epoch.
+    pub iat: i64,
+    /// Not valid before, seconds since epoch.
+    pub nbf: i64,
+    /// Unique token id (UUID v4), for audit logs and revocation lists.
+    pub jti: String,
+}
+
+/// A freshly issued access token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    /// The compact JWT.
+    pub access_token: String,
+    /// Its claims, for logging the `jti` and expiry.
+    pub claims: TokenClaims,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken").field("access_token", &"[redacted]").field("claims", &self.claims).finish()
+    }
+}
+
+/// Signs access tokens with one stored signing key.
+pub struct Signer {
+    kid: String,
+    key: EncodingKey,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer").field("kid", &self.kid).field("key", &"[redacted]").finish()
+    }
+}
+
+impl Signer {
+    /// Loads the private half of a stored key; only `EdDSA` keys are accepted.
+    pub fn from_record(record: &SigningKeyRecord) -> Result<Self> {
+        if record.algorithm != crate::keys::ALGORITHM {
+            return Err(Error::Key(format!("unsupported algorithm {:?} on key {}", record.algorithm, record.kid)));
+        }
+        let key = EncodingKey::from_ed_pem(record.private_key_pem.as_bytes())
+            .map_err(|error| Error::Key(format!("signing key {} unreadable: {error}", record.kid)))?;
+        Ok(Self { kid: record.kid.clone(), key })
+    }
+
+    /// The `kid` this signer puts in token headers.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Issues a token for `client_id`, valid from `now_unix_seconds` for `lifetime_seconds`.
+    pub fn issue(
+        &self,
+        issuer: &str,
+        audience: &str,
+        client_id: &str,
+        now_unix_seconds: i64,
+        lifetime_seconds: u32,
+    ) -> Result<IssuedToken> {
+        let claims = TokenClaims {
+            iss: issuer.to_owned(),
+            aud: audience.to_owned(),
+            sub: client_id.to_owned(),
+            exp: now_unix_seconds + i64::from(lifetime_seconds),
+            iat: now_unix_seconds,
+            nbf: now_unix_seconds,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let access_token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|error| Error::Key(format!("signing with {} failed: {error}", self.kid)))?;
+        Ok(IssuedToken { access_token, claims })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_token_carries_kid_and_claims() {
+        let record = crate::keys::generate_signing_key(0).unwrap();
+        let signer = Signer::from_record(&record).unwrap();
+        let issued = signer.issue("iss", "aud", "client-1", 1_000, 60).unwrap();
+        let header = jsonwebtoken::decode_header(&issued.access_token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(record.kid.as_str()));
+        assert_eq!(issued.claims.exp, 1_060);
+        assert_eq!(issued.claims.nbf, 1_000);
+        assert_eq!(issued.claims.sub, "client-1");
+        assert!(!format!("{issued:?} {signer:?}").contains(&issued.access_token));
+    }
+
+    #[test]
+    fn non_eddsa_records_are_refused() {
+        let mut record = crate::keys::generate_signing_key(0).unwrap();
+        record.algorithm = "HS256".to_owned();
+        assert!(Signer::from_record(&record).is_err());
+    }
+}
