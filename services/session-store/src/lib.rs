@@ -1,2 +1,134 @@
-//! Placeholder while building.
+//! Switchboard session-store: the owner of shared fleet state (sessions and
+//! servers) and of the agent streams.
+//!
+//! Module map:
+//! - [`backend`]: the [`backend::Backend`] trait, the embedded implementation
+//!   and the shared conformance suite;
+//! - [`service`]: the `SessionStore` gRPC service (sessions, servers, commands);
+//! - [`agent_link`]: the `AgentLink` gRPC service (one stream per host), its
+//!   registry of live streams, inventory reconciliation and liveness sweeps;
+//! - [`routing`]: sending host commands to the replica owning the stream;
+//! - `deletion`: DELETING → DELETED with the close command in the background;
+//! - [`error`]: the crate's error enum.
+//!
+//! [`serve`] runs both services on already-bound listeners until shutdown.
+
+pub mod agent_link;
 pub mod backend;
+mod deletion;
+pub mod error;
+pub mod routing;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_common::Shutdown;
+use switchboard_common::grpc::{health, serve_router};
+use switchboard_proto::agent_link_server::AgentLinkServer;
+use switchboard_proto::session_store_server::SessionStoreServer;
+use tonic::transport::{Server, ServerTlsConfig};
+
+pub use error::{Error, Result};
+
+use agent_link::AgentLinkService;
+use agent_link::hub::AgentHub;
+use backend::Backend;
+use routing::CommandRouter;
+use service::StoreService;
+
+/// Largest gRPC message either service accepts or sends (screenshots).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Settings of one session-store replica.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Unique id of this replica; names it as the owner of agent streams.
+    pub replica_id: String,
+    /// `http://host:port` of this replica's internal gRPC port, where other
+    /// replicas forward commands for the agents it owns.
+    pub advertised_address: String,
+    /// How often agents send updates (sent to them in the welcome).
+    pub update_interval_seconds: u32,
+    /// Lifetime of an agent-stream ownership lease; renewed every third of it.
+    pub agent_lease_seconds: u32,
+    /// How long `SendCommand` waits for a host when the caller gives no timeout.
+    pub command_timeout: Duration,
+    /// Whether servers seen for the first time are open for placement.
+    pub default_server_open: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: "session-store-0".to_owned(),
+            advertised_address: "http://127.0.0.1:8446".to_owned(),
+            update_interval_seconds: 10,
+            agent_lease_seconds: 30,
+            command_timeout: Duration::from_secs(30),
+            default_server_open: true,
+        }
+    }
+}
+
+/// The bound sockets the session-store serves on.
+pub struct Listeners {
+    /// Internal gRPC (`SessionStore` + health), plaintext.
+    pub grpc: tokio::net::TcpListener,
+    /// Agent endpoint (`AgentLink` + health), TLS when an identity is given.
+    pub agent: tokio::net::TcpListener,
+}
+
+/// Serves `SessionStore` on `listeners.grpc` and `AgentLink` on
+/// `listeners.agent` (TLS with `agent_tls`) until `shutdown` is cancelled,
+/// then ends the agent streams and lets in-flight calls finish. Also runs the
+/// liveness sweep.
+pub async fn serve(
+    config: StoreConfig,
+    listeners: Listeners,
+    backend: Arc<dyn Backend>,
+    agent_tls: Option<switchboard_common::tls::Identity>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let hub = Arc::new(AgentHub::default());
+    let router =
+        Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout));
+    let store = SessionStoreServer::new(StoreService::new(backend.clone(), router))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let link = AgentLinkServer::new(AgentLinkService::new(config.clone(), backend.clone(), hub, shutdown.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (store_health, store_health_service) = health();
+    store_health.set_serving::<SessionStoreServer<StoreService>>().await;
+    let (link_health, link_health_service) = health();
+    link_health.set_serving::<AgentLinkServer<AgentLinkService>>().await;
+
+    let grpc_router = Server::builder().add_service(store_health_service).add_service(store);
+    let mut agent_server = Server::builder();
+    if let Some(identity) = agent_tls {
+        switchboard_common::tls::install_crypto_provider();
+        let identity = tonic::transport::Identity::from_pem(identity.cert_pem, identity.key_pem);
+        agent_server = agent_server.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    let agent_router = agent_server.add_service(link_health_service).add_service(link);
+
+    let stop_liveness = shutdown.child_token();
+    let liveness = tokio::spawn(agent_link::liveness::run(
+        backend,
+        Duration::from_secs(u64::from(config.update_interval_seconds.max(1))),
+        config.default_server_open,
+        stop_liveness.clone(),
+    ));
+    tracing::info!(replica_id = %config.replica_id, "session-store serving");
+    let served = tokio::try_join!(
+        serve_router(grpc_router, listeners.grpc, shutdown.clone()),
+        serve_router(agent_router, listeners.agent, shutdown.clone()),
+    );
+    // Stops the sweep also when a server failed before shutdown was requested.
+    stop_liveness.cancel();
+    let _ = liveness.await;
+    served?;
+    Ok(())
+}

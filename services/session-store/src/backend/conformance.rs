@@ -185,7 +185,10 @@ async fn assign_rejections(backend: Arc<dyn Backend>) {
 async fn assign_limits(backend: Arc<dyn Backend>) {
     use AssignRejection::*;
     backend
-        .upsert_server_report(ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 2, ..server("h1") }, true)
+        .upsert_server_report(
+            ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 2, ..server("h1") },
+            true,
+        )
         .await
         .unwrap();
     for (id, owner, kind) in [

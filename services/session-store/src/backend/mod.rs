@@ -94,6 +94,9 @@ impl AssignRejection {
 }
 
 /// Outcome of [`Backend::assign_session`].
+// Returned once per placement attempt and matched at once: boxing the record
+// would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AssignOutcome {
     /// The session now belongs to the server (substate `PENDING_PREPARATION`).

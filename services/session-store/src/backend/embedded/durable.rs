@@ -31,16 +31,15 @@ pub(super) struct Durable {
 impl Durable {
     /// Opens (or creates) `<dir>/switchboard.redb`.
     pub(super) fn open(dir: &Path) -> BackendResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| BackendError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BackendError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         let db = Database::create(dir.join("switchboard.redb")).map_err(storage)?;
         Self::with_tables(db)
     }
 
     /// A database that lives in memory only (tests).
     pub(super) fn in_memory() -> BackendResult<Self> {
-        let db = redb::Builder::new()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(storage)?;
+        let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(storage)?;
         Self::with_tables(db)
     }
 

@@ -1,0 +1,124 @@
+//! The `AgentLink` service: one long-lived stream per DCV host.
+//!
+//! - [`stream`]: the per-stream session object (init / run / cleanup);
+//! - [`hub`]: the streams this replica owns and the commands awaiting results;
+//! - [`reconcile`]: turning an agent's full inventory into session writes;
+//! - [`liveness`]: marking silent servers unreachable, on every replica.
+
+pub mod hub;
+pub mod liveness;
+pub mod reconcile;
+mod stream;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use switchboard_common::Shutdown;
+use switchboard_proto::agent_link_server::AgentLink;
+use switchboard_proto::{AgentMessage, BrokerMessage, HostSession, ServerRecord, SessionState};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::StoreConfig;
+use crate::backend::{Backend, BackendError, BackendResult};
+use hub::AgentHub;
+use reconcile::Change;
+
+/// Why a session's host went quiet.
+pub const AGENT_UNREACHABLE: &str = "the host's agent is unreachable";
+
+/// What every agent stream of this replica shares.
+pub(crate) struct LinkContext {
+    pub(crate) config: StoreConfig,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) hub: Arc<AgentHub>,
+    pub(crate) shutdown: Shutdown,
+}
+
+/// The tonic `AgentLink` implementation.
+pub struct AgentLinkService {
+    context: Arc<LinkContext>,
+}
+
+impl AgentLinkService {
+    /// A service whose streams register in `hub` and end on `shutdown`.
+    pub fn new(config: StoreConfig, backend: Arc<dyn Backend>, hub: Arc<AgentHub>, shutdown: Shutdown) -> Self {
+        Self { context: Arc::new(LinkContext { config, backend, hub, shutdown }) }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkService {
+    type ConnectStream = ReceiverStream<Result<BrokerMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut incoming = request.into_inner();
+        let session = stream::AgentSession::init(self.context.clone(), &mut incoming).await?;
+        let outgoing_rx = session.start(incoming);
+        Ok(Response::new(ReceiverStream::new(outgoing_rx)))
+    }
+}
+
+/// Applies an agent's full inventory for `server_id`; returns how many
+/// writes it made. Conflicts are skipped: the next inventory retries them.
+pub(crate) async fn apply_inventory(
+    backend: &dyn Backend,
+    server_id: &str,
+    reported: &[HostSession],
+) -> BackendResult<usize> {
+    let on_server = backend.sessions_on_server(server_id).await?;
+    let known: HashSet<&str> = on_server.iter().map(|s| s.id.as_str()).collect();
+    let other_ids: Vec<String> =
+        reported.iter().filter(|h| !known.contains(h.id.as_str())).map(|h| h.id.clone()).collect();
+    let elsewhere = if other_ids.is_empty() { Vec::new() } else { backend.get_sessions(&other_ids).await? };
+    let changes = reconcile::reconcile(server_id, reported, &on_server, &elsewhere, switchboard_common::time::now_ms());
+    let mut written = 0;
+    for change in changes {
+        let outcome = match change {
+            Change::Insert(session) => backend.insert_session(session).await.map(|_| ()),
+            Change::Update { session, expected_revision } => {
+                backend.update_session(session, expected_revision).await.map(|_| ())
+            }
+        };
+        match outcome {
+            Ok(()) => written += 1,
+            Err(BackendError::Conflict(what) | BackendError::AlreadyExists(what)) => {
+                tracing::debug!(server_id, %what, "inventory write raced; next report retries");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
+}
+
+/// Marks a server unreachable and its READY sessions UNKNOWN. Idempotent and
+/// CAS-based, so any replica may run it at any time.
+pub(crate) async fn mark_unreachable(
+    backend: &dyn Backend,
+    server: ServerRecord,
+    default_open: bool,
+) -> BackendResult<()> {
+    let server_id = server.id.clone();
+    if server.reachable {
+        backend.upsert_server_report(ServerRecord { reachable: false, ..server }, default_open).await?;
+    }
+    for session in backend.sessions_on_server(&server_id).await? {
+        if session.state() != SessionState::Ready {
+            continue;
+        }
+        let expected_revision = session.revision;
+        let unknown = switchboard_proto::SessionRecord {
+            state: SessionState::Unknown as i32,
+            state_reason: AGENT_UNREACHABLE.to_owned(),
+            ..session
+        };
+        match backend.update_session(unknown, expected_revision).await {
+            Ok(_) | Err(BackendError::Conflict(_) | BackendError::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! One agent stream as a session object: [`AgentSession::init`] (hello,
+//! ownership, first report), `run` (a `select!` loop) and `cleanup`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use switchboard_common::time::now_ms;
+use switchboard_proto::agent_message::Kind as AgentKind;
+use switchboard_proto::broker_message::Kind as BrokerKind;
+use switchboard_proto::{
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, HostCommand,
+    ServerRecord,
+};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::LinkContext;
+use crate::backend::BackendError;
+use crate::service::backend_status;
+
+/// How long an agent has to send its hello after opening the stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commands queued for one agent before senders wait.
+const COMMAND_QUEUE: usize = 64;
+/// Messages queued towards the agent before the run loop waits.
+const OUTGOING_QUEUE: usize = 16;
+
+/// A stream after a successful hello.
+pub(super) struct AgentSession {
+    context: Arc<LinkContext>,
+    server_id: String,
+    epoch: u64,
+    /// The server as last reported; updates patch it.
+    report: ServerRecord,
+}
+
+/// Why the run loop ended.
+enum End {
+    AgentClosed,
+    Superseded,
+    Shutdown,
+}
+
+impl AgentSession {
+    /// Reads and checks the hello, claims the stream, stores the report and
+    /// reconciles the inventory.
+    pub(super) async fn init<S>(context: Arc<LinkContext>, incoming: &mut S) -> Result<Self, Status>
+    where
+        S: Stream<Item = Result<AgentMessage, Status>> + Unpin,
+    {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello received"))?;
+        let hello = match first {
+            Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) })) => hello,
+            Some(Ok(_)) => return Err(Status::invalid_argument("the first message must be AgentHello")),
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::cancelled("stream closed before hello")),
+        };
+        if hello.protocol_version != AGENT_PROTOCOL_VERSION {
+            return Err(Status::invalid_argument(format!(
+                "unsupported agent protocol version {} (this broker speaks {AGENT_PROTOCOL_VERSION})",
+                hello.protocol_version
+            )));
+        }
+        if hello.server_id.is_empty() {
+            return Err(Status::invalid_argument("server_id is required"));
+        }
+        let config = &context.config;
+        let backend = &*context.backend;
+        let lease_ms = i64::from(config.agent_lease_seconds) * 1000;
+        let ownership = backend
+            .claim_agent(&hello.server_id, &config.replica_id, &config.advertised_address, lease_ms)
+            .await
+            .map_err(backend_status)?;
+        let mut hello = hello;
+        let sessions = std::mem::take(&mut hello.sessions);
+        let report = server_from_hello(hello);
+        let server_id = report.id.clone();
+        backend.upsert_server_report(report.clone(), config.default_server_open).await.map_err(backend_status)?;
+        super::apply_inventory(backend, &server_id, &sessions).await.map_err(backend_status)?;
+        tracing::info!(server_id, epoch = ownership.epoch, "agent connected");
+        Ok(Self { context, server_id, epoch: ownership.epoch, report })
+    }
+
+    /// Sends the welcome, registers the stream and spawns the run loop;
+    /// returns the messages for the agent.
+    pub(super) fn start<S>(self, incoming: S) -> mpsc::Receiver<Result<BrokerMessage, Status>>
+    where
+        S: Stream<Item = Result<AgentMessage, Status>> + Unpin + Send + 'static,
+    {
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let welcome = BrokerWelcome {
+            update_interval_seconds: self.context.config.update_interval_seconds,
+            broker_id: self.context.config.replica_id.clone(),
+            epoch: self.epoch,
+        };
+        // The queue is empty and fresh, so this cannot fail.
+        let _ = outgoing_tx.try_send(Ok(BrokerMessage { kind: Some(BrokerKind::Welcome(welcome)) }));
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        self.context.hub.register(&self.server_id, self.epoch, command_tx);
+        tokio::spawn(async move {
+            let mut session = self;
+            let end = session.run(incoming, command_rx, &outgoing_tx).await;
+            session.cleanup(end, &outgoing_tx).await;
+        });
+        outgoing_rx
+    }
+
+    async fn run<S>(
+        &mut self,
+        mut incoming: S,
+        mut command_rx: mpsc::Receiver<HostCommand>,
+        outgoing_tx: &mpsc::Sender<Result<BrokerMessage, Status>>,
+    ) -> End
+    where
+        S: Stream<Item = Result<AgentMessage, Status>> + Unpin,
+    {
+        let lease_seconds = u64::from(self.context.config.agent_lease_seconds.max(3));
+        let mut renew = tokio::time::interval(Duration::from_secs(lease_seconds / 3));
+        renew.tick().await; // the claim just set the lease
+        let shutdown = self.context.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return End::Shutdown,
+                message = incoming.next() => match message {
+                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Err(status)) => {
+                        tracing::info!(server_id = %self.server_id, %status, "agent stream failed");
+                        return End::AgentClosed;
+                    }
+                    None => return End::AgentClosed,
+                },
+                Some(command) = command_rx.recv() => {
+                    let message = BrokerMessage { kind: Some(BrokerKind::Command(command)) };
+                    if outgoing_tx.send(Ok(message)).await.is_err() {
+                        return End::AgentClosed;
+                    }
+                }
+                _ = renew.tick() => {
+                    let lease_ms = i64::from(self.context.config.agent_lease_seconds) * 1000;
+                    match self.context.backend.renew_agent(&self.server_id, self.epoch, lease_ms).await {
+                        Ok(_) => {}
+                        Err(BackendError::Conflict(_)) => return End::Superseded,
+                        Err(error) => tracing::warn!(server_id = %self.server_id, %error, "lease renewal failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, message: AgentMessage) {
+        match message.kind {
+            Some(AgentKind::Update(update)) => {
+                if let Err(error) = self.apply_update(update).await {
+                    tracing::warn!(server_id = %self.server_id, %error, "agent update not stored");
+                }
+            }
+            Some(AgentKind::Result(result)) => self.context.hub.complete(&self.server_id, result),
+            Some(AgentKind::Hello(_)) => tracing::warn!(server_id = %self.server_id, "repeated hello ignored"),
+            None => tracing::debug!(server_id = %self.server_id, "empty agent message ignored"),
+        }
+    }
+
+    async fn apply_update(&mut self, update: AgentUpdate) -> Result<(), BackendError> {
+        self.report.host = update.host;
+        self.report.tags = update.tags;
+        self.report.dcv_healthy = update.dcv_healthy;
+        self.report.reachable = true;
+        self.report.last_seen_unix_ms = now_ms();
+        let backend = &*self.context.backend;
+        backend.upsert_server_report(self.report.clone(), self.context.config.default_server_open).await?;
+        super::apply_inventory(backend, &self.server_id, &update.sessions).await?;
+        Ok(())
+    }
+
+    async fn cleanup(self, end: End, outgoing_tx: &mpsc::Sender<Result<BrokerMessage, Status>>) {
+        let server_id = &self.server_id;
+        self.context.hub.deregister(server_id, self.epoch);
+        let backend = &*self.context.backend;
+        let (reason, still_ours) = match end {
+            End::Superseded => ("stream superseded by a newer connection", false),
+            End::Shutdown => ("broker replica shutting down", true),
+            End::AgentClosed => ("agent closed the stream", true),
+        };
+        tracing::info!(server_id, epoch = self.epoch, reason, "agent stream ended");
+        if !matches!(end, End::AgentClosed) {
+            let _ = outgoing_tx.send(Err(Status::unavailable(reason))).await;
+        }
+        if !still_ours {
+            return;
+        }
+        // Only the current owner (or nobody) may mark the server unreachable:
+        // the agent may already be connected to another replica.
+        let owner = backend.agent_owner(server_id).await;
+        let ours = matches!(&owner, Ok(None)) || matches!(&owner, Ok(Some(o)) if o.epoch == self.epoch);
+        if ours
+            && let Ok(mut servers) = backend.get_servers(std::slice::from_ref(server_id)).await
+            && let Some(server) = servers.pop()
+            && let Err(error) = super::mark_unreachable(backend, server, self.context.config.default_server_open).await
+        {
+            tracing::warn!(server_id, %error, "could not mark server unreachable");
+        }
+        if let Err(error) = backend.release_agent(server_id, self.epoch).await {
+            tracing::warn!(server_id, %error, "could not release agent ownership");
+        }
+    }
+}
+
+/// The server record an agent's hello describes.
+fn server_from_hello(hello: AgentHello) -> ServerRecord {
+    ServerRecord {
+        id: hello.server_id,
+        ip: hello.ip,
+        hostname: hello.hostname,
+        default_dns_name: hello.default_dns_name,
+        endpoints: hello.endpoints,
+        web_url_path: hello.web_url_path,
+        dcv_version: hello.dcv_version,
+        agent_version: hello.agent_version,
+        host: hello.host,
+        tags: hello.tags,
+        reachable: true,
+        dcv_healthy: hello.dcv_healthy,
+        max_virtual_sessions: hello.max_virtual_sessions,
+        max_concurrent_sessions_per_user: hello.max_concurrent_sessions_per_user,
+        last_seen_unix_ms: now_ms(),
+        ..Default::default()
+    }
+}

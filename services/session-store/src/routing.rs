@@ -1,0 +1,92 @@
+//! Routing host commands to whichever replica owns the agent's stream.
+//!
+//! Any replica accepts `SendCommand`. If the stream is local the command goes
+//! straight onto it; otherwise the call is forwarded once to the owner named
+//! by the backend, marked with [`FORWARDED_HEADER`] so it is never forwarded
+//! again (a stale ownership record cannot cause a loop).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_proto::session_store_client::SessionStoreClient;
+use switchboard_proto::{CommandResult, HostCommand, SendCommandRequest};
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::agent_link::hub::AgentHub;
+use crate::backend::Backend;
+use crate::service::backend_status;
+
+/// Metadata header marking a `SendCommand` forwarded by another replica.
+pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
+
+/// Sends commands to hosts, locally or through the owning replica.
+pub struct CommandRouter {
+    replica_id: String,
+    backend: Arc<dyn Backend>,
+    hub: Arc<AgentHub>,
+    default_timeout: Duration,
+    /// Lazily connected channels to peer replicas, by address. A std mutex:
+    /// only looked up and cloned, never held across `.await`.
+    peers: Mutex<HashMap<String, Channel>>,
+}
+
+impl CommandRouter {
+    /// A router for replica `replica_id`, waiting `default_timeout` for results
+    /// unless a call says otherwise.
+    pub fn new(replica_id: String, backend: Arc<dyn Backend>, hub: Arc<AgentHub>, default_timeout: Duration) -> Self {
+        Self { replica_id, backend, hub, default_timeout, peers: Mutex::default() }
+    }
+
+    /// Sends `command` to the agent of `server_id` and waits for its result.
+    /// `timeout` of `None` uses the default; `forwarded` is true when another
+    /// replica routed this call here (it is then never forwarded again).
+    pub async fn send(
+        &self,
+        server_id: &str,
+        mut command: HostCommand,
+        timeout: Option<Duration>,
+        forwarded: bool,
+    ) -> Result<CommandResult, Status> {
+        if command.command_id.is_empty() {
+            command.command_id = uuid::Uuid::new_v4().to_string();
+        }
+        let timeout = timeout.unwrap_or(self.default_timeout);
+        if let Some(outcome) = self.hub.send_local(server_id, command.clone(), timeout).await {
+            return outcome;
+        }
+        let not_connected = || Status::unavailable(format!("agent for server {server_id} is not connected"));
+        if forwarded {
+            return Err(not_connected());
+        }
+        let owner = self.backend.agent_owner(server_id).await.map_err(backend_status)?;
+        let Some(owner) = owner.filter(|o| o.owner_id != self.replica_id) else {
+            return Err(not_connected());
+        };
+        tracing::debug!(server_id, owner = %owner.owner_id, "forwarding command to the owning replica");
+        let channel = self.peer(&owner.owner_address)?;
+        let mut request = tonic::Request::new(SendCommandRequest {
+            server_id: server_id.to_owned(),
+            command: Some(command),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        });
+        request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        request.set_timeout(timeout + Duration::from_secs(2));
+        let response = SessionStoreClient::new(channel).send_command(request).await?;
+        Ok(response.into_inner())
+    }
+
+    fn peer(&self, address: &str) -> Result<Channel, Status> {
+        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = peers.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = switchboard_common::grpc::lazy_channel(address).map_err(|error| {
+            tracing::warn!(address, %error, "bad peer replica address");
+            Status::unavailable("owning replica unreachable")
+        })?;
+        peers.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}

@@ -1,0 +1,260 @@
+//! The `SessionStore` gRPC service: sessions, servers and host commands over
+//! any [`Backend`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_common::ErrorCode;
+use switchboard_common::time::now_ms;
+use switchboard_proto::session_store_server::SessionStore;
+use switchboard_proto::{
+    AssignSessionRequest, AssignSessionResponse, CommandResult, CreateSessionRequest, DeleteSessionOutcome,
+    DeleteSessionsRequest, DeleteSessionsResponse, GetSessionsRequest, KeyValue, ListServersRequest,
+    ListSessionsRequest, SendCommandRequest, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
+    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, assign_session_response,
+};
+use tonic::{Request, Response, Status};
+
+use crate::backend::{AssignOutcome, Backend, BackendError};
+use crate::deletion;
+use crate::routing::{CommandRouter, FORWARDED_HEADER};
+
+/// The API's message for a session that does not exist (or is not the caller's).
+pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
+/// Largest page a list call returns.
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Maps a backend failure to a gRPC status; internal detail stays in the log.
+pub fn backend_status(error: BackendError) -> Status {
+    let code = error.code();
+    if code == ErrorCode::Internal {
+        tracing::error!(%error, "backend failure");
+        return code.status("internal storage error");
+    }
+    code.status(error.to_string())
+}
+
+/// The tonic `SessionStore` implementation.
+pub struct StoreService {
+    backend: Arc<dyn Backend>,
+    router: Arc<CommandRouter>,
+}
+
+impl StoreService {
+    /// A service over `backend`, sending host commands through `router`.
+    pub fn new(backend: Arc<dyn Backend>, router: Arc<CommandRouter>) -> Self {
+        Self { backend, router }
+    }
+
+    /// The servers `sessions` reference, each once, in first-seen order.
+    async fn servers_of(&self, sessions: &[SessionRecord]) -> Result<Vec<ServerRecord>, Status> {
+        let mut ids: Vec<String> = Vec::new();
+        for session in sessions {
+            if !session.server_id.is_empty() && !ids.contains(&session.server_id) {
+                ids.push(session.server_id.clone());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.get_servers(&ids).await.map_err(backend_status)
+    }
+}
+
+fn page_size(requested: u32) -> Result<usize, Status> {
+    if !(1..=MAX_PAGE_SIZE).contains(&requested) {
+        return Err(Status::invalid_argument(format!("page_size must be 1..={MAX_PAGE_SIZE}")));
+    }
+    Ok(requested as usize)
+}
+
+fn has_tags(server: Option<&ServerRecord>, tags: &[KeyValue]) -> bool {
+    tags.is_empty() || server.is_some_and(|server| tags.iter().all(|tag| server.tags.contains(tag)))
+}
+
+#[tonic::async_trait]
+impl SessionStore for StoreService {
+    async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
+        let session = request.into_inner().session.ok_or_else(|| Status::invalid_argument("session is required"))?;
+        if session.id.is_empty() {
+            return Err(Status::invalid_argument("session id is required"));
+        }
+        let stored = self.backend.insert_session(session).await.map_err(backend_status)?;
+        Ok(Response::new(stored))
+    }
+
+    async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
+        let ids = request.into_inner().session_ids;
+        let sessions = self.backend.get_sessions(&ids).await.map_err(backend_status)?;
+        let servers = self.servers_of(&sessions).await?;
+        Ok(Response::new(SessionsPage { sessions, servers, last_id: String::new() }))
+    }
+
+    async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let mut servers: HashMap<String, Option<ServerRecord>> = HashMap::new();
+        let mut page = Vec::new();
+        let mut cursor = request.after_id;
+        'scan: loop {
+            let batch = self.backend.list_sessions(&cursor, limit).await.map_err(backend_status)?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.id.clone();
+            let batch_full = batch.len() == limit;
+            if !request.tags.is_empty() {
+                let missing: Vec<String> = batch
+                    .iter()
+                    .filter(|s| !s.server_id.is_empty() && !servers.contains_key(&s.server_id))
+                    .map(|s| s.server_id.clone())
+                    .collect();
+                for id in &missing {
+                    servers.insert(id.clone(), None);
+                }
+                for server in self.backend.get_servers(&missing).await.map_err(backend_status)? {
+                    servers.insert(server.id.clone(), Some(server));
+                }
+            }
+            for session in batch {
+                let owner_matches = request.owner.as_ref().is_none_or(|owner| *owner == session.owner);
+                let server = servers.get(&session.server_id).and_then(Option::as_ref);
+                if owner_matches && has_tags(server, &request.tags) {
+                    page.push(session);
+                    if page.len() == limit {
+                        break 'scan;
+                    }
+                }
+            }
+            if !batch_full {
+                break;
+            }
+        }
+        let last_id =
+            if page.len() == limit { page.last().map(|s| s.id.clone()).unwrap_or_default() } else { String::new() };
+        let servers = self.servers_of(&page).await?;
+        Ok(Response::new(SessionsPage { sessions: page, servers, last_id }))
+    }
+
+    async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
+        let request = request.into_inner();
+        let session = request.session.ok_or_else(|| Status::invalid_argument("session is required"))?;
+        let stored = self.backend.update_session(session, request.expected_revision).await.map_err(backend_status)?;
+        Ok(Response::new(stored))
+    }
+
+    async fn assign_session(
+        &self,
+        request: Request<AssignSessionRequest>,
+    ) -> Result<Response<AssignSessionResponse>, Status> {
+        let request = request.into_inner();
+        let outcome =
+            self.backend.assign_session(&request.session_id, &request.server_id).await.map_err(backend_status)?;
+        let outcome = match outcome {
+            AssignOutcome::Assigned(session) => assign_session_response::Outcome::Session(session),
+            AssignOutcome::Rejected(reason) => assign_session_response::Outcome::Rejected(reason.as_str().to_owned()),
+        };
+        Ok(Response::new(AssignSessionResponse { outcome: Some(outcome) }))
+    }
+
+    async fn delete_sessions(
+        &self,
+        request: Request<DeleteSessionsRequest>,
+    ) -> Result<Response<DeleteSessionsResponse>, Status> {
+        let mut outcomes = Vec::new();
+        for item in request.into_inner().items {
+            let outcome = match deletion::start(&self.backend, &self.router, &item).await? {
+                Ok(state) => DeleteSessionOutcome {
+                    session_id: item.session_id,
+                    state: state as i32,
+                    failure_reason: String::new(),
+                },
+                Err(reason) => DeleteSessionOutcome {
+                    session_id: item.session_id,
+                    state: SessionState::Unspecified as i32,
+                    failure_reason: reason,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        Ok(Response::new(DeleteSessionsResponse { outcomes }))
+    }
+
+    async fn list_servers(&self, request: Request<ListServersRequest>) -> Result<Response<ServersPage>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let servers = if request.server_ids.is_empty() {
+            self.backend.list_servers(&request.after_id, limit).await.map_err(backend_status)?
+        } else {
+            let found = self.backend.get_servers(&request.server_ids).await.map_err(backend_status)?;
+            let sorted: BTreeMap<String, ServerRecord> = found.into_iter().map(|s| (s.id.clone(), s)).collect();
+            sorted.into_values().filter(|s| s.id > request.after_id).take(limit).collect()
+        };
+        let last_id = if servers.len() == limit {
+            servers.last().map(|s| s.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ServersPage { servers, last_id }))
+    }
+
+    async fn set_servers_open(
+        &self,
+        request: Request<SetServersOpenRequest>,
+    ) -> Result<Response<SetServersOpenResponse>, Status> {
+        let request = request.into_inner();
+        let mut outcomes = Vec::new();
+        for server_id in request.server_ids {
+            let failure = set_one_open(&*self.backend, &server_id, request.open, request.force).await?;
+            let (failure_code, failure_reason) = failure.unwrap_or_default();
+            outcomes.push(SetServerOpenOutcome {
+                server_id,
+                failure_code: failure_code.to_owned(),
+                failure_reason: failure_reason.to_owned(),
+            });
+        }
+        Ok(Response::new(SetServersOpenResponse { outcomes }))
+    }
+
+    async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandResult>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED_HEADER);
+        let request = request.into_inner();
+        let command = request.command.ok_or_else(|| Status::invalid_argument("command is required"))?;
+        let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)));
+        let result = self.router.send(&request.server_id, command, timeout, forwarded).await?;
+        Ok(Response::new(result))
+    }
+}
+
+/// Opens or closes one server; `Some((code, reason))` when refused.
+async fn set_one_open(
+    backend: &dyn Backend,
+    server_id: &str,
+    open: bool,
+    force: bool,
+) -> Result<Option<(&'static str, &'static str)>, Status> {
+    const NOT_FOUND: (&str, &str) = ("DCV_SERVER_NOT_FOUND", "Dcv server not found.");
+    if backend.get_servers(&[server_id.to_owned()]).await.map_err(backend_status)?.is_empty() {
+        return Ok(Some(NOT_FOUND));
+    }
+    if !open && !force {
+        let sessions = backend.sessions_on_server(server_id).await.map_err(backend_status)?;
+        if sessions.iter().any(|s| s.state() != SessionState::Deleted) {
+            return Ok(Some(("SERVER_HAS_SESSIONS", "Dcv server has sessions; close it with force to proceed.")));
+        }
+    }
+    match backend.set_server_open(server_id, open).await {
+        Ok(_) => Ok(None),
+        Err(BackendError::NotFound(_)) => Ok(Some(NOT_FOUND)),
+        Err(error) => Err(backend_status(error)),
+    }
+}
+
+/// Marks `session` DELETED now (used for forced deletes and unplaced sessions).
+pub(crate) fn deleted(mut session: SessionRecord, reason: &str) -> SessionRecord {
+    session.state = SessionState::Deleted as i32;
+    session.substate.clear();
+    session.state_reason = reason.to_owned();
+    session.num_of_connections = 0;
+    session.ended_unix_ms = now_ms();
+    session
+}

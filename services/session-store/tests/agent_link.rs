@@ -1,0 +1,255 @@
+//! The agent link end to end: real servers on 127.0.0.1:0, a fake agent, and
+//! the `SessionStore` API observing and commanding it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_common::Shutdown;
+use switchboard_common::grpc::lazy_channel;
+use switchboard_proto::agent_link_client::AgentLinkClient;
+use switchboard_proto::agent_message::Kind as AgentKind;
+use switchboard_proto::broker_message::Kind as BrokerKind;
+use switchboard_proto::host_command::Action;
+use switchboard_proto::session_store_client::SessionStoreClient;
+use switchboard_proto::{
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, CommandResult, DeleteSessionItem,
+    DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest, ScreenshotCommand,
+    SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
+};
+use switchboard_session_store::backend::Backend;
+use switchboard_session_store::backend::embedded::EmbeddedBackend;
+use switchboard_session_store::{Listeners, StoreConfig, serve};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// Upper bound for any single wait; nothing in these tests should take long.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// One running replica.
+struct Replica {
+    store: SessionStoreClient<Channel>,
+    agent_url: String,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<switchboard_session_store::Result<()>>,
+}
+
+async fn start_replica(replica_id: &str, backend: Arc<dyn Backend>) -> Replica {
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
+    let agent_url = format!("http://{}", agent.local_addr().unwrap());
+    let config = StoreConfig {
+        replica_id: replica_id.to_owned(),
+        advertised_address: grpc_url.clone(),
+        command_timeout: Duration::from_secs(5),
+        ..StoreConfig::default()
+    };
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(serve(config, Listeners { grpc, agent }, backend, None, shutdown.clone()));
+    Replica { store: SessionStoreClient::new(lazy_channel(&grpc_url).unwrap()), agent_url, shutdown, task }
+}
+
+impl Replica {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        within("replica shutdown", self.task).await.unwrap().unwrap();
+    }
+
+    async fn server(&mut self, server_id: &str) -> Option<ServerRecord> {
+        let request = ListServersRequest { server_ids: vec![server_id.into()], page_size: 10, after_id: String::new() };
+        self.store.list_servers(request).await.unwrap().into_inner().servers.pop()
+    }
+
+    async fn session_state(&mut self, session_id: &str) -> SessionState {
+        let request = GetSessionsRequest { session_ids: vec![session_id.into()] };
+        self.store.get_sessions(request).await.unwrap().into_inner().sessions[0].state()
+    }
+}
+
+/// A fake agent: what it sends and what the broker sends it.
+struct FakeAgent {
+    to_broker: mpsc::Sender<AgentMessage>,
+    from_broker: tonic::Streaming<BrokerMessage>,
+}
+
+fn hello(server_id: &str, protocol_version: u32) -> AgentHello {
+    AgentHello {
+        protocol_version,
+        server_id: server_id.into(),
+        hostname: "dcv-1".into(),
+        dcv_healthy: true,
+        sessions: vec![HostSession {
+            id: "s1".into(),
+            name: "desk".into(),
+            owner: "alice".into(),
+            r#type: SessionType::Virtual as i32,
+            num_of_connections: 1,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn connect(agent_url: &str, hello: AgentHello) -> Result<FakeAgent, tonic::Status> {
+    let (to_broker, agent_rx) = mpsc::channel(8);
+    to_broker.send(AgentMessage { kind: Some(AgentKind::Hello(hello)) }).await.unwrap();
+    let mut client = AgentLinkClient::new(lazy_channel(agent_url).unwrap());
+    let from_broker = within("connect", client.connect(ReceiverStream::new(agent_rx))).await?.into_inner();
+    Ok(FakeAgent { to_broker, from_broker })
+}
+
+impl FakeAgent {
+    async fn next(&mut self) -> BrokerKind {
+        within("a broker message", self.from_broker.message()).await.unwrap().unwrap().kind.unwrap()
+    }
+
+    async fn next_command(&mut self) -> HostCommand {
+        match self.next().await {
+            BrokerKind::Command(command) => command,
+            other => panic!("expected a command, got {other:?}"),
+        }
+    }
+
+    async fn answer(&self, result: CommandResult) {
+        self.to_broker.send(AgentMessage { kind: Some(AgentKind::Result(result)) }).await.unwrap();
+    }
+}
+
+/// Polls until `check` holds; the broker offers no event to await here.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+fn screenshot() -> HostCommand {
+    HostCommand {
+        command_id: String::new(),
+        action: Some(Action::Screenshot(ScreenshotCommand { session_id: "s1".into(), ..Default::default() })),
+    }
+}
+
+#[tokio::test]
+async fn agent_stream_lifecycle() {
+    switchboard_common::telemetry::init_for_tests();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let mut replica = start_replica("r1", backend).await;
+
+    let mut agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let BrokerKind::Welcome(welcome) = agent.next().await else { panic!("first message must be the welcome") };
+    assert_eq!(welcome.broker_id, "r1");
+    assert_eq!(welcome.update_interval_seconds, 10);
+    assert!(welcome.epoch > 0);
+
+    let server = replica.server("h1").await.expect("server registered by the hello");
+    assert!(server.reachable && server.open, "connected server is reachable and open by default");
+    assert_eq!(server.virtual_session_count, 1, "the reported session counts");
+    assert_eq!(replica.session_state("s1").await, SessionState::Ready, "reported session is READY");
+
+    // A command through the store API reaches the agent and its result comes back.
+    let mut store = replica.store.clone();
+    let call = tokio::spawn(async move {
+        let request = SendCommandRequest { server_id: "h1".into(), command: Some(screenshot()), timeout_ms: 5000 };
+        store.send_command(request).await
+    });
+    let command = agent.next_command().await;
+    assert!(!command.command_id.is_empty(), "the store fills in the command id");
+    agent.answer(CommandResult { command_id: command.command_id.clone(), ..Default::default() }).await;
+    let result = within("send_command", call).await.unwrap().unwrap().into_inner();
+    assert_eq!(result.command_id, command.command_id);
+
+    // Closing a server with sessions needs force; unknown servers are reported.
+    let request = SetServersOpenRequest { server_ids: vec!["h1".into(), "nope".into()], open: false, force: false };
+    let outcomes = replica.store.set_servers_open(request).await.unwrap().into_inner().outcomes;
+    assert_eq!(outcomes[0].failure_code, "SERVER_HAS_SESSIONS");
+    assert_eq!(outcomes[1].failure_code, "DCV_SERVER_NOT_FOUND");
+    assert_eq!(outcomes[1].failure_reason, "Dcv server not found.");
+
+    // Delete: DELETING at once, DELETED when the host confirms the close.
+    let items = vec![
+        DeleteSessionItem { session_id: "s1".into(), owner: "mallory".into(), force: false },
+        DeleteSessionItem { session_id: "s1".into(), owner: "alice".into(), force: false },
+    ];
+    let outcomes = replica.store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap().into_inner().outcomes;
+    assert_eq!(
+        outcomes[0].failure_reason, "The requested dcvSession does not exist",
+        "owner mismatch hides the session"
+    );
+    assert_eq!(outcomes[1].state(), SessionState::Deleting);
+    let close = agent.next_command().await;
+    assert!(matches!(&close.action, Some(Action::Close(c)) if c.session_id == "s1"), "host told to close: {close:?}");
+    agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+    eventually("session DELETED", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Deleted
+        }
+    })
+    .await;
+
+    // The agent goes away: the server becomes unreachable, commands fail fast.
+    drop(agent);
+    eventually("server unreachable", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = ListServersRequest { server_ids: vec!["h1".into()], page_size: 1, after_id: String::new() };
+            !replica_store.list_servers(request).await.unwrap().into_inner().servers[0].reachable
+        }
+    })
+    .await;
+    let request = SendCommandRequest { server_id: "h1".into(), command: Some(screenshot()), timeout_ms: 1000 };
+    let status = replica.store.send_command(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("not connected"), "{status:?}");
+
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn hello_with_wrong_protocol_version_is_refused() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let replica = start_replica("r1", backend).await;
+    let status = connect(&replica.agent_url, hello("h1", 99)).await.err().expect("version 99 must be refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn commands_are_forwarded_to_the_owning_replica() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let owner = start_replica("owner", backend.clone()).await;
+    let mut other = start_replica("other", backend).await;
+    let mut agent = connect(&owner.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+
+    let call = tokio::spawn(async move {
+        let request = SendCommandRequest { server_id: "h1".into(), command: Some(screenshot()), timeout_ms: 5000 };
+        let result = other.store.send_command(request).await;
+        (other, result)
+    });
+    let command = agent.next_command().await;
+    agent
+        .answer(CommandResult { command_id: command.command_id.clone(), error: "boom".into(), ..Default::default() })
+        .await;
+    let (other, result) = within("forwarded send_command", call).await.unwrap();
+    let result = result.expect("forwarded call succeeds").into_inner();
+    assert_eq!((result.command_id, result.error.as_str()), (command.command_id, "boom"), "host error passed through");
+
+    drop(agent);
+    other.stop().await;
+    owner.stop().await;
+}

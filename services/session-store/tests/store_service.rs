@@ -1,0 +1,125 @@
+//! The `SessionStore` API over a real server: listing filters and pages,
+//! deletes that need no host, placement calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_common::Shutdown;
+use switchboard_common::grpc::lazy_channel;
+use switchboard_proto::session_store_client::SessionStoreClient;
+use switchboard_proto::{
+    AssignSessionRequest, CreateSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue,
+    ListSessionsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
+};
+use switchboard_session_store::backend::conformance::{server, session};
+use switchboard_session_store::backend::embedded::EmbeddedBackend;
+use switchboard_session_store::backend::{AssignOutcome, Backend};
+use switchboard_session_store::{Listeners, StoreConfig, serve};
+
+async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<tonic::transport::Channel>, Shutdown) {
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", grpc.local_addr().unwrap());
+    let config = StoreConfig { advertised_address: url.clone(), ..StoreConfig::default() };
+    let shutdown = Shutdown::new();
+    tokio::spawn(serve(config, Listeners { grpc, agent }, backend, None, shutdown.clone()));
+    (SessionStoreClient::new(lazy_channel(&url).unwrap()), shutdown)
+}
+
+fn ids(page: &switchboard_proto::SessionsPage) -> Vec<&str> {
+    page.sessions.iter().map(|s| s.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn list_sessions_filters_and_pages() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let gpu = vec![KeyValue { key: "gpu".into(), value: "a100".into() }];
+    backend.upsert_server_report(ServerRecord { tags: gpu.clone(), ..server("h-gpu") }, true).await.unwrap();
+    backend.upsert_server_report(server("h-cpu"), true).await.unwrap();
+    for (id, owner, host) in
+        [("a", "alice", "h-gpu"), ("b", "bob", "h-gpu"), ("c", "alice", "h-cpu"), ("d", "alice", "")]
+    {
+        backend.insert_session(session(id, owner, SessionType::Virtual)).await.unwrap();
+        if !host.is_empty() {
+            assert!(matches!(backend.assign_session(id, host).await.unwrap(), AssignOutcome::Assigned(_)));
+        }
+    }
+    let (mut client, shutdown) = start(backend).await;
+    let list = |owner: Option<&str>, tags: Vec<KeyValue>, page_size, after_id: &str| ListSessionsRequest {
+        owner: owner.map(str::to_owned),
+        tags,
+        page_size,
+        after_id: after_id.to_owned(),
+    };
+
+    let first = client.list_sessions(list(Some("alice"), vec![], 2, "")).await.unwrap().into_inner();
+    assert_eq!(ids(&first), ["a", "c"]);
+    assert_eq!(first.last_id, "c", "a full page names its last id");
+    let servers: Vec<&str> = first.servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(servers, ["h-gpu", "h-cpu"], "referenced servers, once each");
+    assert_eq!(first.servers[0].virtual_session_count, 2, "counts are derived");
+    let rest = client.list_sessions(list(Some("alice"), vec![], 2, "c")).await.unwrap().into_inner();
+    assert_eq!(ids(&rest), ["d"]);
+    assert!(rest.last_id.is_empty(), "a short page ends the listing");
+
+    let tagged = client.list_sessions(list(None, gpu, 10, "")).await.unwrap().into_inner();
+    assert_eq!(ids(&tagged), ["a", "b"], "only sessions on servers carrying every tag");
+
+    let status = client.list_sessions(list(None, vec![], 0, "")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "page_size 0 is refused");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn deletes_without_a_host_and_placement_calls() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    // Seen just now, so the liveness sweep leaves it reachable.
+    let h1 = ServerRecord { last_seen_unix_ms: switchboard_common::time::now_ms(), ..server("h1") };
+    backend.upsert_server_report(h1, true).await.unwrap();
+    let (mut client, shutdown) = start(backend.clone()).await;
+
+    for id in ["placing", "placed", "forced"] {
+        let request = CreateSessionRequest { session: Some(session(id, "alice", SessionType::Virtual)) };
+        assert_eq!(client.create_session(request).await.unwrap().into_inner().revision, 1);
+    }
+    let duplicate = CreateSessionRequest { session: Some(session("placed", "alice", SessionType::Virtual)) };
+    assert_eq!(client.create_session(duplicate).await.unwrap_err().code(), tonic::Code::AlreadyExists);
+
+    for id in ["placed", "forced"] {
+        let request = AssignSessionRequest { session_id: id.into(), server_id: "h1".into() };
+        let outcome = client.assign_session(request).await.unwrap().into_inner().outcome.unwrap();
+        assert!(matches!(outcome, assign_session_response::Outcome::Session(s) if s.server_id == "h1"));
+    }
+    let request = AssignSessionRequest { session_id: "placed".into(), server_id: "h1".into() };
+    let outcome = client.assign_session(request).await.unwrap().into_inner().outcome.unwrap();
+    assert_eq!(outcome, assign_session_response::Outcome::Rejected("SESSION_NOT_PLACEABLE".into()));
+
+    let item = |id: &str, force| DeleteSessionItem { session_id: id.into(), owner: "alice".into(), force };
+    let items = vec![item("placing", false), item("forced", true), item("missing", false)];
+    let outcomes = client.delete_sessions(DeleteSessionsRequest { items }).await.unwrap().into_inner().outcomes;
+    assert_eq!(outcomes[0].state(), SessionState::Deleted, "an unplaced session is deleted at once");
+    assert_eq!(outcomes[1].state(), SessionState::Deleted, "force deletes without the host");
+    assert_eq!(outcomes[2].failure_reason, "The requested dcvSession does not exist");
+    let again = vec![item("forced", true)];
+    let outcomes = client.delete_sessions(DeleteSessionsRequest { items: again }).await.unwrap().into_inner().outcomes;
+    assert_eq!(outcomes[0].failure_reason, "The requested dcvSession does not exist", "DELETED counts as gone");
+
+    // No agent is connected: the close cannot be sent, the session stays DELETING with the reason.
+    let items = vec![item("placed", false)];
+    let outcomes = client.delete_sessions(DeleteSessionsRequest { items }).await.unwrap().into_inner().outcomes;
+    assert_eq!(outcomes[0].state(), SessionState::Deleting);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let record = backend.get_sessions(&["placed".into()]).await.unwrap().remove(0);
+            if !record.state_reason.is_empty() {
+                assert_eq!(record.state(), SessionState::Deleting);
+                assert!(record.state_reason.contains("not connected"), "{}", record.state_reason);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("close failure recorded");
+    shutdown.cancel();
+}
