@@ -1,1 +1,147 @@
-//! Placeholder.
+//! Switchboard placement: validates CreateSessions items, chooses hosts and
+//! drives session creation on them.
+//!
+//! - [`validate`]: per-item checks of a `CreateSessionSpec` (FailureReason texts).
+//! - [`requirements`]: the minimal `tag = 'value' and ...` matcher (the full
+//!   requirements language is a later issue).
+//! - [`place`]: candidate ranking, `AssignSession` over candidates, and the
+//!   "no server can host the session" explanation.
+//! - [`service`]: the tonic `Placement` service (records sessions, answers at once).
+//! - [`driver`]: the background task that places one session, creates it on the
+//!   host, retries elsewhere on failure and records the final state.
+//!
+//! Placement keeps no state of its own: every decision goes through
+//! session-store's atomic operations, so any number of replicas may run.
+
+pub mod driver;
+pub mod place;
+pub mod requirements;
+pub mod service;
+pub mod validate;
+
+use std::{sync::Arc, time::Duration};
+
+use switchboard_common::{ErrorCode, Shutdown};
+use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub use service::PlacementService;
+
+/// Placement settings.
+#[derive(Debug, Clone)]
+pub struct PlacementConfig {
+    /// How many other hosts to try after creation fails on one (unless the
+    /// item sets `DisableRetryOnFailure`).
+    pub retries_on_failure: u32,
+    /// Most `AutorunFileArguments` items accepted.
+    pub autorun_args_max: usize,
+    /// Longest accepted autorun argument, in characters.
+    pub autorun_arg_max_len: usize,
+    /// Most items in one CreateSessions call.
+    pub max_batch: usize,
+    /// How long a host may take to create a session before the attempt fails.
+    pub create_timeout: Duration,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        Self {
+            retries_on_failure: 2,
+            autorun_args_max: 50,
+            autorun_arg_max_len: 150,
+            max_batch: 100,
+            create_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What can go wrong in placement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A session-store call failed.
+    #[error("session-store call failed: {}", .0.message())]
+    Store(tonic::Status),
+    /// Read-modify-write of a session kept losing to concurrent writers.
+    #[error("concurrent updates kept conflicting on session {0}")]
+    Conflict(String),
+    /// session-store answered something the contract does not allow.
+    #[error("unexpected answer from session-store: {0}")]
+    Protocol(String),
+    /// Serving gRPC failed.
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl Error {
+    /// The shared error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Store(status) => ErrorCode::from_grpc(status.code()),
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Protocol(_) | Self::Transport(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        let code = error.code();
+        let message = match code {
+            ErrorCode::Internal => "internal error".to_owned(),
+            _ => error.to_string(),
+        };
+        code.status(message)
+    }
+}
+
+/// Result alias for placement.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Serves `Placement` and gRPC health on `listener` until `shutdown` is
+/// cancelled; then lets in-flight calls finish and waits (up to
+/// `create_timeout`) for background placements to complete.
+pub async fn serve(
+    config: PlacementConfig,
+    listener: TcpListener,
+    store: SessionStoreClient<Channel>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let create_timeout = config.create_timeout;
+    let service = PlacementService::new(config, store);
+    let placements = service.placements();
+    let (reporter, health) = switchboard_common::grpc::health();
+    reporter.set_serving::<PlacementServer<PlacementService>>().await;
+    let router = tonic::transport::Server::builder().add_service(health).add_service(PlacementServer::new(service));
+    tracing::info!(addr = ?listener.local_addr().ok(), "placement serving");
+    switchboard_common::grpc::serve_router(router, listener, shutdown).await?;
+    if !placements.drain(create_timeout).await {
+        tracing::warn!("background placements still running at shutdown; their sessions stay CREATING");
+    }
+    tracing::info!("placement stopped");
+    Ok(())
+}
+
+/// Handle on the background placement tasks, for draining at shutdown.
+#[derive(Clone, Debug)]
+pub struct Placements(Arc<tokio::sync::Semaphore>);
+
+impl Placements {
+    /// Background placements that may run at once.
+    pub const CONCURRENCY: u32 = 64;
+
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(Self::CONCURRENCY as usize)))
+    }
+
+    pub(crate) fn permits(&self) -> Arc<tokio::sync::Semaphore> {
+        self.0.clone()
+    }
+
+    /// Waits until every queued or running placement finished, or `timeout`
+    /// passed; `true` when all finished. The semaphore is fair, so tasks queued
+    /// before this call run before it returns.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.0.acquire_many(Self::CONCURRENCY)).await.is_ok_and(|permit| permit.is_ok())
+    }
+}

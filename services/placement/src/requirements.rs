@@ -36,9 +36,7 @@ impl Requirements {
             }
             let raw_key = &rest[..key_len];
             if raw_key.contains(':') && !raw_key.starts_with("tag:") {
-                return Err(unsupported(&format!(
-                    "only tag equality is supported for now (\"{raw_key}\")"
-                )));
+                return Err(unsupported(&format!("only tag equality is supported for now (\"{raw_key}\")")));
             }
             let key = raw_key.strip_prefix("tag:").unwrap_or(raw_key);
             if key.is_empty() {
@@ -48,9 +46,8 @@ impl Requirements {
             rest = rest.strip_prefix('=').filter(|after| !after.starts_with('=')).ok_or_else(|| {
                 unsupported(&format!("only '=' comparisons are supported (at \"{}\")", excerpt(rest)))
             })?;
-            let (value, after) = quoted(rest.trim_start()).ok_or_else(|| {
-                unsupported(&format!("expected a single-quoted value after \"{raw_key} =\""))
-            })?;
+            let (value, after) = quoted(rest.trim_start())
+                .ok_or_else(|| unsupported(&format!("expected a single-quoted value after \"{raw_key} =\"")))?;
             tags.push((key.to_owned(), value));
             rest = after.trim_start();
             if rest.is_empty() {

@@ -1,0 +1,253 @@
+//! Conversions between the API's JSON shapes and the proto records.
+
+use base64::Engine as _;
+use switchboard_common::time::rfc3339_ms;
+use switchboard_proto as pb;
+
+use crate::model::{
+    Aws, CpuInfo, CpuLoadAverage, CreateSessionRequestData, Endpoint, Gpu, Host, KeyValuePair, LoggedInUser, Memory,
+    Os, Server, Session,
+};
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// The API name of a session type.
+pub fn session_type_name(session_type: pb::SessionType) -> &'static str {
+    match session_type {
+        pb::SessionType::Console => "CONSOLE",
+        pb::SessionType::Virtual => "VIRTUAL",
+        pb::SessionType::Unspecified => "UNKNOWN",
+    }
+}
+
+/// The API name of a session state.
+pub fn session_state_name(state: pb::SessionState) -> &'static str {
+    match state {
+        pb::SessionState::Creating => "CREATING",
+        pb::SessionState::Ready => "READY",
+        pb::SessionState::Deleting => "DELETING",
+        pb::SessionState::Deleted => "DELETED",
+        pb::SessionState::Unknown | pb::SessionState::Unspecified => "UNKNOWN",
+    }
+}
+
+/// A session, with its server embedded when it is placed.
+pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) -> Session {
+    Session {
+        id: record.id.clone(),
+        name: non_empty(&record.name),
+        owner: record.owner.clone(),
+        server: server.map(self::server),
+        session_type: session_type_name(record.r#type()).to_owned(),
+        max_concurrent_clients: (record.max_concurrent_clients != 0).then_some(record.max_concurrent_clients),
+        state: session_state_name(record.state()).to_owned(),
+        substate: non_empty(&record.substate),
+        state_reason: non_empty(&record.state_reason),
+        creation_time: rfc3339_ms(record.creation_time_unix_ms),
+        last_disconnection_time: rfc3339_ms(record.last_disconnection_time_unix_ms),
+        num_of_connections: record.num_of_connections,
+        storage_root: non_empty(&record.storage_root),
+    }
+}
+
+/// `(Availability, UnavailabilityReason)` derived from the record.
+fn availability(record: &pb::ServerRecord) -> (&'static str, Option<&'static str>) {
+    let full = record.max_virtual_sessions > 0 && record.virtual_session_count >= record.max_virtual_sessions;
+    let reason = if !record.reachable {
+        Some("UNREACHABLE_AGENT")
+    } else if !record.open {
+        Some("SERVER_CLOSED")
+    } else if !record.dcv_healthy {
+        Some("UNHEALTHY_DCV_SERVER")
+    } else if full {
+        Some("SERVER_FULL")
+    } else {
+        None
+    };
+    (if reason.is_some() { "UNAVAILABLE" } else { "AVAILABLE" }, reason)
+}
+
+/// A server as the API shows it.
+pub fn server(record: &pb::ServerRecord) -> Server {
+    let (availability, reason) = availability(record);
+    let port = record.endpoints.iter().find(|e| e.protocol.eq_ignore_ascii_case("HTTP")).map(|e| e.port.to_string());
+    Server {
+        id: record.id.clone(),
+        ip: record.ip.clone(),
+        hostname: record.hostname.clone(),
+        default_dns_name: non_empty(&record.default_dns_name),
+        port,
+        endpoints: record
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ip_address: e.ip_address.clone(),
+                port: e.port,
+                web_url_path: e.web_url_path.clone(),
+                protocol: e.protocol.clone(),
+            })
+            .collect(),
+        web_url_path: non_empty(&record.web_url_path),
+        version: non_empty(&record.dcv_version),
+        session_manager_agent_version: non_empty(&record.agent_version),
+        availability: availability.to_owned(),
+        unavailability_reason: reason.map(str::to_owned),
+        console_session_count: record.console_session_count,
+        virtual_session_count: record.virtual_session_count,
+        host: record.host.as_ref().map(host),
+        tags: record.tags.iter().map(|t| KeyValuePair { key: t.key.clone(), value: t.value.clone() }).collect(),
+    }
+}
+
+fn host(info: &pb::HostInfo) -> Host {
+    let memory = |m: &pb::MemoryUsage| Memory { total_bytes: m.total_bytes, used_bytes: m.used_bytes };
+    Host {
+        os: info.os.as_ref().map(|os| Os {
+            family: non_empty(&os.family),
+            name: non_empty(&os.name),
+            version: non_empty(&os.version),
+            kernel_version: non_empty(&os.kernel_version),
+            build_number: non_empty(&os.build_number),
+        }),
+        memory: info.memory.as_ref().map(memory),
+        swap: info.swap.as_ref().map(memory),
+        aws: info.aws.as_ref().map(|aws| Aws {
+            region: aws.region.clone(),
+            ec2_instance_type: aws.ec2_instance_type.clone(),
+            ec2_instance_id: aws.ec2_instance_id.clone(),
+            ec2_image_id: aws.ec2_image_id.clone(),
+        }),
+        cpu_info: info.cpu_info.as_ref().map(|cpu| CpuInfo {
+            vendor: cpu.vendor.clone(),
+            model_name: cpu.model_name.clone(),
+            architecture: cpu.architecture.clone(),
+            number_of_cpus: cpu.number_of_cpus,
+            physical_cores_per_cpu: cpu.physical_cores_per_cpu,
+        }),
+        cpu_load_average: info.cpu_load_average.as_ref().map(|load| CpuLoadAverage {
+            one_minute: load.one_minute,
+            five_minutes: load.five_minutes,
+            fifteen_minutes: load.fifteen_minutes,
+        }),
+        gpus: info.gpus.iter().map(|g| Gpu { vendor: g.vendor.clone(), model_name: g.model_name.clone() }).collect(),
+        logged_in_users: info.logged_in_users.iter().map(|u| LoggedInUser { username: u.clone() }).collect(),
+    }
+}
+
+/// The JSON-level checks of one createSessions item; `Err` is its
+/// FailureReason. Field rules (owner, lengths, type/GL combination) are
+/// placement's; here only what the proto cannot carry is checked: the type
+/// string, a negative or oversized client count, and base64.
+pub fn create_spec(item: &CreateSessionRequestData) -> Result<pb::CreateSessionSpec, String> {
+    let session_type = match item.session_type.as_deref() {
+        None => pb::SessionType::Unspecified,
+        Some(text) if text.eq_ignore_ascii_case("CONSOLE") => pb::SessionType::Console,
+        Some(text) if text.eq_ignore_ascii_case("VIRTUAL") => pb::SessionType::Virtual,
+        Some(text) => return Err(format!("Invalid session type \"{text}\": Type must be CONSOLE or VIRTUAL")),
+    };
+    let max_concurrent_clients = match item.max_concurrent_clients {
+        None => 0,
+        Some(n) if n < 0 => return Err("MaxConcurrentClients must be 0 or greater".into()),
+        Some(n) => u32::try_from(n).map_err(|_| format!("MaxConcurrentClients must be at most {}", u32::MAX))?,
+    };
+    let permissions_file = match item.permissions_file.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| "PermissionsFile is not valid base64".to_owned())?,
+    };
+    Ok(pb::CreateSessionSpec {
+        name: item.name.clone().unwrap_or_default(),
+        owner: item.owner.clone().unwrap_or_default(),
+        r#type: session_type as i32,
+        dcv_gl_enabled: item.dcv_gl_enabled.unwrap_or(false),
+        max_concurrent_clients,
+        init_file: item.init_file.clone().or_else(|| item.init_file_path.clone()).unwrap_or_default(),
+        autorun_file: item.autorun_file.clone().unwrap_or_default(),
+        autorun_file_arguments: item.autorun_file_arguments.clone().unwrap_or_default(),
+        permissions_file,
+        requirements: item.requirements.clone().unwrap_or_default(),
+        enqueue_request: item.enqueue_request.unwrap_or(false),
+        disable_retry_on_failure: item.disable_retry_on_failure.unwrap_or(false),
+        storage_root: item.storage_root.clone().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_port_is_the_first_http_endpoint_as_a_string() {
+        let record = pb::ServerRecord {
+            id: "s".into(),
+            reachable: true,
+            open: true,
+            dcv_healthy: true,
+            endpoints: vec![
+                pb::Endpoint { port: 8443, protocol: "QUIC".into(), ..Default::default() },
+                pb::Endpoint { port: 9443, protocol: "HTTP".into(), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(server(&record)).unwrap();
+        assert_eq!(json["Port"], "9443");
+        assert_eq!(json["Endpoints"][0]["Port"], 8443);
+        assert_eq!(json["Availability"], "AVAILABLE");
+        assert!(json.get("UnavailabilityReason").is_none());
+        assert!(json.get("Host").is_none());
+    }
+
+    #[test]
+    fn unavailable_servers_say_why() {
+        let record = pb::ServerRecord { reachable: true, open: false, dcv_healthy: true, ..Default::default() };
+        let json = serde_json::to_value(server(&record)).unwrap();
+        assert_eq!(
+            (json["Availability"].as_str(), json["UnavailabilityReason"].as_str()),
+            (Some("UNAVAILABLE"), Some("SERVER_CLOSED"))
+        );
+    }
+
+    #[test]
+    fn aws_fields_keep_the_contract_capitalisation() {
+        let info = pb::HostInfo {
+            aws: Some(pb::AwsInfo { ec2_instance_type: "g4dn".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(host(&info)).unwrap();
+        assert_eq!(json["Aws"]["EC2InstanceType"], "g4dn");
+    }
+
+    #[test]
+    fn create_spec_maps_and_checks_json_level_fields() {
+        let item = CreateSessionRequestData {
+            owner: Some("alice".into()),
+            session_type: Some("virtual".into()),
+            init_file_path: Some("init.sh".into()),
+            permissions_file: Some("aGVsbG8=".into()),
+            max_concurrent_clients: Some(3),
+            ..Default::default()
+        };
+        let spec = create_spec(&item).unwrap();
+        assert_eq!(spec.r#type(), pb::SessionType::Virtual);
+        assert_eq!(spec.init_file, "init.sh");
+        assert_eq!(spec.permissions_file, b"hello");
+        assert_eq!(spec.max_concurrent_clients, 3);
+
+        let bad = |item: CreateSessionRequestData| create_spec(&item).unwrap_err();
+        assert!(
+            bad(CreateSessionRequestData { session_type: Some("X".into()), ..item.clone() })
+                .starts_with("Invalid session type")
+        );
+        assert_eq!(
+            bad(CreateSessionRequestData { max_concurrent_clients: Some(-1), ..item.clone() }),
+            "MaxConcurrentClients must be 0 or greater"
+        );
+        assert_eq!(
+            bad(CreateSessionRequestData { permissions_file: Some("%%%".into()), ..item }),
+            "PermissionsFile is not valid base64"
+        );
+    }
+}

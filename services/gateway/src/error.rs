@@ -1,0 +1,110 @@
+//! The gateway's one error type and how it becomes an HTTP response.
+//!
+//! Every error is a JSON body `{"error": "..."}` with the status from
+//! [`ErrorCode::http_status`] (413 for an oversized body, which has no shared
+//! code). Upstream gRPC failures keep their code, but only client-side (4xx)
+//! messages pass through; server-side detail is logged and replaced by a
+//! generic text.
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+use switchboard_common::ErrorCode;
+
+/// What can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or violates a limit.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The body exceeds the configured limit.
+    #[error("Request body is too large")]
+    PayloadTooLarge,
+    /// No such route.
+    #[error("Not found")]
+    NotFound,
+    /// Route exists, method does not.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// The request took longer than the configured timeout.
+    #[error("Request timed out")]
+    Timeout,
+    /// A backing service failed.
+    #[error("upstream call failed: {}", .0.message())]
+    Upstream(#[from] tonic::Status),
+    /// A bug or an unexpected answer.
+    #[error("{0}")]
+    Internal(String),
+    /// Serving HTTP failed (startup or listener errors).
+    #[error("serving HTTP: {0}")]
+    Serve(#[from] std::io::Error),
+    /// TLS material was refused.
+    #[error("tls: {0}")]
+    Tls(#[from] switchboard_common::tls::TlsError),
+}
+
+/// Result alias for the gateway.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    /// The shared error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) => ErrorCode::InvalidArgument,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::PayloadTooLarge => ErrorCode::InvalidArgument,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::InvalidArgument,
+            Self::Timeout => ErrorCode::Timeout,
+            Self::Upstream(status) => ErrorCode::from_grpc(status.code()),
+            Self::Internal(_) | Self::Serve(_) | Self::Tls(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            _ => self.code().http_status(),
+        }
+    }
+
+    /// The text API clients see.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Upstream(status) => match ErrorCode::from_grpc(status.code()) {
+                ErrorCode::Unavailable => "Service temporarily unavailable".into(),
+                ErrorCode::Timeout => "Timed out waiting for a backing service".into(),
+                ErrorCode::Internal => "Internal error".into(),
+                _ => status.message().to_owned(),
+            },
+            Self::Internal(_) | Self::Serve(_) | Self::Tls(_) => "Internal error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The JSON error body.
+pub fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+        }
+        let mut response = error_body(status, self.public_message());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

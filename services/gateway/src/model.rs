@@ -1,0 +1,398 @@
+//! The REST API's JSON shapes, named and typed exactly as in
+//! `dcv-session-manager-api.yaml` (the wire contract).
+//!
+//! Request types reject unknown fields (reported as `Unrecognized field "X"`
+//! by [`crate::extract`]); response types omit absent optional fields instead
+//! of writing `null`. Times are RFC 3339 with milliseconds. Note that
+//! `Server.Port` is a string in the contract while `Endpoint.Port` is a number.
+
+use serde::{Deserialize, Serialize};
+
+/// A generic key/value pair (tags, filters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct KeyValuePair {
+    /// The key, e.g. `os` or a filter name such as `tag:os`.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+/// One DCV endpoint of a server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    /// Address of the endpoint.
+    pub ip_address: String,
+    /// Port of the endpoint (a number, unlike `Server.Port`).
+    pub port: u32,
+    /// Web URL path, HTTP endpoints only.
+    pub web_url_path: String,
+    /// `HTTP` or `QUIC`.
+    pub protocol: String,
+}
+
+/// Operating system of a host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Os {
+    /// `linux` or `windows`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Distribution or product name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Linux kernel version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+    /// Windows build number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_number: Option<String>,
+}
+
+/// Memory or swap usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Memory {
+    /// Total bytes.
+    pub total_bytes: u64,
+    /// Used bytes.
+    pub used_bytes: u64,
+}
+
+/// Processor description.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CpuInfo {
+    /// Vendor string.
+    pub vendor: String,
+    /// Model name.
+    pub model_name: String,
+    /// Architecture, e.g. `x86_64`.
+    pub architecture: String,
+    /// Logical CPUs.
+    pub number_of_cpus: u32,
+    /// Physical cores per CPU.
+    pub physical_cores_per_cpu: u32,
+}
+
+/// Load averages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CpuLoadAverage {
+    /// Last minute.
+    pub one_minute: f32,
+    /// Last five minutes.
+    pub five_minutes: f32,
+    /// Last fifteen minutes.
+    pub fifteen_minutes: f32,
+}
+
+/// One GPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Gpu {
+    /// Vendor.
+    pub vendor: String,
+    /// Model name.
+    pub model_name: String,
+}
+
+/// A user logged in to the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggedInUser {
+    /// User name.
+    pub username: String,
+}
+
+/// EC2 metadata (note the `EC2` capitalisation of the contract).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Aws {
+    /// AWS region.
+    #[serde(rename = "Region")]
+    pub region: String,
+    /// Instance type.
+    #[serde(rename = "EC2InstanceType")]
+    pub ec2_instance_type: String,
+    /// Instance id.
+    #[serde(rename = "EC2InstanceId")]
+    pub ec2_instance_id: String,
+    /// Image id.
+    #[serde(rename = "EC2ImageId")]
+    pub ec2_image_id: String,
+}
+
+/// Host telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Host {
+    /// Operating system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<Os>,
+    /// Physical memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// Swap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Memory>,
+    /// EC2 metadata, only on EC2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<Aws>,
+    /// Processor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_info: Option<CpuInfo>,
+    /// Load averages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_load_average: Option<CpuLoadAverage>,
+    /// GPUs.
+    pub gpus: Vec<Gpu>,
+    /// Logged-in users.
+    pub logged_in_users: Vec<LoggedInUser>,
+}
+
+/// A DCV server as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Server {
+    /// Server id.
+    pub id: String,
+    /// Address clients connect to.
+    pub ip: String,
+    /// Host name.
+    pub hostname: String,
+    /// Default DNS name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_dns_name: Option<String>,
+    /// Deprecated port of the first HTTP endpoint, as a string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// DCV endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Web URL path of the default endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_url_path: Option<String>,
+    /// DCV server version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Agent version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_manager_agent_version: Option<String>,
+    /// `AVAILABLE` or `UNAVAILABLE`.
+    pub availability: String,
+    /// Why unavailable; absent when available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailability_reason: Option<String>,
+    /// Console sessions on the server.
+    pub console_session_count: u32,
+    /// Virtual sessions on the server.
+    pub virtual_session_count: u32,
+    /// Host telemetry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
+    /// Server tags.
+    pub tags: Vec<KeyValuePair>,
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Session {
+    /// Session id.
+    pub id: String,
+    /// Descriptive name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Owner.
+    pub owner: String,
+    /// The server the session is on; absent while placing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<Server>,
+    /// `CONSOLE` or `VIRTUAL`.
+    #[serde(rename = "Type")]
+    pub session_type: String,
+    /// Maximum concurrent clients; absent when the host default applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_clients: Option<u32>,
+    /// `CREATING`, `READY`, `DELETING`, `DELETED` or `UNKNOWN`.
+    pub state: String,
+    /// e.g. `SESSION_PLACING`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub substate: Option<String>,
+    /// Why the session is in its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// Creation time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<String>,
+    /// Last client disconnection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_disconnection_time: Option<String>,
+    /// Active connections.
+    pub num_of_connections: u32,
+    /// Session storage folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_root: Option<String>,
+}
+
+/// One createSessions item, kept verbatim so a failed item can be echoed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateSessionRequestData {
+    /// Descriptive name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Owner (a user on the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// `CONSOLE` or `VIRTUAL`.
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub session_type: Option<String>,
+    /// Hardware OpenGL (virtual sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcv_gl_enabled: Option<bool>,
+    /// Maximum concurrent clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_clients: Option<i64>,
+    /// Deprecated alias of `InitFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_file_path: Option<String>,
+    /// Init file relative to the agent's init folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_file: Option<String>,
+    /// Autorun file relative to the agent's autorun folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autorun_file: Option<String>,
+    /// Arguments of the autorun file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autorun_file_arguments: Option<Vec<String>>,
+    /// Base64 permissions file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_file: Option<String>,
+    /// Requirements expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<String>,
+    /// Queue when nothing fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueue_request: Option<bool>,
+    /// Do not retry on another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_retry_on_failure: Option<bool>,
+    /// Session storage folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_root: Option<String>,
+}
+
+/// A createSessions item that could not be created.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnsuccessfulCreateSessionRequestData {
+    /// The item as sent.
+    pub create_session_request_data: CreateSessionRequestData,
+    /// Why it failed.
+    pub failure_reason: String,
+}
+
+/// createSessions response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateSessionsResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Sessions being created.
+    pub successful_list: Vec<Session>,
+    /// Items that cannot be created.
+    pub unsuccessful_list: Vec<UnsuccessfulCreateSessionRequestData>,
+}
+
+/// describeSessions request (the whole body is optional).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DescribeSessionsRequestData {
+    /// Only these sessions.
+    #[serde(default)]
+    pub session_ids: Option<Vec<String>>,
+    /// `owner` and `tag:KEY` filters; all must match.
+    #[serde(default)]
+    pub filters: Option<Vec<KeyValuePair>>,
+    /// Page size, 1..=1000.
+    #[serde(default)]
+    pub max_results: Option<i64>,
+    /// Token from the previous page.
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+/// describeSessions response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSessionsResponse {
+    /// Request id.
+    pub request_id: String,
+    /// The sessions.
+    pub sessions: Vec<Session>,
+    /// Token for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// One deleteSessions item.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DeleteSessionRequestData {
+    /// Session id.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Owner; must match the session's.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Forget the session without waiting for the host.
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+/// A session whose deletion started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSessionSuccessfulResponse {
+    /// Session id.
+    pub session_id: String,
+    /// New state, normally `DELETING`.
+    pub state: String,
+}
+
+/// A session that could not be deleted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSessionUnsuccessfulResponse {
+    /// Session id.
+    pub session_id: String,
+    /// Why.
+    pub failure_reason: String,
+}
+
+/// deleteSessions response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSessionsResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Sessions being deleted.
+    pub successful_list: Vec<DeleteSessionSuccessfulResponse>,
+    /// Sessions that cannot be deleted.
+    pub unsuccessful_list: Vec<DeleteSessionUnsuccessfulResponse>,
+}
+
+/// The OAuth 2.0 token response (snake_case, as RFC 6749 defines it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u32,
+}

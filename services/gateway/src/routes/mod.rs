@@ -1,0 +1,52 @@
+//! The HTTP routes and the layers around them.
+//!
+//! - [`token`]: `POST /oauth2/token` (no bearer token needed).
+//! - [`sessions`]: `POST /createSessions`, `/describeSessions`, `/deleteSessions`.
+//! - [`health`]: `GET /health`, `/health/live`, `/health/ready` (no auth).
+
+pub mod health;
+pub mod sessions;
+pub mod token;
+
+use axum::{
+    BoxError, Router,
+    error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use tower::ServiceBuilder;
+
+use crate::{AppState, auth::require_bearer, error::ApiError};
+
+/// The whole API. Every response body is JSON, errors included.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let api = Router::new()
+        .route("/createSessions", post(sessions::create_sessions))
+        .route("/describeSessions", post(sessions::describe_sessions))
+        .route("/deleteSessions", post(sessions::delete_sessions))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
+    Router::new()
+        .merge(api)
+        .route("/oauth2/token", post(token::issue_token))
+        .route("/health", get(health::live))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|error: BoxError| async move {
+                    if error.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::Timeout
+                    } else {
+                        ApiError::Internal(error.to_string())
+                    }
+                }))
+                .timeout(config.request_timeout),
+        )
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

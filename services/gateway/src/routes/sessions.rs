@@ -1,0 +1,267 @@
+//! `createSessions`, `describeSessions` and `deleteSessions`.
+//!
+//! Each response carries a fresh `RequestId` (a UUID), also passed to the
+//! backing services and logged so one request can be followed end to end.
+
+use std::collections::HashMap;
+
+use axum::{Json, extract::State};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use switchboard_proto::{
+    CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
+    ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
+};
+
+use crate::{
+    AppState, convert,
+    error::{ApiError, Result},
+    extract::{ApiJson, OptionalApiJson},
+    model::{
+        CreateSessionRequestData, CreateSessionsResponse, DeleteSessionRequestData, DeleteSessionSuccessfulResponse,
+        DeleteSessionUnsuccessfulResponse, DeleteSessionsResponse, DescribeSessionsRequestData,
+        DescribeSessionsResponse, Session, UnsuccessfulCreateSessionRequestData,
+    },
+};
+
+/// Largest `MaxResults` (and default page size) of describeSessions.
+pub const MAX_RESULTS: u32 = 1000;
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn check_batch(len: usize, max: usize, what: &str) -> Result<()> {
+    if len == 0 {
+        return Err(ApiError::BadRequest(format!("The request must contain at least one {what}")));
+    }
+    if len > max {
+        return Err(ApiError::BadRequest(format!("The request may contain at most {max} {what}s")));
+    }
+    Ok(())
+}
+
+/// `POST /createSessions`. Items failing JSON-level checks (type string,
+/// client count, base64) are answered here and never reach placement.
+pub async fn create_sessions(
+    State(state): State<AppState>,
+    ApiJson(items): ApiJson<Vec<CreateSessionRequestData>>,
+) -> Result<Json<CreateSessionsResponse>> {
+    check_batch(items.len(), state.config.max_batch, "session")?;
+    let request_id = request_id();
+    let mut verdicts: Vec<Result<(), String>> = Vec::with_capacity(items.len());
+    let mut specs = Vec::new();
+    for item in &items {
+        match convert::create_spec(item) {
+            Ok(spec) => {
+                specs.push(spec);
+                verdicts.push(Ok(()));
+            }
+            Err(reason) => verdicts.push(Err(reason)),
+        }
+    }
+    let sent = specs.len();
+    let mut outcomes = if specs.is_empty() {
+        Vec::new()
+    } else {
+        let request = CreateSessionsRequest { request_id: request_id.clone(), specs };
+        state.upstreams.placement.clone().create_sessions(request).await?.into_inner().outcomes
+    };
+    if outcomes.len() != sent {
+        return Err(ApiError::Internal(format!("placement answered {} outcomes for {sent} items", outcomes.len())));
+    }
+    let mut outcomes = outcomes.drain(..);
+    let mut response = CreateSessionsResponse {
+        request_id: request_id.clone(),
+        successful_list: Vec::new(),
+        unsuccessful_list: Vec::new(),
+    };
+    for (item, verdict) in items.into_iter().zip(verdicts) {
+        let failure = match verdict {
+            Err(reason) => reason,
+            Ok(()) => match outcomes.next().and_then(|o| o.outcome) {
+                Some(Outcome::Session(record)) => {
+                    response.successful_list.push(convert::session(&record, None));
+                    continue;
+                }
+                Some(Outcome::FailureReason(reason)) => reason,
+                None => return Err(ApiError::Internal("placement answered an empty outcome".into())),
+            },
+        };
+        response
+            .unsuccessful_list
+            .push(UnsuccessfulCreateSessionRequestData { create_session_request_data: item, failure_reason: failure });
+    }
+    tracing::info!(
+        %request_id,
+        created = response.successful_list.len(),
+        refused = response.unsuccessful_list.len(),
+        "createSessions"
+    );
+    Ok(Json(response))
+}
+
+/// Filters of a describeSessions request.
+struct Filters {
+    owner: Option<String>,
+    tags: Vec<KeyValue>,
+    /// Two different owners were asked for: nothing can match.
+    contradictory: bool,
+}
+
+fn parse_filters(request: &DescribeSessionsRequestData) -> Result<Filters> {
+    let mut filters = Filters { owner: None, tags: Vec::new(), contradictory: false };
+    for filter in request.filters.iter().flatten() {
+        if filter.key == "owner" {
+            if filters.owner.as_ref().is_some_and(|owner| owner != &filter.value) {
+                filters.contradictory = true;
+            }
+            filters.owner = Some(filter.value.clone());
+        } else if let Some(key) = filter.key.strip_prefix("tag:").filter(|key| !key.is_empty()) {
+            filters.tags.push(KeyValue { key: key.to_owned(), value: filter.value.clone() });
+        } else {
+            return Err(ApiError::BadRequest(format!(
+                "Unsupported filter \"{}\": supported filters are owner and tag:<key>",
+                filter.key
+            )));
+        }
+    }
+    Ok(filters)
+}
+
+fn matches(filters: &Filters, session: &SessionRecord, server: Option<&ServerRecord>) -> bool {
+    let owner_ok = filters.owner.as_ref().is_none_or(|owner| owner == &session.owner);
+    let tags_ok = filters.tags.iter().all(|wanted| {
+        server.is_some_and(|server| server.tags.iter().any(|t| t.key == wanted.key && t.value == wanted.value))
+    });
+    owner_ok && tags_ok
+}
+
+/// `POST /describeSessions`. The body is optional.
+///
+/// `NextToken` is, for now, the base64url of the last session id of the
+/// previous page: opaque to clients but not tamper-evident (a later issue
+/// signs it). With `SessionIds`, every match is returned in one page.
+pub async fn describe_sessions(
+    State(state): State<AppState>,
+    OptionalApiJson(request): OptionalApiJson<DescribeSessionsRequestData>,
+) -> Result<Json<DescribeSessionsResponse>> {
+    let request_id = request_id();
+    let page_size = match request.max_results {
+        None => MAX_RESULTS,
+        Some(n) if (1..=i64::from(MAX_RESULTS)).contains(&n) => n as u32,
+        Some(_) => return Err(ApiError::BadRequest(format!("MaxResults must be between 1 and {MAX_RESULTS}"))),
+    };
+    let filters = parse_filters(&request)?;
+    let next_token = request.next_token.as_deref().filter(|token| !token.is_empty());
+    let session_ids: Vec<String> = request.session_ids.clone().unwrap_or_default();
+    let mut store = state.upstreams.store.clone();
+    let (page, next_token) = if !session_ids.is_empty() {
+        if session_ids.len() > MAX_RESULTS as usize {
+            return Err(ApiError::BadRequest(format!("At most {MAX_RESULTS} SessionIds may be given")));
+        }
+        if next_token.is_some() {
+            return Err(ApiError::BadRequest("NextToken cannot be combined with SessionIds".into()));
+        }
+        (store.get_sessions(GetSessionsRequest { session_ids }).await?.into_inner(), None)
+    } else if filters.contradictory {
+        (Default::default(), None)
+    } else {
+        let after_id = match next_token {
+            None => String::new(),
+            Some(token) => URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::BadRequest("Invalid NextToken".into()))?,
+        };
+        let list =
+            ListSessionsRequest { owner: filters.owner.clone(), tags: filters.tags.clone(), page_size, after_id };
+        let page = store.list_sessions(list).await?.into_inner();
+        let next = (!page.last_id.is_empty()).then(|| URL_SAFE_NO_PAD.encode(&page.last_id));
+        (page, next)
+    };
+    let servers: HashMap<&str, &ServerRecord> = page.servers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let sessions: Vec<Session> = page
+        .sessions
+        .iter()
+        .filter_map(|session| {
+            let server = servers.get(session.server_id.as_str()).copied();
+            matches(&filters, session, server).then(|| convert::session(session, server))
+        })
+        .collect();
+    tracing::debug!(%request_id, count = sessions.len(), "describeSessions");
+    Ok(Json(DescribeSessionsResponse { request_id, sessions, next_token }))
+}
+
+/// `POST /deleteSessions`. Store failure reasons (e.g. an unknown id) pass
+/// through verbatim as `FailureReason`.
+pub async fn delete_sessions(
+    State(state): State<AppState>,
+    ApiJson(items): ApiJson<Vec<DeleteSessionRequestData>>,
+) -> Result<Json<DeleteSessionsResponse>> {
+    check_batch(items.len(), state.config.max_batch, "session")?;
+    let request_id = request_id();
+    let mut response = DeleteSessionsResponse {
+        request_id: request_id.clone(),
+        successful_list: Vec::new(),
+        unsuccessful_list: Vec::new(),
+    };
+    // Items refused here keep their place: `None` marks one the store decides.
+    let mut refused_here = Vec::with_capacity(items.len());
+    let mut to_store = Vec::new();
+    for item in items {
+        let session_id = item.session_id.unwrap_or_default();
+        let failure = match (session_id.is_empty(), item.owner.as_deref().unwrap_or_default()) {
+            (true, _) => "SessionId is required",
+            (false, "") => "Owner is required",
+            (false, owner) => {
+                let force = item.force.unwrap_or(false);
+                to_store.push(DeleteSessionItem { session_id, owner: owner.to_owned(), force });
+                refused_here.push(None);
+                continue;
+            }
+        };
+        refused_here.push(Some(DeleteSessionUnsuccessfulResponse { session_id, failure_reason: failure.into() }));
+    }
+    let sent = to_store.len();
+    let outcomes = match sent {
+        0 => Vec::new(),
+        _ => {
+            let request = DeleteSessionsRequest { items: to_store };
+            state.upstreams.store.clone().delete_sessions(request).await?.into_inner().outcomes
+        }
+    };
+    if outcomes.len() != sent {
+        return Err(ApiError::Internal(format!("store answered {} outcomes for {sent} deletes", outcomes.len())));
+    }
+    let mut outcomes = outcomes.into_iter();
+    for refused in refused_here {
+        if let Some(refused) = refused {
+            response.unsuccessful_list.push(refused);
+            continue;
+        }
+        let Some(outcome) = outcomes.next() else { break };
+        let state = outcome.state();
+        if outcome.failure_reason.is_empty() && state != SessionState::Unspecified {
+            response.successful_list.push(DeleteSessionSuccessfulResponse {
+                session_id: outcome.session_id,
+                state: convert::session_state_name(state).into(),
+            });
+        } else {
+            let failure_reason = match outcome.failure_reason.is_empty() {
+                true => "The session could not be deleted".into(),
+                false => outcome.failure_reason,
+            };
+            response
+                .unsuccessful_list
+                .push(DeleteSessionUnsuccessfulResponse { session_id: outcome.session_id, failure_reason });
+        }
+    }
+    tracing::info!(
+        %request_id,
+        deleting = response.successful_list.len(),
+        refused = response.unsuccessful_list.len(),
+        "deleteSessions"
+    );
+    Ok(Json(response))
+}

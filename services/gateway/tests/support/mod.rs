@@ -1,0 +1,306 @@
+//! Fake upstream gRPC servers on 127.0.0.1:0 and request helpers.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::{Router, body::Body};
+use http::{Request, StatusCode};
+use switchboard_common::{Shutdown, grpc::lazy_channel};
+use switchboard_gateway::{
+    AppState, GatewayConfig, Upstreams,
+    auth::{Caller, TokenCheck},
+    error::ApiError,
+};
+use switchboard_proto::{
+    self as pb,
+    auth_client::AuthClient,
+    auth_server::{Auth, AuthServer},
+    placement_client::PlacementClient,
+    placement_server::{Placement, PlacementServer},
+    session_store_client::SessionStoreClient,
+    session_store_server::{SessionStore, SessionStoreServer},
+};
+use tonic::{Request as GrpcRequest, Response, Status};
+use tower::ServiceExt;
+
+/// What the fakes saw; a std Mutex, never held across an await.
+#[derive(Default)]
+pub struct Seen {
+    pub create_requests: Vec<pb::CreateSessionsRequest>,
+    pub list_requests: Vec<pb::ListSessionsRequest>,
+}
+
+#[derive(Clone, Default)]
+pub struct Fakes {
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+#[tonic::async_trait]
+impl Auth for Fakes {
+    async fn issue_token(
+        &self,
+        request: GrpcRequest<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let request = request.into_inner();
+        if request.client_id == "good" && request.client_secret == "pw" {
+            return Ok(Response::new(pb::IssueTokenResponse {
+                access_token: "jwt-for-good".into(),
+                token_type: "Bearer".into(),
+                expires_in_seconds: 3600,
+            }));
+        }
+        Err(Status::unauthenticated("bad credentials"))
+    }
+    async fn get_key_set(&self, _: GrpcRequest<pb::GetKeySetRequest>) -> Result<Response<pb::KeySet>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn register_api_client(
+        &self,
+        _: GrpcRequest<pb::RegisterApiClientRequest>,
+    ) -> Result<Response<pb::RegisterApiClientResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_api_clients(
+        &self,
+        _: GrpcRequest<pb::ListApiClientsRequest>,
+    ) -> Result<Response<pb::ListApiClientsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn unregister_api_client(
+        &self,
+        _: GrpcRequest<pb::UnregisterApiClientRequest>,
+    ) -> Result<Response<pb::UnregisterApiClientResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+#[tonic::async_trait]
+impl Placement for Fakes {
+    async fn create_sessions(
+        &self,
+        request: GrpcRequest<pb::CreateSessionsRequest>,
+    ) -> Result<Response<pb::CreateSessionsResponse>, Status> {
+        let request = request.into_inner();
+        self.seen.lock().unwrap().create_requests.push(request.clone());
+        let outcomes = request
+            .specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let outcome = if spec.owner == "nohost" {
+                    pb::create_session_outcome::Outcome::FailureReason(
+                        "no server can host the session: no servers are registered".into(),
+                    )
+                } else {
+                    pb::create_session_outcome::Outcome::Session(pb::SessionRecord {
+                        id: format!("session-{i}"),
+                        name: spec.name.clone(),
+                        owner: spec.owner.clone(),
+                        r#type: spec.r#type,
+                        state: pb::SessionState::Creating as i32,
+                        substate: "SESSION_PLACING".into(),
+                        creation_time_unix_ms: 1_601_979_331_633,
+                        spec: Some(spec),
+                        ..Default::default()
+                    })
+                };
+                pb::CreateSessionOutcome { outcome: Some(outcome) }
+            })
+            .collect();
+        Ok(Response::new(pb::CreateSessionsResponse { outcomes }))
+    }
+}
+
+pub fn ready_session(id: &str) -> pb::SessionRecord {
+    pb::SessionRecord {
+        id: id.into(),
+        name: "a session name".into(),
+        owner: "user1".into(),
+        r#type: pb::SessionType::Virtual as i32,
+        server_id: "server-1".into(),
+        state: pb::SessionState::Ready as i32,
+        creation_time_unix_ms: 1_601_979_331_633,
+        num_of_connections: 2,
+        ..Default::default()
+    }
+}
+
+pub fn server() -> pb::ServerRecord {
+    pb::ServerRecord {
+        id: "server-1".into(),
+        ip: "1.1.1.123".into(),
+        hostname: "server hostname".into(),
+        endpoints: vec![pb::Endpoint {
+            ip_address: "1.1.1.123".into(),
+            port: 8443,
+            web_url_path: "/".into(),
+            protocol: "HTTP".into(),
+        }],
+        tags: vec![pb::KeyValue { key: "os".into(), value: "windows".into() }],
+        open: true,
+        reachable: true,
+        dcv_healthy: true,
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl SessionStore for Fakes {
+    async fn create_session(
+        &self,
+        _: GrpcRequest<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::SessionRecord>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn get_sessions(
+        &self,
+        request: GrpcRequest<pb::GetSessionsRequest>,
+    ) -> Result<Response<pb::SessionsPage>, Status> {
+        let ids = request.into_inner().session_ids;
+        if ids.iter().any(|id| id == "explode") {
+            return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
+        }
+        let sessions: Vec<_> = ids.iter().filter(|id| id.starts_with("known")).map(|id| ready_session(id)).collect();
+        Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], last_id: String::new() }))
+    }
+    async fn list_sessions(
+        &self,
+        request: GrpcRequest<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::SessionsPage>, Status> {
+        let request = request.into_inner();
+        self.seen.lock().unwrap().list_requests.push(request.clone());
+        let last_id = if request.after_id.is_empty() { "known-1".to_owned() } else { String::new() };
+        Ok(Response::new(pb::SessionsPage {
+            sessions: vec![ready_session("known-1")],
+            servers: vec![server()],
+            last_id,
+        }))
+    }
+    async fn update_session(
+        &self,
+        _: GrpcRequest<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::SessionRecord>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn assign_session(
+        &self,
+        _: GrpcRequest<pb::AssignSessionRequest>,
+    ) -> Result<Response<pb::AssignSessionResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn delete_sessions(
+        &self,
+        request: GrpcRequest<pb::DeleteSessionsRequest>,
+    ) -> Result<Response<pb::DeleteSessionsResponse>, Status> {
+        let outcomes = request
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|item| {
+                if item.session_id.starts_with("known") {
+                    pb::DeleteSessionOutcome {
+                        session_id: item.session_id,
+                        state: pb::SessionState::Deleting as i32,
+                        failure_reason: String::new(),
+                    }
+                } else if item.session_id == "explode" {
+                    pb::DeleteSessionOutcome { session_id: item.session_id, ..Default::default() }
+                } else {
+                    pb::DeleteSessionOutcome {
+                        session_id: item.session_id,
+                        state: pb::SessionState::Unspecified as i32,
+                        failure_reason: "The requested dcvSession does not exist".into(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::DeleteSessionsResponse { outcomes }))
+    }
+    async fn list_servers(&self, _: GrpcRequest<pb::ListServersRequest>) -> Result<Response<pb::ServersPage>, Status> {
+        Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"))
+    }
+    async fn set_servers_open(
+        &self,
+        _: GrpcRequest<pb::SetServersOpenRequest>,
+    ) -> Result<Response<pb::SetServersOpenResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn send_command(
+        &self,
+        _: GrpcRequest<pb::SendCommandRequest>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+/// Accepts the token `valid`.
+pub struct FakeTokens;
+
+#[async_trait::async_trait]
+impl TokenCheck for FakeTokens {
+    async fn verify(&self, bearer_token: &str) -> Result<Caller, ApiError> {
+        match bearer_token {
+            "valid" => Ok(Caller { client_id: "client-1".into() }),
+            _ => Err(ApiError::Unauthenticated("Invalid access token".into())),
+        }
+    }
+}
+
+/// Fakes serving on 127.0.0.1:0, and upstream clients to them.
+pub struct Upstream {
+    pub fakes: Fakes,
+    pub upstreams: Upstreams,
+    pub shutdown: Shutdown,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn start_fakes() -> Upstream {
+    switchboard_common::telemetry::init_for_tests();
+    let fakes = Fakes::default();
+    let shutdown = Shutdown::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = tonic::transport::Server::builder()
+        .add_service(AuthServer::new(fakes.clone()))
+        .add_service(PlacementServer::new(fakes.clone()))
+        .add_service(SessionStoreServer::new(fakes.clone()));
+    tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown.clone()));
+    let channel = lazy_channel(&url).unwrap();
+    let upstreams = Upstreams {
+        auth: AuthClient::new(channel.clone()),
+        placement: PlacementClient::new(channel.clone()),
+        store: SessionStoreClient::new(channel),
+    };
+    Upstream { fakes, upstreams, shutdown }
+}
+
+impl Upstream {
+    pub fn router(&self, config: GatewayConfig) -> Router {
+        let state = AppState::with_token_check(config, self.upstreams.clone(), Arc::new(FakeTokens), Shutdown::new());
+        switchboard_gateway::router(state)
+    }
+}
+
+/// Sends one request; returns status and the JSON body.
+pub async fn send(router: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(content_type.as_ref().map(|v| v.to_str().unwrap()), Some("application/json"), "every body is JSON");
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+pub fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", "Bearer valid")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}

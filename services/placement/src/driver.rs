@@ -1,0 +1,243 @@
+//! Background creation of one session: place, create on the host, record.
+//!
+//! The loop: rank servers, `AssignSession` on the best candidate that accepts,
+//! send the host a `CreateSessionCommand` through session-store, then record
+//! READY. If the host fails, the session is un-assigned (server id cleared,
+//! back to SESSION_PLACING) and tried on another host, up to
+//! `retries_on_failure` more times unless the item set
+//! `DisableRetryOnFailure`. When no attempt is left, or no host fits, the
+//! session becomes DELETED with the reason in `StateReason`.
+//!
+//! Every record write is a compare-and-set on the revision read just before,
+//! retried on conflict, and only applies while the session is still CREATING
+//! on the expected host: a concurrent DeleteSessions always wins.
+//!
+//! Known gap (later issue): a host that times out may still create the
+//! session; the retry then places a second copy elsewhere. The agent's
+//! inventory reports the stray copy, and reconciling it is session-store's job.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use switchboard_common::time::now_ms;
+use switchboard_proto::{
+    CreateSessionCommand, CreateSessionSpec, GetSessionsRequest, HostCommand, HostSession, SendCommandRequest,
+    SessionRecord, SessionState, UpdateSessionRequest, command_result::Payload, host_command::Action,
+    session_store_client::SessionStoreClient,
+};
+use tonic::{Code, transport::Channel};
+
+use crate::{
+    Error, PlacementConfig, Result,
+    place::{self, Assignment},
+    requirements::Requirements,
+    service::SESSION_PLACING,
+};
+
+/// Attempts of one read-modify-write before giving up on conflicts.
+const CAS_ATTEMPTS: usize = 5;
+/// Extra time allowed beyond the host timeout for the store round trip.
+const SEND_COMMAND_SLACK: Duration = Duration::from_secs(5);
+
+/// Places and creates one session.
+pub struct Driver {
+    config: Arc<PlacementConfig>,
+    store: SessionStoreClient<Channel>,
+}
+
+impl Driver {
+    /// A driver using `store` for every read and write.
+    pub fn new(config: Arc<PlacementConfig>, store: SessionStoreClient<Channel>) -> Self {
+        Self { config, store }
+    }
+
+    /// Runs placement to the end; failures are recorded on the session, or
+    /// logged when even that is impossible.
+    pub async fn run(mut self, session: SessionRecord) {
+        let session_id = session.id.clone();
+        if let Err(error) = self.place(session).await {
+            tracing::warn!(%session_id, %error, "placement failed");
+            let reason = format!("placement failed: {error}");
+            if let Err(error) = self.finish_deleted(&session_id, &reason).await {
+                tracing::error!(%session_id, %error, "recording placement failure failed; session stays CREATING");
+            }
+        }
+    }
+
+    async fn place(&mut self, session: SessionRecord) -> Result<()> {
+        let session_id = session.id;
+        let spec = session.spec.unwrap_or_default();
+        let requirements = Requirements::parse(&spec.requirements)
+            .map_err(|reason| Error::Protocol(format!("accepted spec with invalid requirements: {reason}")))?;
+        let max_attempts = if spec.disable_retry_on_failure { 1 } else { 1 + self.config.retries_on_failure };
+        let mut failed_on = HashSet::new();
+        let mut last_failure: Option<String> = None;
+        let mut attempts = 0;
+        loop {
+            let servers = place::list_all_servers(&mut self.store).await?;
+            let ranking = place::rank(&servers, spec.r#type(), &requirements, &failed_on);
+            let server = match place::assign(&mut self.store, &session_id, ranking).await? {
+                Assignment::Assigned { server, .. } => server,
+                Assignment::NotPlaceable => {
+                    tracing::info!(%session_id, "session no longer waiting for placement; stopping");
+                    return Ok(());
+                }
+                Assignment::NoHost(census) => {
+                    let mut reason = census.explanation();
+                    if let Some(failure) = &last_failure {
+                        reason = format!("{failure}; {reason}");
+                    } else if spec.enqueue_request {
+                        reason.push_str(" (queueing is not available yet)");
+                    }
+                    tracing::info!(%session_id, %reason, "no host for session");
+                    self.finish_deleted(&session_id, &reason).await?;
+                    return Ok(());
+                }
+            };
+            attempts += 1;
+            tracing::info!(%session_id, server_id = %server.id, attempt = attempts, "creating session on host");
+            match self.create_on_host(&server.id, &session_id, &spec).await {
+                Ok(host_session) => {
+                    if !self.mark_ready(&session_id, &server.id, host_session).await? {
+                        tracing::info!(%session_id, "session changed while being created; leaving it as is");
+                    }
+                    return Ok(());
+                }
+                Err(failure) => {
+                    let reason = format!("session creation failed on server {}: {failure}", server.id);
+                    tracing::warn!(%session_id, %reason, "host failed to create session");
+                    failed_on.insert(server.id.clone());
+                    if attempts >= max_attempts {
+                        self.finish_deleted(&session_id, &reason).await?;
+                        return Ok(());
+                    }
+                    if !self.unassign(&session_id, &server.id, &reason).await? {
+                        return Ok(());
+                    }
+                    last_failure = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Asks the host to create the session; `Err` is a human-readable reason.
+    async fn create_on_host(
+        &mut self,
+        server_id: &str,
+        session_id: &str,
+        spec: &CreateSessionSpec,
+    ) -> Result<Option<HostSession>, String> {
+        let timeout = self.config.create_timeout;
+        let request = SendCommandRequest {
+            server_id: server_id.to_owned(),
+            command: Some(HostCommand {
+                command_id: String::new(),
+                action: Some(Action::Create(CreateSessionCommand {
+                    session_id: session_id.to_owned(),
+                    spec: Some(spec.clone()),
+                })),
+            }),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        };
+        let answer = tokio::time::timeout(timeout + SEND_COMMAND_SLACK, self.store.send_command(request)).await;
+        let result = match answer {
+            Err(_) => return Err("timed out waiting for the host".into()),
+            Ok(Err(status)) => {
+                return Err(match status.code() {
+                    Code::DeadlineExceeded => "timed out waiting for the host".into(),
+                    Code::Unavailable => "the host's agent is not connected".into(),
+                    Code::NotFound => "the host is not known".into(),
+                    _ => format!("the command could not be delivered ({:?})", status.code()),
+                });
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        if !result.error.is_empty() {
+            return Err(result.error);
+        }
+        Ok(match result.payload {
+            Some(Payload::Session(session)) => Some(session),
+            _ => None,
+        })
+    }
+
+    async fn mark_ready(&mut self, session_id: &str, server_id: &str, host: Option<HostSession>) -> Result<bool> {
+        self.update(session_id, |record| {
+            if record.state() != SessionState::Creating || record.server_id != server_id {
+                return false;
+            }
+            record.state = SessionState::Ready as i32;
+            record.substate.clear();
+            record.state_reason.clear();
+            if let Some(host) = &host {
+                record.num_of_connections = host.num_of_connections;
+                if host.creation_time_unix_ms != 0 {
+                    record.creation_time_unix_ms = host.creation_time_unix_ms;
+                }
+                record.last_disconnection_time_unix_ms = host.last_disconnection_time_unix_ms;
+                if host.max_concurrent_clients != 0 {
+                    record.max_concurrent_clients = host.max_concurrent_clients;
+                }
+                if !host.storage_root.is_empty() {
+                    record.storage_root = host.storage_root.clone();
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    async fn unassign(&mut self, session_id: &str, server_id: &str, reason: &str) -> Result<bool> {
+        self.update(session_id, |record| {
+            if record.state() != SessionState::Creating || record.server_id != server_id {
+                return false;
+            }
+            record.server_id.clear();
+            record.substate = SESSION_PLACING.into();
+            record.state_reason = format!("retrying after: {reason}");
+            true
+        })
+        .await
+    }
+
+    async fn finish_deleted(&mut self, session_id: &str, reason: &str) -> Result<bool> {
+        self.update(session_id, |record| {
+            if record.state() != SessionState::Creating {
+                return false;
+            }
+            record.state = SessionState::Deleted as i32;
+            record.substate.clear();
+            record.state_reason = reason.to_owned();
+            record.ended_unix_ms = now_ms();
+            true
+        })
+        .await
+    }
+
+    /// Compare-and-set read-modify-write. `change` returns `false` to leave the
+    /// record alone; the result says whether a write happened.
+    async fn update(&mut self, session_id: &str, mut change: impl FnMut(&mut SessionRecord) -> bool) -> Result<bool> {
+        for _ in 0..CAS_ATTEMPTS {
+            let page = self
+                .store
+                .get_sessions(GetSessionsRequest { session_ids: vec![session_id.to_owned()] })
+                .await
+                .map_err(Error::Store)?
+                .into_inner();
+            let Some(mut record) = page.sessions.into_iter().find(|s| s.id == session_id) else {
+                return Ok(false);
+            };
+            if !change(&mut record) {
+                return Ok(false);
+            }
+            let expected_revision = record.revision;
+            let request = UpdateSessionRequest { session: Some(record), expected_revision };
+            match self.store.update_session(request).await {
+                Ok(_) => return Ok(true),
+                Err(status) if status.code() == Code::Aborted => continue,
+                Err(status) if status.code() == Code::NotFound => return Ok(false),
+                Err(status) => return Err(Error::Store(status)),
+            }
+        }
+        Err(Error::Conflict(session_id.to_owned()))
+    }
+}
