@@ -95,8 +95,7 @@ impl AdminChannel {
 
     /// SHA-256 of the token, as the auth service is configured with.
     pub fn token_sha256(&self) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(self.token.expose().as_bytes()).into()
+        switchboard_auth::admin_token_hash(self.token.expose())
     }
 }
 

@@ -146,6 +146,7 @@ impl Cluster {
             placement: PlacementClient::new(lazy_channel(&placement_url)?),
             store: store_client,
         };
+        let api_listener = api_listener.into_std()?;
         tasks.spawn({
             let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
             async move {
