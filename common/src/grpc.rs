@@ -9,7 +9,11 @@ use crate::Shutdown;
 
 /// Serves `router` on an already-bound listener until `shutdown` is cancelled,
 /// then lets in-flight calls finish.
-pub async fn serve_router(router: Router, listener: TcpListener, shutdown: Shutdown) -> Result<(), tonic::transport::Error> {
+pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
 }

@@ -28,9 +28,6 @@ pub fn init(default_filter: &str, format: LogFormat) {
 pub fn init_for_tests() {
     if std::env::var_os("TEST_LOG").is_some() {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let _ = tracing_subscriber::registry()
-            .with(filter)
-            .with(fmt::layer().with_test_writer())
-            .try_init();
+        let _ = tracing_subscriber::registry().with(filter).with(fmt::layer().with_test_writer()).try_init();
     }
 }

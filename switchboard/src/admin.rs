@@ -105,10 +105,9 @@ pub fn explain(status: tonic::Status, auth_url: &str) -> anyhow::Error {
         tonic::Code::Unavailable => {
             anyhow::anyhow!("the cluster's auth service at {auth_url} does not answer; is `switchboard up` running?")
         }
-        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => anyhow::anyhow!(
-            "the admin token was refused ({}); admin.json may be from an earlier run",
-            status.message()
-        ),
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            anyhow::anyhow!("the admin token was refused ({}); admin.json may be from an earlier run", status.message())
+        }
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }

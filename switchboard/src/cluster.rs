@@ -116,7 +116,8 @@ impl Cluster {
         tasks.spawn({
             let (backend, identity, shutdown) = (backend.clone(), tls.server.clone(), shutdown.clone());
             async move {
-                let result = switchboard_session_store::serve(store_config, listeners, backend, Some(identity), shutdown);
+                let result =
+                    switchboard_session_store::serve(store_config, listeners, backend, Some(identity), shutdown);
                 ("session-store", result.await.map_err(anyhow::Error::from))
             }
         });

@@ -53,9 +53,8 @@ async fn register_describe_unregister_api_client() {
     .await
     .unwrap();
     assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
-    let listed = tokio::task::spawn_blocking(move || switchboard(&["describe-api-clients", "--data-dir", &dir]))
-        .await
-        .unwrap();
+    let listed =
+        tokio::task::spawn_blocking(move || switchboard(&["describe-api-clients", "--data-dir", &dir])).await.unwrap();
     assert!(!String::from_utf8(listed.stdout).unwrap().contains(client_id));
 
     cluster.stop().await;
@@ -64,7 +63,8 @@ async fn register_describe_unregister_api_client() {
 #[test]
 fn admin_command_without_a_cluster_explains_what_to_do() {
     let data_dir = tempfile::tempdir().unwrap();
-    let output = switchboard(&["register-api-client", "--client-name", "x", "--data-dir", data_dir.path().to_str().unwrap()]);
+    let output =
+        switchboard(&["register-api-client", "--client-name", "x", "--data-dir", data_dir.path().to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("switchboard up"), "{stderr}");

@@ -113,9 +113,8 @@ async fn create_describe_delete_over_https() {
     let token = harness.token().await;
 
     // Create: accepted as CREATING / SESSION_PLACING.
-    let created = harness
-        .call(&token, "/createSessions", json!([{ "Name": "e2e", "Owner": "alice", "Type": "VIRTUAL" }]))
-        .await;
+    let created =
+        harness.call(&token, "/createSessions", json!([{ "Name": "e2e", "Owner": "alice", "Type": "VIRTUAL" }])).await;
     assert!(created["RequestId"].is_string());
     assert_eq!(created["UnsuccessfulList"], json!([]), "{created}");
     let session = &created["SuccessfulList"][0];
@@ -133,9 +132,11 @@ async fn create_describe_delete_over_https() {
     assert!(ready["CreationTime"].as_str().unwrap().ends_with('Z'));
 
     // Filter by owner.
-    let mine = harness.call(&token, "/describeSessions", json!({ "Filters": [{ "Key": "owner", "Value": "alice" }] })).await;
+    let mine =
+        harness.call(&token, "/describeSessions", json!({ "Filters": [{ "Key": "owner", "Value": "alice" }] })).await;
     assert!(mine["Sessions"].as_array().unwrap().iter().any(|s| s["Id"] == id.as_str()), "{mine}");
-    let theirs = harness.call(&token, "/describeSessions", json!({ "Filters": [{ "Key": "owner", "Value": "bob" }] })).await;
+    let theirs =
+        harness.call(&token, "/describeSessions", json!({ "Filters": [{ "Key": "owner", "Value": "bob" }] })).await;
     assert!(theirs["Sessions"].as_array().unwrap().iter().all(|s| s["Id"] != id.as_str()), "{theirs}");
 
     // Delete: wrong owner refused, right owner → DELETING → DELETED.
@@ -168,7 +169,8 @@ async fn console_sessions_spread_one_per_host() {
     assert_ne!(hosts[0], hosts[1], "one console session per host");
 
     // A third console session has nowhere to go.
-    let third = harness.call(&token, "/createSessions", json!([{ "Name": "c3", "Owner": "u3", "Type": "CONSOLE" }])).await;
+    let third =
+        harness.call(&token, "/createSessions", json!([{ "Name": "c3", "Owner": "u3", "Type": "CONSOLE" }])).await;
     let failed_at_once = third["UnsuccessfulList"].as_array().is_some_and(|list| !list.is_empty());
     if !failed_at_once {
         let id = third["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();

@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
         admin_token_sha256,
     };
     let backend = Arc::new(EmbeddedBackend::open(&args.data_dir).context("opening the store")?);
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, "auth service starting");
     let shutdown = switchboard_common::shutdown::on_signals();
     switchboard_auth::serve(config, listener, backend, shutdown).await?;
