@@ -1,6 +1,13 @@
 //! Generates the gRPC code from `proto/` at build time with a vendored `protoc`,
 //! so building needs no system protobuf compiler.
 
+/// Messages whose `Debug` must not print their secrets.
+const REDACTED: [&str; 3] = [
+    "switchboard.v1.IssueTokenRequest",
+    "switchboard.v1.IssueTokenResponse",
+    "switchboard.v1.RegisterApiClientResponse",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
@@ -14,7 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     // `build_transport(false)`: the agent link has an rpc named `Connect`, which would clash with
     // the generated `Client::connect` constructor; clients are built with `Client::new(channel)`.
-    tonic_prost_build::configure().build_transport(false).compile_protos(&files, &["proto"])?;
+    tonic_prost_build::configure()
+        .build_transport(false)
+        // Messages carrying secrets get hand-written, redacting `Debug` impls (src/lib.rs).
+        .skip_debug(REDACTED)
+        .compile_protos(&files, &["proto"])?;
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

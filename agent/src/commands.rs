@@ -25,10 +25,11 @@ pub async fn execute(driver: &dyn DcvDriver, command: HostCommand) -> CommandRes
             .map(|images| Some(Payload::Screenshot(Screenshot { images }))),
     };
     match outcome {
-        Ok(payload) => CommandResult { command_id, error: String::new(), payload },
+        Ok(payload) => CommandResult { command_id, payload, ..Default::default() },
         Err(error) => {
             tracing::warn!(command_id, %error, "host command failed");
-            CommandResult { command_id, error: error.to_string(), payload: None }
+            let error_kind = error.kind() as i32;
+            CommandResult { command_id, error: error.to_string(), error_kind, payload: None }
         }
     }
 }

@@ -17,3 +17,53 @@ pub use v1::*;
 
 /// Version of the agent link protocol this build speaks.
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+
+mod redacted {
+    //! `Debug` for messages that carry secrets: every field but the secret.
+    use std::fmt;
+
+    use super::v1::{IssueTokenRequest, IssueTokenResponse, RegisterApiClientResponse};
+
+    impl fmt::Debug for IssueTokenRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("IssueTokenRequest")
+                .field("client_id", &self.client_id)
+                .field("client_secret", &"[redacted]")
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for IssueTokenResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("IssueTokenResponse")
+                .field("access_token", &"[redacted]")
+                .field("token_type", &self.token_type)
+                .field("expires_in_seconds", &self.expires_in_seconds)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for RegisterApiClientResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RegisterApiClientResponse")
+                .field("client_id", &self.client_id)
+                .field("client_secret", &"[redacted]")
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn secrets_never_reach_debug_output() {
+            let request = IssueTokenRequest { client_id: "id".into(), client_secret: "s3cr3t".into() };
+            let response = RegisterApiClientResponse { client_id: "id".into(), client_secret: "s3cr3t".into() };
+            let token = IssueTokenResponse { access_token: "eyJ.s3cr3t".into(), ..Default::default() };
+            for text in [format!("{request:?}"), format!("{response:?}"), format!("{token:?}")] {
+                assert!(!text.contains("s3cr3t") && text.contains("[redacted]"), "{text}");
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ pub mod simulated;
 
 use async_trait::async_trait;
 use switchboard_common::ErrorCode;
-use switchboard_proto::{CreateSessionSpec, HostSession, ScreenshotImage};
+use switchboard_proto::{CommandErrorKind, CreateSessionSpec, HostSession, ScreenshotImage};
 
 /// Why a driver failed an operation. The text is sent to the broker as the command's error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +45,18 @@ impl DriverError {
             Self::ConsoleSessionExists | Self::VirtualSessionLimit(_) => ErrorCode::ResourceExhausted,
             Self::InvalidRequest(_) | Self::Unsupported(_) => ErrorCode::InvalidArgument,
             Self::Dcv(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The kind reported to the broker in `CommandResult.error_kind`.
+    pub fn kind(&self) -> CommandErrorKind {
+        match self {
+            Self::SessionNotFound(_) => CommandErrorKind::SessionNotFound,
+            Self::SessionExists(_) => CommandErrorKind::SessionExists,
+            Self::ConsoleSessionExists | Self::VirtualSessionLimit(_) => CommandErrorKind::LimitReached,
+            Self::InvalidRequest(_) => CommandErrorKind::InvalidRequest,
+            Self::Unsupported(_) => CommandErrorKind::Unsupported,
+            Self::Dcv(_) => CommandErrorKind::HostFailure,
         }
     }
 }

@@ -146,15 +146,15 @@ impl SessionStore for FakeStore {
         Ok(Response::new(match answer {
             Ok(()) => CommandResult {
                 command_id: "c1".into(),
-                error: String::new(),
                 payload: Some(command_result::Payload::Session(HostSession {
                     id: create.session_id,
                     num_of_connections: 0,
                     creation_time_unix_ms: 1_601_979_331_633,
                     ..Default::default()
                 })),
+                ..Default::default()
             },
-            Err(error) => CommandResult { command_id: "c1".into(), error, payload: None },
+            Err(error) => CommandResult { command_id: "c1".into(), error, ..Default::default() },
         }))
     }
 }

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use switchboard_proto::host_command::Action;
-use switchboard_proto::{CloseSessionCommand, DeleteSessionItem, HostCommand, SessionRecord, SessionState};
+use switchboard_proto::{
+    CloseSessionCommand, CommandErrorKind, DeleteSessionItem, HostCommand, SessionRecord, SessionState,
+};
 use tonic::Status;
 
 use crate::backend::{Backend, BackendError, BackendResult};
@@ -60,7 +62,7 @@ async fn close_on_host(backend: Arc<dyn Backend>, router: Arc<CommandRouter>, se
         action: Some(Action::Close(CloseSessionCommand { session_id: session_id.clone() })),
     };
     let failure = match router.send(&server_id, command, None, false).await {
-        Ok(result) if result.error.is_empty() || host_says_missing(&result.error) => None,
+        Ok(result) if result.error.is_empty() || result.error_kind() == CommandErrorKind::SessionNotFound => None,
         Ok(result) => Some(result.error),
         Err(status) => Some(format!("could not reach the host: {}", status.message())),
     };
@@ -85,12 +87,6 @@ async fn close_on_host(backend: Arc<dyn Backend>, router: Arc<CommandRouter>, se
     }
 }
 
-/// Whether a host error means the session is already gone.
-fn host_says_missing(error: &str) -> bool {
-    let error = error.to_ascii_lowercase();
-    error.contains("not found") || error.contains("does not exist") || error.contains("no such session")
-}
-
 /// Applies `change` with compare-and-set, re-reading on conflict. Returns the
 /// stored record afterwards (unchanged when `change` declines), `None` if the
 /// session does not exist.
@@ -112,16 +108,4 @@ pub(crate) async fn transition(
         }
     }
     Err(BackendError::Conflict(format!("session {session_id} kept changing")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_says_missing;
-
-    #[test]
-    fn recognises_missing_session_errors() {
-        assert!(host_says_missing("Session 'x' not found"));
-        assert!(host_says_missing("the session does not exist"));
-        assert!(!host_says_missing("permission denied"));
-    }
 }

@@ -13,9 +13,9 @@ use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::host_command::Action;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{
-    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, CommandResult, DeleteSessionItem,
-    DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest, ScreenshotCommand,
-    SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, CommandErrorKind, CommandResult,
+    DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest,
+    ScreenshotCommand, SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
 };
 use switchboard_session_store::backend::Backend;
 use switchboard_session_store::backend::embedded::EmbeddedBackend;
@@ -252,4 +252,34 @@ async fn commands_are_forwarded_to_the_owning_replica() {
     drop(agent);
     other.stop().await;
     owner.stop().await;
+}
+
+#[tokio::test]
+async fn close_of_a_session_the_host_no_longer_has_ends_deleted() {
+    switchboard_common::telemetry::init_for_tests();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let mut replica = start_replica("r1", backend).await;
+    let mut agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let BrokerKind::Welcome(_) = agent.next().await else { panic!("first message must be the welcome") };
+
+    let items = vec![DeleteSessionItem { session_id: "s1".into(), owner: "alice".into(), force: false }];
+    let outcomes = replica.store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap().into_inner().outcomes;
+    assert_eq!(outcomes[0].state(), SessionState::Deleting);
+    let close = agent.next_command().await;
+    let answer = CommandResult {
+        command_id: close.command_id,
+        error: "the host has no such session".into(),
+        error_kind: CommandErrorKind::SessionNotFound as i32,
+        ..Default::default()
+    };
+    agent.answer(answer).await;
+    eventually("session DELETED", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Deleted
+        }
+    })
+    .await;
+    replica.shutdown.cancel();
 }

@@ -137,8 +137,10 @@ pub struct ApiClientRecord {
     pub created_unix_ms: i64,
 }
 
-/// A token-signing key. The private half never leaves the auth service.
+/// A token-signing key. The private half never leaves the auth service, and
+/// `Debug` never prints it.
 #[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
 pub struct SigningKeyRecord {
     /// Key id (`kid`).
     #[prost(string, tag = "1")]
@@ -162,6 +164,19 @@ pub struct SigningKeyRecord {
     /// verifying until every token it signed has expired.
     #[prost(int64, tag = "7")]
     pub retired_unix_ms: i64,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key_pem", &"[redacted]")
+            .field("created_unix_ms", &self.created_unix_ms)
+            .field("active_from_unix_ms", &self.active_from_unix_ms)
+            .field("retired_unix_ms", &self.retired_unix_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The shared-state store. All methods are atomic; none holds a lock across
