@@ -18,15 +18,32 @@ pub async fn serve_router(
     router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
 }
 
-/// A channel to `url` (`http://host:port`) that connects on first use and
-/// reconnects by itself, with bounded connect and keepalive timeouts.
-pub fn lazy_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(3))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(10)))
+}
+
+/// A channel to `url` (`http://host:port`) that connects on first use and
+/// reconnects by itself, with bounded connect and keepalive timeouts.
+pub fn lazy_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(endpoint(url)?.connect_lazy())
+}
+
+/// A channel over every replica in `urls` (comma-separated `http://host:port`
+/// list, or one URL such as a Kubernetes Service name). With several URLs,
+/// calls are spread by power-of-two-choices over the replicas that are
+/// connected; a replica that goes away is skipped until it is back. Callers
+/// still retry idempotent calls that fail in flight.
+pub fn replica_channel(urls: &str) -> Result<Channel, tonic::transport::Error> {
+    let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+    if let [url] = urls.as_slice() {
+        return lazy_channel(url);
+    }
+    let endpoints = urls.into_iter().map(endpoint).collect::<Result<Vec<_>, _>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
 }
 
 /// A health service plus its reporter; services mark themselves serving once
