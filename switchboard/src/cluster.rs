@@ -91,7 +91,12 @@ impl Cluster {
         let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
         let backend: Arc<dyn Backend> = Arc::new(
             EmbeddedBackend::open(&config.data_dir)
-                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+                .with_context(|| {
+                    format!(
+                        "cannot open the store in {} (is another switchboard already running with this --data-dir?)",
+                        config.data_dir.display()
+                    )
+                })?,
         );
 
         let api_listener = bind(config.listen, "client API").await?;
