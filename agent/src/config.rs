@@ -9,6 +9,10 @@
 //!   sessions in memory (demos, load tests, CI); an unknown value fails at start.
 //! - `server_id`: overrides the server id derived from host name and IP.
 //! - `hostname`: overrides the host name read from the kernel.
+//! - `broker_addresses = ["host:port", ...]`: more replicas of the broker's agent endpoint. The agent
+//!   connects to the first address (`broker_host:broker_port` when set, then this list) and, whenever its
+//!   session fails, tries the next one round-robin with the usual backoff, so it survives the death of the
+//!   replica it was connected to. Either `broker_host` or `broker_addresses` is required.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +52,8 @@ pub enum DriverKind {
 /// The `[agent]` table.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AgentSection {
-    /// Host name or IP of the broker's agent endpoint (required).
+    /// Host name or IP of the broker's agent endpoint; required unless `broker_addresses` is set.
+    #[serde(default)]
     pub broker_host: String,
     /// Port of the broker's agent endpoint.
     #[serde(default = "default_broker_port")]
@@ -80,6 +85,9 @@ pub struct AgentSection {
     pub server_id: Option<String>,
     /// Switchboard: overrides the kernel's host name.
     pub hostname: Option<String>,
+    /// Switchboard: more `host:port` addresses of broker replicas, tried in turn after `broker_host`.
+    #[serde(default)]
+    pub broker_addresses: Vec<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -123,8 +131,15 @@ impl AgentConfig {
         if config.version.is_none() {
             return Err(Error::Config(format!("agent.conf: missing top-level `version = '{CONFIG_VERSION}'`")));
         }
-        if config.agent.broker_host.trim().is_empty() {
-            return Err(Error::Config("agent.conf: `agent.broker_host` is empty".into()));
+        if config.agent.broker_host.trim().is_empty() && config.agent.broker_addresses.is_empty() {
+            return Err(Error::Config("agent.conf: set `agent.broker_host` (or `agent.broker_addresses`)".into()));
+        }
+        for address in &config.agent.broker_addresses {
+            if split_host_port(address).is_none() {
+                return Err(Error::Config(format!(
+                    "agent.conf: `agent.broker_addresses` entry `{address}` is not `host:port`"
+                )));
+            }
         }
         if config.agent.broker_update_interval == 0 {
             return Err(Error::Config("agent.conf: `agent.broker_update_interval` must be at least 1".into()));
@@ -153,10 +168,45 @@ impl AgentConfig {
         top.chain(agent).chain(log).collect()
     }
 
-    /// The broker's agent endpoint URL (always TLS).
+    /// The broker's agent endpoint URL (always TLS): the first of [`AgentConfig::broker_urls`].
     pub fn broker_url(&self) -> String {
-        format!("https://{}:{}", self.agent.broker_host, self.agent.broker_port)
+        self.broker_urls().swap_remove(0)
     }
+
+    /// Every configured broker replica as an `https://host:port` URL, in the order they are tried:
+    /// `broker_host:broker_port` when set, then `broker_addresses`, without duplicates. Never empty for a
+    /// parsed config.
+    pub fn broker_urls(&self) -> Vec<String> {
+        let agent = &self.agent;
+        let mut urls: Vec<String> = Vec::new();
+        let first = (!agent.broker_host.trim().is_empty())
+            .then(|| format!("https://{}:{}", agent.broker_host.trim(), agent.broker_port));
+        for url in first.into_iter().chain(agent.broker_addresses.iter().map(|a| format!("https://{}", a.trim()))) {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        urls
+    }
+
+    /// Host and port of the first broker replica (to find the local address that reaches it).
+    pub fn first_broker(&self) -> Option<(String, u16)> {
+        let agent = &self.agent;
+        if !agent.broker_host.trim().is_empty() {
+            return Some((agent.broker_host.trim().to_owned(), agent.broker_port));
+        }
+        agent.broker_addresses.first().and_then(|address| split_host_port(address))
+    }
+}
+
+/// `host:port` or `[v6]:port` → host (without brackets) and port.
+fn split_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -243,6 +293,22 @@ rotation = 'daily'
         let mut ignored = config.ignored_keys();
         ignored.sort();
         assert_eq!(ignored, ["agent.enable_query_logged_in_users", "extra", "future", "log.max_files"]);
+    }
+
+    #[test]
+    fn broker_addresses_add_replicas_in_order() {
+        let text = "version = '0.1'\n[agent]\nbroker_host = 'a'\nbroker_addresses = ['b:1', 'a:8445', '[fd00::2]:3']\n";
+        let config = AgentConfig::parse(text).unwrap();
+        assert_eq!(config.broker_urls(), ["https://a:8445", "https://b:1", "https://[fd00::2]:3"]);
+        assert_eq!(config.first_broker(), Some(("a".to_owned(), 8445)));
+
+        let only_list = AgentConfig::parse("version = '0.1'\n[agent]\nbroker_addresses = ['[fd00::2]:3']\n").unwrap();
+        assert_eq!(only_list.broker_url(), "https://[fd00::2]:3");
+        assert_eq!(only_list.first_broker(), Some(("fd00::2".to_owned(), 3)));
+
+        let error = AgentConfig::parse("version = '0.1'\n[agent]\nbroker_addresses = ['nohost']\n").unwrap_err();
+        assert!(error.to_string().contains("nohost"), "{error}");
+        assert!(AgentConfig::parse("version = '0.1'\n[agent]\nbroker_addresses = []\n").is_err());
     }
 
     #[test]

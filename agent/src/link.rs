@@ -5,6 +5,8 @@
 //! asked for and runs each command on the driver, answering each with exactly one result. When the stream
 //! fails or ends the link reconnects with exponential backoff and full jitter (0.5 s doubling up to 30 s,
 //! reset by a welcome); every hello carries the full inventory, so nothing is lost across reconnects.
+//! With several broker replicas configured, every reconnect goes to the next replica round-robin, so the
+//! death of the replica the agent was connected to costs one reconnect.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,12 +63,18 @@ impl Link {
     /// Keeps a session with the broker open, reconnecting as needed, until `shutdown` is cancelled.
     /// Fails only when the options cannot work (bad URL or CA).
     pub(crate) async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let endpoint = broker_endpoint(&self.options)?;
+        let urls = std::iter::once(&self.options.broker_url).chain(&self.options.fallback_broker_urls);
+        let brokers = urls
+            .map(|url| Ok((url.as_str(), broker_endpoint(url, &self.options)?)))
+            .collect::<Result<Vec<(&str, Endpoint)>>>()?;
         let mut backoff = Backoff::default();
+        let mut attempt = 0usize;
         loop {
-            match self.session(&endpoint, &shutdown, &mut backoff).await {
+            let (url, endpoint) = &brokers[attempt % brokers.len()];
+            attempt = attempt.wrapping_add(1);
+            match self.session(url, endpoint, &shutdown, &mut backoff).await {
                 Ok(()) => return Ok(()),
-                Err(error) => tracing::warn!(broker = %self.options.broker_url, %error, "broker link lost"),
+                Err(error) => tracing::warn!(broker = %url, %error, "broker link lost"),
             }
             let delay = backoff.next_delay();
             tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting to broker");
@@ -78,8 +86,13 @@ impl Link {
     }
 
     /// One session; `Ok` only when it ended because of `shutdown`.
-    async fn session(&self, endpoint: &Endpoint, shutdown: &Shutdown, backoff: &mut Backoff) -> Result<()> {
-        let broker = &self.options.broker_url;
+    async fn session(
+        &self,
+        broker: &str,
+        endpoint: &Endpoint,
+        shutdown: &Shutdown,
+        backoff: &mut Backoff,
+    ) -> Result<()> {
         let channel: Channel = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             channel = endpoint.connect() => channel.map_err(|e| Error::Link(format!("cannot connect: {e}")))?,
@@ -214,12 +227,11 @@ fn message(kind: agent_message::Kind) -> AgentMessage {
     AgentMessage { kind: Some(kind) }
 }
 
-/// The broker endpoint: TLS for `https://` (trusting the configured CA, else the system bundle), plaintext
-/// for `http://` (tests and in-process use only), HTTP/2 keepalive either way.
-fn broker_endpoint(options: &AgentOptions) -> Result<Endpoint> {
-    let url = &options.broker_url;
+/// The endpoint of the broker replica at `url`: TLS for `https://` (trusting the configured CA, else the
+/// system bundle), plaintext for `http://` (tests and in-process use only), HTTP/2 keepalive either way.
+fn broker_endpoint(url: &str, options: &AgentOptions) -> Result<Endpoint> {
     let invalid = |why: String| Error::Config(format!("broker url `{url}`: {why}"));
-    let mut endpoint = Endpoint::from_shared(url.clone())
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -295,12 +307,10 @@ mod tests {
     #[test]
     fn broker_urls_are_checked() {
         let mut options = crate::simulated_host_options(0, "ftp://broker:1", None);
-        assert!(broker_endpoint(&options).is_err());
-        options.broker_url = "http://127.0.0.1:8445".into();
-        assert!(broker_endpoint(&options).is_ok());
-        options.broker_url = "https://127.0.0.1:8445".into();
+        assert!(broker_endpoint("ftp://broker:1", &options).is_err());
+        assert!(broker_endpoint("http://127.0.0.1:8445", &options).is_ok());
         options.ca_pem = Some("not a certificate".into());
-        let error = broker_endpoint(&options).unwrap_err();
+        let error = broker_endpoint("https://127.0.0.1:8445", &options).unwrap_err();
         assert!(error.to_string().contains("broker CA"), "{error}");
     }
 }

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let (options, driver) = options_from_config(&config)?;
     tracing::info!(
         broker = %options.broker_url,
+        fallback_brokers = options.fallback_broker_urls.len(),
         server_id = %options.server_id,
         hostname = %options.hostname,
         ip = %options.ip,

@@ -22,6 +22,9 @@ pub struct AgentOptions {
     /// The broker's agent endpoint: `https://host:port` (TLS), or `http://host:port` for plaintext, which
     /// only tests and in-process hosts should use.
     pub broker_url: String,
+    /// Other replicas of the broker's agent endpoint (same URL forms). After a session with one replica
+    /// fails, the agent reconnects to the next one round-robin, so it survives the death of its replica.
+    pub fallback_broker_urls: Vec<String>,
     /// PEM CA certificates trusted for the broker; the system bundle when `None`.
     pub ca_pem: Option<String>,
     /// Name expected in the broker's certificate, when it differs from the URL's host.
@@ -73,10 +76,16 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         None => Vec::new(),
     };
     let hostname = agent.hostname.clone().or_else(local_hostname).unwrap_or_else(|| "localhost".into());
-    let ip = local_ip_towards(&agent.broker_host, agent.broker_port).unwrap_or_else(|| "127.0.0.1".into());
+    let ip = config
+        .first_broker()
+        .and_then(|(host, port)| local_ip_towards(&host, port))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let mut broker_urls = config.broker_urls().into_iter();
+    let broker_url = broker_urls.next().ok_or_else(|| Error::Config("agent.conf: no broker address".into()))?;
     let server_id = agent.server_id.clone().unwrap_or_else(|| derive_server_id(&hostname, &ip));
     let options = AgentOptions {
-        broker_url: config.broker_url(),
+        broker_url,
+        fallback_broker_urls: broker_urls.collect(),
         ca_pem,
         tls_domain: None,
         server_id,
@@ -99,6 +108,7 @@ pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<Str
     let ip = "127.0.0.1".to_owned();
     AgentOptions {
         broker_url: broker_url.to_owned(),
+        fallback_broker_urls: Vec::new(),
         ca_pem,
         tls_domain: None,
         server_id: derive_server_id(&hostname, &ip),

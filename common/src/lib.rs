@@ -1,6 +1,7 @@
 //! Plumbing shared by every Switchboard crate.
 //!
 //! - [`error`]: the one error-code enum, mapped once to gRPC codes and HTTP statuses.
+//! - [`config`]: layered settings of the service binaries (defaults → file → env → flags), `--dump-config`.
 //! - [`telemetry`]: `RUST_LOG`-style tracing setup (pretty or JSON).
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
@@ -8,6 +9,7 @@
 //! - [`time`]: wall-clock milliseconds and RFC 3339 formatting as the API uses it.
 //! - [`secret`]: a wrapper that never prints its contents.
 
+pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod secret;

@@ -89,15 +89,12 @@ impl Cluster {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
-        let backend: Arc<dyn Backend> = Arc::new(
-            EmbeddedBackend::open(&config.data_dir)
-                .with_context(|| {
-                    format!(
-                        "cannot open the store in {} (is another switchboard already running with this --data-dir?)",
-                        config.data_dir.display()
-                    )
-                })?,
-        );
+        let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the store in {} (is another switchboard already running with this --data-dir?)",
+                config.data_dir.display()
+            )
+        })?);
 
         let api_listener = bind(config.listen, "client API").await?;
         let agent_listener = bind(config.agent_listen, "agent endpoint").await?;

@@ -1,65 +1,121 @@
-//! `switchboard-auth`: one auth replica as its own process. Thin: parse
-//! config, set up telemetry, open storage, bind, call [`switchboard_auth::serve`].
+//! `switchboard-auth`: one auth replica as its own process. Thin: load settings (defaults → `--config`
+//! file → `SWITCHBOARD_*` → flags), set up telemetry, open storage, bind, call [`switchboard_auth::serve`].
+//! Settings are documented in `docs/configuration.md`.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use switchboard_session_store::backend::embedded::EmbeddedBackend;
+use serde::{Deserialize, Serialize};
+use switchboard_common::config::{self, LogArgs, StorageArgs, StorageChoice};
+use switchboard_common::telemetry::{self, LogFormat};
+use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
-/// Command line and environment (`SWITCHBOARD_*`) settings.
-#[derive(Debug, Parser)]
-#[command(name = "switchboard-auth", version, about = "Switchboard auth service (API clients, keys, tokens)")]
-struct Args {
-    /// gRPC listen address.
-    #[arg(long, env = "SWITCHBOARD_AUTH_LISTEN", default_value = "127.0.0.1:7001")]
+/// Every setting; field names are the config file's keys.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
     listen: SocketAddr,
-    /// Directory of the embedded store holding clients and keys.
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "switchboard-auth-data")]
-    data_dir: PathBuf,
+    redis_url: Option<String>,
+    redis_key_prefix: String,
+    data_dir: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    issuer: String,
+    audience: String,
+    token_lifetime_seconds: u32,
+    log_format: LogFormat,
+    log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let auth = switchboard_auth::AuthConfig::default();
+        Self {
+            listen: "127.0.0.1:7001".parse().expect("valid address"),
+            redis_url: None,
+            redis_key_prefix: RedisConfig::default().key_prefix,
+            data_dir: None,
+            admin_token_file: None,
+            issuer: auth.issuer,
+            audience: auth.audience,
+            token_lifetime_seconds: auth.token_lifetime_seconds,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// Command line; each flag falls back to its `SWITCHBOARD_*` variable, then to the config file.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "switchboard-auth", version, about = "Switchboard auth service (API clients, keys, tokens)")]
+struct Cli {
+    /// TOML file of settings (keys as in docs/configuration.md).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    dump_config: bool,
+    /// gRPC listen address (Auth + health).
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    storage: StorageArgs,
     /// File holding the admin token that guards the client registry (absent: admin RPCs disabled).
     #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// `iss` of issued tokens.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_ISSUER", default_value = "switchboard")]
-    issuer: String,
-    /// `aud` of issued tokens.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_AUDIENCE", default_value = "switchboard-api")]
-    audience: String,
+    /// `iss` of issued tokens (the same on every replica).
+    #[arg(long, env = "SWITCHBOARD_ISSUER")]
+    issuer: Option<String>,
+    /// `aud` of issued tokens (the same on every replica).
+    #[arg(long, env = "SWITCHBOARD_AUDIENCE")]
+    audience: Option<String>,
     /// Access-token lifetime in seconds.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_LIFETIME_SECONDS", default_value_t = 3600)]
-    token_lifetime_seconds: u32,
-    /// Log as JSON lines instead of pretty text.
-    #[arg(long, env = "SWITCHBOARD_LOG_JSON")]
-    log_json: bool,
+    #[arg(long, env = "SWITCHBOARD_TOKEN_LIFETIME_SECONDS")]
+    token_lifetime_seconds: Option<u32>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    switchboard_common::telemetry::init("info", log_format(args.log_json));
-    let admin_token_sha256 = match &args.admin_token_file {
+    let cli = Cli::parse();
+    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
+    if cli.dump_config {
+        print!("{}", config::dump(&settings)?);
+        return Ok(());
+    }
+    telemetry::init(&settings.log_level, settings.log_format);
+    let storage = match config::storage_choice(
+        settings.redis_url.as_deref(),
+        &settings.redis_key_prefix,
+        settings.data_dir.as_deref(),
+    )? {
+        StorageChoice::Redis { url, key_prefix } => BackendConfig::Redis(RedisConfig { url, key_prefix }),
+        StorageChoice::Embedded(data_dir) => BackendConfig::Embedded { data_dir },
+    };
+    let admin_token_sha256 = match &settings.admin_token_file {
         Some(path) => {
             let token = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            anyhow::ensure!(!token.trim().is_empty(), "admin token file {} is empty", path.display());
             Some(switchboard_auth::admin_token_hash(token.trim()))
         }
         None => None,
     };
-    let config = switchboard_auth::AuthConfig {
-        issuer: args.issuer,
-        audience: args.audience,
-        token_lifetime_seconds: args.token_lifetime_seconds,
+    let auth_config = switchboard_auth::AuthConfig {
+        issuer: settings.issuer,
+        audience: settings.audience,
+        token_lifetime_seconds: settings.token_lifetime_seconds,
         admin_token_sha256,
     };
-    let backend = Arc::new(EmbeddedBackend::open(&args.data_dir).context("opening the store")?);
+    let backend = open_backend(&storage).await.context("opening the store")?;
     let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, "auth service starting");
+        tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, admin = auth_config.admin_token_sha256.is_some(), "auth starting");
     let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_auth::serve(config, listener, backend, shutdown).await?;
+    switchboard_auth::serve(auth_config, listener, backend, shutdown).await?;
     Ok(())
-}
-
-fn log_format(json: bool) -> switchboard_common::telemetry::LogFormat {
-    if json { switchboard_common::telemetry::LogFormat::Json } else { switchboard_common::telemetry::LogFormat::Pretty }
 }

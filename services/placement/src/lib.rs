@@ -2,8 +2,8 @@
 //! drives session creation on them.
 //!
 //! - [`validate`]: per-item checks of a `CreateSessionSpec` (FailureReason texts).
-//! - [`requirements`]: the minimal `tag = 'value' and ...` matcher (the full
-//!   requirements language is a later issue).
+//! - [`requirements`]: the `Requirements` expression language (grammar,
+//!   semantics, compile cache); its module doc is the language reference.
 //! - [`place`]: candidate ranking, `AssignSession` over candidates, and the
 //!   "no server can host the session" explanation.
 //! - [`service`]: the tonic `Placement` service (records sessions, answers at once).

@@ -100,7 +100,7 @@ pub(crate) async fn transition(
             return Ok(None);
         };
         let Some(next) = change(&current) else { return Ok(Some(current)) };
-        match backend.update_session(next, current.revision).await {
+        match backend.update_session(next, current.revision, None).await {
             Ok(stored) => return Ok(Some(stored)),
             Err(BackendError::Conflict(_)) => continue,
             Err(BackendError::NotFound(_)) => return Ok(None),

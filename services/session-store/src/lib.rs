@@ -2,11 +2,13 @@
 //! servers) and of the agent streams.
 //!
 //! Module map:
-//! - [`backend`]: the [`backend::Backend`] trait, the embedded implementation
-//!   and the shared conformance suite;
+//! - [`backend`]: the [`backend::Backend`] trait, the embedded and Redis
+//!   implementations, [`backend::open_backend`] and the shared conformance
+//!   suite;
 //! - [`service`]: the `SessionStore` gRPC service (sessions, servers, commands);
 //! - [`agent_link`]: the `AgentLink` gRPC service (one stream per host), its
-//!   registry of live streams, inventory reconciliation and liveness sweeps;
+//!   registry of live streams, inventory reconciliation, fencing of stale
+//!   owners, change-only writes, liveness and the reapers;
 //! - [`routing`]: sending host commands to the replica owning the stream;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
 //! - [`error`]: the crate's error enum.
@@ -50,8 +52,27 @@ pub struct StoreConfig {
     pub advertised_address: String,
     /// How often agents send updates (sent to them in the welcome).
     pub update_interval_seconds: u32,
-    /// Lifetime of an agent-stream ownership lease; renewed every third of it.
+    /// Lifetime of an agent-stream ownership lease; renewed every third of it
+    /// while the agent keeps talking. Liveness rests on this lease, not on
+    /// per-update writes: a host whose lease lapsed (its replica died) is
+    /// declared unreachable by the sweep. Default: two update intervals.
     pub agent_lease_seconds: u32,
+    /// How often a connected host's volatile telemetry (load average, memory
+    /// in use) is written when nothing else changed. Changes that matter for
+    /// placement or the API (identity, tags, limits, health, endpoints,
+    /// sessions) are written at once; an unchanged update writes nothing.
+    pub telemetry_write_interval: Duration,
+    /// After how long without its agent an unreachable server is forgotten
+    /// (its open/closed flag is kept for its return). DCV's
+    /// `seconds-before-deleting-unreachable-server`.
+    pub seconds_before_deleting_unreachable_server: u64,
+    /// After how long without its agent the sessions of an unreachable
+    /// server become DELETED. DCV's
+    /// `seconds-before-deleting-sessions-unreachable-server`.
+    pub seconds_before_deleting_sessions_unreachable_server: u64,
+    /// How long DELETED sessions stay visible (DescribeSessions) before
+    /// their records are removed.
+    pub deleted_session_retention_seconds: u64,
     /// How long `SendCommand` waits for a host when the caller gives no timeout.
     pub command_timeout: Duration,
     /// Whether servers seen for the first time are open for placement.
@@ -64,7 +85,11 @@ impl Default for StoreConfig {
             replica_id: "session-store-0".to_owned(),
             advertised_address: "http://127.0.0.1:8446".to_owned(),
             update_interval_seconds: 10,
-            agent_lease_seconds: 30,
+            agent_lease_seconds: 20,
+            telemetry_write_interval: Duration::from_secs(60),
+            seconds_before_deleting_unreachable_server: 1800,
+            seconds_before_deleting_sessions_unreachable_server: 1800,
+            deleted_session_retention_seconds: 300,
             command_timeout: Duration::from_secs(30),
             default_server_open: true,
         }
@@ -115,12 +140,7 @@ pub async fn serve(
     let agent_router = agent_server.add_service(link_health_service).add_service(link);
 
     let stop_liveness = shutdown.child_token();
-    let liveness = tokio::spawn(agent_link::liveness::run(
-        backend,
-        Duration::from_secs(u64::from(config.update_interval_seconds.max(1))),
-        config.default_server_open,
-        stop_liveness.clone(),
-    ));
+    let liveness = tokio::spawn(agent_link::liveness::run(backend, config.clone(), stop_liveness.clone()));
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
         serve_router(grpc_router, listeners.grpc, shutdown.clone()),

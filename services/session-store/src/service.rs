@@ -80,7 +80,7 @@ impl SessionStore for StoreService {
         if session.id.is_empty() {
             return Err(Status::invalid_argument("session id is required"));
         }
-        let stored = self.backend.insert_session(session).await.map_err(backend_status)?;
+        let stored = self.backend.insert_session(session, None).await.map_err(backend_status)?;
         Ok(Response::new(stored))
     }
 
@@ -138,7 +138,8 @@ impl SessionStore for StoreService {
     async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
         let request = request.into_inner();
         let session = request.session.ok_or_else(|| Status::invalid_argument("session is required"))?;
-        let stored = self.backend.update_session(session, request.expected_revision).await.map_err(backend_status)?;
+        let stored =
+            self.backend.update_session(session, request.expected_revision, None).await.map_err(backend_status)?;
         Ok(Response::new(stored))
     }
 

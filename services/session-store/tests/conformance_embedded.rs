@@ -34,9 +34,9 @@ async fn durable_records_survive_a_restart() {
         backend.insert_api_client(client).await.unwrap();
         let key = SigningKeyRecord { kid: "k1".into(), algorithm: "EdDSA".into(), ..Default::default() };
         backend.put_signing_key(key).await.unwrap();
-        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true).await.unwrap();
+        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
         backend.set_server_open("h1", false).await.unwrap();
-        backend.insert_session(conformance::session("s1", "alice", Default::default())).await.unwrap();
+        backend.insert_session(conformance::session("s1", "alice", Default::default()), None).await.unwrap();
     }
     let backend = EmbeddedBackend::open(dir.path()).unwrap();
     assert_eq!(backend.get_api_client("c1").await.unwrap().unwrap().client_name, "one", "api client survives");
@@ -44,6 +44,6 @@ async fn durable_records_survive_a_restart() {
     assert!(backend.get_servers(&["h1".into()]).await.unwrap().is_empty(), "servers are rebuilt from agents");
     assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty(), "sessions are rebuilt from agents");
     let report =
-        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true).await.unwrap();
+        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
     assert!(!report.open, "the stored open flag applies when the agent reports again");
 }

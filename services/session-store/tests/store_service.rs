@@ -34,12 +34,12 @@ fn ids(page: &switchboard_proto::SessionsPage) -> Vec<&str> {
 async fn list_sessions_filters_and_pages() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let gpu = vec![KeyValue { key: "gpu".into(), value: "a100".into() }];
-    backend.upsert_server_report(ServerRecord { tags: gpu.clone(), ..server("h-gpu") }, true).await.unwrap();
-    backend.upsert_server_report(server("h-cpu"), true).await.unwrap();
+    backend.upsert_server_report(ServerRecord { tags: gpu.clone(), ..server("h-gpu") }, true, None).await.unwrap();
+    backend.upsert_server_report(server("h-cpu"), true, None).await.unwrap();
     for (id, owner, host) in
         [("a", "alice", "h-gpu"), ("b", "bob", "h-gpu"), ("c", "alice", "h-cpu"), ("d", "alice", "")]
     {
-        backend.insert_session(session(id, owner, SessionType::Virtual)).await.unwrap();
+        backend.insert_session(session(id, owner, SessionType::Virtual), None).await.unwrap();
         if !host.is_empty() {
             assert!(matches!(backend.assign_session(id, host).await.unwrap(), AssignOutcome::Assigned(_)));
         }
@@ -73,9 +73,9 @@ async fn list_sessions_filters_and_pages() {
 #[tokio::test]
 async fn deletes_without_a_host_and_placement_calls() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
-    // Seen just now, so the liveness sweep leaves it reachable.
+    // The liveness sweep's first pass comes one update interval after start, after this test.
     let h1 = ServerRecord { last_seen_unix_ms: switchboard_common::time::now_ms(), ..server("h1") };
-    backend.upsert_server_report(h1, true).await.unwrap();
+    backend.upsert_server_report(h1, true, None).await.unwrap();
     let (mut client, shutdown) = start(backend.clone()).await;
 
     for id in ["placing", "placed", "forced"] {

@@ -1,85 +1,160 @@
-//! Marks servers whose agent went quiet as unreachable.
+//! Liveness and reapers: what happens to hosts that went away.
 //!
-//! A stream that dies without cleanup (replica crash, network partition)
-//! leaves its server looking reachable; this sweep catches it by `last_seen`.
-//! It is idempotent and uses compare-and-set writes, so every replica runs it.
+//! Liveness rests on the agent-stream ownership lease, not on per-update
+//! writes: the replica owning a stream renews the lease on a timer while the
+//! agent keeps talking, and ends the stream (marking the host unreachable)
+//! when the agent is silent for two update intervals. If the replica itself
+//! dies, nobody renews the lease; once it lapses, this sweep marks the host
+//! unreachable and its READY sessions UNKNOWN.
+//!
+//! Every replica runs the sweep: each write is compare-and-set and fenced
+//! with [`Fence::Unowned`] (refused while a live lease exists), so replicas
+//! racing each other, or a host reconnecting mid-sweep, cannot produce a
+//! wrong result; the loser's write fails and changes nothing. No leader
+//! election is needed. The same pass runs the reapers:
+//! - sessions of a host silent for
+//!   `seconds_before_deleting_sessions_unreachable_server` become DELETED;
+//! - a host silent for `seconds_before_deleting_unreachable_server` and with
+//!   no live session left is forgotten (its open flag is kept);
+//! - DELETED sessions are removed after `deleted_session_retention_seconds`.
+//!
+//! "Silent since" is the server's `last_seen_unix_ms`: the last time its
+//! report was written, at most `telemetry_write_interval` before it was last
+//! heard from.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_common::Shutdown;
+use switchboard_common::time::now_ms;
+use switchboard_proto::{ServerRecord, SessionState};
 
-use crate::backend::{Backend, BackendResult};
+use crate::StoreConfig;
+use crate::backend::{Backend, BackendError, BackendResult, Fence};
+use crate::service::deleted;
 
-/// Servers fetched per page while sweeping.
+/// Servers (and expired sessions) handled per backend call while sweeping.
 const PAGE: usize = 500;
+/// Why sessions of a long-gone host were deleted.
+pub const HOST_GONE: &str = "the host's agent has been unreachable for too long";
 
-/// Sweeps once: every reachable server last seen before `stale_before_ms` is
-/// marked unreachable (and its READY sessions UNKNOWN). Returns how many.
-pub async fn sweep(backend: &dyn Backend, stale_before_ms: i64, default_open: bool) -> BackendResult<usize> {
+/// What one sweep did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// Hosts whose lapsed lease made them unreachable.
+    pub marked_unreachable: usize,
+    /// Sessions of long-gone hosts marked DELETED.
+    pub sessions_deleted: usize,
+    /// Long-gone hosts forgotten.
+    pub servers_forgotten: usize,
+    /// DELETED sessions removed after their retention.
+    pub sessions_expired: usize,
+}
+
+/// The thresholds of one sweep, in ms since epoch.
+struct Cutoffs {
+    delete_sessions_before: i64,
+    forget_servers_before: i64,
+}
+
+/// Sweeps once at `now`: liveness, then the reapers (see the module doc).
+pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> BackendResult<SweepOutcome> {
+    let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let cutoffs = Cutoffs {
+        delete_sessions_before: now.saturating_sub(seconds(config.seconds_before_deleting_sessions_unreachable_server)),
+        forget_servers_before: now.saturating_sub(seconds(config.seconds_before_deleting_unreachable_server)),
+    };
+    let mut outcome = SweepOutcome::default();
     let mut after_id = String::new();
-    let mut marked = 0;
     loop {
         let page = backend.list_servers(&after_id, PAGE).await?;
         let Some(last) = page.last() else { break };
         after_id = last.id.clone();
         let full = page.len() == PAGE;
         for server in page {
-            if server.reachable && server.last_seen_unix_ms < stale_before_ms {
-                tracing::info!(server_id = %server.id, "agent silent; marking server unreachable");
-                super::mark_unreachable(backend, server, default_open).await?;
-                marked += 1;
+            match sweep_server(backend, config, &cutoffs, server, &mut outcome).await {
+                Ok(()) | Err(BackendError::Fenced(_) | BackendError::Conflict(_)) => {}
+                Err(error) => return Err(error),
             }
         }
         if !full {
             break;
         }
     }
-    Ok(marked)
+    let retention_cutoff = now.saturating_sub(seconds(config.deleted_session_retention_seconds));
+    loop {
+        let expired = backend.remove_deleted_sessions(retention_cutoff, PAGE).await?;
+        outcome.sessions_expired += expired;
+        if expired < PAGE {
+            break;
+        }
+    }
+    Ok(outcome)
 }
 
-/// Runs [`sweep`] every `update_interval` until `shutdown`, with servers
-/// silent for two intervals counting as stale.
-pub async fn run(backend: Arc<dyn Backend>, update_interval: Duration, default_open: bool, shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(update_interval);
+/// Liveness and reaping of one server. `Fenced`/`Conflict` mean the host came
+/// back or another replica got there first: nothing to do.
+async fn sweep_server(
+    backend: &dyn Backend,
+    config: &StoreConfig,
+    cutoffs: &Cutoffs,
+    server: ServerRecord,
+    outcome: &mut SweepOutcome,
+) -> BackendResult<()> {
+    let gone = Fence::unowned(&server.id);
+    if server.reachable {
+        if backend.agent_owner(&server.id).await?.is_some() {
+            return Ok(());
+        }
+        tracing::info!(server_id = %server.id, "agent lease lapsed; marking server unreachable");
+        super::mark_unreachable(backend, server, config.default_server_open, &gone).await?;
+        outcome.marked_unreachable += 1;
+        return Ok(());
+    }
+    if server.last_seen_unix_ms >= cutoffs.delete_sessions_before.max(cutoffs.forget_servers_before) {
+        return Ok(());
+    }
+    let sessions = backend.sessions_on_server(&server.id).await?;
+    let mut live = 0;
+    for session in sessions.into_iter().filter(|s| s.state() != SessionState::Deleted) {
+        if server.last_seen_unix_ms >= cutoffs.delete_sessions_before {
+            live += 1;
+            continue;
+        }
+        let expected_revision = session.revision;
+        match backend.update_session(deleted(session, HOST_GONE), expected_revision, Some(&gone)).await {
+            Ok(_) => outcome.sessions_deleted += 1,
+            Err(BackendError::Conflict(_) | BackendError::NotFound(_)) => live += 1,
+            Err(error) => return Err(error),
+        }
+    }
+    if live == 0 && server.last_seen_unix_ms < cutoffs.forget_servers_before {
+        tracing::info!(server_id = %server.id, "agent gone for too long; forgetting server");
+        backend.forget_server(&server.id, server.revision).await?;
+        outcome.servers_forgotten += 1;
+    }
+    Ok(())
+}
+
+/// Runs [`sweep`] every update interval until `shutdown`.
+pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutdown) {
+    let period = Duration::from_secs(u64::from(config.update_interval_seconds.max(1)));
+    // The first sweep waits one interval: streams of the replica's previous
+    // life (if any) get the same grace as everyone else's lease.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let max_silence_ms = i64::try_from(update_interval.as_millis() * 2).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let stale_before = switchboard_common::time::now_ms().saturating_sub(max_silence_ms);
-        if let Err(error) = sweep(&*backend, stale_before, default_open).await {
-            tracing::warn!(%error, "liveness sweep failed");
+        match sweep(&*backend, &config, now_ms()).await {
+            Ok(outcome) if outcome != SweepOutcome::default() => tracing::info!(?outcome, "liveness sweep"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "liveness sweep failed"),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use switchboard_proto::{ServerRecord, SessionState, SessionType};
-
-    use super::*;
-    use crate::backend::conformance::{server, session};
-    use crate::backend::embedded::EmbeddedBackend;
-
-    #[tokio::test]
-    async fn silent_servers_become_unreachable_and_their_sessions_unknown() {
-        let backend = EmbeddedBackend::in_memory().unwrap();
-        backend.upsert_server_report(ServerRecord { last_seen_unix_ms: 100, ..server("old") }, true).await.unwrap();
-        backend.upsert_server_report(ServerRecord { last_seen_unix_ms: 900, ..server("fresh") }, true).await.unwrap();
-        backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
-        backend.assign_session("s1", "old").await.unwrap();
-        let mut s1 = backend.get_sessions(&["s1".into()]).await.unwrap().remove(0);
-        s1.state = SessionState::Ready as i32;
-        backend.update_session(s1, 2).await.unwrap();
-
-        assert_eq!(sweep(&backend, 500, true).await.unwrap(), 1, "only the silent server is marked");
-        let servers = backend.get_servers(&["old".into(), "fresh".into()]).await.unwrap();
-        assert!(!servers[0].reachable && servers[1].reachable);
-        let s1 = backend.get_sessions(&["s1".into()]).await.unwrap().remove(0);
-        assert_eq!(s1.state(), SessionState::Unknown, "READY sessions of an unreachable host are UNKNOWN");
-        assert_eq!(sweep(&backend, 500, true).await.unwrap(), 0, "sweeping again changes nothing");
-    }
-}
+mod tests;

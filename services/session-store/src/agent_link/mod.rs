@@ -3,8 +3,11 @@
 //! - [`stream`]: the per-stream session object (init / run / cleanup);
 //! - [`hub`]: the streams this replica owns and the commands awaiting results;
 //! - [`reconcile`]: turning an agent's full inventory into session writes;
-//! - [`liveness`]: marking silent servers unreachable, on every replica.
+//! - `changes`: which agent updates are worth a store write;
+//! - [`liveness`]: marking hosts whose lease lapsed unreachable, and the
+//!   reapers of long-gone servers and old DELETED sessions, on every replica.
 
+mod changes;
 pub mod hub;
 pub mod liveness;
 pub mod reconcile;
@@ -20,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::StoreConfig;
-use crate::backend::{Backend, BackendError, BackendResult};
+use crate::backend::{Backend, BackendError, BackendResult, Fence};
 use hub::AgentHub;
 use reconcile::Change;
 
@@ -64,10 +67,12 @@ impl AgentLink for AgentLinkService {
 
 /// Applies an agent's full inventory for `server_id`; returns how many
 /// writes it made. Conflicts are skipped: the next inventory retries them.
+/// Every write carries `fence`, so a superseded stream gets `Fenced`.
 pub(crate) async fn apply_inventory(
     backend: &dyn Backend,
     server_id: &str,
     reported: &[HostSession],
+    fence: Option<&Fence>,
 ) -> BackendResult<usize> {
     let on_server = backend.sessions_on_server(server_id).await?;
     let known: HashSet<&str> = on_server.iter().map(|s| s.id.as_str()).collect();
@@ -78,9 +83,9 @@ pub(crate) async fn apply_inventory(
     let mut written = 0;
     for change in changes {
         let outcome = match change {
-            Change::Insert(session) => backend.insert_session(session).await.map(|_| ()),
+            Change::Insert(session) => backend.insert_session(session, fence).await.map(|_| ()),
             Change::Update { session, expected_revision } => {
-                backend.update_session(session, expected_revision).await.map(|_| ())
+                backend.update_session(session, expected_revision, fence).await.map(|_| ())
             }
         };
         match outcome {
@@ -94,16 +99,19 @@ pub(crate) async fn apply_inventory(
     Ok(written)
 }
 
-/// Marks a server unreachable and its READY sessions UNKNOWN. Idempotent and
-/// CAS-based, so any replica may run it at any time.
+/// Marks a server unreachable and its READY sessions UNKNOWN. Idempotent,
+/// CAS-based and fenced: a stream's cleanup passes its own
+/// [`Fence::Owner`], the liveness sweep [`Fence::Unowned`], so neither can
+/// undo a reconnect that already happened (the write fails with `Fenced`).
 pub(crate) async fn mark_unreachable(
     backend: &dyn Backend,
     server: ServerRecord,
     default_open: bool,
+    fence: &Fence,
 ) -> BackendResult<()> {
     let server_id = server.id.clone();
     if server.reachable {
-        backend.upsert_server_report(ServerRecord { reachable: false, ..server }, default_open).await?;
+        backend.upsert_server_report(ServerRecord { reachable: false, ..server }, default_open, Some(fence)).await?;
     }
     for session in backend.sessions_on_server(&server_id).await? {
         if session.state() != SessionState::Ready {
@@ -115,7 +123,7 @@ pub(crate) async fn mark_unreachable(
             state_reason: AGENT_UNREACHABLE.to_owned(),
             ..session
         };
-        match backend.update_session(unknown, expected_revision).await {
+        match backend.update_session(unknown, expected_revision, Some(fence)).await {
             Ok(_) | Err(BackendError::Conflict(_) | BackendError::NotFound(_)) => {}
             Err(error) => return Err(error),
         }

@@ -4,19 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::{Stream, StreamExt};
 use switchboard_common::time::now_ms;
 use switchboard_proto::agent_message::Kind as AgentKind;
 use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::{
     AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, HostCommand,
-    ServerRecord,
+    HostSession, ServerRecord,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::LinkContext;
-use crate::backend::BackendError;
+use super::changes;
+use crate::backend::{BackendError, Fence};
 use crate::service::backend_status;
 
 /// How long an agent has to send its hello after opening the stream.
@@ -31,13 +34,24 @@ pub(super) struct AgentSession {
     context: Arc<LinkContext>,
     server_id: String,
     epoch: u64,
-    /// The server as last reported; updates patch it.
-    report: ServerRecord,
+    /// Guards every write of this stream: refused once another claim exists.
+    fence: Fence,
+    /// The server as last written to the store; updates are compared with it.
+    written: ServerRecord,
+    /// When the report was last written (telemetry is refreshed on a timer).
+    written_at: Instant,
+    /// The inventory last reconciled, and when: an unchanged inventory is not
+    /// reconciled again until the telemetry interval passes.
+    inventory: Vec<HostSession>,
+    inventory_at: Instant,
+    /// When the agent last sent anything.
+    heard_at: Instant,
 }
 
 /// Why the run loop ended.
 enum End {
     AgentClosed,
+    AgentSilent,
     Superseded,
     Shutdown,
 }
@@ -78,10 +92,25 @@ impl AgentSession {
         let sessions = std::mem::take(&mut hello.sessions);
         let report = server_from_hello(hello);
         let server_id = report.id.clone();
-        backend.upsert_server_report(report.clone(), config.default_server_open).await.map_err(backend_status)?;
-        super::apply_inventory(backend, &server_id, &sessions).await.map_err(backend_status)?;
+        let fence = Fence::owner(&server_id, ownership.epoch);
+        backend
+            .upsert_server_report(report.clone(), config.default_server_open, Some(&fence))
+            .await
+            .map_err(backend_status)?;
+        super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(backend_status)?;
         tracing::info!(server_id, epoch = ownership.epoch, "agent connected");
-        Ok(Self { context, server_id, epoch: ownership.epoch, report })
+        let now = Instant::now();
+        Ok(Self {
+            context,
+            server_id,
+            epoch: ownership.epoch,
+            fence,
+            written: report,
+            written_at: now,
+            inventory: sessions,
+            inventory_at: now,
+            heard_at: now,
+        })
     }
 
     /// Sends the welcome, registers the stream and spawns the run loop;
@@ -117,15 +146,23 @@ impl AgentSession {
     where
         S: Stream<Item = Result<AgentMessage, Status>> + Unpin,
     {
-        let lease_seconds = u64::from(self.context.config.agent_lease_seconds.max(3));
-        let mut renew = tokio::time::interval(Duration::from_secs(lease_seconds / 3));
+        let lease_ms = u64::from(self.context.config.agent_lease_seconds.max(1)) * 1000;
+        let mut renew = tokio::time::interval(Duration::from_millis(lease_ms / 3));
         renew.tick().await; // the claim just set the lease
+        // An agent that stays silent this long is gone even if its TCP
+        // stream looks open: the lease is no longer renewed for it.
+        let max_silence = Duration::from_secs(u64::from(self.context.config.update_interval_seconds.max(1)) * 2);
         let shutdown = self.context.shutdown.clone();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return End::Shutdown,
                 message = incoming.next() => match message {
-                    Some(Ok(message)) => self.handle(message).await,
+                    Some(Ok(message)) => {
+                        self.heard_at = Instant::now();
+                        if let Err(BackendError::Fenced(_)) = self.handle(message).await {
+                            return End::Superseded;
+                        }
+                    }
                     Some(Err(status)) => {
                         tracing::info!(server_id = %self.server_id, %status, "agent stream failed");
                         return End::AgentClosed;
@@ -139,6 +176,9 @@ impl AgentSession {
                     }
                 }
                 _ = renew.tick() => {
+                    if self.heard_at.elapsed() > max_silence {
+                        return End::AgentSilent;
+                    }
                     let lease_ms = i64::from(self.context.config.agent_lease_seconds) * 1000;
                     match self.context.backend.renew_agent(&self.server_id, self.epoch, lease_ms).await {
                         Ok(_) => {}
@@ -150,28 +190,52 @@ impl AgentSession {
         }
     }
 
-    async fn handle(&mut self, message: AgentMessage) {
+    /// Handles one agent message; `Err(Fenced)` when the stream lost its
+    /// ownership (it must end).
+    async fn handle(&mut self, message: AgentMessage) -> Result<(), BackendError> {
         match message.kind {
-            Some(AgentKind::Update(update)) => {
-                if let Err(error) = self.apply_update(update).await {
-                    tracing::warn!(server_id = %self.server_id, %error, "agent update not stored");
+            Some(AgentKind::Update(update)) => match self.apply_update(update).await {
+                Err(error @ BackendError::Fenced(_)) => {
+                    tracing::info!(server_id = %self.server_id, %error, "stale stream fenced off");
+                    return Err(error);
                 }
-            }
+                Err(error) => tracing::warn!(server_id = %self.server_id, %error, "agent update not stored"),
+                Ok(()) => {}
+            },
             Some(AgentKind::Result(result)) => self.context.hub.complete(&self.server_id, result),
             Some(AgentKind::Hello(_)) => tracing::warn!(server_id = %self.server_id, "repeated hello ignored"),
             None => tracing::debug!(server_id = %self.server_id, "empty agent message ignored"),
         }
+        Ok(())
     }
 
+    /// Writes only what changed: the report when a field that matters
+    /// changed (or volatile telemetry once per telemetry interval), the
+    /// inventory when it differs from the last one reconciled (or once per
+    /// interval, to repair anything a lost write left behind).
     async fn apply_update(&mut self, update: AgentUpdate) -> Result<(), BackendError> {
-        self.report.host = update.host;
-        self.report.tags = update.tags;
-        self.report.dcv_healthy = update.dcv_healthy;
-        self.report.reachable = true;
-        self.report.last_seen_unix_ms = now_ms();
+        let next = ServerRecord {
+            host: update.host,
+            tags: update.tags,
+            dcv_healthy: update.dcv_healthy,
+            reachable: true,
+            ..self.written.clone()
+        };
+        let config = &self.context.config;
         let backend = &*self.context.backend;
-        backend.upsert_server_report(self.report.clone(), self.context.config.default_server_open).await?;
-        super::apply_inventory(backend, &self.server_id, &update.sessions).await?;
+        let refresh_due = self.written_at.elapsed() >= config.telemetry_write_interval;
+        if changes::report_write_needed(&self.written, &next, refresh_due) {
+            let next = ServerRecord { last_seen_unix_ms: now_ms(), ..next };
+            backend.upsert_server_report(next.clone(), config.default_server_open, Some(&self.fence)).await?;
+            self.written = next;
+            self.written_at = Instant::now();
+        }
+        let inventory_due = self.inventory_at.elapsed() >= config.telemetry_write_interval;
+        if update.sessions != self.inventory || inventory_due {
+            super::apply_inventory(backend, &self.server_id, &update.sessions, Some(&self.fence)).await?;
+            self.inventory = update.sessions;
+            self.inventory_at = Instant::now();
+        }
         Ok(())
     }
 
@@ -183,6 +247,7 @@ impl AgentSession {
             End::Superseded => ("stream superseded by a newer connection", false),
             End::Shutdown => ("broker replica shutting down", true),
             End::AgentClosed => ("agent closed the stream", true),
+            End::AgentSilent => ("agent silent for two update intervals", true),
         };
         tracing::info!(server_id, epoch = self.epoch, reason, "agent stream ended");
         if !matches!(end, End::AgentClosed) {
@@ -191,16 +256,16 @@ impl AgentSession {
         if !still_ours {
             return;
         }
-        // Only the current owner (or nobody) may mark the server unreachable:
-        // the agent may already be connected to another replica.
-        let owner = backend.agent_owner(server_id).await;
-        let ours = matches!(&owner, Ok(None)) || matches!(&owner, Ok(Some(o)) if o.epoch == self.epoch);
-        if ours
-            && let Ok(mut servers) = backend.get_servers(std::slice::from_ref(server_id)).await
+        // Fenced with this stream's epoch: if the agent already reconnected
+        // to another replica, the write is refused and changes nothing.
+        let default_open = self.context.config.default_server_open;
+        if let Ok(mut servers) = backend.get_servers(std::slice::from_ref(server_id)).await
             && let Some(server) = servers.pop()
-            && let Err(error) = super::mark_unreachable(backend, server, self.context.config.default_server_open).await
         {
-            tracing::warn!(server_id, %error, "could not mark server unreachable");
+            match super::mark_unreachable(backend, server, default_open, &self.fence).await {
+                Ok(()) | Err(BackendError::Fenced(_)) => {}
+                Err(error) => tracing::warn!(server_id, %error, "could not mark server unreachable"),
+            }
         }
         if let Err(error) = backend.release_agent(server_id, self.epoch).await {
             tracing::warn!(server_id, %error, "could not release agent ownership");

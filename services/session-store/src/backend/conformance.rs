@@ -32,6 +32,9 @@ where
     agent_ownership(make().await).await;
     api_clients(make().await).await;
     signing_keys(make().await).await;
+    super::conformance_fencing::fenced_writes(make().await).await;
+    super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
+    super::conformance_fencing::deleted_sessions_expire(make().await).await;
 }
 
 /// A CREATING, unplaced session.
@@ -67,11 +70,11 @@ async fn assign(backend: &dyn Backend, session_id: &str, server_id: &str) -> Ass
 }
 
 async fn insert_and_get_sessions(backend: Arc<dyn Backend>) {
-    let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
+    let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
     assert_eq!(stored.revision, 1, "insert_session must return revision 1");
-    let again = backend.insert_session(session("s1", "bob", SessionType::Virtual)).await;
+    let again = backend.insert_session(session("s1", "bob", SessionType::Virtual), None).await;
     assert!(matches!(again, Err(BackendError::AlreadyExists(_))), "duplicate insert must be AlreadyExists: {again:?}");
-    backend.insert_session(session("s2", "bob", SessionType::Console)).await.unwrap();
+    backend.insert_session(session("s2", "bob", SessionType::Console), None).await.unwrap();
     let got = backend.get_sessions(&["s2".into(), "missing".into(), "s1".into()]).await.unwrap();
     assert_eq!(ids(&got), ["s2", "s1"], "get_sessions keeps the asked order and skips unknown ids");
     assert_eq!(got[1].owner, "alice", "get_sessions returns the stored record");
@@ -79,7 +82,7 @@ async fn insert_and_get_sessions(backend: Arc<dyn Backend>) {
 
 async fn list_sessions_pages_in_id_order(backend: Arc<dyn Backend>) {
     for id in ["c", "a", "e", "b", "d"] {
-        backend.insert_session(session(id, "alice", SessionType::Virtual)).await.unwrap();
+        backend.insert_session(session(id, "alice", SessionType::Virtual), None).await.unwrap();
     }
     let first = backend.list_sessions("", 2).await.unwrap();
     assert_eq!(ids(&first), ["a", "b"], "first page in ascending id order");
@@ -91,23 +94,23 @@ async fn list_sessions_pages_in_id_order(backend: Arc<dyn Backend>) {
 }
 
 async fn update_session_is_compare_and_set(backend: Arc<dyn Backend>) {
-    let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
+    let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
     let mut changed = stored.clone();
     changed.state = SessionState::Ready as i32;
-    let updated = backend.update_session(changed.clone(), 1).await.unwrap();
+    let updated = backend.update_session(changed.clone(), 1, None).await.unwrap();
     assert_eq!(updated.revision, 2, "every write bumps the revision");
     assert_eq!(updated.state(), SessionState::Ready);
-    let stale = backend.update_session(changed.clone(), 1).await;
+    let stale = backend.update_session(changed.clone(), 1, None).await;
     assert!(matches!(stale, Err(BackendError::Conflict(_))), "stale revision must be Conflict: {stale:?}");
     let read = backend.get_sessions(&["s1".into()]).await.unwrap();
     assert_eq!(read[0].revision, 2, "a failed CAS changes nothing");
-    let missing = backend.update_session(session("nope", "x", SessionType::Virtual), 1).await;
+    let missing = backend.update_session(session("nope", "x", SessionType::Virtual), 1, None).await;
     assert!(matches!(missing, Err(BackendError::NotFound(_))), "update of unknown id is NotFound: {missing:?}");
 }
 
 async fn remove_session(backend: Arc<dyn Backend>) {
-    backend.upsert_server_report(server("h1"), true).await.unwrap();
-    backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
+    backend.upsert_server_report(server("h1"), true, None).await.unwrap();
+    backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
     assert!(matches!(assign(&*backend, "s1", "h1").await, AssignOutcome::Assigned(_)));
     backend.remove_session("s1").await.unwrap();
     assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty(), "removed session is gone");
@@ -116,10 +119,10 @@ async fn remove_session(backend: Arc<dyn Backend>) {
 }
 
 async fn server_counts_are_derived(backend: Arc<dyn Backend>) {
-    backend.upsert_server_report(server("h1"), true).await.unwrap();
-    backend.insert_session(session("v1", "alice", SessionType::Virtual)).await.unwrap();
-    backend.insert_session(session("v2", "bob", SessionType::Virtual)).await.unwrap();
-    backend.insert_session(session("c1", "carol", SessionType::Console)).await.unwrap();
+    backend.upsert_server_report(server("h1"), true, None).await.unwrap();
+    backend.insert_session(session("v1", "alice", SessionType::Virtual), None).await.unwrap();
+    backend.insert_session(session("v2", "bob", SessionType::Virtual), None).await.unwrap();
+    backend.insert_session(session("c1", "carol", SessionType::Console), None).await.unwrap();
     for id in ["v1", "v2", "c1"] {
         assert!(matches!(assign(&*backend, id, "h1").await, AssignOutcome::Assigned(_)), "assign {id}");
     }
@@ -130,7 +133,7 @@ async fn server_counts_are_derived(backend: Arc<dyn Backend>) {
 
     let mut v2 = on_server.into_iter().find(|s| s.id == "v2").unwrap();
     v2.state = SessionState::Deleted as i32;
-    backend.update_session(v2.clone(), v2.revision).await.unwrap();
+    backend.update_session(v2.clone(), v2.revision, None).await.unwrap();
     let listed = &backend.list_servers("", 10).await.unwrap()[0];
     assert_eq!(listed.virtual_session_count, 1, "DELETED sessions are not counted (list_servers)");
     assert_eq!(
@@ -140,33 +143,33 @@ async fn server_counts_are_derived(backend: Arc<dyn Backend>) {
     );
 
     // Moving a session to another server moves its count.
-    backend.upsert_server_report(server("h2"), true).await.unwrap();
+    backend.upsert_server_report(server("h2"), true, None).await.unwrap();
     let mut v1 = backend.get_sessions(&["v1".into()]).await.unwrap().remove(0);
     v1.server_id = "h2".into();
-    backend.update_session(v1.clone(), v1.revision).await.unwrap();
+    backend.update_session(v1.clone(), v1.revision, None).await.unwrap();
     let servers = backend.get_servers(&["h1".into(), "h2".into()]).await.unwrap();
     assert_eq!(servers[0].virtual_session_count, 0, "count follows a server change (old)");
     assert_eq!(servers[1].virtual_session_count, 1, "count follows a server change (new)");
-    let report = backend.upsert_server_report(server("h2"), true).await.unwrap();
+    let report = backend.upsert_server_report(server("h2"), true, None).await.unwrap();
     assert_eq!(report.virtual_session_count, 1, "upsert_server_report returns derived counts");
 }
 
 async fn assign_rejections(backend: Arc<dyn Backend>) {
     use AssignRejection::*;
-    backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
+    backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
     let rejected = |expected| move |outcome: AssignOutcome| assert_eq!(outcome, AssignOutcome::Rejected(expected));
 
     rejected(ServerNotFound)(assign(&*backend, "s1", "nowhere").await);
     rejected(SessionNotPlaceable)(assign(&*backend, "missing", "nowhere").await);
 
-    backend.upsert_server_report(server("closed"), false).await.unwrap();
+    backend.upsert_server_report(server("closed"), false, None).await.unwrap();
     rejected(ServerClosed)(assign(&*backend, "s1", "closed").await);
-    backend.upsert_server_report(ServerRecord { reachable: false, ..server("gone") }, true).await.unwrap();
+    backend.upsert_server_report(ServerRecord { reachable: false, ..server("gone") }, true, None).await.unwrap();
     rejected(ServerUnreachable)(assign(&*backend, "s1", "gone").await);
-    backend.upsert_server_report(ServerRecord { dcv_healthy: false, ..server("sick") }, true).await.unwrap();
+    backend.upsert_server_report(ServerRecord { dcv_healthy: false, ..server("sick") }, true, None).await.unwrap();
     rejected(DcvUnhealthy)(assign(&*backend, "s1", "sick").await);
 
-    backend.upsert_server_report(server("h1"), true).await.unwrap();
+    backend.upsert_server_report(server("h1"), true, None).await.unwrap();
     let AssignOutcome::Assigned(placed) = assign(&*backend, "s1", "h1").await else {
         panic!("s1 should be assigned to h1");
     };
@@ -175,10 +178,10 @@ async fn assign_rejections(backend: Arc<dyn Backend>) {
     assert_eq!(placed.revision, 2, "assignment bumps the revision");
     rejected(SessionNotPlaceable)(assign(&*backend, "s1", "h1").await);
 
-    backend.insert_session(session("done", "alice", SessionType::Virtual)).await.unwrap();
+    backend.insert_session(session("done", "alice", SessionType::Virtual), None).await.unwrap();
     let mut done = backend.get_sessions(&["done".into()]).await.unwrap().remove(0);
     done.state = SessionState::Deleted as i32;
-    backend.update_session(done, 1).await.unwrap();
+    backend.update_session(done, 1, None).await.unwrap();
     rejected(SessionNotPlaceable)(assign(&*backend, "done", "h1").await);
 }
 
@@ -188,6 +191,7 @@ async fn assign_limits(backend: Arc<dyn Backend>) {
         .upsert_server_report(
             ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 2, ..server("h1") },
             true,
+            None,
         )
         .await
         .unwrap();
@@ -199,7 +203,7 @@ async fn assign_limits(backend: Arc<dyn Backend>) {
         ("v3", "carol", SessionType::Virtual),
         ("v4", "alice", SessionType::Virtual),
     ] {
-        backend.insert_session(session(id, owner, kind)).await.unwrap();
+        backend.insert_session(session(id, owner, kind), None).await.unwrap();
     }
     assert!(matches!(assign(&*backend, "c1", "h1").await, AssignOutcome::Assigned(_)));
     assert_eq!(assign(&*backend, "c2", "h1").await, AssignOutcome::Rejected(ConsoleTaken), "one console per host");
@@ -210,7 +214,7 @@ async fn assign_limits(backend: Arc<dyn Backend>) {
     // alice has c1 and v2 on h1: her per-user limit (2) is reached before the virtual one.
     let mut v1 = backend.get_sessions(&["v1".into()]).await.unwrap().remove(0);
     v1.state = SessionState::Deleted as i32;
-    backend.update_session(v1.clone(), v1.revision).await.unwrap();
+    backend.update_session(v1.clone(), v1.revision, None).await.unwrap();
     assert_eq!(assign(&*backend, "v4", "h1").await, AssignOutcome::Rejected(UserLimit), "per-user limit");
     assert!(
         matches!(assign(&*backend, "v3", "h1").await, AssignOutcome::Assigned(_)),
@@ -219,9 +223,12 @@ async fn assign_limits(backend: Arc<dyn Backend>) {
 }
 
 async fn concurrent_assigns_respect_limits(backend: Arc<dyn Backend>) {
-    backend.upsert_server_report(ServerRecord { max_virtual_sessions: 10, ..server("h1") }, true).await.unwrap();
+    backend.upsert_server_report(ServerRecord { max_virtual_sessions: 10, ..server("h1") }, true, None).await.unwrap();
     for i in 0..50 {
-        backend.insert_session(session(&format!("s{i:02}"), &format!("u{i}"), SessionType::Virtual)).await.unwrap();
+        backend
+            .insert_session(session(&format!("s{i:02}"), &format!("u{i}"), SessionType::Virtual), None)
+            .await
+            .unwrap();
     }
     let tasks: Vec<_> = (0..50)
         .map(|i| {
@@ -243,9 +250,9 @@ async fn concurrent_assigns_respect_limits(backend: Arc<dyn Backend>) {
 
 async fn concurrent_assigns_place_a_session_once(backend: Arc<dyn Backend>) {
     for i in 0..8 {
-        backend.upsert_server_report(server(&format!("h{i}")), true).await.unwrap();
+        backend.upsert_server_report(server(&format!("h{i}")), true, None).await.unwrap();
     }
-    backend.insert_session(session("s1", "alice", SessionType::Virtual)).await.unwrap();
+    backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let backend = backend.clone();
@@ -264,20 +271,20 @@ async fn concurrent_assigns_place_a_session_once(backend: Arc<dyn Backend>) {
 }
 
 async fn server_reports_keep_open(backend: Arc<dyn Backend>) {
-    let first = backend.upsert_server_report(server("h1"), true).await.unwrap();
+    let first = backend.upsert_server_report(server("h1"), true, None).await.unwrap();
     assert!(first.open, "a new server gets default_open");
     assert_eq!(first.revision, 1, "a new server starts at revision 1");
     let closed = backend.set_server_open("h1", false).await.unwrap();
     assert!(!closed.open);
     assert_eq!(closed.revision, 2, "set_server_open bumps the revision");
     let report = backend
-        .upsert_server_report(ServerRecord { open: true, hostname: "renamed".into(), ..server("h1") }, true)
+        .upsert_server_report(ServerRecord { open: true, hostname: "renamed".into(), ..server("h1") }, true, None)
         .await
         .unwrap();
     assert!(!report.open, "upsert_server_report keeps the stored open flag");
     assert_eq!(report.hostname, "renamed", "upsert_server_report stores the report");
     assert_eq!(report.revision, 3, "reports bump the revision");
-    let closed_by_default = backend.upsert_server_report(server("h2"), false).await.unwrap();
+    let closed_by_default = backend.upsert_server_report(server("h2"), false, None).await.unwrap();
     assert!(!closed_by_default.open, "default_open=false applies to new servers");
     let missing = backend.set_server_open("nope", true).await;
     assert!(matches!(missing, Err(BackendError::NotFound(_))), "set_server_open on unknown is NotFound: {missing:?}");
@@ -285,7 +292,7 @@ async fn server_reports_keep_open(backend: Arc<dyn Backend>) {
 
 async fn list_and_remove_servers(backend: Arc<dyn Backend>) {
     for id in ["h3", "h1", "h2"] {
-        backend.upsert_server_report(server(id), true).await.unwrap();
+        backend.upsert_server_report(server(id), true, None).await.unwrap();
     }
     let page: Vec<String> = backend.list_servers("", 2).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(page, ["h1", "h2"], "servers listed in id order");
@@ -297,7 +304,7 @@ async fn list_and_remove_servers(backend: Arc<dyn Backend>) {
     backend.set_server_open("h1", false).await.unwrap();
     backend.remove_server("h1").await.unwrap();
     assert!(backend.get_servers(&["h1".into()]).await.unwrap().is_empty(), "removed server is gone");
-    let back = backend.upsert_server_report(server("h1"), true).await.unwrap();
+    let back = backend.upsert_server_report(server("h1"), true, None).await.unwrap();
     assert!(back.open, "remove_server forgets the open setting");
 }
 

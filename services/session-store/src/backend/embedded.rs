@@ -22,7 +22,7 @@ use switchboard_common::time::now_ms;
 use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
 
 use super::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult,
+    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
     SigningKeyRecord,
 };
 use durable::Durable;
@@ -73,6 +73,14 @@ fn is_live(session: &SessionRecord) -> bool {
 }
 
 impl Memory {
+    /// Checks `fence` (if any) against the current ownership.
+    fn check_fence(&self, fence: Option<&Fence>) -> BackendResult<()> {
+        match fence {
+            Some(fence) if !fence.admits(self.owners.get(fence.server_id()), now_ms()) => Err(fence.refused()),
+            _ => Ok(()),
+        }
+    }
+
     /// Non-DELETED sessions on a server.
     fn live_sessions_on<'a>(&'a self, server_id: &str) -> impl Iterator<Item = &'a SessionRecord> + 'a {
         self.by_server
@@ -155,8 +163,9 @@ impl Memory {
 
 #[async_trait]
 impl Backend for EmbeddedBackend {
-    async fn insert_session(&self, mut session: SessionRecord) -> BackendResult<SessionRecord> {
+    async fn insert_session(&self, mut session: SessionRecord, fence: Option<&Fence>) -> BackendResult<SessionRecord> {
         let mut memory = self.memory();
+        memory.check_fence(fence)?;
         if memory.sessions.contains_key(&session.id) {
             return Err(BackendError::AlreadyExists(format!("session {}", session.id)));
         }
@@ -183,8 +192,14 @@ impl Backend for EmbeddedBackend {
         Ok(ids.filter_map(|id| memory.sessions.get(id).cloned()).collect())
     }
 
-    async fn update_session(&self, mut session: SessionRecord, expected_revision: u64) -> BackendResult<SessionRecord> {
+    async fn update_session(
+        &self,
+        mut session: SessionRecord,
+        expected_revision: u64,
+        fence: Option<&Fence>,
+    ) -> BackendResult<SessionRecord> {
         let mut memory = self.memory();
+        memory.check_fence(fence)?;
         let Some(stored) = memory.sessions.get(&session.id) else {
             return Err(BackendError::NotFound(format!("session {}", session.id)));
         };
@@ -207,6 +222,22 @@ impl Backend for EmbeddedBackend {
         Ok(())
     }
 
+    async fn remove_deleted_sessions(&self, ended_before_ms: i64, limit: usize) -> BackendResult<usize> {
+        let mut memory = self.memory();
+        let expired: Vec<SessionRecord> = memory
+            .sessions
+            .values()
+            .filter(|s| s.state() == SessionState::Deleted && s.ended_unix_ms < ended_before_ms)
+            .take(limit)
+            .cloned()
+            .collect();
+        for session in &expired {
+            memory.sessions.remove(&session.id);
+            memory.unindex(session);
+        }
+        Ok(expired.len())
+    }
+
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
         let mut memory = self.memory();
         let Some(session) = memory.sessions.get(session_id) else {
@@ -224,11 +255,17 @@ impl Backend for EmbeddedBackend {
         Ok(AssignOutcome::Assigned(session))
     }
 
-    async fn upsert_server_report(&self, mut report: ServerRecord, default_open: bool) -> BackendResult<ServerRecord> {
+    async fn upsert_server_report(
+        &self,
+        mut report: ServerRecord,
+        default_open: bool,
+        fence: Option<&Fence>,
+    ) -> BackendResult<ServerRecord> {
         // Read the durable flag before locking: only needed for servers not in memory.
         let known = self.memory().servers.contains_key(&report.id);
         let stored_open = if known { None } else { self.durable.server_open(&report.id)? };
         let mut memory = self.memory();
+        memory.check_fence(fence)?;
         match memory.servers.get(&report.id) {
             Some(existing) => {
                 report.open = existing.open;
@@ -272,6 +309,17 @@ impl Backend for EmbeddedBackend {
     async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
         let mut memory = self.memory();
         self.durable.set_server_open(server_id, None)?;
+        memory.servers.remove(server_id);
+        Ok(())
+    }
+
+    async fn forget_server(&self, server_id: &str, expected_revision: u64) -> BackendResult<()> {
+        let mut memory = self.memory();
+        let Some(server) = memory.servers.get(server_id) else { return Ok(()) };
+        if server.revision != expected_revision {
+            return Err(BackendError::Conflict(format!("server {server_id}")));
+        }
+        memory.check_fence(Some(&Fence::unowned(server_id)))?;
         memory.servers.remove(server_id);
         Ok(())
     }

@@ -6,7 +6,10 @@
 //! Implementations:
 //! - [`embedded::EmbeddedBackend`]: in-process, durable on disk under the data
 //!   dir (the all-in-one default);
-//! - a Redis backend (multi-replica deployments).
+//! - [`redis::RedisBackend`]: shared by every replica of a multi-process
+//!   deployment, with multi-key invariants in Lua scripts.
+//!
+//! [`open_backend`] builds either from a [`BackendConfig`].
 //!
 //! Every implementation must pass [`conformance`], the one shared suite.
 //!
@@ -14,7 +17,12 @@
 //! prost messages below), so backends store them with protobuf encoding.
 
 pub mod conformance;
+mod conformance_fencing;
 pub mod embedded;
+pub mod redis;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use switchboard_proto::{ServerRecord, SessionRecord};
@@ -37,6 +45,10 @@ pub enum BackendError {
     /// A stored record could not be decoded.
     #[error("corrupt record {0}")]
     Corrupt(String),
+    /// A fenced write was refused: the writer's agent-stream ownership is no
+    /// longer current (or, for an unowned write, a live owner exists).
+    #[error("fenced off: {0}")]
+    Fenced(String),
 }
 
 impl BackendError {
@@ -49,6 +61,7 @@ impl BackendError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Corrupt(_) => ErrorCode::Internal,
+            Self::Fenced(_) => ErrorCode::Conflict,
         }
     }
 }
@@ -103,6 +116,92 @@ pub enum AssignOutcome {
     Assigned(SessionRecord),
     /// The server cannot take it.
     Rejected(AssignRejection),
+}
+
+/// A precondition on the agent-stream ownership of a server, checked in the
+/// same atomic step as the write it guards.
+///
+/// Writes made on behalf of an agent stream carry [`Fence::Owner`], so a
+/// replica that lost the stream to a newer claim (the agent reconnected
+/// elsewhere) cannot overwrite what the new owner wrote. Writes made on
+/// behalf of nobody (the liveness sweep declaring a host gone) carry
+/// [`Fence::Unowned`], so they cannot undo a reconnect that just happened.
+/// A refused write fails with [`BackendError::Fenced`] and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Passes while `epoch` is the server's current ownership epoch (the
+    /// lease may have lapsed: nobody has claimed since).
+    Owner {
+        /// The server whose stream the writer owns.
+        server_id: String,
+        /// The epoch of the writer's claim.
+        epoch: u64,
+    },
+    /// Passes while no live ownership lease exists for the server.
+    Unowned {
+        /// The server declared gone.
+        server_id: String,
+    },
+}
+
+impl Fence {
+    /// The fence of a stream owner.
+    pub fn owner(server_id: &str, epoch: u64) -> Self {
+        Self::Owner { server_id: server_id.to_owned(), epoch }
+    }
+
+    /// The fence of a write that needs the host to be gone.
+    pub fn unowned(server_id: &str) -> Self {
+        Self::Unowned { server_id: server_id.to_owned() }
+    }
+
+    /// The server whose ownership is checked.
+    pub fn server_id(&self) -> &str {
+        match self {
+            Self::Owner { server_id, .. } | Self::Unowned { server_id } => server_id,
+        }
+    }
+
+    /// Whether the fence passes given the current ownership (`None`: never
+    /// claimed or released) at `now_ms`.
+    pub fn admits(&self, current: Option<&AgentOwnership>, now_ms: i64) -> bool {
+        match self {
+            Self::Owner { epoch, .. } => current.is_some_and(|o| o.epoch == *epoch),
+            Self::Unowned { .. } => current.is_none_or(|o| o.lease_until_ms <= now_ms),
+        }
+    }
+
+    /// The error of a refused write.
+    pub fn refused(&self) -> BackendError {
+        match self {
+            Self::Owner { server_id, epoch } => {
+                BackendError::Fenced(format!("agent {server_id} epoch {epoch} is no longer the owner"))
+            }
+            Self::Unowned { server_id } => BackendError::Fenced(format!("agent {server_id} has a live owner")),
+        }
+    }
+}
+
+/// Which storage a process uses; see [`open_backend`].
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// The embedded backend, durable in `<data_dir>/switchboard.redb`. One
+    /// process only: the all-in-one mode.
+    Embedded {
+        /// Directory of the durable file.
+        data_dir: PathBuf,
+    },
+    /// A shared Redis: any number of processes and replicas.
+    Redis(redis::RedisConfig),
+}
+
+/// Opens the configured backend (connecting to Redis, or opening the redb
+/// file) for a service binary.
+pub async fn open_backend(config: &BackendConfig) -> BackendResult<Arc<dyn Backend>> {
+    Ok(match config {
+        BackendConfig::Embedded { data_dir } => Arc::new(embedded::EmbeddedBackend::open(data_dir)?),
+        BackendConfig::Redis(redis) => Arc::new(redis::RedisBackend::connect(redis.clone()).await?),
+    })
 }
 
 /// Which session-store replica owns an agent's stream.
@@ -189,9 +288,9 @@ impl std::fmt::Debug for SigningKeyRecord {
 pub trait Backend: Send + Sync + 'static {
     // ----- sessions -----
 
-    /// Inserts a new session; fails with `AlreadyExists` if the id is taken.
-    /// Returns the stored record (revision 1).
-    async fn insert_session(&self, session: SessionRecord) -> BackendResult<SessionRecord>;
+    /// Inserts a new session; fails with `AlreadyExists` if the id is taken,
+    /// `Fenced` if `fence` does not pass. Returns the stored record (revision 1).
+    async fn insert_session(&self, session: SessionRecord, fence: Option<&Fence>) -> BackendResult<SessionRecord>;
 
     /// Reads sessions by id, in the order asked; unknown ids are skipped.
     async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>>;
@@ -206,11 +305,21 @@ pub trait Backend: Send + Sync + 'static {
     /// Replaces a session if its stored revision equals `expected_revision`;
     /// bumps the revision and returns the stored record. `Conflict` otherwise,
     /// `NotFound` if it does not exist. Counts follow state and server changes.
-    async fn update_session(&self, session: SessionRecord, expected_revision: u64) -> BackendResult<SessionRecord>;
+    /// `Fenced` if `fence` does not pass.
+    async fn update_session(
+        &self,
+        session: SessionRecord,
+        expected_revision: u64,
+        fence: Option<&Fence>,
+    ) -> BackendResult<SessionRecord>;
 
     /// Deletes a session record outright (expiry of DELETED sessions, forced
     /// deletes). Removing a missing record is not an error.
     async fn remove_session(&self, id: &str) -> BackendResult<()>;
+
+    /// Removes up to `limit` DELETED sessions that ended before
+    /// `ended_before_ms` (the retention reaper); returns how many.
+    async fn remove_deleted_sessions(&self, ended_before_ms: i64, limit: usize) -> BackendResult<usize>;
 
     /// Atomically: if the session is CREATING and unassigned, and the server
     /// exists, is open, reachable, DCV-healthy, and within its limits (one
@@ -224,8 +333,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes what an agent reported (identity, telemetry, tags, limits,
     /// reachability, health, last seen). Keeps the stored `open` flag; a new
-    /// server gets `open = default_open`. Returns the stored record.
-    async fn upsert_server_report(&self, report: ServerRecord, default_open: bool) -> BackendResult<ServerRecord>;
+    /// server gets the durable flag it had before it was forgotten, else
+    /// `open = default_open`. `Fenced` if `fence` does not pass. Returns the
+    /// stored record.
+    async fn upsert_server_report(
+        &self,
+        report: ServerRecord,
+        default_open: bool,
+        fence: Option<&Fence>,
+    ) -> BackendResult<ServerRecord>;
 
     /// Reads servers by id, in the order asked; unknown ids are skipped.
     async fn get_servers(&self, ids: &[String]) -> BackendResult<Vec<ServerRecord>>;
@@ -238,6 +354,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Forgets a server (its `open` setting included).
     async fn remove_server(&self, server_id: &str) -> BackendResult<()>;
+
+    /// Forgets a long-gone server's report but keeps its durable `open` flag,
+    /// so the host returns with it (the unreachable-server reaper). Only if
+    /// its revision is still `expected_revision` (`Conflict`) and no live
+    /// ownership lease exists (`Fenced`). A missing server is not an error.
+    async fn forget_server(&self, server_id: &str, expected_revision: u64) -> BackendResult<()>;
 
     // ----- agent stream ownership -----
 

@@ -1,0 +1,132 @@
+//! `switchboard-gateway`: one gateway replica as its own process. Thin: load settings (defaults →
+//! `--config` file → `SWITCHBOARD_*` → flags), set up telemetry, load TLS, bind, call
+//! [`switchboard_gateway::serve`]. Settings are documented in `docs/configuration.md`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use switchboard_common::config::{self, LogArgs, TlsArgs};
+use switchboard_common::grpc::replica_channel;
+use switchboard_common::telemetry::{self, LogFormat};
+use switchboard_gateway::{GatewayConfig, Upstreams};
+use switchboard_proto::{
+    auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
+};
+
+/// Every setting; field names are the config file's keys.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    listen: SocketAddr,
+    auth_url: String,
+    placement_url: String,
+    store_url: String,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    dev_tls_dir: Option<PathBuf>,
+    tls_names: Vec<String>,
+    max_body_bytes: usize,
+    request_timeout_seconds: u64,
+    max_batch: usize,
+    log_format: LogFormat,
+    log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let gateway = GatewayConfig::default();
+        Self {
+            listen: "0.0.0.0:8443".parse().expect("valid address"),
+            auth_url: "http://127.0.0.1:7001".to_owned(),
+            placement_url: "http://127.0.0.1:7002".to_owned(),
+            store_url: "http://127.0.0.1:7003".to_owned(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            dev_tls_dir: None,
+            tls_names: Vec::new(),
+            max_body_bytes: gateway.max_body_bytes,
+            request_timeout_seconds: gateway.request_timeout.as_secs(),
+            max_batch: gateway.max_batch,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// Command line; each flag falls back to its `SWITCHBOARD_*` variable, then to the config file.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "switchboard-gateway", version, about = "Switchboard gateway: the REST API over HTTPS")]
+struct Cli {
+    /// TOML file of settings (keys as in docs/configuration.md).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    dump_config: bool,
+    /// HTTPS listen address of the REST API.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// auth replicas: comma-separated `http://host:port` URLs, or one Service URL.
+    #[arg(long, env = "SWITCHBOARD_AUTH_URL")]
+    auth_url: Option<String>,
+    /// placement replicas: comma-separated `http://host:port` URLs, or one Service URL.
+    #[arg(long, env = "SWITCHBOARD_PLACEMENT_URL")]
+    placement_url: Option<String>,
+    /// session-store replicas: comma-separated `http://host:port` URLs, or one Service URL.
+    #[arg(long, env = "SWITCHBOARD_STORE_URL")]
+    store_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    tls: TlsArgs,
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Longest a request may take (then 504), in seconds; also the drain time at shutdown.
+    #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_SECONDS")]
+    request_timeout_seconds: Option<u64>,
+    /// Most items in one createSessions or deleteSessions request.
+    #[arg(long, env = "SWITCHBOARD_MAX_BATCH")]
+    max_batch: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    log: LogArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
+    if cli.dump_config {
+        print!("{}", config::dump(&settings)?);
+        return Ok(());
+    }
+    telemetry::init(&settings.log_level, settings.log_format);
+    switchboard_common::tls::install_crypto_provider();
+    let identity = config::server_identity(
+        settings.tls_cert_file.as_deref(),
+        settings.tls_key_file.as_deref(),
+        settings.dev_tls_dir.as_deref(),
+        &settings.tls_names,
+    )?;
+    let upstreams = Upstreams {
+        auth: AuthClient::new(replica_channel(&settings.auth_url).context("auth_url")?),
+        placement: PlacementClient::new(replica_channel(&settings.placement_url).context("placement_url")?),
+        store: SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?),
+    };
+    let gateway_config = GatewayConfig {
+        max_body_bytes: settings.max_body_bytes,
+        request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+        max_batch: settings.max_batch,
+    };
+    let listener =
+        std::net::TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
+    tracing::info!(listen = %listener.local_addr()?, "gateway starting");
+    let shutdown = switchboard_common::shutdown::on_signals();
+    switchboard_gateway::serve(gateway_config, listener, Some(identity), upstreams, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `switchboard-placement`: one placement replica as its own process. Thin: load settings (defaults →
+//! `--config` file → `SWITCHBOARD_*` → flags), set up telemetry, bind, call [`switchboard_placement::serve`].
+//! Settings are documented in `docs/configuration.md`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use switchboard_common::config::{self, LogArgs};
+use switchboard_common::grpc::replica_channel;
+use switchboard_common::telemetry::{self, LogFormat};
+use switchboard_placement::PlacementConfig;
+use switchboard_proto::session_store_client::SessionStoreClient;
+
+/// Every setting; field names are the config file's keys.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    listen: SocketAddr,
+    store_url: String,
+    retries_on_failure: u32,
+    max_batch: usize,
+    create_timeout_seconds: u64,
+    log_format: LogFormat,
+    log_level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let placement = PlacementConfig::default();
+        Self {
+            listen: "127.0.0.1:7002".parse().expect("valid address"),
+            store_url: "http://127.0.0.1:7003".to_owned(),
+            retries_on_failure: placement.retries_on_failure,
+            max_batch: placement.max_batch,
+            create_timeout_seconds: placement.create_timeout.as_secs(),
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// Command line; each flag falls back to its `SWITCHBOARD_*` variable, then to the config file.
+#[derive(Debug, Parser, Serialize)]
+#[command(name = "switchboard-placement", version, about = "Switchboard placement: validation and host choice")]
+struct Cli {
+    /// TOML file of settings (keys as in docs/configuration.md).
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    dump_config: bool,
+    /// gRPC listen address (Placement + health).
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// session-store replicas: comma-separated `http://host:port` URLs, or one Service URL.
+    #[arg(long, env = "SWITCHBOARD_STORE_URL")]
+    store_url: Option<String>,
+    /// Other hosts tried after creation fails on one (unless the item disables retries).
+    #[arg(long, env = "SWITCHBOARD_RETRIES_ON_FAILURE")]
+    retries_on_failure: Option<u32>,
+    /// Most items in one CreateSessions call.
+    #[arg(long, env = "SWITCHBOARD_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// How long a host may take to create a session, in seconds.
+    #[arg(long, env = "SWITCHBOARD_CREATE_TIMEOUT_SECONDS")]
+    create_timeout_seconds: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    log: LogArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
+    if cli.dump_config {
+        print!("{}", config::dump(&settings)?);
+        return Ok(());
+    }
+    telemetry::init(&settings.log_level, settings.log_format);
+    let placement_config = PlacementConfig {
+        retries_on_failure: settings.retries_on_failure,
+        max_batch: settings.max_batch,
+        create_timeout: Duration::from_secs(settings.create_timeout_seconds),
+        ..PlacementConfig::default()
+    };
+    let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
+    let listener =
+        tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %settings.store_url, "placement starting");
+    let shutdown = switchboard_common::shutdown::on_signals();
+    switchboard_placement::serve(placement_config, listener, store, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The sweep against the embedded backend, with explicit clocks (no sleeps).
+
+use switchboard_proto::{ServerRecord, SessionState, SessionType};
+
+use super::*;
+use crate::backend::conformance::{server, session};
+use crate::backend::embedded::EmbeddedBackend;
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        seconds_before_deleting_sessions_unreachable_server: 10,
+        seconds_before_deleting_unreachable_server: 20,
+        deleted_session_retention_seconds: 5,
+        ..StoreConfig::default()
+    }
+}
+
+async fn ready_session_on(backend: &EmbeddedBackend, id: &str, server_id: &str) {
+    backend.insert_session(session(id, "alice", SessionType::Virtual), None).await.unwrap();
+    backend.assign_session(id, server_id).await.unwrap();
+    let mut record = backend.get_sessions(&[id.into()]).await.unwrap().remove(0);
+    record.state = SessionState::Ready as i32;
+    backend.update_session(record, 2, None).await.unwrap();
+}
+
+async fn state(backend: &EmbeddedBackend, id: &str) -> SessionState {
+    backend.get_sessions(&[id.into()]).await.unwrap().remove(0).state()
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_makes_the_server_unreachable_and_its_sessions_unknown() {
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    backend.claim_agent("lapsed", "r1", "http://r1", -1).await.unwrap();
+    backend.claim_agent("live", "r1", "http://r1", 60_000).await.unwrap();
+    for id in ["lapsed", "live"] {
+        let report = ServerRecord { last_seen_unix_ms: now_ms(), ..server(id) };
+        backend.upsert_server_report(report, true, None).await.unwrap();
+    }
+    ready_session_on(&backend, "s1", "lapsed").await;
+    ready_session_on(&backend, "s2", "live").await;
+
+    let outcome = sweep(&backend, &config(), now_ms()).await.unwrap();
+    assert_eq!(outcome.marked_unreachable, 1, "only the host without a live lease: {outcome:?}");
+    let servers = backend.get_servers(&["lapsed".into(), "live".into()]).await.unwrap();
+    assert!(!servers[0].reachable && servers[1].reachable);
+    assert_eq!(state(&backend, "s1").await, SessionState::Unknown, "READY sessions of a gone host are UNKNOWN");
+    assert_eq!(state(&backend, "s2").await, SessionState::Ready);
+    let again = sweep(&backend, &config(), now_ms()).await.unwrap();
+    assert_eq!(again, SweepOutcome::default(), "sweeping again changes nothing");
+}
+
+#[tokio::test]
+async fn long_gone_hosts_lose_their_sessions_then_are_forgotten() {
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    let gone = ServerRecord { reachable: false, last_seen_unix_ms: 1_000, ..server("gone") };
+    backend.upsert_server_report(server("gone"), true, None).await.unwrap();
+    ready_session_on(&backend, "s1", "gone").await;
+    backend.upsert_server_report(gone, true, None).await.unwrap();
+    backend.set_server_open("gone", false).await.unwrap();
+
+    let early = sweep(&backend, &config(), 1_000 + 9_000).await.unwrap();
+    assert_eq!(early, SweepOutcome::default(), "nothing happens before the thresholds");
+
+    let sessions_due = sweep(&backend, &config(), 1_000 + 11_000).await.unwrap();
+    assert_eq!(sessions_due.sessions_deleted, 1, "{sessions_due:?}");
+    assert_eq!(sessions_due.servers_forgotten, 0, "the server stays until its own threshold");
+    assert_eq!(state(&backend, "s1").await, SessionState::Deleted);
+
+    let server_due = sweep(&backend, &config(), 1_000 + 21_000).await.unwrap();
+    assert_eq!(server_due.servers_forgotten, 1, "{server_due:?}");
+    assert!(backend.get_servers(&["gone".into()]).await.unwrap().is_empty(), "the server is forgotten");
+    let back = backend.upsert_server_report(server("gone"), true, None).await.unwrap();
+    assert!(!back.open, "a forgotten server returns with its open flag");
+}
+
+#[tokio::test]
+async fn deleted_sessions_expire_after_the_retention() {
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
+    let ended = deleted(stored, "done");
+    let ended_at = ended.ended_unix_ms;
+    backend.update_session(ended, 1, None).await.unwrap();
+    let kept = sweep(&backend, &config(), ended_at + 4_000).await.unwrap();
+    assert_eq!(kept.sessions_expired, 0, "kept during the retention");
+    let expired = sweep(&backend, &config(), ended_at + 6_000).await.unwrap();
+    assert_eq!(expired.sessions_expired, 1, "removed after it");
+    assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty());
+}

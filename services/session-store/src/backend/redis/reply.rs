@@ -1,0 +1,87 @@
+//! Reading script replies (`redis::Value`) into records.
+
+use prost::Message;
+use redis::Value;
+use switchboard_proto::{ServerRecord, SessionRecord};
+
+use crate::backend::{BackendError, BackendResult};
+
+fn malformed(what: &str, value: &Value) -> BackendError {
+    BackendError::Corrupt(format!("unexpected redis reply for {what}: {value:?}"))
+}
+
+/// The bytes of a bulk or simple string.
+pub(super) fn bytes(value: &Value) -> BackendResult<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(text) => Ok(text.as_bytes()),
+        other => Err(malformed("a string", other)),
+    }
+}
+
+/// A string reply as text.
+pub(super) fn text(value: &Value) -> BackendResult<String> {
+    String::from_utf8(bytes(value)?.to_vec()).map_err(|_| malformed("text", value))
+}
+
+/// An integer, sent by Redis as an integer or as decimal text.
+pub(super) fn int(value: &Value) -> BackendResult<i64> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        other => text(other)?.parse().map_err(|_| malformed("an integer", other)),
+    }
+}
+
+/// The elements of an array reply (`nil` is an empty array).
+pub(super) fn array(value: Value) -> BackendResult<Vec<Value>> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(malformed("an array", &other)),
+    }
+}
+
+/// A script's status word (first element) and the rest of its reply.
+pub(super) fn status(value: Value) -> BackendResult<(String, Vec<Value>)> {
+    let mut items = array(value)?;
+    if items.is_empty() {
+        return Err(BackendError::Corrupt("empty script reply".into()));
+    }
+    let head = items.remove(0);
+    Ok((text(&head)?, items))
+}
+
+fn decode<M: Message + Default>(id: &[u8], data: &Value) -> BackendResult<M> {
+    M::decode(bytes(data)?).map_err(|e| BackendError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(id))))
+}
+
+/// Sessions from a flattened `id, data, rev` reply; the revision field is
+/// the authoritative one.
+pub(super) fn sessions(value: Value) -> BackendResult<Vec<SessionRecord>> {
+    let items = array(value)?;
+    items
+        .chunks_exact(3)
+        .map(|chunk| {
+            let mut session: SessionRecord = decode(bytes(&chunk[0])?, &chunk[1])?;
+            session.revision = u64::try_from(int(&chunk[2])?).unwrap_or_default();
+            Ok(session)
+        })
+        .collect()
+}
+
+/// Servers from a flattened `id, data, rev, open, console, virtual` reply:
+/// the stored report with its revision, open flag and derived counts.
+pub(super) fn servers(value: Value) -> BackendResult<Vec<ServerRecord>> {
+    let items = array(value)?;
+    items.chunks_exact(6).map(server).collect()
+}
+
+/// One server from its six reply fields.
+pub(super) fn server(fields: &[Value]) -> BackendResult<ServerRecord> {
+    let mut record: ServerRecord = decode(bytes(&fields[0])?, &fields[1])?;
+    record.revision = u64::try_from(int(&fields[2])?).unwrap_or_default();
+    record.open = int(&fields[3])? == 1;
+    record.console_session_count = u32::try_from(int(&fields[4])?).unwrap_or_default();
+    record.virtual_session_count = u32::try_from(int(&fields[5])?).unwrap_or_default();
+    Ok(record)
+}

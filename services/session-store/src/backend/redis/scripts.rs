@@ -1,0 +1,52 @@
+//! The Lua scripts of the Redis backend, each prefixed with the shared
+//! `prelude.lua` (key names, counts, fencing, the Redis clock).
+//!
+//! `redis::Script` runs them with EVALSHA and loads them on a `NOSCRIPT`
+//! miss, so a restarted (empty) Redis needs no special handling.
+
+use redis::Script;
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("scripts/prelude.lua"), "\n", include_str!(concat!("scripts/", $file))))
+    };
+}
+
+/// Every script, compiled (hashed) once per backend.
+pub(super) struct Scripts {
+    pub(super) session_insert: Script,
+    pub(super) session_update: Script,
+    pub(super) session_assign: Script,
+    pub(super) session_remove: Script,
+    pub(super) sessions_expire: Script,
+    pub(super) sessions_read: Script,
+    pub(super) servers_read: Script,
+    pub(super) server_upsert: Script,
+    pub(super) server_set_open: Script,
+    pub(super) server_remove: Script,
+    pub(super) agent_claim: Script,
+    pub(super) agent_renew: Script,
+    pub(super) agent_get: Script,
+    pub(super) agent_release: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            session_insert: script!("session_insert.lua"),
+            session_update: script!("session_update.lua"),
+            session_assign: script!("session_assign.lua"),
+            session_remove: script!("session_remove.lua"),
+            sessions_expire: script!("sessions_expire.lua"),
+            sessions_read: script!("sessions_read.lua"),
+            servers_read: script!("servers_read.lua"),
+            server_upsert: script!("server_upsert.lua"),
+            server_set_open: script!("server_set_open.lua"),
+            server_remove: script!("server_remove.lua"),
+            agent_claim: script!("agent_claim.lua"),
+            agent_renew: script!("agent_renew.lua"),
+            agent_get: script!("agent_get.lua"),
+            agent_release: script!("agent_release.lua"),
+        }
+    }
+}

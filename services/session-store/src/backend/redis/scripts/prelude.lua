@@ -1,0 +1,94 @@
+-- Shared by every script (prepended in Rust). ARGV[1] is the key prefix.
+-- Keys are derived from the prefix inside the scripts, so the backend needs
+-- a standalone Redis (or a primary with replicas), not Redis Cluster.
+local P = ARGV[1]
+local DELETED = '4'
+local CONSOLE = '1'
+local VIRTUAL = '2'
+local K_SESSIONS = P .. 'sessions'
+local K_SERVERS = P .. 'servers'
+local K_OPEN = P .. 'server-open'
+local K_DELETED = P .. 'deleted'
+local function k_session(id) return P .. 'session:' .. id end
+local function k_server(id) return P .. 'server:' .. id end
+local function k_server_sessions(id) return P .. 'server:' .. id .. ':sessions' end
+local function k_counts(id) return P .. 'server:' .. id .. ':counts' end
+local function k_agent(id) return P .. 'agent:' .. id end
+local function k_epoch(id) return P .. 'agent-epoch:' .. id end
+
+-- Integers as decimal text (tostring would print large numbers as 1e+12).
+local function int(n) return string.format('%d', n) end
+
+-- Milliseconds on the Redis clock: the one clock every lease is measured on.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Fence check: mode '' (none), 'owner' (epoch must be current) or
+-- 'unowned' (no live lease may exist).
+local function fence_ok(mode, server, epoch)
+  if mode == '' then return true end
+  local a = redis.call('HMGET', k_agent(server), 'epoch', 'lease_until')
+  if mode == 'owner' then return a[1] ~= false and a[1] == epoch end
+  return a[1] == false or tonumber(a[2]) <= now_ms()
+end
+
+-- Adds delta to the live counts of a session's server; DELETED and unplaced
+-- sessions are not counted.
+local function count(server, state, stype, owner, delta)
+  if server == '' or server == false or state == DELETED then return end
+  local key = k_counts(server)
+  if stype == CONSOLE then
+    redis.call('HINCRBY', key, 'console', delta)
+  elseif stype == VIRTUAL then
+    redis.call('HINCRBY', key, 'virtual', delta)
+  end
+  if redis.call('HINCRBY', key, 'u:' .. owner, delta) <= 0 then
+    redis.call('HDEL', key, 'u:' .. owner)
+  end
+end
+
+-- The side fields of a stored session: server, state, type, owner, rev.
+local function session_side(id)
+  return redis.call('HMGET', k_session(id), 'server', 'state', 'type', 'owner', 'rev')
+end
+
+-- Moves a session's index entries and counts from `old` (side fields or
+-- nil) to its new side fields, then stores it.
+local function write_session(id, data, rev, server, state, stype, owner, ended, old)
+  if old then
+    count(old[1], old[2], old[3], old[4], -1)
+    if old[1] ~= server and old[1] ~= '' then redis.call('SREM', k_server_sessions(old[1]), id) end
+  end
+  count(server, state, stype, owner, 1)
+  if server ~= '' then redis.call('SADD', k_server_sessions(server), id) end
+  if state == DELETED then
+    redis.call('ZADD', K_DELETED, ended, id)
+  else
+    redis.call('ZREM', K_DELETED, id)
+  end
+  redis.call('ZADD', K_SESSIONS, 0, id)
+  redis.call('HSET', k_session(id), 'data', data, 'rev', rev, 'server', server, 'state', state,
+    'type', stype, 'owner', owner)
+end
+
+-- Removes a session with its index entries and counts.
+local function delete_session(id)
+  local old = session_side(id)
+  if old[5] == false then return false end
+  count(old[1], old[2], old[3], old[4], -1)
+  if old[1] ~= '' then redis.call('SREM', k_server_sessions(old[1]), id) end
+  redis.call('ZREM', K_SESSIONS, id)
+  redis.call('ZREM', K_DELETED, id)
+  redis.call('DEL', k_session(id))
+  return true
+end
+
+-- A server's record fields for the reader: data, rev, open, console, virtual.
+local function server_view(id)
+  local s = redis.call('HMGET', k_server(id), 'data', 'rev', 'open')
+  if s[1] == false then return false end
+  local c = redis.call('HMGET', k_counts(id), 'console', 'virtual')
+  return { id, s[1], s[2], s[3], c[1] or '0', c[2] or '0' }
+end

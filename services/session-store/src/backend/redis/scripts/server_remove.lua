@@ -1,0 +1,15 @@
+-- ARGV: prefix, id, mode: 'remove' (admin: the open flag goes too) or
+--       'forget' (reaper: keeps the open flag), expected rev (forget only).
+local id, mode = ARGV[2], ARGV[3]
+local key = k_server(id)
+if mode == 'forget' then
+  local rev = redis.call('HGET', key, 'rev')
+  if rev == false then return 'ok' end
+  if rev ~= ARGV[4] then return 'conflict' end
+  if not fence_ok('unowned', id, '') then return 'fenced' end
+else
+  redis.call('HDEL', K_OPEN, id)
+end
+redis.call('DEL', key)
+redis.call('ZREM', K_SERVERS, id)
+return 'ok'

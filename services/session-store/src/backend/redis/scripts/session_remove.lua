@@ -1,0 +1,3 @@
+-- ARGV: prefix, id
+delete_session(ARGV[2])
+return 'OK'

@@ -1,0 +1,13 @@
+//! Test-only helpers shared by Switchboard's test suites (never shipped).
+//!
+//! Module map:
+//! - [`redis`]: [`RedisServer`], a real `redis-server` per test on a free
+//!   loopback port, with kill/restart for outage and persistence tests;
+//! - [`counting`]: [`CountingBackend`], a `Backend` decorator that counts
+//!   reads and writes, to test that store traffic follows change.
+
+pub mod counting;
+pub mod redis;
+
+pub use counting::{CountingBackend, Counts};
+pub use redis::RedisServer;

@@ -1,0 +1,101 @@
+//! `kill -9` of one replica of each service in turn, under a steady mixed load through both gateways.
+//! Per fault: client-visible errors after retries, time until a create succeeds again, lost sessions,
+//! duplicates and oversubscribed hosts. Assertions are on correctness only; the numbers are printed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use switchboard_tests::client::ApiClient;
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, Service};
+use switchboard_tests::fleet;
+use switchboard_tests::load::{Load, lost_sessions};
+
+/// How long the cluster gets to recover with the killed replica still down.
+const DEGRADED_BOUND: Duration = Duration::from_secs(20);
+/// Generous bound on recovery once the replica is back; exceeding it fails the test (not a speed assertion).
+const RECOVERY_BOUND: Duration = Duration::from_secs(60);
+/// How long one probe session may stay CREATING.
+const PROBE_SETTLE: Duration = Duration::from_secs(8);
+
+/// Creates sessions until one is READY, for at most `bound`; `true` when one did.
+async fn probe(client: &ApiClient, bound: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if let Ok(Ok(id)) = client.create("probe").await
+            && let Ok((state, _)) = client.settle(&id, PROBE_SETTLE).await
+            && state == "READY"
+        {
+            let _ = client.delete(&id, "probe").await;
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_any_one_replica_loses_nothing() {
+    switchboard_common::telemetry::init_for_tests();
+    let agents = 4;
+    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
+        .await
+        .expect("cluster starts");
+    let client = Arc::new(ApiClient::register(&cluster, "load").await.expect("client registered"));
+    let probe_client = ApiClient::register(&cluster, "probe").await.expect("probe client registered");
+    assert!(probe(&probe_client, RECOVERY_BOUND).await, "the cluster works before any fault");
+
+    let load = Load::start(client.clone(), 4, 3);
+    let mut failures = Vec::new();
+    for service in Service::ALL {
+        let calls_before = client.calls.load(Ordering::Relaxed);
+        let errors_before = client.errors.load(Ordering::Relaxed);
+        let failed_before = load.ledger.failed_creates.load(Ordering::Relaxed);
+        // Let the load run on the healthy cluster first (load duration, not synchronisation).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let killed = Instant::now();
+        cluster.kill9(service, 0);
+        // First with the replica down: the other replica should take over.
+        let degraded = probe(&probe_client, DEGRADED_BOUND).await.then(|| killed.elapsed());
+        tokio::time::sleep(Duration::from_secs(2)).await; // keep the load on the degraded cluster
+        cluster.restart(service, 0).await.expect("replica restarts");
+        cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("every host reachable again");
+        let recovery = match degraded {
+            Some(elapsed) => Ok(format!("{} ms with the replica down", elapsed.as_millis())),
+            None if probe(&probe_client, RECOVERY_BOUND).await => {
+                Ok(format!("none while down; {} ms after the kill, once restarted", killed.elapsed().as_millis()))
+            }
+            None => Err(format!("none within {RECOVERY_BOUND:?} of the restart")),
+        };
+        let lost = lost_sessions(&client, &load.ledger, Duration::from_secs(30)).await;
+        let check = fleet::check(&cluster).await.expect("fleet check");
+        let calls = client.calls.load(Ordering::Relaxed) - calls_before;
+        let errors = client.errors.load(Ordering::Relaxed) - errors_before;
+        let failed = load.ledger.failed_creates.load(Ordering::Relaxed) - failed_before;
+        let rate = if calls == 0 { 0.0 } else { 100.0 * errors as f64 / calls as f64 };
+        let recovery_text = match &recovery {
+            Ok(text) | Err(text) => text.clone(),
+        };
+        println!(
+            "ha fault: kill -9 {} replica 0: calls {calls}, client-visible errors {errors} ({rate:.1}%), failed \
+             creates {failed}, recovery {recovery_text}, sessions lost {}, double placements {}, oversubscribed \
+             hosts {}",
+            service.binary_name(),
+            lost.len(),
+            check.duplicates,
+            check.oversubscribed
+        );
+        if recovery.is_err() || !lost.is_empty() || check.duplicates > 0 || check.oversubscribed > 0 {
+            failures.push(format!("{service:?}: recovery {recovery_text}, lost {lost:?}, {check:?}"));
+        }
+    }
+    let ledger = load.stop().await;
+    let ready_seen = ledger.ready.lock().unwrap().len();
+    println!(
+        "ha load: sessions READY {ready_seen}, deliberately deleted {}, recent errors {:?}",
+        ledger.deleted.lock().unwrap().len(),
+        client.recent_errors()
+    );
+    assert!(ready_seen > 0, "the load created sessions");
+    assert!(failures.is_empty(), "faults broke correctness: {failures:#?}\nlogs: {}", cluster.log_dir().display());
+}
