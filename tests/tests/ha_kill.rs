@@ -1,5 +1,6 @@
 //! `kill -9` of one replica of each service in turn, under a steady mixed load through both gateways.
-//! Per fault: client-visible errors after retries, time until a create succeeds again, lost sessions,
+//! Per fault: client-visible errors after retries, time until a create succeeds again with the replica still
+//! down (it must, within a generous bound: no single point of failure), lost sessions,
 //! duplicates and oversubscribed hosts. Assertions are on correctness only; the numbers are printed.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use switchboard_tests::load::{Load, lost_sessions};
 
 /// How long the cluster gets to recover with the killed replica still down.
 const DEGRADED_BOUND: Duration = Duration::from_secs(20);
-/// Generous bound on recovery once the replica is back; exceeding it fails the test (not a speed assertion).
+/// Generous bound for the healthy cluster's first session; exceeding it fails the test (not a speed assertion).
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 /// How long one probe session may stay CREATING.
 const PROBE_SETTLE: Duration = Duration::from_secs(8);
@@ -60,12 +61,10 @@ async fn killing_any_one_replica_loses_nothing() {
         tokio::time::sleep(Duration::from_secs(2)).await; // keep the load on the degraded cluster
         cluster.restart(service, 0).await.expect("replica restarts");
         cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("every host reachable again");
+        // No single point of failure: the surviving replica must take over while the killed one is down.
         let recovery = match degraded {
             Some(elapsed) => Ok(format!("{} ms with the replica down", elapsed.as_millis())),
-            None if probe(&probe_client, RECOVERY_BOUND).await => {
-                Ok(format!("none while down; {} ms after the kill, once restarted", killed.elapsed().as_millis()))
-            }
-            None => Err(format!("none within {RECOVERY_BOUND:?} of the restart")),
+            None => Err(format!("no create succeeded within {DEGRADED_BOUND:?} with the replica down")),
         };
         let lost = lost_sessions(&client, &load.ledger, Duration::from_secs(30)).await;
         let check = fleet::check(&cluster).await.expect("fleet check");

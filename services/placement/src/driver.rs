@@ -33,6 +33,28 @@ use crate::{
     service::SESSION_PLACING,
 };
 
+/// Exponential backoff (100 ms doubling to 2 s) until a deadline.
+struct TransientBackoff {
+    delay: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl TransientBackoff {
+    fn new(deadline: tokio::time::Instant) -> Self {
+        Self { delay: Duration::from_millis(100), deadline }
+    }
+
+    /// Sleeps before the next try; `false` once the deadline would pass.
+    async fn wait(&mut self) -> bool {
+        if tokio::time::Instant::now() + self.delay > self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(2));
+        true
+    }
+}
+
 /// Attempts of one read-modify-write before giving up on conflicts.
 const CAS_ATTEMPTS: usize = 5;
 /// Extra time allowed beyond the host timeout for the store round trip.
@@ -51,14 +73,35 @@ impl Driver {
     }
 
     /// Runs placement to the end; failures are recorded on the session, or
-    /// logged when even that is impossible.
+    /// logged when even that is impossible. While session-store is
+    /// unreachable (a replica died mid-call) the work is retried with backoff
+    /// for up to `create_timeout`, so a replica failure never strands a
+    /// session in CREATING. Re-running `place` is safe: a session already
+    /// assigned is `NotPlaceable`, and its host's inventory completes it.
     pub async fn run(mut self, session: SessionRecord) {
         let session_id = session.id.clone();
-        if let Err(error) = self.place(session).await {
-            tracing::warn!(%session_id, %error, "placement failed");
-            let reason = format!("placement failed: {error}");
-            if let Err(error) = self.finish_deleted(&session_id, &reason).await {
-                tracing::error!(%session_id, %error, "recording placement failure failed; session stays CREATING");
+        let deadline = tokio::time::Instant::now() + self.config.create_timeout;
+        let mut backoff = TransientBackoff::new(deadline);
+        let failure = loop {
+            match self.place(session.clone()).await {
+                Ok(()) => return,
+                Err(error) if error.is_transient() && backoff.wait().await => {
+                    tracing::warn!(%session_id, %error, "session-store unavailable during placement; retrying");
+                }
+                Err(error) => break error,
+            }
+        };
+        tracing::warn!(%session_id, error = %failure, "placement failed");
+        let reason = format!("placement failed: {failure}");
+        let mut backoff = TransientBackoff::new(tokio::time::Instant::now() + self.config.create_timeout);
+        loop {
+            match self.finish_deleted(&session_id, &reason).await {
+                Ok(_) => return,
+                Err(error) if error.is_transient() && backoff.wait().await => {}
+                Err(error) => {
+                    tracing::error!(%session_id, %error, "recording placement failure failed; session stays CREATING");
+                    return;
+                }
             }
         }
     }

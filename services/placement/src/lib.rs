@@ -82,6 +82,18 @@ impl Error {
             Self::Protocol(_) | Self::Transport(_) => ErrorCode::Internal,
         }
     }
+
+    /// Whether retrying may succeed: session-store was unreachable or
+    /// answered nothing (a replica died mid-call), not a refusal.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Store(status) if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+            )
+        )
+    }
 }
 
 impl From<Error> for tonic::Status {

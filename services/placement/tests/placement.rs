@@ -33,6 +33,8 @@ struct State {
     /// Servers that reject assignment, with the reason.
     rejections: HashMap<String, String>,
     commands_to: Vec<String>,
+    /// AssignSession answers UNAVAILABLE this many times first (a dying store replica).
+    unavailable_assigns: usize,
 }
 
 #[derive(Clone)]
@@ -88,6 +90,13 @@ impl SessionStore for FakeStore {
         &self,
         request: Request<AssignSessionRequest>,
     ) -> Result<Response<AssignSessionResponse>, Status> {
+        {
+            let mut state = self.state.lock().unwrap();
+            if state.unavailable_assigns > 0 {
+                state.unavailable_assigns -= 1;
+                return Err(Status::unavailable("tcp connect error"));
+            }
+        }
         let AssignSessionRequest { session_id, server_id } = request.into_inner();
         let mut state = self.state.lock().unwrap();
         let outcome = if let Some(reason) = state.rejections.get(&server_id) {
@@ -334,4 +343,15 @@ async fn requirements_filter_hosts() {
     let outcomes = harness.create(vec![CreateSessionSpec { requirements: "tag:gpu = 'a100'".into(), ..spec() }]).await;
     let settled = harness.settled(&session_of(&outcomes[0]).id).await;
     assert_eq!(settled.server_id, "tagged");
+}
+
+#[tokio::test]
+async fn a_store_outage_during_placement_is_retried_not_fatal() {
+    let servers = vec![server("a", 0)];
+    let mut harness = Harness::start(State { servers, unavailable_assigns: 2, ..Default::default() }).await;
+    let outcomes = harness.create(vec![spec()]).await;
+    let accepted = session_of(&outcomes[0]);
+    let settled = harness.settled(&accepted.id).await;
+    assert_eq!(settled.state(), SessionState::Ready, "{settled:?}");
+    assert_eq!(harness.store.state.lock().unwrap().unavailable_assigns, 0, "both outages were hit");
 }
