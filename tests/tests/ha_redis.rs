@@ -62,3 +62,78 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
     assert_eq!(check.duplicates, 0);
     assert_eq!(check.oversubscribed, 0);
 }
+
+/// Redis loses everything (as a restart without persistence would; simulated with `FLUSHALL` so the test
+/// does not depend on restart timing): the fleet — every host and every running session — is rebuilt from
+/// the agents' reports. API clients are lost, as docs/redis.md says happens without persistence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
+    switchboard_common::telemetry::init_for_tests();
+    let agents = 4;
+    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
+        .await
+        .expect("cluster starts");
+    let (client_id, client_secret) = cluster.register_client("before").await.expect("client registered");
+    let client = ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).expect("client");
+    let mut running = Vec::new();
+    for _ in 0..6 {
+        let id = client.create("rebuilt").await.expect("create call").expect("create accepted");
+        let (state, reason) = client.settle(&id, SETTLE_TIMEOUT).await.expect("session settles");
+        assert_eq!(state, "READY", "{id}: {reason}");
+        running.push(id);
+    }
+
+    let flushed = Instant::now();
+    let status = std::process::Command::new("redis-cli")
+        .args(["-p", &cluster.redis.port().to_string(), "FLUSHALL"])
+        .status()
+        .expect("redis-cli runs");
+    assert!(status.success());
+
+    cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("every host reports again");
+    // Admin calls still work (auth recreates its signing key); a new client sees the rebuilt sessions.
+    let after = ApiClient::register(&cluster, "after").await.expect("client registered after the loss");
+    let mut rebuilt = 0;
+    let mut rebuilt_after = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        rebuilt = 0;
+        for id in &running {
+            if let Ok(Some((state, _))) = after.state(id).await
+                && state == "READY"
+            {
+                rebuilt += 1;
+            }
+        }
+        if rebuilt == running.len() {
+            rebuilt_after = flushed.elapsed();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let check = fleet::check(&cluster).await.expect("fleet check");
+    // Tokens already issued stay valid until they expire (they are self-contained JWTs); new tokens for the
+    // lost client are refused.
+    let old_credentials = ApiClient::with_credentials(&cluster, client_id, client_secret).expect("client");
+    let old_client_works =
+        old_credentials.create("old-credentials").await.map(|answer| answer.is_ok()).unwrap_or(false);
+    println!(
+        "ha fault: redis data lost (FLUSHALL): hosts reachable {}/{agents}, sessions rebuilt from agents {rebuilt}/{} \
+         in {} ms, API client kept {} (expected without persistence), double placements {}, oversubscribed hosts {}",
+        cluster.reachable_hosts().await.unwrap_or(0),
+        running.len(),
+        rebuilt_after.as_millis(),
+        if old_client_works { "yes" } else { "no" },
+        check.duplicates,
+        check.oversubscribed
+    );
+    assert_eq!(
+        rebuilt,
+        running.len(),
+        "every running session is re-cached from its agent\nlogs: {}",
+        cluster.log_dir().display()
+    );
+    assert!(!old_client_works, "without persistence the client registry is gone, as documented");
+    assert_eq!(check.duplicates, 0);
+    assert_eq!(check.oversubscribed, 0);
+}
