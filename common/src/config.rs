@@ -164,6 +164,20 @@ where
     S::deserialize(toml::Value::Table(merged)).map_err(|e| invalid(&e))
 }
 
+/// What every service binary does first: [`load`] the settings, and for `--dump-config` print them
+/// ([`dump`]) and return `None` so the binary exits without starting.
+pub fn load_or_dump<S>(file: Option<&Path>, dump_config: bool, overrides: &impl Serialize) -> ConfigResult<Option<S>>
+where
+    S: Default + Serialize + DeserializeOwned,
+{
+    let settings: S = load(file, overrides)?;
+    if dump_config {
+        print!("{}", dump(&settings)?);
+        return Ok(None);
+    }
+    Ok(Some(settings))
+}
+
 /// Lays `upper` over `lower`, table by table.
 fn merge(lower: &mut toml::Table, upper: toml::Table) {
     for (key, value) in upper {

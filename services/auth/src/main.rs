@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, LogArgs, StorageArgs, StorageChoice};
+use switchboard_common::config::{self, LogArgs, StorageArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -83,20 +83,16 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
-    if cli.dump_config {
-        print!("{}", config::dump(&settings)?);
+    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
         return Ok(());
-    }
+    };
     telemetry::init(&settings.log_level, settings.log_format);
-    let storage = match config::storage_choice(
+    let storage: BackendConfig = config::storage_choice(
         settings.redis_url.as_deref(),
         &settings.redis_key_prefix,
         settings.data_dir.as_deref(),
-    )? {
-        StorageChoice::Redis { url, key_prefix } => BackendConfig::Redis(RedisConfig { url, key_prefix }),
-        StorageChoice::Embedded(data_dir) => BackendConfig::Embedded { data_dir },
-    };
+    )?
+    .into();
     let admin_token_sha256 = match &settings.admin_token_file {
         Some(path) => {
             let token = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

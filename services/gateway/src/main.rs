@@ -99,11 +99,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
-    if cli.dump_config {
-        print!("{}", config::dump(&settings)?);
+    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
         return Ok(());
-    }
+    };
     telemetry::init(&settings.log_level, settings.log_format);
     switchboard_common::tls::install_crypto_provider();
     let identity = config::server_identity(

@@ -76,11 +76,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
-    if cli.dump_config {
-        print!("{}", config::dump(&settings)?);
+    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
         return Ok(());
-    }
+    };
     telemetry::init(&settings.log_level, settings.log_format);
     let placement_config = PlacementConfig {
         retries_on_failure: settings.retries_on_failure,

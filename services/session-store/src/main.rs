@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, LogArgs, StorageArgs, StorageChoice, TlsArgs};
+use switchboard_common::config::{self, LogArgs, StorageArgs, TlsArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -109,22 +109,18 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = config::load(cli.config.as_deref(), &cli)?;
-    if cli.dump_config {
-        print!("{}", config::dump(&settings)?);
+    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
         return Ok(());
-    }
+    };
     telemetry::init(&settings.log_level, settings.log_format);
     switchboard_common::tls::install_crypto_provider();
 
-    let storage = match config::storage_choice(
+    let storage: BackendConfig = config::storage_choice(
         settings.redis_url.as_deref(),
         &settings.redis_key_prefix,
         settings.data_dir.as_deref(),
-    )? {
-        StorageChoice::Redis { url, key_prefix } => BackendConfig::Redis(RedisConfig { url, key_prefix }),
-        StorageChoice::Embedded(data_dir) => BackendConfig::Embedded { data_dir },
-    };
+    )?
+    .into();
     let identity = config::server_identity(
         settings.tls_cert_file.as_deref(),
         settings.tls_key_file.as_deref(),

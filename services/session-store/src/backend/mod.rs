@@ -195,6 +195,18 @@ pub enum BackendConfig {
     Redis(redis::RedisConfig),
 }
 
+impl From<switchboard_common::config::StorageChoice> for BackendConfig {
+    /// The backend a binary's storage settings chose.
+    fn from(choice: switchboard_common::config::StorageChoice) -> Self {
+        match choice {
+            switchboard_common::config::StorageChoice::Redis { url, key_prefix } => {
+                Self::Redis(redis::RedisConfig { url, key_prefix })
+            }
+            switchboard_common::config::StorageChoice::Embedded(data_dir) => Self::Embedded { data_dir },
+        }
+    }
+}
+
 /// Opens the configured backend (connecting to Redis, or opening the redb
 /// file) for a service binary.
 pub async fn open_backend(config: &BackendConfig) -> BackendResult<Arc<dyn Backend>> {
