@@ -223,11 +223,18 @@ impl Cluster {
         tokio::select! {
             () = self.shutdown.cancelled() => {}
             Some(joined) = self.tasks.join_next() => {
-                failure = Some(match joined {
-                    Ok((name, Err(error))) => anyhow::anyhow!("{name} failed: {error:#}"),
-                    Ok((name, Ok(()))) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                    Err(error) => anyhow::anyhow!("a service panicked: {error}"),
-                });
+                // A service that returns because shutdown was requested is not a failure.
+                let stopping = self.shutdown.is_cancelled();
+                failure = match joined {
+                    Ok((_, Ok(()))) if stopping => None,
+                    Ok((name, Err(error))) if stopping => {
+                        tracing::warn!(service = name, %error, "service failed while stopping");
+                        None
+                    }
+                    Ok((name, Err(error))) => Some(anyhow::anyhow!("{name} failed: {error:#}")),
+                    Ok((name, Ok(()))) => Some(anyhow::anyhow!("{name} stopped unexpectedly")),
+                    Err(error) => Some(anyhow::anyhow!("a service panicked: {error}")),
+                };
                 self.shutdown.cancel();
             }
         }
