@@ -7,8 +7,10 @@ use switchboard::{Cluster, UpConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requested_shutdown_is_not_reported_as_a_failure() {
-    let data_dir = tempfile::tempdir().unwrap();
     for round in 0..10 {
+        // A fresh data dir per round: agent-stream tasks may still be draining (and holding the store
+        // file's lock) for a moment after `run_until_stopped` returns; the process exits at that point.
+        let data_dir = tempfile::tempdir().unwrap();
         let config = UpConfig {
             data_dir: data_dir.path().to_owned(),
             sim_hosts: 1,
