@@ -2,63 +2,18 @@
 //! configured one (round-robin), re-sending its full inventory, and skips replicas that stay down.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use switchboard_agent::{DcvDriver, SimulatedDriver, simulated_host_options, telemetry::simulated_host};
 use switchboard_common::Shutdown;
-use switchboard_proto::agent_link_server::{AgentLink, AgentLinkServer};
 use switchboard_proto::{
-    AgentHello, AgentMessage, BrokerMessage, BrokerWelcome, CreateSessionCommand, CreateSessionSpec, HostCommand,
-    SessionType, agent_message, broker_message, host_command,
+    BrokerWelcome, CreateSessionCommand, CreateSessionSpec, HostCommand, SessionType, agent_message, broker_message,
+    host_command,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
 
-const WAIT: Duration = Duration::from_secs(30);
+mod support;
 
-/// One agent stream seen by a fake broker replica.
-struct Connection {
-    inbound: Streaming<AgentMessage>,
-    to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
-}
-
-impl Connection {
-    async fn next(&mut self) -> agent_message::Kind {
-        let message = tokio::time::timeout(WAIT, self.inbound.message()).await.expect("agent message in time");
-        message.expect("stream ok").expect("stream open").kind.expect("message kind set")
-    }
-
-    async fn hello(&mut self) -> AgentHello {
-        match self.next().await {
-            agent_message::Kind::Hello(hello) => hello,
-            other => panic!("the first message is not a hello: {other:?}"),
-        }
-    }
-
-    async fn send(&self, kind: broker_message::Kind) {
-        self.to_agent.send(Ok(BrokerMessage { kind: Some(kind) })).await.expect("agent stream open");
-    }
-}
-
-struct FakeBroker {
-    connections_tx: mpsc::UnboundedSender<Connection>,
-}
-
-#[tonic::async_trait]
-impl AgentLink for FakeBroker {
-    type ConnectStream = ReceiverStream<Result<BrokerMessage, Status>>;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let (to_agent, to_agent_rx) = mpsc::channel(16);
-        let connection = Connection { inbound: request.into_inner(), to_agent };
-        self.connections_tx.send(connection).map_err(|_| Status::unavailable("test over"))?;
-        Ok(Response::new(ReceiverStream::new(to_agent_rx)))
-    }
-}
+use support::{Connection, WAIT, session_ids, spawn_fake_broker};
 
 /// A fake broker replica on an ephemeral port. Aborting `server` kills it: the listener closes, so new
 /// connections are refused.
@@ -72,10 +27,8 @@ impl Replica {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (connections_tx, connections_rx) = mpsc::unbounded_channel();
-        let router =
-            tonic::transport::Server::builder().add_service(AgentLinkServer::new(FakeBroker { connections_tx }));
-        let server = tokio::spawn(switchboard_common::grpc::serve_router(router, listener, Shutdown::new()));
+        let (connections_rx, server) =
+            spawn_fake_broker(tonic::transport::Server::builder(), listener, Shutdown::new());
         Self { url, connections_rx, server }
     }
 
@@ -83,10 +36,6 @@ impl Replica {
         let connection = tokio::time::timeout(WAIT, self.connections_rx.recv()).await;
         connection.expect("agent connects in time").expect("replica up")
     }
-}
-
-fn session_ids(hello: &AgentHello) -> Vec<&str> {
-    hello.sessions.iter().map(|s| s.id.as_str()).collect()
 }
 
 #[tokio::test]

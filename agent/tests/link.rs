@@ -1,112 +1,17 @@
 //! The agent against a fake broker served on 127.0.0.1 without TLS.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use switchboard_agent::{DcvDriver, SimulatedDriver, simulated_host_options, telemetry::simulated_host};
 use switchboard_common::Shutdown;
-use switchboard_proto::agent_link_server::{AgentLink, AgentLinkServer};
 use switchboard_proto::{
-    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, BrokerWelcome, CloseSessionCommand, CommandResult,
-    CreateSessionCommand, CreateSessionSpec, HostCommand, SessionType, agent_message, broker_message, command_result,
-    host_command,
+    AGENT_PROTOCOL_VERSION, BrokerWelcome, CloseSessionCommand, CreateSessionCommand, agent_message, broker_message,
+    command_result, host_command,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
 
-const WAIT: Duration = Duration::from_secs(20);
+mod support;
 
-/// One agent stream as the fake broker sees it: what the agent sends and a way to answer.
-struct Connection {
-    inbound: Streaming<AgentMessage>,
-    to_agent: mpsc::Sender<Result<BrokerMessage, Status>>,
-}
-
-impl Connection {
-    async fn next(&mut self) -> agent_message::Kind {
-        let message = tokio::time::timeout(WAIT, self.inbound.message()).await.expect("agent message in time");
-        message.expect("stream ok").expect("stream open").kind.expect("message kind set")
-    }
-
-    async fn hello(&mut self) -> AgentHello {
-        match self.next().await {
-            agent_message::Kind::Hello(hello) => hello,
-            other => panic!("the first message is not a hello: {other:?}"),
-        }
-    }
-
-    async fn send(&self, kind: broker_message::Kind) {
-        self.to_agent.send(Ok(BrokerMessage { kind: Some(kind) })).await.expect("agent stream open");
-    }
-
-    async fn command(&self, command_id: &str, action: host_command::Action) {
-        let command = HostCommand { command_id: command_id.into(), action: Some(action) };
-        self.send(broker_message::Kind::Command(command)).await;
-    }
-
-    /// The result of `command_id`, skipping updates.
-    async fn result(&mut self, command_id: &str) -> CommandResult {
-        loop {
-            match self.next().await {
-                agent_message::Kind::Result(result) if result.command_id == command_id => return result,
-                agent_message::Kind::Result(result) => panic!("unexpected result {result:?}"),
-                agent_message::Kind::Update(_) => {}
-                agent_message::Kind::Hello(_) => panic!("a second hello on one stream"),
-            }
-        }
-    }
-}
-
-/// Hands every incoming stream to the test.
-struct FakeBroker {
-    connections_tx: mpsc::UnboundedSender<Connection>,
-}
-
-#[tonic::async_trait]
-impl AgentLink for FakeBroker {
-    type ConnectStream = ReceiverStream<Result<BrokerMessage, Status>>;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let (to_agent, to_agent_rx) = mpsc::channel(16);
-        let connection = Connection { inbound: request.into_inner(), to_agent };
-        self.connections_tx.send(connection).map_err(|_| Status::unavailable("test over"))?;
-        Ok(Response::new(ReceiverStream::new(to_agent_rx)))
-    }
-}
-
-/// Serves a fake broker on an ephemeral port; returns its URL and the stream of agent connections.
-async fn fake_broker(shutdown: Shutdown) -> (String, mpsc::UnboundedReceiver<Connection>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (url, serve_fake_broker(tonic::transport::Server::builder(), listener, shutdown))
-}
-
-fn serve_fake_broker(
-    mut server: tonic::transport::Server,
-    listener: tokio::net::TcpListener,
-    shutdown: Shutdown,
-) -> mpsc::UnboundedReceiver<Connection> {
-    let (connections_tx, connections_rx) = mpsc::unbounded_channel();
-    let router = server.add_service(AgentLinkServer::new(FakeBroker { connections_tx }));
-    tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown));
-    connections_rx
-}
-
-async fn next_connection(connections_rx: &mut mpsc::UnboundedReceiver<Connection>) -> Connection {
-    tokio::time::timeout(WAIT, connections_rx.recv()).await.expect("agent connects in time").expect("broker up")
-}
-
-fn session_ids(hello: &AgentHello) -> Vec<&str> {
-    hello.sessions.iter().map(|s| s.id.as_str()).collect()
-}
-
-fn virtual_spec(owner: &str) -> CreateSessionSpec {
-    CreateSessionSpec { owner: owner.into(), r#type: SessionType::Virtual as i32, ..Default::default() }
-}
+use support::{WAIT, fake_broker, next_connection, serve_fake_broker, session_ids, virtual_spec};
 
 #[tokio::test]
 async fn hello_welcome_updates_commands_and_reconnect_keep_the_inventory() {
