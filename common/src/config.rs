@@ -55,6 +55,18 @@ pub enum ConfigError {
 /// Result alias for settings loading.
 pub type ConfigResult<T> = Result<T, ConfigError>;
 
+/// The flags that choose where settings come from, taken by every binary (flatten it with
+/// `#[command(flatten)] #[serde(skip)]`: they are not settings themselves).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML file of settings (keys as in docs/configuration.md).
+    #[arg(long = "config", env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+}
+
 /// Log flags every binary takes; file keys `log_format` and `log_level`.
 #[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct LogArgs {
@@ -166,12 +178,12 @@ where
 
 /// What every service binary does first: [`load`] the settings, and for `--dump-config` print them
 /// ([`dump`]) and return `None` so the binary exits without starting.
-pub fn load_or_dump<S>(file: Option<&Path>, dump_config: bool, overrides: &impl Serialize) -> ConfigResult<Option<S>>
+pub fn load_or_dump<S>(args: &ConfigArgs, overrides: &impl Serialize) -> ConfigResult<Option<S>>
 where
     S: Default + Serialize + DeserializeOwned,
 {
-    let settings: S = load(file, overrides)?;
-    if dump_config {
+    let settings: S = load(args.config.as_deref(), overrides)?;
+    if args.dump_config {
         print!("{}", dump(&settings)?);
         return Ok(None);
     }

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, LogArgs, StorageArgs};
+use switchboard_common::config::{self, ConfigArgs, LogArgs, StorageArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -49,14 +49,9 @@ impl Default for Settings {
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "switchboard-auth", version, about = "Switchboard auth service (API clients, keys, tokens)")]
 struct Cli {
-    /// TOML file of settings (keys as in docs/configuration.md).
-    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[command(flatten)]
     #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Print the effective settings (secrets redacted) and exit.
-    #[arg(long)]
-    #[serde(skip)]
-    dump_config: bool,
+    source: ConfigArgs,
     /// gRPC listen address (Auth + health).
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<SocketAddr>,
@@ -83,7 +78,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
+    let Some(settings) = config::load_or_dump::<Settings>(&cli.source, &cli)? else {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);

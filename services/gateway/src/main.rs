@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, LogArgs, TlsArgs};
+use switchboard_common::config::{self, ConfigArgs, LogArgs, TlsArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_gateway::{GatewayConfig, Upstreams};
@@ -59,14 +59,9 @@ impl Default for Settings {
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "switchboard-gateway", version, about = "Switchboard gateway: the REST API over HTTPS")]
 struct Cli {
-    /// TOML file of settings (keys as in docs/configuration.md).
-    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[command(flatten)]
     #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Print the effective settings (secrets redacted) and exit.
-    #[arg(long)]
-    #[serde(skip)]
-    dump_config: bool,
+    source: ConfigArgs,
     /// HTTPS listen address of the REST API.
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<SocketAddr>,
@@ -99,7 +94,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
+    let Some(settings) = config::load_or_dump::<Settings>(&cli.source, &cli)? else {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);

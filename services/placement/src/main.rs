@@ -2,12 +2,12 @@
 //! `--config` file → `SWITCHBOARD_*` → flags), set up telemetry, bind, call [`switchboard_placement::serve`].
 //! Settings are documented in `docs/configuration.md`.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, LogArgs};
+use switchboard_common::config::{self, ConfigArgs, LogArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_placement::PlacementConfig;
@@ -45,14 +45,9 @@ impl Default for Settings {
 #[derive(Debug, Parser, Serialize)]
 #[command(name = "switchboard-placement", version, about = "Switchboard placement: validation and host choice")]
 struct Cli {
-    /// TOML file of settings (keys as in docs/configuration.md).
-    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    #[command(flatten)]
     #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Print the effective settings (secrets redacted) and exit.
-    #[arg(long)]
-    #[serde(skip)]
-    dump_config: bool,
+    source: ConfigArgs,
     /// gRPC listen address (Placement + health).
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<SocketAddr>,
@@ -76,7 +71,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Some(settings) = config::load_or_dump::<Settings>(cli.config.as_deref(), cli.dump_config, &cli)? else {
+    let Some(settings) = config::load_or_dump::<Settings>(&cli.source, &cli)? else {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
