@@ -11,14 +11,21 @@ pub async fn execute(driver: &dyn DcvDriver, command: HostCommand) -> CommandRes
     let command_id = command.command_id;
     let outcome: Result<Option<Payload>, DriverError> = match command.action {
         None => Err(DriverError::InvalidRequest("command without an action".into())),
-        Some(Action::Create(create)) => driver
-            .create_session(&create.session_id, &create.spec.unwrap_or_default())
-            .await
-            .map(|session| Some(Payload::Session(session))),
-        Some(Action::Close(close)) => driver.close_session(&close.session_id).await.map(|()| None),
-        Some(Action::SetPermissions(set)) => {
-            driver.set_permissions(&set.session_id, &set.permissions_file).await.map(|()| None)
+        Some(Action::Create(create)) => {
+            let spec = create.spec.unwrap_or_default();
+            match crate::permissions::validate(&spec.permissions_file) {
+                Err(reason) => Err(DriverError::InvalidRequest(reason)),
+                Ok(()) => driver
+                    .create_session(&create.session_id, &spec)
+                    .await
+                    .map(|session| Some(Payload::Session(session))),
+            }
         }
+        Some(Action::Close(close)) => driver.close_session(&close.session_id).await.map(|()| None),
+        Some(Action::SetPermissions(set)) => match crate::permissions::validate(&set.permissions_file) {
+            Err(reason) => Err(DriverError::InvalidRequest(reason)),
+            Ok(()) => driver.set_permissions(&set.session_id, &set.permissions_file).await.map(|()| None),
+        },
         Some(Action::Screenshot(shot)) => driver
             .screenshot(&shot.session_id, shot.max_width, shot.max_height, &shot.format)
             .await

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod identity;
 pub mod options;
+pub mod permissions;
 pub mod tags;
 pub mod telemetry;
 

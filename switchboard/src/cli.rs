@@ -76,9 +76,19 @@ pub struct UpArgs {
     /// Extra DNS names or IPs for the generated server certificate.
     #[arg(long = "tls-name", env = "SWITCHBOARD_TLS_NAMES", value_delimiter = ',')]
     pub tls_names: Vec<String>,
+    /// Connection Gateway session resolver (HTTPS, `POST /resolveSession`) listen address, or `off`.
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN", default_value = "127.0.0.1:8447")]
+    pub resolver_listen: String,
     /// Log format: pretty or json (filter with RUST_LOG).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "pretty", value_parser = parse_log_format)]
     pub log_format: LogFormat,
+}
+
+fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|error| format!("{error}; use host:port or off"))
 }
 
 fn parse_log_format(value: &str) -> Result<LogFormat, String> {
@@ -145,6 +155,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         agent_listen: args.agent_listen,
         update_interval_seconds: args.update_interval,
         tls_names: args.tls_names,
+        resolver_listen: parse_optional_addr(&args.resolver_listen).map_err(anyhow::Error::msg)?,
     };
     let cluster = Cluster::start(config).await?;
     let shutdown = switchboard_common::shutdown::on_signals();
@@ -167,6 +178,7 @@ fn print_banner(cluster: &Cluster, data_dir: &std::path::Path, hosts: usize, ela
          \x20 REST API         {api}\n\
          \x20 CA certificate   {ca}\n\
          \x20 agent endpoint   localhost:{agent} ({hosts} simulated hosts connected)\n\
+         \x20 session resolver {resolver}\n\
          \n\
          Next, in another terminal:\n\
          \x20 1. credentials:  cargo run --release --bin switchboard -- register-api-client --client-name demo --data-dir {dir}\n\
@@ -176,5 +188,8 @@ fn print_banner(cluster: &Cluster, data_dir: &std::path::Path, hosts: usize, ela
          Ctrl-C stops (a second Ctrl-C exits at once).\n",
         elapsed.as_secs_f64(),
         agent = cluster.agent_addr.port(),
+        resolver = cluster
+            .resolver_addr
+            .map_or_else(|| "off".to_owned(), |addr| format!("https://localhost:{}/resolveSession", addr.port())),
     );
 }

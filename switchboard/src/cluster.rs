@@ -37,6 +37,8 @@ pub struct UpConfig {
     pub update_interval_seconds: u32,
     /// Extra DNS names or IPs for the generated server certificate.
     pub tls_names: Vec<String>,
+    /// Connection Gateway session resolver (HTTPS) address; `None`: not served.
+    pub resolver_listen: Option<SocketAddr>,
 }
 
 impl Default for UpConfig {
@@ -48,6 +50,7 @@ impl Default for UpConfig {
             agent_listen: "127.0.0.1:8445".parse().expect("valid address"),
             update_interval_seconds: 10,
             tls_names: Vec::new(),
+            resolver_listen: None,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct Cluster {
     pub api_addr: SocketAddr,
     /// Address the agent endpoint listens on.
     pub agent_addr: SocketAddr,
+    /// Address of the session resolver, when served.
+    pub resolver_addr: Option<SocketAddr>,
     /// The development CA clients must trust.
     pub ca_pem: String,
     /// Where that CA is on disk.
@@ -98,6 +103,11 @@ impl Cluster {
 
         let api_listener = bind(config.listen, "client API").await?;
         let agent_listener = bind(config.agent_listen, "agent endpoint").await?;
+        let resolver_listener = match config.resolver_listen {
+            Some(addr) => Some(bind(addr, "session resolver").await?),
+            None => None,
+        };
+        let resolver_addr = resolver_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let api_addr = api_listener.local_addr()?;
         let agent_addr = agent_listener.local_addr()?;
         let (store_listener, store_url) = bind_loopback().await?;
@@ -150,6 +160,14 @@ impl Cluster {
             store: store_client,
         };
         let api_listener = api_listener.into_std()?;
+        if let Some(listener) = resolver_listener {
+            let listener = listener.into_std()?;
+            let (identity, upstreams, shutdown) = (tls.server.clone(), upstreams.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = switchboard_gateway::resolver::serve(listener, Some(identity), upstreams, shutdown);
+                ("session resolver", result.await.map_err(anyhow::Error::from))
+            });
+        }
         tasks.spawn({
             let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
             async move {
@@ -177,6 +195,7 @@ impl Cluster {
             api_url: format!("https://localhost:{}", api_addr.port()),
             api_addr,
             agent_addr,
+            resolver_addr,
             ca_pem: tls.ca_pem.clone(),
             ca_path: tls.ca_path.clone(),
             admin,

@@ -142,4 +142,7 @@ impl Backend for CountingBackend {
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.write().remove_signing_key(kid).await
     }
+    async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>> {
+        self.write().shared_secret(name, candidate).await
+    }
 }

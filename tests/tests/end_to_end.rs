@@ -27,6 +27,7 @@ impl Harness {
             agent_listen: "127.0.0.1:0".parse().unwrap(),
             update_interval_seconds: 1,
             tls_names: Vec::new(),
+            resolver_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         let cluster = Cluster::start(config).await.expect("cluster starts");
         cluster.wait_ready(sim_hosts, Duration::from_secs(20)).await.expect("hosts connect");
@@ -75,11 +76,38 @@ impl Harness {
     }
 
     async fn call(&self, token: &str, path: &str, body: Value) -> Value {
-        let response = self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = self.send(token, reqwest::Method::POST, path, Some(body)).await;
         assert_eq!(status, 200, "{path}: {body}");
         body
+    }
+
+    /// Any method, any body; the status and the JSON body (every answer is JSON).
+    async fn send(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        (status, body)
+    }
+
+    /// A raw body with a JSON content type.
+    async fn send_raw(&self, token: &str, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
     }
 
     /// Polls describeSessions until the session reaches `state`.
@@ -194,5 +222,254 @@ async fn bad_credentials_get_no_token() {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    harness.cluster.stop().await;
+}
+
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn png_size(data: &str) -> (u32, u32) {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// Every operation of the official API over HTTPS, with the guide's error texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_over_https() {
+    use reqwest::Method;
+    let harness = Harness::start(2).await;
+    let token = harness.token().await;
+
+    // The served spec needs no token and is the official document plus additions.
+    let spec = harness.http.get(harness.url("/dcv-session-manager-api.yaml")).send().await.unwrap();
+    assert_eq!(spec.status(), 200);
+    let spec = spec.text().await.unwrap();
+    assert!(spec.contains("operationId: GetSessionConnectionData") || spec.contains("GetSessionConnectionData"));
+    assert!(spec.contains("ErrorResponse"), "additions are merged in");
+
+    // describeServers: the full Server, paged with a signed NextToken.
+    let servers = harness.call(&token, "/describeServers", json!({})).await;
+    let list = servers["Servers"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{servers}");
+    assert!(servers.get("NextToken").is_none(), "one page holds everything: {servers}");
+    let server = &list[0];
+    assert_eq!(server["Availability"], "AVAILABLE", "{server}");
+    assert!(server.get("UnavailabilityReason").is_none());
+    assert!(server["Port"].is_string() && server["Endpoints"][0]["Port"].is_u64(), "{server}");
+    for key in ["Id", "Ip", "Hostname", "Version", "SessionManagerAgentVersion", "Host", "Tags"] {
+        assert!(server.get(key).is_some(), "Server.{key} missing: {server}");
+    }
+    assert!(server["Host"]["Os"]["Family"].is_string() && server["Host"]["Memory"]["TotalBytes"].is_u64(), "{server}");
+    let first = harness.call(&token, "/describeServers", json!({ "MaxResults": 1 })).await;
+    let next = first["NextToken"].as_str().expect("a full page has a NextToken").to_owned();
+    let second = harness.call(&token, "/describeServers", json!({ "MaxResults": 1, "NextToken": next })).await;
+    assert_ne!(first["Servers"][0]["Id"], second["Servers"][0]["Id"]);
+    assert!(second.get("NextToken").is_none() || second["Servers"].as_array().unwrap().len() == 1);
+    let mut tampered = next.clone();
+    tampered.insert(0, 'A');
+    let (status, body) =
+        harness.send(&token, Method::POST, "/describeServers", Some(json!({ "NextToken": tampered }))).await;
+    assert_eq!((status, body), (400, json!({ "error": "Invalid NextToken" })));
+    let (status, body) = harness.send(&token, Method::POST, "/describeServers", Some(json!({ "MaxResults": 0 }))).await;
+    assert_eq!((status, body), (400, json!({ "error": "MaxResults must be between 1 and 1000" })));
+    let server_ids: Vec<String> = list.iter().map(|s| s["Id"].as_str().unwrap().to_owned()).collect();
+
+    // createSessions: each item on its own; bad items echo the request with a precise reason.
+    let created = harness
+        .call(
+            &token,
+            "/createSessions",
+            json!([
+                { "Name": "ok", "Owner": "alice", "Type": "VIRTUAL", "InitFile": "init.sh", "AutorunFile": "app.sh",
+                  "AutorunFileArguments": ["-v"], "MaxConcurrentClients": 3, "DcvGlEnabled": true,
+                  "PermissionsFile": "W3Blcm1pc3Npb25zXQ==", "StorageRoot": "/home/alice", "EnqueueRequest": false,
+                  "DisableRetryOnFailure": false, "Requirements": "server:Host.Os.Family = 'linux'" },
+                { "Name": "bad-type", "Owner": "alice", "Type": "DESKTOP" },
+                { "Name": "escape", "Owner": "alice", "Type": "VIRTUAL", "InitFilePath": "../../etc/passwd" },
+                { "Name": "gl", "Owner": "alice", "Type": "CONSOLE", "DcvGlEnabled": true },
+            ]),
+        )
+        .await;
+    assert_eq!(created["SuccessfulList"].as_array().unwrap().len(), 1, "{created}");
+    let failures: Vec<(&str, &str)> = created["UnsuccessfulList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["CreateSessionRequestData"]["Name"].as_str().unwrap(), f["FailureReason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("bad-type", "Invalid session type \"DESKTOP\": Type must be CONSOLE or VIRTUAL"),
+            ("escape", "InitFile must not contain '..': it is relative to the agent's folder"),
+            ("gl", "DcvGlEnabled is supported with VIRTUAL sessions only"),
+        ],
+        "{created}"
+    );
+    assert_eq!(created["UnsuccessfulList"][2]["CreateSessionRequestData"]["InitFilePath"], "../../etc/passwd");
+    let id = created["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();
+    let ready = harness.wait_for_state(&token, &id, "READY").await;
+    assert_eq!(ready["MaxConcurrentClients"], 3, "{ready}");
+    assert_eq!(ready["StorageRoot"], "/home/alice", "{ready}");
+    let host = ready["Server"]["Id"].as_str().unwrap().to_owned();
+
+    // describeSessions pages with NextToken across the whole listing.
+    let other =
+        harness.call(&token, "/createSessions", json!([{ "Name": "b", "Owner": "bob", "Type": "VIRTUAL" }])).await;
+    let other_id = other["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();
+    harness.wait_for_state(&token, &other_id, "READY").await;
+    let page = harness.call(&token, "/describeSessions", json!({ "MaxResults": 1 })).await;
+    let next = page["NextToken"].as_str().expect("NextToken on a full page").to_owned();
+    let rest = harness.call(&token, "/describeSessions", json!({ "MaxResults": 1, "NextToken": next })).await;
+    let mut seen = vec![page["Sessions"][0]["Id"].clone(), rest["Sessions"][0]["Id"].clone()];
+    seen.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    let mut expected = vec![json!(id), json!(other_id)];
+    expected.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(seen, expected, "two pages of one session each");
+    let (status, body) =
+        harness.send(&token, Method::POST, "/describeSessions", Some(json!({ "NextToken": "forged" }))).await;
+    assert_eq!((status, body), (400, json!({ "error": "Invalid NextToken" })));
+
+    // updateSessionPermissions: applied by the agent; owner must match.
+    let (status, updated) = harness
+        .send(
+            &token,
+            Method::PUT,
+            "/sessionPermissions",
+            Some(json!([
+                { "SessionId": id, "Owner": "alice", "PermissionsFile": "W3Blcm1pc3Npb25zXQo=" },
+                { "SessionId": id, "Owner": "mallory", "PermissionsFile": "W3Blcm1pc3Npb25zXQo=" },
+                { "SessionId": id, "Owner": "alice", "PermissionsFile": "%%%" },
+            ])),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["SuccessfulList"], json!([{ "SessionId": id }]), "{updated}");
+    assert_eq!(
+        updated["UnsuccessfulList"],
+        json!([
+            { "SessionId": id, "FailureReason": "The requested dcvSession does not exist" },
+            { "SessionId": id, "FailureReason": "PermissionsFile is not valid base64" },
+        ])
+    );
+
+    // getSessionConnectionData: the session plus a signed token with the DCV claims.
+    let (status, connection) =
+        harness.send(&token, Method::GET, &format!("/sessionConnectionData/{id}/bob"), None).await;
+    assert_eq!(status, 200, "{connection}");
+    assert_eq!(connection["Session"]["Id"], id.as_str());
+    let claims = jwt_claims(connection["ConnectionToken"].as_str().unwrap());
+    assert_eq!((&claims["dcvSessionId"], &claims["dcvSessionOwner"]), (&json!(id), &json!("alice")), "{claims}");
+    assert_eq!(claims["dcvSessionUser"], "bob");
+    assert_eq!(claims["aud"], "dcv-connection");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+    assert!(claims["jti"].is_string());
+    let (status, body) = harness.send(&token, Method::GET, "/sessionConnectionData/nope/bob", None).await;
+    assert_eq!((status, body), (404, json!({ "error": "The requested dcvSession does not exist" })));
+
+    // getSessionScreenshots: 160x100 by default, never larger than asked.
+    let shots = harness
+        .call(
+            &token,
+            "/getSessionScreenshots",
+            json!([
+                { "SessionId": id },
+                { "SessionId": id, "MaxWidth": 64, "MaxHeight": 64 },
+                { "SessionId": id, "MaxWidth": 0 },
+                { "SessionId": "nope" },
+            ]),
+        )
+        .await;
+    let images: Vec<&Value> = shots["SuccessfulList"].as_array().unwrap().iter().collect();
+    assert_eq!(images.len(), 2, "{shots}");
+    let image = &images[0]["SessionScreenshot"]["Images"][0];
+    assert_eq!((image["Format"].as_str(), image["Primary"].as_bool()), (Some("png"), Some(true)));
+    assert!(image["CreationTime"].as_str().unwrap().ends_with('Z'));
+    let (w, h) = png_size(image["Data"].as_str().unwrap());
+    assert!(w <= 160 && h <= 100 && (w == 160 || h == 100), "{w}x{h}");
+    let (w, h) = png_size(images[1]["SessionScreenshot"]["Images"][0]["Data"].as_str().unwrap());
+    assert!(w <= 64 && h <= 64, "{w}x{h}");
+    let failures: Vec<&str> =
+        shots["UnsuccessfulList"].as_array().unwrap().iter().map(|f| f["FailureReason"].as_str().unwrap()).collect();
+    assert_eq!(failures, ["MaxWidth must be greater than 0", "Dcv session not found."]);
+    assert_eq!(
+        shots["UnsuccessfulList"][0]["GetSessionScreenshotRequestData"],
+        json!({ "SessionId": id, "MaxWidth": 0 })
+    );
+
+    // The Connection Gateway resolver.
+    let resolver = format!("https://localhost:{}", harness.cluster.resolver_addr.unwrap().port());
+    let response = harness
+        .http
+        .post(format!("{resolver}/resolveSession?sessionId={id}&transport=HTTP&clientIpAddress=10.1.2.3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let resolved: Value = response.json().await.unwrap();
+    assert_eq!(resolved["SessionId"], id.as_str());
+    assert_eq!(resolved["TransportProtocol"], "HTTP");
+    assert!(
+        resolved["Port"].is_u64() && resolved["DcvServerEndpoint"].is_string() && resolved["WebUrlPath"].is_string()
+    );
+    let response =
+        harness.http.post(format!("{resolver}/resolveSession?sessionId=nope&transport=HTTP")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+
+    // closeServers: refused while sessions run unless forced; openServers undoes it.
+    let closed = harness.call(&token, "/closeServers", json!([{ "ServerId": host }, { "ServerId": "nope" }])).await;
+    assert_eq!(closed["SuccessfulList"], json!([]), "{closed}");
+    assert_eq!(closed["UnsuccessfulList"][0]["CloseServerRequestData"], json!({ "ServerId": host }));
+    assert_eq!(
+        closed["UnsuccessfulList"][1],
+        json!({ "CloseServerRequestData": { "ServerId": "nope" }, "FailureCode": "DCV_SERVER_NOT_FOUND", "FailureReason": "Dcv server not found." })
+    );
+    let closed = harness.call(&token, "/closeServers", json!([{ "ServerId": host, "Force": true }])).await;
+    assert_eq!(closed["SuccessfulList"], json!([{ "ServerId": host }]), "{closed}");
+    let described = harness.call(&token, "/describeServers", json!({ "ServerIds": [host] })).await;
+    assert_eq!(described["Servers"][0]["UnavailabilityReason"], "SERVER_CLOSED", "{described}");
+    let opened = harness.call(&token, "/openServers", json!([{ "ServerId": host }, { "ServerId": "nope" }])).await;
+    assert_eq!(opened["SuccessfulList"], json!([{ "ServerId": host }]));
+    assert_eq!(
+        opened["UnsuccessfulList"],
+        json!([{ "OpenServerRequestData": { "ServerId": "nope" }, "FailureCode": "DCV_SERVER_NOT_FOUND", "FailureReason": "Dcv server not found." }])
+    );
+    assert_eq!(server_ids.len(), 2);
+
+    // deleteSessions: exact unknown-id text; Force forgets at once.
+    let deleted = harness
+        .call(&token, "/deleteSessions", json!([{ "SessionId": "nope", "Owner": "alice" }, { "SessionId": other_id, "Owner": "bob", "Force": true }]))
+        .await;
+    assert_eq!(
+        deleted["UnsuccessfulList"],
+        json!([{ "SessionId": "nope", "FailureReason": "The requested dcvSession does not exist" }])
+    );
+    assert_eq!(deleted["SuccessfulList"][0]["SessionId"], other_id.as_str(), "{deleted}");
+
+    // Bad input: never a 5xx, always a JSON error.
+    for (path, body, expected) in [
+        ("/createSessions", "[{", "Malformed JSON"),
+        ("/createSessions", r#"[{"Owner":"a","Foo":1}]"#, "Unrecognized field \"Foo\""),
+        ("/createSessions", r#"[{"Owner":5}]"#, "Invalid request"),
+        ("/createSessions", "", "Request body is required"),
+        ("/describeSessions", r#"{"MaxResults":"ten"}"#, "Invalid request"),
+        ("/openServers", r#"{"ServerId":"x"}"#, "Invalid request"),
+        ("/getSessionScreenshots", r#"[{"SessionId":"x","MaxWidth":1.5}]"#, "Invalid request"),
+    ] {
+        let (status, answer) = harness.send_raw(&token, path, body).await;
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().starts_with(expected), "{path} {body}: {answer}");
+    }
+    let (status, answer) = harness.send_raw(&token, "/createSessions", vec![b' '; 2 * 1024 * 1024]).await;
+    assert_eq!((status, answer), (413, json!({ "error": "Request body is too large" })));
+    let (status, answer) = harness.send(&token, Method::GET, "/createSessions", None).await;
+    assert_eq!((status, answer), (405, json!({ "error": "Method not allowed" })));
+
     harness.cluster.stop().await;
 }

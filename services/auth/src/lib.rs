@@ -36,6 +36,11 @@ pub struct AuthConfig {
     pub audience: String,
     /// Lifetime of an access token; also how long a retired key stays in the key set.
     pub token_lifetime_seconds: u32,
+    /// `aud` claim of connection tokens (GetSessionConnectionData), distinct from `audience` so an
+    /// access token never opens a DCV session and a connection token never calls the API.
+    pub connection_audience: String,
+    /// Lifetime of a connection token (the original broker's `connect-session-token-duration-minutes`).
+    pub connection_token_lifetime_seconds: u32,
     /// SHA-256 of the admin token that guards the client registry RPCs ([`admin_token_hash`]);
     /// `None` disables those RPCs. Only the hash is kept so the token itself never sits in memory.
     pub admin_token_sha256: Option<[u8; 32]>,
@@ -47,6 +52,8 @@ impl Default for AuthConfig {
             issuer: "switchboard".to_owned(),
             audience: "switchboard-api".to_owned(),
             token_lifetime_seconds: 3600,
+            connection_audience: "dcv-connection".to_owned(),
+            connection_token_lifetime_seconds: 60 * 60,
             admin_token_sha256: None,
         }
     }
@@ -58,6 +65,8 @@ impl fmt::Debug for AuthConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("token_lifetime_seconds", &self.token_lifetime_seconds)
+            .field("connection_audience", &self.connection_audience)
+            .field("connection_token_lifetime_seconds", &self.connection_token_lifetime_seconds)
             .field("admin_token_sha256", &self.admin_token_sha256.map(|_| "[redacted]"))
             .finish()
     }

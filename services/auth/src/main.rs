@@ -23,6 +23,8 @@ struct Settings {
     issuer: String,
     audience: String,
     token_lifetime_seconds: u32,
+    connection_audience: String,
+    connect_session_token_duration_minutes: u32,
     log_format: LogFormat,
     log_level: String,
 }
@@ -39,6 +41,8 @@ impl Default for Settings {
             issuer: auth.issuer,
             audience: auth.audience,
             token_lifetime_seconds: auth.token_lifetime_seconds,
+            connection_audience: auth.connection_audience,
+            connect_session_token_duration_minutes: auth.connection_token_lifetime_seconds / 60,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -70,6 +74,12 @@ struct Cli {
     /// Access-token lifetime in seconds.
     #[arg(long, env = "SWITCHBOARD_TOKEN_LIFETIME_SECONDS")]
     token_lifetime_seconds: Option<u32>,
+    /// `aud` of connection tokens (GetSessionConnectionData); what the DCV-side verifier expects.
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_AUDIENCE")]
+    connection_audience: Option<String>,
+    /// Connection-token lifetime in minutes (the original broker's setting of the same name).
+    #[arg(long, env = "SWITCHBOARD_CONNECT_SESSION_TOKEN_DURATION_MINUTES")]
+    connect_session_token_duration_minutes: Option<u32>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -100,6 +110,15 @@ async fn main() -> anyhow::Result<()> {
         issuer: settings.issuer,
         audience: settings.audience,
         token_lifetime_seconds: settings.token_lifetime_seconds,
+        connection_audience: settings.connection_audience,
+        connection_token_lifetime_seconds: {
+            let minutes = settings.connect_session_token_duration_minutes;
+            anyhow::ensure!(
+                (1..=24 * 60).contains(&minutes),
+                "connect_session_token_duration_minutes must be 1..=1440"
+            );
+            minutes * 60
+        },
         admin_token_sha256,
     };
     let backend = open_backend(&storage).await.context("opening the store")?;

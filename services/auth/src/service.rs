@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq as _;
 use switchboard_proto::auth_server::Auth;
 use switchboard_proto::{
-    ApiClientInfo, GetKeySetRequest, IssueTokenRequest, IssueTokenResponse, KeySet, ListApiClientsRequest,
-    ListApiClientsResponse, RegisterApiClientRequest, RegisterApiClientResponse, UnregisterApiClientRequest,
-    UnregisterApiClientResponse,
+    ApiClientInfo, GetKeySetRequest, IssueConnectionTokenRequest, IssueConnectionTokenResponse, IssueTokenRequest,
+    IssueTokenResponse, KeySet, ListApiClientsRequest, ListApiClientsResponse, RegisterApiClientRequest,
+    RegisterApiClientResponse, UnregisterApiClientRequest, UnregisterApiClientResponse,
 };
 use switchboard_session_store::backend::Backend;
 use tonic::metadata::MetadataMap;
@@ -97,13 +97,44 @@ impl AuthService {
         })
     }
 
+    async fn issue_connection_token(
+        &self,
+        request: IssueConnectionTokenRequest,
+    ) -> Result<IssueConnectionTokenResponse> {
+        const MAX_CHARS: usize = 1024;
+        for (name, value) in [("session_id", &request.session_id), ("user", &request.user)] {
+            if value.is_empty() || value.chars().count() > MAX_CHARS {
+                return Err(Error::InvalidArgument(format!("{name} must be 1..={MAX_CHARS} characters")));
+            }
+        }
+        if request.session_owner.chars().count() > MAX_CHARS {
+            return Err(Error::InvalidArgument(format!("session_owner must be at most {MAX_CHARS} characters")));
+        }
+        let signer = self.signer().await?;
+        let now_seconds = switchboard_common::time::now_ms() / 1000;
+        let lifetime = self.config.connection_token_lifetime_seconds;
+        let (token, claims) = signer.issue_connection(
+            &self.config.issuer,
+            &self.config.connection_audience,
+            (&request.session_id, &request.session_owner),
+            &request.user,
+            now_seconds,
+            lifetime,
+        )?;
+        tracing::info!(session_id = %claims.dcv_session_id, user = %claims.dcv_session_user, jti = %claims.jti, "issued connection token");
+        Ok(IssueConnectionTokenResponse { connection_token: token, expires_in_seconds: lifetime })
+    }
+
     async fn key_set(&self) -> Result<KeySet> {
         let stored = self.backend.list_signing_keys().await?;
         let now_ms = switchboard_common::time::now_ms();
+        // A retired key stays published as long as any token it signed may live.
+        let longest = self.config.token_lifetime_seconds.max(self.config.connection_token_lifetime_seconds);
         Ok(KeySet {
-            jwks_json: keys::jwks_json(&stored, now_ms, self.config.token_lifetime_seconds),
+            jwks_json: keys::jwks_json(&stored, now_ms, longest),
             issuer: self.config.issuer.clone(),
             audience: self.config.audience.clone(),
+            connection_audience: self.config.connection_audience.clone(),
         })
     }
 }
@@ -112,6 +143,13 @@ impl AuthService {
 impl Auth for AuthService {
     async fn issue_token(&self, request: Request<IssueTokenRequest>) -> Result<Response<IssueTokenResponse>, Status> {
         Ok(Response::new(AuthService::issue_token(self, request.into_inner()).await?))
+    }
+
+    async fn issue_connection_token(
+        &self,
+        request: Request<IssueConnectionTokenRequest>,
+    ) -> Result<Response<IssueConnectionTokenResponse>, Status> {
+        Ok(Response::new(AuthService::issue_connection_token(self, request.into_inner()).await?))
     }
 
     async fn get_key_set(&self, _request: Request<GetKeySetRequest>) -> Result<Response<KeySet>, Status> {

@@ -27,6 +27,31 @@ pub struct TokenClaims {
     pub jti: String,
 }
 
+/// The claims of a DCV connection token (GetSessionConnectionData). The claim
+/// names are the contract with the DCV-side verifier: never rename them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionClaims {
+    /// Issuer: [`crate::AuthConfig::issuer`].
+    pub iss: String,
+    /// Audience: [`crate::AuthConfig::connection_audience`], distinct from access tokens'.
+    pub aud: String,
+    /// The DCV session the token opens.
+    #[serde(rename = "dcvSessionId")]
+    pub dcv_session_id: String,
+    /// The session's owner.
+    #[serde(rename = "dcvSessionOwner")]
+    pub dcv_session_owner: String,
+    /// The user who connects.
+    #[serde(rename = "dcvSessionUser")]
+    pub dcv_session_user: String,
+    /// Expiry, seconds since epoch.
+    pub exp: i64,
+    /// Issue time, seconds since epoch.
+    pub iat: i64,
+    /// Unique token id (UUID v4).
+    pub jti: String,
+}
+
 /// A freshly issued access token.
 #[derive(Clone)]
 pub struct IssuedToken {
@@ -96,6 +121,36 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// Issues a connection token for `user` of one session.
+    pub fn issue_connection(
+        &self,
+        issuer: &str,
+        audience: &str,
+        session: (&str, &str),
+        user: &str,
+        now_unix_seconds: i64,
+        lifetime_seconds: u32,
+    ) -> Result<(String, ConnectionClaims)> {
+        let (session_id, owner) = session;
+        let claims = ConnectionClaims {
+            iss: issuer.to_owned(),
+            aud: audience.to_owned(),
+            dcv_session_id: session_id.to_owned(),
+            dcv_session_owner: owner.to_owned(),
+            dcv_session_user: user.to_owned(),
+            exp: now_unix_seconds + i64::from(lifetime_seconds),
+            iat: now_unix_seconds,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|error| Error::Key(format!("signing with {} failed: {error}", self.kid)))?;
+        Ok((token, claims))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +167,26 @@ mod tests {
         assert_eq!(issued.claims.nbf, 1_000);
         assert_eq!(issued.claims.sub, "client-1");
         assert!(!format!("{issued:?} {signer:?}").contains(&issued.access_token));
+    }
+
+    #[test]
+    fn connection_tokens_carry_the_dcv_claims() {
+        let record = crate::keys::generate_signing_key(0).unwrap();
+        let signer = Signer::from_record(&record).unwrap();
+        let (token, claims) =
+            signer.issue_connection("iss", "dcv-connection", ("s-1", "alice"), "bob", 1_000, 3600).unwrap();
+        assert_eq!(claims.exp, 4_600);
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["dcvSessionId"], "s-1");
+        assert_eq!(json["dcvSessionOwner"], "alice");
+        assert_eq!(json["dcvSessionUser"], "bob");
+        assert_eq!(json["aud"], "dcv-connection");
+        assert_eq!((json["iat"].as_i64(), json["exp"].as_i64()), (Some(1_000), Some(4_600)));
+        assert!(json["jti"].as_str().is_some_and(|jti| !jti.is_empty()));
     }
 
     #[test]

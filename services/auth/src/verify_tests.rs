@@ -22,6 +22,7 @@ fn key_set(records: &[SigningKeyRecord]) -> KeySet {
         jwks_json: keys::jwks_json(records, switchboard_common::time::now_ms(), 3600),
         issuer: ISSUER.to_owned(),
         audience: AUDIENCE.to_owned(),
+        ..Default::default()
     }
 }
 
@@ -188,7 +189,12 @@ fn unsupported_keys_in_the_set_are_ignored() {
         { "kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "short", "alg": "EdDSA" },
         serde_json::from_str::<serde_json::Value>(&record.public_jwk_json).unwrap(),
     ]});
-    let set = KeySet { jwks_json: jwks.to_string(), issuer: ISSUER.to_owned(), audience: AUDIENCE.to_owned() };
+    let set = KeySet {
+        jwks_json: jwks.to_string(),
+        issuer: ISSUER.to_owned(),
+        audience: AUDIENCE.to_owned(),
+        ..Default::default()
+    };
     let state = parse_key_set(&set).unwrap();
     let kids: Vec<&String> = state.keys.keys().collect();
     assert_eq!(kids, [&record.kid]);

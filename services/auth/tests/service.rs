@@ -9,8 +9,8 @@ use switchboard_auth::{AuthConfig, admin_token_hash, keys, tokens::Signer};
 use switchboard_common::Shutdown;
 use switchboard_proto::auth_client::AuthClient;
 use switchboard_proto::{
-    IssueTokenRequest, ListApiClientsRequest, RegisterApiClientRequest, RegisterApiClientResponse,
-    UnregisterApiClientRequest,
+    GetKeySetRequest, IssueConnectionTokenRequest, IssueTokenRequest, ListApiClientsRequest, RegisterApiClientRequest,
+    RegisterApiClientResponse, UnregisterApiClientRequest,
 };
 use switchboard_session_store::backend::Backend;
 use switchboard_session_store::backend::embedded::EmbeddedBackend;
@@ -199,4 +199,41 @@ async fn verifier_reports_an_unreachable_auth_service_as_unavailable() {
     let error = verifier.verify(&token.access_token).await.unwrap_err();
     assert!(matches!(error, VerifyError::Unavailable(_)), "{error:?}");
     assert_eq!(error.code(), switchboard_common::ErrorCode::Unavailable);
+}
+
+#[tokio::test]
+async fn connection_tokens_verify_with_the_key_set_and_the_connection_audience_only() {
+    let mut replica = Replica::start(admin_config(), backend()).await;
+    let request = IssueConnectionTokenRequest {
+        session_id: "s-1".to_owned(),
+        session_owner: "alice".to_owned(),
+        user: "bob".to_owned(),
+    };
+    let issued = replica.client.issue_connection_token(request).await.unwrap().into_inner();
+    assert_eq!(issued.expires_in_seconds, 3600, "connect-session-token-duration-minutes defaults to 60");
+
+    let set = replica.client.get_key_set(GetKeySetRequest {}).await.unwrap().into_inner();
+    assert_eq!(set.connection_audience, "dcv-connection");
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&set.jwks_json).unwrap();
+    let header = jsonwebtoken::decode_header(&issued.connection_token).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("signing key is published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&[set.connection_audience.as_str()]);
+    validation.set_issuer(&[set.issuer.as_str()]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&issued.connection_token, &key, &validation).unwrap().claims;
+    assert_eq!(
+        (&claims["dcvSessionId"], &claims["dcvSessionOwner"], &claims["dcvSessionUser"]),
+        (&serde_json::json!("s-1"), &serde_json::json!("alice"), &serde_json::json!("bob"))
+    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+
+    // Not an API access token: the gateway's verifier refuses it (audience differs).
+    let verifier = TokenVerifier::new(replica.client.clone());
+    assert!(matches!(verifier.verify(&issued.connection_token).await, Err(VerifyError::Unauthenticated(_))));
+
+    let empty_user = IssueConnectionTokenRequest { user: String::new(), ..Default::default() };
+    let refused = replica.client.issue_connection_token(empty_user).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    replica.stop().await;
 }

@@ -52,17 +52,35 @@ pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) ->
     }
 }
 
-/// `(Availability, UnavailabilityReason)` derived from the record.
-fn availability(record: &pb::ServerRecord) -> (&'static str, Option<&'static str>) {
-    let full = record.max_virtual_sessions > 0 && record.virtual_session_count >= record.max_virtual_sessions;
+/// `(Availability, UnavailabilityReason)` derived from the record, first
+/// matching cause wins: `UNREACHABLE_AGENT`, `SERVER_CLOSED`,
+/// `UNHEALTHY_DCV_SERVER`, `UNKNOWN` (no telemetry reported yet),
+/// `SERVER_FULL` (virtual limit reached, or a Windows host whose one console
+/// session exists), `EXISTING_LOGGED_IN_USER` (a Windows host with a user
+/// logged in outside DCV and no DCV session).
+pub fn availability(record: &pb::ServerRecord) -> (&'static str, Option<&'static str>) {
+    let windows = record
+        .host
+        .as_ref()
+        .and_then(|host| host.os.as_ref())
+        .is_some_and(|os| os.family.eq_ignore_ascii_case("windows"));
+    let virtual_full = record.max_virtual_sessions > 0 && record.virtual_session_count >= record.max_virtual_sessions;
+    let console_full = windows && record.console_session_count > 0;
+    let logged_in = windows
+        && record.console_session_count == 0
+        && record.host.as_ref().is_some_and(|host| !host.logged_in_users.is_empty());
     let reason = if !record.reachable {
         Some("UNREACHABLE_AGENT")
     } else if !record.open {
         Some("SERVER_CLOSED")
     } else if !record.dcv_healthy {
         Some("UNHEALTHY_DCV_SERVER")
-    } else if full {
+    } else if record.host.is_none() {
+        Some("UNKNOWN")
+    } else if virtual_full || console_full {
         Some("SERVER_FULL")
+    } else if logged_in {
+        Some("EXISTING_LOGGED_IN_USER")
     } else {
         None
     };
@@ -186,6 +204,7 @@ mod tests {
             reachable: true,
             open: true,
             dcv_healthy: true,
+            host: Some(pb::HostInfo::default()),
             endpoints: vec![
                 pb::Endpoint { port: 8443, protocol: "QUIC".into(), ..Default::default() },
                 pb::Endpoint { port: 9443, protocol: "HTTP".into(), ..Default::default() },
@@ -197,7 +216,7 @@ mod tests {
         assert_eq!(json["Endpoints"][0]["Port"], 8443);
         assert_eq!(json["Availability"], "AVAILABLE");
         assert!(json.get("UnavailabilityReason").is_none());
-        assert!(json.get("Host").is_none());
+        assert!(json["Host"].is_object());
     }
 
     #[test]
@@ -208,6 +227,43 @@ mod tests {
             (json["Availability"].as_str(), json["UnavailabilityReason"].as_str()),
             (Some("UNAVAILABLE"), Some("SERVER_CLOSED"))
         );
+    }
+
+    #[test]
+    fn every_unavailability_reason_is_reachable() {
+        let windows = |users: Vec<String>| pb::HostInfo {
+            os: Some(pb::Os { family: "windows".into(), ..Default::default() }),
+            logged_in_users: users,
+            ..Default::default()
+        };
+        let ok = pb::ServerRecord {
+            reachable: true,
+            open: true,
+            dcv_healthy: true,
+            host: Some(pb::HostInfo::default()),
+            ..Default::default()
+        };
+        let cases = [
+            (pb::ServerRecord { reachable: false, ..ok.clone() }, Some("UNREACHABLE_AGENT")),
+            (pb::ServerRecord { open: false, ..ok.clone() }, Some("SERVER_CLOSED")),
+            (pb::ServerRecord { dcv_healthy: false, ..ok.clone() }, Some("UNHEALTHY_DCV_SERVER")),
+            (pb::ServerRecord { host: None, ..ok.clone() }, Some("UNKNOWN")),
+            (pb::ServerRecord { max_virtual_sessions: 2, virtual_session_count: 2, ..ok.clone() }, Some("SERVER_FULL")),
+            (
+                pb::ServerRecord { host: Some(windows(vec![])), console_session_count: 1, ..ok.clone() },
+                Some("SERVER_FULL"),
+            ),
+            (
+                pb::ServerRecord { host: Some(windows(vec!["bob".into()])), ..ok.clone() },
+                Some("EXISTING_LOGGED_IN_USER"),
+            ),
+            (pb::ServerRecord { max_virtual_sessions: 2, virtual_session_count: 1, ..ok.clone() }, None),
+            (ok, None),
+        ];
+        for (record, reason) in cases {
+            let expected = if reason.is_some() { "UNAVAILABLE" } else { "AVAILABLE" };
+            assert_eq!(availability(&record), (expected, reason), "{record:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// No such route.
     #[error("Not found")]
     NotFound,
+    /// A named resource does not exist (the text says which).
+    #[error("{0}")]
+    NotFoundWith(String),
     /// Route exists, method does not.
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -58,7 +61,7 @@ impl ApiError {
             Self::BadRequest(_) => ErrorCode::InvalidArgument,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::PayloadTooLarge => ErrorCode::InvalidArgument,
-            Self::NotFound => ErrorCode::NotFound,
+            Self::NotFound | Self::NotFoundWith(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::InvalidArgument,
             Self::Timeout => ErrorCode::Timeout,
             Self::Upstream(status) => ErrorCode::from_grpc(status.code()),

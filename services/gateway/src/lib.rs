@@ -6,7 +6,9 @@
 //! - [`extract`]: JSON body extraction with `{"error": ...}` rejections.
 //! - [`error`]: [`ApiError`], the one error type, and its JSON responses.
 //! - [`auth`]: the bearer-token middleware and the [`auth::TokenCheck`] seam.
-//! - [`routes`]: the handlers (`/oauth2/token`, sessions APIs, `/health*`).
+//! - [`routes`]: the handlers (`/oauth2/token`, the nine API operations, the served spec, `/health*`).
+//! - [`spec`]: the served OpenAPI document (official file + documented additions) and its check.
+//! - [`resolver`]: the Connection Gateway session resolver (`POST /resolveSession`, its own port).
 //!
 //! The gateway holds no state: every request becomes calls to auth,
 //! placement and session-store over gRPC, so any number of replicas may run.
@@ -16,7 +18,9 @@ pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod model;
+pub mod resolver;
 pub mod routes;
+pub mod spec;
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,13 +40,45 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Longest a request may take before it gets 504; also the drain time at shutdown.
     pub request_timeout: Duration,
-    /// Most items in one createSessions or deleteSessions request.
+    /// Most items in one batch request (createSessions, deleteSessions, …).
     pub max_batch: usize,
+    /// Largest screenshot width when a request gives no `MaxWidth` (`session-screenshot-max-width`).
+    pub screenshot_max_width: u32,
+    /// Largest screenshot height when a request gives no `MaxHeight` (`session-screenshot-max-height`).
+    pub screenshot_max_height: u32,
+    /// Screenshot format, `png` or `jpeg` (`session-screenshot-format`).
+    pub screenshot_format: String,
+    /// How long a host command (permissions, screenshot) may take.
+    pub command_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, request_timeout: Duration::from_secs(60), max_batch: 100 }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            max_batch: 100,
+            screenshot_max_width: 160,
+            screenshot_max_height: 100,
+            screenshot_format: "png".to_owned(),
+            command_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Refuses settings that cannot work.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !matches!(self.screenshot_format.as_str(), "png" | "jpeg") {
+            return Err(format!("session_screenshot_format must be png or jpeg, not {:?}", self.screenshot_format));
+        }
+        if self.screenshot_max_width == 0 || self.screenshot_max_height == 0 {
+            return Err("session_screenshot_max_width and _height must be greater than 0".into());
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch must be greater than 0".into());
+        }
+        Ok(())
     }
 }
 

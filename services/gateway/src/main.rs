@@ -30,6 +30,11 @@ struct Settings {
     max_body_bytes: usize,
     request_timeout_seconds: u64,
     max_batch: usize,
+    resolver_listen: Option<SocketAddr>,
+    session_screenshot_max_width: u32,
+    session_screenshot_max_height: u32,
+    session_screenshot_format: String,
+    command_timeout_seconds: u64,
     log_format: LogFormat,
     log_level: String,
 }
@@ -49,6 +54,11 @@ impl Default for Settings {
             max_body_bytes: gateway.max_body_bytes,
             request_timeout_seconds: gateway.request_timeout.as_secs(),
             max_batch: gateway.max_batch,
+            resolver_listen: None,
+            session_screenshot_max_width: gateway.screenshot_max_width,
+            session_screenshot_max_height: gateway.screenshot_max_height,
+            session_screenshot_format: gateway.screenshot_format,
+            command_timeout_seconds: gateway.command_timeout.as_secs(),
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -86,6 +96,22 @@ struct Cli {
     /// Most items in one createSessions or deleteSessions request.
     #[arg(long, env = "SWITCHBOARD_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// HTTPS address of the Connection Gateway session resolver (`POST /resolveSession`), e.g.
+    /// `0.0.0.0:8447`; off when unset.
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN")]
+    resolver_listen: Option<SocketAddr>,
+    /// Default largest screenshot width (getSessionScreenshots without MaxWidth).
+    #[arg(long, env = "SWITCHBOARD_SESSION_SCREENSHOT_MAX_WIDTH")]
+    session_screenshot_max_width: Option<u32>,
+    /// Default largest screenshot height (getSessionScreenshots without MaxHeight).
+    #[arg(long, env = "SWITCHBOARD_SESSION_SCREENSHOT_MAX_HEIGHT")]
+    session_screenshot_max_height: Option<u32>,
+    /// Screenshot image format: `png` or `jpeg`.
+    #[arg(long, env = "SWITCHBOARD_SESSION_SCREENSHOT_FORMAT")]
+    session_screenshot_format: Option<String>,
+    /// How long a host command (permissions, screenshot) may take, in seconds.
+    #[arg(long, env = "SWITCHBOARD_COMMAND_TIMEOUT_SECONDS")]
+    command_timeout_seconds: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -114,12 +140,28 @@ async fn main() -> anyhow::Result<()> {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: Duration::from_secs(settings.request_timeout_seconds),
         max_batch: settings.max_batch,
+        screenshot_max_width: settings.session_screenshot_max_width,
+        screenshot_max_height: settings.session_screenshot_max_height,
+        screenshot_format: settings.session_screenshot_format,
+        command_timeout: Duration::from_secs(settings.command_timeout_seconds),
     };
-    let listener =
-        std::net::TcpListener::bind(settings.listen).with_context(|| format!("binding {}", settings.listen))?;
-    listener.set_nonblocking(true)?;
-    tracing::info!(listen = %listener.local_addr()?, "gateway starting");
+    gateway_config.validate().map_err(anyhow::Error::msg)?;
+    let bind = |addr: SocketAddr| -> anyhow::Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    };
+    let listener = bind(settings.listen)?;
+    let resolver = settings.resolver_listen.map(bind).transpose()?;
+    tracing::info!(listen = %listener.local_addr()?, resolver = ?settings.resolver_listen, "gateway starting");
     let shutdown = switchboard_common::shutdown::on_signals();
+    let resolver_task = resolver.map(|listener| {
+        let (identity, upstreams, shutdown) = (identity.clone(), upstreams.clone(), shutdown.clone());
+        tokio::spawn(switchboard_gateway::resolver::serve(listener, Some(identity), upstreams, shutdown))
+    });
     switchboard_gateway::serve(gateway_config, listener, Some(identity), upstreams, shutdown).await?;
+    if let Some(task) = resolver_task {
+        task.await.context("resolver task")??;
+    }
     Ok(())
 }

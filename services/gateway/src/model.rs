@@ -396,3 +396,250 @@ pub struct TokenResponse {
     /// Lifetime in seconds.
     pub expires_in: u32,
 }
+
+/// describeServers request (the whole body is optional).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DescribeServersRequestData {
+    /// Only these servers.
+    #[serde(default)]
+    pub server_ids: Option<Vec<String>>,
+    /// Page size, 1..=1000.
+    #[serde(default)]
+    pub max_results: Option<i64>,
+    /// Token from the previous page.
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+/// describeServers response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeServersResponse {
+    /// Request id.
+    pub request_id: String,
+    /// The servers.
+    pub servers: Vec<Server>,
+    /// Token for the next page; absent at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// One updateSessionPermissions item.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UpdateSessionPermissionsRequestData {
+    /// Session id.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Must match the session's owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Base64 permissions file.
+    #[serde(default)]
+    pub permissions_file: Option<String>,
+}
+
+/// A session whose permissions were updated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSessionPermissionsSuccessfulResponse {
+    /// Session id.
+    pub session_id: String,
+}
+
+/// A session whose permissions could not be updated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSessionPermissionsUnsuccessfulResponse {
+    /// Session id.
+    pub session_id: String,
+    /// Why.
+    pub failure_reason: String,
+}
+
+/// updateSessionPermissions response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSessionPermissionsResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Updated sessions.
+    pub successful_list: Vec<UpdateSessionPermissionsSuccessfulResponse>,
+    /// Sessions not updated.
+    pub unsuccessful_list: Vec<UpdateSessionPermissionsUnsuccessfulResponse>,
+}
+
+/// GetSessionConnectionData response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionConnectionDataResponse {
+    /// The session, with its server.
+    pub session: Session,
+    /// Signed token the DCV server accepts for this session and user.
+    pub connection_token: String,
+}
+
+/// One getSessionScreenshots item, kept verbatim so a failed item can be echoed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct GetSessionScreenshotRequestData {
+    /// Session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Largest width in pixels (> 0); the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<i64>,
+    /// Largest height in pixels (> 0); the configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<i64>,
+}
+
+/// One screenshot image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionScreenshotImage {
+    /// `png` or `jpeg`.
+    pub format: String,
+    /// Base64 image bytes.
+    pub data: String,
+    /// When it was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<String>,
+    /// Image of the primary display.
+    pub primary: bool,
+}
+
+/// The screenshots of one session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionScreenshot {
+    /// Session id.
+    pub session_id: String,
+    /// One image per display.
+    pub images: Vec<SessionScreenshotImage>,
+}
+
+/// A screenshot that was taken.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionScreenshotSuccessfulResponse {
+    /// The screenshot.
+    pub session_screenshot: SessionScreenshot,
+}
+
+/// A screenshot that could not be taken.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionScreenshotUnsuccessfulResponse {
+    /// The item as sent.
+    pub get_session_screenshot_request_data: GetSessionScreenshotRequestData,
+    /// Why.
+    pub failure_reason: String,
+}
+
+/// getSessionScreenshots response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionScreenshotsResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Screenshots taken.
+    pub successful_list: Vec<GetSessionScreenshotSuccessfulResponse>,
+    /// Screenshots not taken.
+    pub unsuccessful_list: Vec<GetSessionScreenshotUnsuccessfulResponse>,
+}
+
+/// One openServers item.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct OpenServerRequestData {
+    /// Server id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+}
+
+/// One closeServers item.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CloseServerRequestData {
+    /// Server id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// Close even while sessions run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+}
+
+/// A server that was opened or closed (`OpenServerSuccessfulResponse`,
+/// `CloseServerSuccessfulResponse`: the same shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServerIdResponse {
+    /// Server id.
+    pub server_id: String,
+}
+
+/// A server that could not be opened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OpenServerUnsuccessfulResponse {
+    /// The item as sent.
+    pub open_server_request_data: OpenServerRequestData,
+    /// e.g. `DCV_SERVER_NOT_FOUND`.
+    pub failure_code: String,
+    /// e.g. `Dcv server not found.`
+    pub failure_reason: String,
+}
+
+/// A server that could not be closed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloseServerUnsuccessfulResponse {
+    /// The item as sent.
+    pub close_server_request_data: CloseServerRequestData,
+    /// e.g. `DCV_SERVER_NOT_FOUND`.
+    pub failure_code: String,
+    /// e.g. `Dcv server not found.`
+    pub failure_reason: String,
+}
+
+/// openServers response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OpenServersResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Opened servers.
+    pub successful_list: Vec<ServerIdResponse>,
+    /// Servers not opened.
+    pub unsuccessful_list: Vec<OpenServerUnsuccessfulResponse>,
+}
+
+/// closeServers response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloseServersResponse {
+    /// Request id.
+    pub request_id: String,
+    /// Closed servers.
+    pub successful_list: Vec<ServerIdResponse>,
+    /// Servers not closed.
+    pub unsuccessful_list: Vec<CloseServerUnsuccessfulResponse>,
+}
+
+/// The Connection Gateway's session-resolver answer (`POST /resolveSession`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResolvedSession {
+    /// Session id.
+    pub session_id: String,
+    /// `HTTP` or `QUIC`.
+    pub transport_protocol: String,
+    /// Address of the DCV server endpoint.
+    pub dcv_server_endpoint: String,
+    /// Port of that endpoint.
+    pub port: u32,
+    /// Web URL path of that endpoint.
+    pub web_url_path: String,
+}

@@ -12,8 +12,18 @@ use switchboard_gateway::GatewayConfig;
 async fn api_routes_need_an_authorization_header() {
     let upstream = start_fakes().await;
     let router = upstream.router(GatewayConfig::default());
-    for uri in ["/createSessions", "/describeSessions", "/deleteSessions"] {
-        let request = Request::post(uri).body(Body::from("[]")).unwrap();
+    for (method, uri) in [
+        ("POST", "/createSessions"),
+        ("POST", "/describeSessions"),
+        ("POST", "/deleteSessions"),
+        ("PUT", "/sessionPermissions"),
+        ("GET", "/sessionConnectionData/known-1/bob"),
+        ("POST", "/getSessionScreenshots"),
+        ("POST", "/describeServers"),
+        ("POST", "/openServers"),
+        ("POST", "/closeServers"),
+    ] {
+        let request = Request::builder().method(method).uri(uri).body(Body::from("[]")).unwrap();
         let (status, body) = send(&router, request).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
         assert_eq!(body, json!({ "error": "No authorization header" }), "{uri}");
@@ -192,7 +202,11 @@ async fn describe_sessions_accepts_an_empty_body_and_pages_with_next_token() {
     assert!(body.get("NextToken").is_none());
     let seen = upstream.fakes.seen.lock().unwrap();
     let second = &seen.list_requests[1];
-    assert_eq!((second.after_id.as_str(), second.page_size, second.owner.as_deref()), ("known-1", 10, Some("user1")));
+    assert_eq!(
+        (second.page_token.as_str(), second.page_size, second.owner.as_deref()),
+        ("signed-known-1", 10, Some("user1")),
+        "the store's signed token is passed back verbatim"
+    );
     assert_eq!(second.tags[0].key, "os");
 }
 
@@ -257,4 +271,187 @@ async fn internal_upstream_detail_never_leaks() {
     let router = upstream.router(GatewayConfig::default());
     let (status, body) = send(&router, post_json("/describeSessions", r#"{"SessionIds":["explode"]}"#)).await;
     assert_eq!((status, body), (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "Internal error" })));
+}
+
+fn put_json(uri: &str, body: &str) -> Request<Body> {
+    Request::put(uri)
+        .header("authorization", "Bearer valid")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).header("authorization", "Bearer valid").body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn describe_servers_returns_full_servers_and_the_stores_token() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let (status, body) = send(&router, post_json("/describeServers", r#"{"MaxResults":1}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["Servers"][0]["Id"], "server-1");
+    assert_eq!(body["Servers"][0]["Port"], "8443");
+    assert_eq!(body["NextToken"], "signed-server-1");
+    let (status, body) = send(&router, post_json("/describeServers", r#"{"NextToken":"signed-server-1"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.get("NextToken").is_none());
+    let request = Request::post("/describeServers").header("authorization", "Bearer valid").body(Body::empty());
+    assert_eq!(send(&router, request.unwrap()).await.0, StatusCode::OK, "the body is optional");
+    {
+        let seen = upstream.fakes.seen.lock().unwrap();
+        let pages: Vec<(u32, &str)> =
+            seen.server_list_requests.iter().map(|r| (r.page_size, r.page_token.as_str())).collect();
+        assert_eq!(pages, [(1, ""), (1000, "signed-server-1"), (1000, "")]);
+    }
+    for (body, message) in [
+        (r#"{"MaxResults":0}"#, "MaxResults must be between 1 and 1000"),
+        (r#"{"ServerIds":"x"}"#, "Invalid request: invalid type: string \"x\", expected a sequence"),
+        (r#"{"Bogus":1}"#, "Unrecognized field \"Bogus\""),
+    ] {
+        assert_eq!(
+            send(&router, post_json("/describeServers", body)).await,
+            (StatusCode::BAD_REQUEST, json!({ "error": message })),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_and_close_servers_keep_item_order_and_echo_failures() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let body = json!([{ "ServerId": "server-1" }, { "ServerId": "nope" }, {}]);
+    let (status, response) = send(&router, post_json("/openServers", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response["SuccessfulList"], json!([{ "ServerId": "server-1" }]));
+    assert_eq!(
+        response["UnsuccessfulList"],
+        json!([
+            { "OpenServerRequestData": { "ServerId": "nope" }, "FailureCode": "DCV_SERVER_NOT_FOUND", "FailureReason": "Dcv server not found." },
+            { "OpenServerRequestData": {}, "FailureCode": "INVALID_REQUEST", "FailureReason": "ServerId is required" },
+        ])
+    );
+    let body = json!([{ "ServerId": "server-1" }, { "ServerId": "server-1", "Force": true }]);
+    let (status, response) = send(&router, post_json("/closeServers", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response["SuccessfulList"], json!([{ "ServerId": "server-1" }]));
+    assert_eq!(response["UnsuccessfulList"][0]["CloseServerRequestData"], json!({ "ServerId": "server-1" }));
+    assert_eq!(response["UnsuccessfulList"][0]["FailureCode"], "SERVER_HAS_SESSIONS");
+    let seen = upstream.fakes.seen.lock().unwrap();
+    let closes: Vec<(bool, bool)> = seen.open_requests.iter().skip(1).map(|r| (r.open, r.force)).collect();
+    assert_eq!(closes, [(false, false), (false, true)]);
+}
+
+#[tokio::test]
+async fn update_session_permissions_checks_each_item_and_sends_the_file_to_the_host() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let encode = |text: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    };
+    let body = json!([
+        { "SessionId": "known-1", "Owner": "user1", "PermissionsFile": encode(b"[permissions]") },
+        { "SessionId": "known-2", "Owner": "someone", "PermissionsFile": encode(b"[permissions]") },
+        { "SessionId": "unknown", "Owner": "user1", "PermissionsFile": encode(b"[permissions]") },
+        { "SessionId": "known-3", "Owner": "user1", "PermissionsFile": encode(b"bad file") },
+        { "SessionId": "known-4", "Owner": "user1" },
+    ]);
+    let (status, response) = send(&router, put_json("/sessionPermissions", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!(response["SuccessfulList"], json!([{ "SessionId": "known-1" }]));
+    assert_eq!(
+        response["UnsuccessfulList"],
+        json!([
+            { "SessionId": "known-2", "FailureReason": "The requested dcvSession does not exist" },
+            { "SessionId": "unknown", "FailureReason": "The requested dcvSession does not exist" },
+            { "SessionId": "known-3", "FailureReason": "invalid permissions file: line 1" },
+            { "SessionId": "known-4", "FailureReason": "PermissionsFile is required" },
+        ])
+    );
+    let seen = upstream.fakes.seen.lock().unwrap();
+    assert_eq!(seen.commands.len(), 2, "only valid items reach the host");
+    assert_eq!(seen.commands[0].server_id, "server-1");
+    let (status, _) = send(&router, post_json("/sessionPermissions", "[]")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "PUT only, as in the contract");
+}
+
+#[tokio::test]
+async fn session_connection_data_returns_the_session_and_a_token() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let (status, body) = send(&router, get("/sessionConnectionData/known-1/bob")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["Session"]["Id"], "known-1");
+    assert_eq!(body["Session"]["Server"]["Ip"], "1.1.1.123");
+    assert_eq!(body["ConnectionToken"], "conn-known-1-bob");
+    {
+        let seen = upstream.fakes.seen.lock().unwrap();
+        let request = &seen.connection_requests[0];
+        assert_eq!((request.session_owner.as_str(), request.user.as_str()), ("user1", "bob"));
+    }
+    assert_eq!(
+        send(&router, get("/sessionConnectionData/missing/bob")).await,
+        (StatusCode::NOT_FOUND, json!({ "error": "The requested dcvSession does not exist" }))
+    );
+    let long = "u".repeat(300);
+    let (status, body) = send(&router, get(&format!("/sessionConnectionData/known-1/{long}"))).await;
+    assert_eq!((status, body), (StatusCode::BAD_REQUEST, json!({ "error": "user must be 1 to 256 characters" })));
+    assert_eq!(send(&router, get("/sessionConnectionData/known-1")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn screenshots_use_the_configured_defaults_and_report_failures_per_item() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let body = json!([
+        { "SessionId": "known-1" },
+        { "SessionId": "known-2", "MaxWidth": 640, "MaxHeight": 480 },
+        { "SessionId": "missing" },
+        { "SessionId": "known-3", "MaxHeight": 0 },
+    ]);
+    let (status, response) = send(&router, post_json("/getSessionScreenshots", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let image = &response["SuccessfulList"][0]["SessionScreenshot"];
+    assert_eq!(image["SessionId"], "known-1");
+    assert_eq!(
+        image["Images"][0],
+        json!({ "Format": "png", "Data": "aW1hZ2U=", "CreationTime": "2020-10-06T10:15:31.633Z", "Primary": true })
+    );
+    assert_eq!(
+        response["UnsuccessfulList"],
+        json!([
+            { "GetSessionScreenshotRequestData": { "SessionId": "missing" }, "FailureReason": "Dcv session not found." },
+            { "GetSessionScreenshotRequestData": { "SessionId": "known-3", "MaxHeight": 0 }, "FailureReason": "MaxHeight must be greater than 0" },
+        ])
+    );
+    let seen = upstream.fakes.seen.lock().unwrap();
+    let sizes: Vec<(u32, u32, String)> = seen
+        .commands
+        .iter()
+        .map(|c| match c.command.as_ref().and_then(|c| c.action.clone()) {
+            Some(switchboard_proto::host_command::Action::Screenshot(s)) => (s.max_width, s.max_height, s.format),
+            other => panic!("unexpected command {other:?}"),
+        })
+        .collect();
+    let mut sizes = sizes;
+    sizes.sort();
+    assert_eq!(sizes, [(160, 100, "png".to_owned()), (640, 480, "png".to_owned())]);
+}
+
+#[tokio::test]
+async fn the_served_spec_needs_no_token_and_is_yaml() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let response =
+        tower::ServiceExt::oneshot(router, Request::get("/dcv-session-manager-api.yaml").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/yaml");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let served = switchboard_gateway::spec::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    assert_eq!(served, switchboard_gateway::spec::merged().unwrap());
 }

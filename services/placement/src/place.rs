@@ -29,7 +29,7 @@ pub async fn list_all_servers(store: &mut SessionStoreClient<Channel>) -> Result
     let mut after_id = String::new();
     loop {
         let page = store
-            .list_servers(ListServersRequest { server_ids: Vec::new(), page_size: SERVER_PAGE_SIZE, after_id })
+            .list_servers(ListServersRequest { page_size: SERVER_PAGE_SIZE, after_id, ..Default::default() })
             .await
             .map_err(Error::Store)?
             .into_inner();

@@ -17,6 +17,25 @@ pub const OWNER_MAX_CHARS: usize = 256;
 pub const NAME_MAX_CHARS: usize = 256;
 /// Longest accepted `Requirements` expression, in characters.
 pub const REQUIREMENTS_MAX_CHARS: usize = crate::requirements::MAX_CHARS;
+/// Longest accepted path (`InitFile`, `AutorunFile`, `StorageRoot`), in characters.
+pub const PATH_MAX_CHARS: usize = 1024;
+/// Largest accepted (decoded) `PermissionsFile`, in bytes.
+pub const PERMISSIONS_MAX_BYTES: usize = 64 * 1024;
+
+/// Checks a file path given relative to an agent folder: bounded, no control
+/// characters, and no `..` component (it must stay inside that folder).
+fn check_relative_path(field: &str, path: &str) -> Result<(), String> {
+    if path.chars().count() > PATH_MAX_CHARS {
+        return Err(format!("{field} must be at most {PATH_MAX_CHARS} characters"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    if path.split(['/', '\\']).any(|component| component == "..") {
+        return Err(format!("{field} must not contain '..': it is relative to the agent's folder"));
+    }
+    Ok(())
+}
 
 /// Checks one spec; `Err` holds the API's `FailureReason`.
 pub fn validate_spec(spec: &CreateSessionSpec, config: &PlacementConfig) -> Result<(), String> {
@@ -25,6 +44,9 @@ pub fn validate_spec(spec: &CreateSessionSpec, config: &PlacementConfig) -> Resu
     }
     if spec.owner.chars().count() > OWNER_MAX_CHARS {
         return Err(format!("Owner must be at most {OWNER_MAX_CHARS} characters"));
+    }
+    if spec.owner.chars().any(char::is_control) {
+        return Err("Owner must not contain control characters".into());
     }
     if spec.name.chars().count() > NAME_MAX_CHARS {
         return Err(format!("Name must be at most {NAME_MAX_CHARS} characters"));
@@ -35,6 +57,36 @@ pub fn validate_spec(spec: &CreateSessionSpec, config: &PlacementConfig) -> Resu
     }
     if spec.dcv_gl_enabled && session_type != SessionType::Virtual {
         return Err("DcvGlEnabled is supported with VIRTUAL sessions only".into());
+    }
+    let is_virtual = session_type == SessionType::Virtual;
+    if !spec.init_file.is_empty() {
+        if !is_virtual {
+            return Err("InitFile is supported with VIRTUAL sessions only".into());
+        }
+        check_relative_path("InitFile", &spec.init_file)?;
+    }
+    if !spec.autorun_file.is_empty() {
+        check_relative_path("AutorunFile", &spec.autorun_file)?;
+    }
+    if !spec.autorun_file_arguments.is_empty() {
+        if spec.autorun_file.is_empty() {
+            return Err("AutorunFileArguments requires AutorunFile".into());
+        }
+        if !is_virtual {
+            return Err("AutorunFileArguments is supported with VIRTUAL sessions only".into());
+        }
+    }
+    if spec.storage_root.chars().count() > PATH_MAX_CHARS {
+        return Err(format!("StorageRoot must be at most {PATH_MAX_CHARS} characters"));
+    }
+    if spec.storage_root.chars().any(char::is_control) {
+        return Err("StorageRoot must not contain control characters".into());
+    }
+    if spec.permissions_file.len() > PERMISSIONS_MAX_BYTES {
+        return Err(format!("PermissionsFile must be at most {PERMISSIONS_MAX_BYTES} bytes"));
+    }
+    if std::str::from_utf8(&spec.permissions_file).is_err() {
+        return Err("PermissionsFile must be a UTF-8 text file".into());
     }
     if spec.autorun_file_arguments.len() > config.autorun_args_max {
         return Err(format!("AutorunFileArguments must have at most {} items", config.autorun_args_max));
@@ -110,6 +162,7 @@ mod tests {
 
     #[test]
     fn autorun_arguments_are_bounded_by_the_config() {
+        let valid = || CreateSessionSpec { autorun_file: "app.sh".into(), ..valid() };
         let spec = CreateSessionSpec { autorun_file_arguments: vec!["x".into(); 51], ..valid() };
         assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments must have at most 50 items");
         let spec = CreateSessionSpec { autorun_file_arguments: vec!["ok".into(), "y".repeat(151)], ..valid() };
@@ -120,6 +173,39 @@ mod tests {
             validate_spec(&spec, &config).unwrap_err(),
             "AutorunFileArguments item 0 is longer than 2 characters"
         );
+    }
+
+    #[test]
+    fn files_and_paths_are_checked_per_field() {
+        let spec = CreateSessionSpec { init_file: "init/setup.sh".into(), ..valid() };
+        assert_eq!(check(&spec), Ok(()));
+        let spec = CreateSessionSpec { init_file: "../etc/shadow".into(), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "InitFile must not contain '..': it is relative to the agent's folder");
+        let spec = CreateSessionSpec { init_file: "a.sh".into(), r#type: SessionType::Console as i32, ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "InitFile is supported with VIRTUAL sessions only");
+        let spec = CreateSessionSpec { autorun_file: "x\\..\\y".into(), ..valid() };
+        assert!(check(&spec).unwrap_err().starts_with("AutorunFile must not contain '..'"));
+        let spec = CreateSessionSpec { autorun_file: "a\nb".into(), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "AutorunFile must not contain control characters");
+        let spec = CreateSessionSpec { autorun_file_arguments: vec!["-v".into()], ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments requires AutorunFile");
+        let spec = CreateSessionSpec {
+            autorun_file: "app.exe".into(),
+            autorun_file_arguments: vec!["-v".into()],
+            r#type: SessionType::Console as i32,
+            ..valid()
+        };
+        assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments is supported with VIRTUAL sessions only");
+        let spec = CreateSessionSpec { autorun_file: "app.exe".into(), r#type: SessionType::Console as i32, ..valid() };
+        assert_eq!(check(&spec), Ok(()), "console autorun files are for Windows hosts, decided at placement");
+        let spec = CreateSessionSpec { storage_root: "s".repeat(PATH_MAX_CHARS + 1), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "StorageRoot must be at most 1024 characters");
+        let spec = CreateSessionSpec { permissions_file: vec![b'a'; PERMISSIONS_MAX_BYTES + 1], ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "PermissionsFile must be at most 65536 bytes");
+        let spec = CreateSessionSpec { permissions_file: vec![0xff], ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "PermissionsFile must be a UTF-8 text file");
+        let spec = CreateSessionSpec { owner: "al\u{0}ice".into(), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "Owner must not contain control characters");
     }
 
     #[test]

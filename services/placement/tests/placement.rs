@@ -130,7 +130,7 @@ impl SessionStore for FakeStore {
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         let next = sorted.into_iter().find(|s| s.id > after_id);
         let last_id = next.as_ref().map(|s| s.id.clone()).unwrap_or_default();
-        Ok(Response::new(ServersPage { servers: next.into_iter().collect(), last_id }))
+        Ok(Response::new(ServersPage { servers: next.into_iter().collect(), last_id, ..Default::default() }))
     }
 
     async fn set_servers_open(

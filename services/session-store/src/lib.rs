@@ -10,6 +10,7 @@
 //!   registry of live streams, inventory reconciliation, fencing of stale
 //!   owners, change-only writes, liveness and the reapers;
 //! - [`routing`]: sending host commands to the replica owning the stream;
+//! - [`page_token`]: signed, replica-independent `NextToken`s;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
 //! - [`error`]: the crate's error enum.
 //!
@@ -19,6 +20,7 @@ pub mod agent_link;
 pub mod backend;
 mod deletion;
 pub mod error;
+pub mod page_token;
 pub mod routing;
 pub mod service;
 

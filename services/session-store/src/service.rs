@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::backend::{AssignOutcome, Backend, BackendError};
 use crate::deletion;
+use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{CommandRouter, FORWARDED_HEADER};
 
 /// The API's message for a session that does not exist (or is not the caller's).
@@ -39,12 +40,33 @@ pub fn backend_status(error: BackendError) -> Status {
 pub struct StoreService {
     backend: Arc<dyn Backend>,
     router: Arc<CommandRouter>,
+    tokens: PageTokens,
 }
 
 impl StoreService {
     /// A service over `backend`, sending host commands through `router`.
     pub fn new(backend: Arc<dyn Backend>, router: Arc<CommandRouter>) -> Self {
-        Self { backend, router }
+        let tokens = PageTokens::new(backend.clone());
+        Self { backend, router, tokens }
+    }
+
+    /// The `after_id` to resume from: the verified `page_token` when given, else `after_id`.
+    async fn resume_after(&self, kind: PageKind, page_token: &str, after_id: String) -> Result<String, Status> {
+        if page_token.is_empty() {
+            return Ok(after_id);
+        }
+        match self.tokens.verify(kind, page_token).await.map_err(backend_status)? {
+            Ok(after_id) => Ok(after_id),
+            Err(invalid) => Err(Status::invalid_argument(invalid.to_string())),
+        }
+    }
+
+    /// The signed token for the page after `last_id` (empty at the end).
+    async fn next_token(&self, kind: PageKind, last_id: &str) -> Result<String, Status> {
+        if last_id.is_empty() {
+            return Ok(String::new());
+        }
+        self.tokens.sign(kind, last_id).await.map_err(backend_status)
     }
 
     /// The servers `sessions` reference, each once, in first-seen order.
@@ -88,7 +110,7 @@ impl SessionStore for StoreService {
         let ids = request.into_inner().session_ids;
         let sessions = self.backend.get_sessions(&ids).await.map_err(backend_status)?;
         let servers = self.servers_of(&sessions).await?;
-        Ok(Response::new(SessionsPage { sessions, servers, last_id: String::new() }))
+        Ok(Response::new(SessionsPage { sessions, servers, last_id: String::new(), next_token: String::new() }))
     }
 
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
@@ -96,7 +118,7 @@ impl SessionStore for StoreService {
         let limit = page_size(request.page_size)?;
         let mut servers: HashMap<String, Option<ServerRecord>> = HashMap::new();
         let mut page = Vec::new();
-        let mut cursor = request.after_id;
+        let mut cursor = self.resume_after(PageKind::Sessions, &request.page_token, request.after_id).await?;
         'scan: loop {
             let batch = self.backend.list_sessions(&cursor, limit).await.map_err(backend_status)?;
             let Some(last) = batch.last() else { break };
@@ -132,7 +154,8 @@ impl SessionStore for StoreService {
         let last_id =
             if page.len() == limit { page.last().map(|s| s.id.clone()).unwrap_or_default() } else { String::new() };
         let servers = self.servers_of(&page).await?;
-        Ok(Response::new(SessionsPage { sessions: page, servers, last_id }))
+        let next_token = self.next_token(PageKind::Sessions, &last_id).await?;
+        Ok(Response::new(SessionsPage { sessions: page, servers, last_id, next_token }))
     }
 
     async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
@@ -183,19 +206,21 @@ impl SessionStore for StoreService {
     async fn list_servers(&self, request: Request<ListServersRequest>) -> Result<Response<ServersPage>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size)?;
+        let after_id = self.resume_after(PageKind::Servers, &request.page_token, request.after_id).await?;
         let servers = if request.server_ids.is_empty() {
-            self.backend.list_servers(&request.after_id, limit).await.map_err(backend_status)?
+            self.backend.list_servers(&after_id, limit).await.map_err(backend_status)?
         } else {
             let found = self.backend.get_servers(&request.server_ids).await.map_err(backend_status)?;
             let sorted: BTreeMap<String, ServerRecord> = found.into_iter().map(|s| (s.id.clone(), s)).collect();
-            sorted.into_values().filter(|s| s.id > request.after_id).take(limit).collect()
+            sorted.into_values().filter(|s| s.id > after_id).take(limit).collect()
         };
         let last_id = if servers.len() == limit {
             servers.last().map(|s| s.id.clone()).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok(Response::new(ServersPage { servers, last_id }))
+        let next_token = self.next_token(PageKind::Servers, &last_id).await?;
+        Ok(Response::new(ServersPage { servers, last_id, next_token }))
     }
 
     async fn set_servers_open(

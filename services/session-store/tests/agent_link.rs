@@ -62,7 +62,7 @@ impl Replica {
     }
 
     async fn server(&mut self, server_id: &str) -> Option<ServerRecord> {
-        let request = ListServersRequest { server_ids: vec![server_id.into()], page_size: 10, after_id: String::new() };
+        let request = ListServersRequest { server_ids: vec![server_id.into()], page_size: 10, ..Default::default() };
         self.store.list_servers(request).await.unwrap().into_inner().servers.pop()
     }
 
@@ -206,7 +206,7 @@ async fn agent_stream_lifecycle() {
     eventually("server unreachable", || {
         let mut replica_store = replica.store.clone();
         async move {
-            let request = ListServersRequest { server_ids: vec!["h1".into()], page_size: 1, after_id: String::new() };
+            let request = ListServersRequest { server_ids: vec!["h1".into()], page_size: 1, ..Default::default() };
             !replica_store.list_servers(request).await.unwrap().into_inner().servers[0].reachable
         }
     })

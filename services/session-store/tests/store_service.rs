@@ -50,6 +50,7 @@ async fn list_sessions_filters_and_pages() {
         tags,
         page_size,
         after_id: after_id.to_owned(),
+        page_token: String::new(),
     };
 
     let first = client.list_sessions(list(Some("alice"), vec![], 2, "")).await.unwrap().into_inner();
@@ -61,6 +62,18 @@ async fn list_sessions_filters_and_pages() {
     let rest = client.list_sessions(list(Some("alice"), vec![], 2, "c")).await.unwrap().into_inner();
     assert_eq!(ids(&rest), ["d"]);
     assert!(rest.last_id.is_empty(), "a short page ends the listing");
+    assert!(rest.next_token.is_empty(), "no token at the end");
+
+    // The signed token resumes exactly where after_id does; a forged one is refused.
+    assert!(!first.next_token.is_empty(), "a full page has a token");
+    let by_token = ListSessionsRequest { page_token: first.next_token.clone(), ..list(Some("alice"), vec![], 2, "") };
+    let resumed = client.list_sessions(by_token).await.unwrap().into_inner();
+    assert_eq!(ids(&resumed), ["d"], "the token resumes after the last id of the page");
+    let mut forged = first.next_token.clone();
+    forged.insert(0, 'x');
+    let forged = ListSessionsRequest { page_token: forged, ..list(Some("alice"), vec![], 2, "") };
+    let status = client.list_sessions(forged).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "Invalid NextToken"));
 
     let tagged = client.list_sessions(list(None, gpu, 10, "")).await.unwrap().into_inner();
     assert_eq!(ids(&tagged), ["a", "b"], "only sessions on servers carrying every tag");

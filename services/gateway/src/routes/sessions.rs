@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use axum::{Json, extract::State};
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use switchboard_proto::{
     CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
     ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
@@ -21,24 +20,8 @@ use crate::{
         DeleteSessionUnsuccessfulResponse, DeleteSessionsResponse, DescribeSessionsRequestData,
         DescribeSessionsResponse, Session, UnsuccessfulCreateSessionRequestData,
     },
+    routes::{MAX_RESULTS, check_batch, page_size, request_id},
 };
-
-/// Largest `MaxResults` (and default page size) of describeSessions.
-pub const MAX_RESULTS: u32 = 1000;
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn check_batch(len: usize, max: usize, what: &str) -> Result<()> {
-    if len == 0 {
-        return Err(ApiError::BadRequest(format!("The request must contain at least one {what}")));
-    }
-    if len > max {
-        return Err(ApiError::BadRequest(format!("The request may contain at most {max} {what}s")));
-    }
-    Ok(())
-}
 
 /// `POST /createSessions`. Items failing JSON-level checks (type string,
 /// client count, base64) are answered here and never reach placement.
@@ -138,21 +121,18 @@ fn matches(filters: &Filters, session: &SessionRecord, server: Option<&ServerRec
 
 /// `POST /describeSessions`. The body is optional.
 ///
-/// `NextToken` is, for now, the base64url of the last session id of the
-/// previous page: opaque to clients but not tamper-evident (a later issue
-/// signs it). With `SessionIds`, every match is returned in one page.
+/// `NextToken` is made by session-store: opaque, stable, HMAC-signed with a
+/// key every replica shares, so any gateway accepts any page's token and a
+/// modified one is refused (`Invalid NextToken`). With `SessionIds`, every
+/// match is returned in one page.
 pub async fn describe_sessions(
     State(state): State<AppState>,
     OptionalApiJson(request): OptionalApiJson<DescribeSessionsRequestData>,
 ) -> Result<Json<DescribeSessionsResponse>> {
     let request_id = request_id();
-    let page_size = match request.max_results {
-        None => MAX_RESULTS,
-        Some(n) if (1..=i64::from(MAX_RESULTS)).contains(&n) => n as u32,
-        Some(_) => return Err(ApiError::BadRequest(format!("MaxResults must be between 1 and {MAX_RESULTS}"))),
-    };
+    let page_size = page_size(request.max_results)?;
     let filters = parse_filters(&request)?;
-    let next_token = request.next_token.as_deref().filter(|token| !token.is_empty());
+    let next_token = request.next_token.clone().filter(|token| !token.is_empty());
     let session_ids: Vec<String> = request.session_ids.clone().unwrap_or_default();
     let mut store = state.upstreams.store.clone();
     let (page, next_token) = if !session_ids.is_empty() {
@@ -166,18 +146,15 @@ pub async fn describe_sessions(
     } else if filters.contradictory {
         (Default::default(), None)
     } else {
-        let after_id = match next_token {
-            None => String::new(),
-            Some(token) => URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| ApiError::BadRequest("Invalid NextToken".into()))?,
+        let list = ListSessionsRequest {
+            owner: filters.owner.clone(),
+            tags: filters.tags.clone(),
+            page_size,
+            after_id: String::new(),
+            page_token: next_token.unwrap_or_default(),
         };
-        let list =
-            ListSessionsRequest { owner: filters.owner.clone(), tags: filters.tags.clone(), page_size, after_id };
         let page = store.list_sessions(list).await?.into_inner();
-        let next = (!page.last_id.is_empty()).then(|| URL_SAFE_NO_PAD.encode(&page.last_id));
+        let next = (!page.next_token.is_empty()).then(|| page.next_token.clone());
         (page, next)
     };
     let servers: HashMap<&str, &ServerRecord> = page.servers.iter().map(|s| (s.id.as_str(), s)).collect();

@@ -29,6 +29,10 @@ use tower::ServiceExt;
 pub struct Seen {
     pub create_requests: Vec<pb::CreateSessionsRequest>,
     pub list_requests: Vec<pb::ListSessionsRequest>,
+    pub server_list_requests: Vec<pb::ListServersRequest>,
+    pub commands: Vec<pb::SendCommandRequest>,
+    pub open_requests: Vec<pb::SetServersOpenRequest>,
+    pub connection_requests: Vec<pb::IssueConnectionTokenRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -72,6 +76,17 @@ impl Auth for Fakes {
         _: GrpcRequest<pb::UnregisterApiClientRequest>,
     ) -> Result<Response<pb::UnregisterApiClientResponse>, Status> {
         Err(Status::unimplemented("fake"))
+    }
+    async fn issue_connection_token(
+        &self,
+        request: GrpcRequest<pb::IssueConnectionTokenRequest>,
+    ) -> Result<Response<pb::IssueConnectionTokenResponse>, Status> {
+        let request = request.into_inner();
+        self.seen.lock().unwrap().connection_requests.push(request.clone());
+        Ok(Response::new(pb::IssueConnectionTokenResponse {
+            connection_token: format!("conn-{}-{}", request.session_id, request.user),
+            expires_in_seconds: 3600,
+        }))
     }
 }
 
@@ -162,7 +177,7 @@ impl SessionStore for Fakes {
             return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
         }
         let sessions: Vec<_> = ids.iter().filter(|id| id.starts_with("known")).map(|id| ready_session(id)).collect();
-        Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], last_id: String::new() }))
+        Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], ..Default::default() }))
     }
     async fn list_sessions(
         &self,
@@ -170,11 +185,15 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::SessionsPage>, Status> {
         let request = request.into_inner();
         self.seen.lock().unwrap().list_requests.push(request.clone());
-        let last_id = if request.after_id.is_empty() { "known-1".to_owned() } else { String::new() };
+        if request.page_token == "%%%" {
+            return Err(Status::invalid_argument("Invalid NextToken"));
+        }
+        let next_token = if request.page_token.is_empty() { "signed-known-1".to_owned() } else { String::new() };
         Ok(Response::new(pb::SessionsPage {
             sessions: vec![ready_session("known-1")],
             servers: vec![server()],
-            last_id,
+            next_token,
+            ..Default::default()
         }))
     }
     async fn update_session(
@@ -217,20 +236,74 @@ impl SessionStore for Fakes {
             .collect();
         Ok(Response::new(pb::DeleteSessionsResponse { outcomes }))
     }
-    async fn list_servers(&self, _: GrpcRequest<pb::ListServersRequest>) -> Result<Response<pb::ServersPage>, Status> {
-        Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"))
+    async fn list_servers(
+        &self,
+        request: GrpcRequest<pb::ListServersRequest>,
+    ) -> Result<Response<pb::ServersPage>, Status> {
+        let request = request.into_inner();
+        self.seen.lock().unwrap().server_list_requests.push(request.clone());
+        if request.server_ids.iter().any(|id| id == "explode") {
+            return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
+        }
+        let next_token = if request.page_token.is_empty() && request.page_size == 1 { "signed-server-1" } else { "" };
+        Ok(Response::new(pb::ServersPage {
+            servers: vec![server()],
+            next_token: next_token.into(),
+            ..Default::default()
+        }))
     }
     async fn set_servers_open(
         &self,
-        _: GrpcRequest<pb::SetServersOpenRequest>,
+        request: GrpcRequest<pb::SetServersOpenRequest>,
     ) -> Result<Response<pb::SetServersOpenResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        self.seen.lock().unwrap().open_requests.push(request.clone());
+        let outcomes = request
+            .server_ids
+            .into_iter()
+            .map(|server_id| {
+                let (code, reason) = match server_id.as_str() {
+                    "server-1" if !request.open && !request.force => {
+                        ("SERVER_HAS_SESSIONS", "Dcv server has sessions; close it with force to proceed.")
+                    }
+                    "server-1" => ("", ""),
+                    _ => ("DCV_SERVER_NOT_FOUND", "Dcv server not found."),
+                };
+                pb::SetServerOpenOutcome { server_id, failure_code: code.into(), failure_reason: reason.into() }
+            })
+            .collect();
+        Ok(Response::new(pb::SetServersOpenResponse { outcomes }))
     }
     async fn send_command(
         &self,
-        _: GrpcRequest<pb::SendCommandRequest>,
+        request: GrpcRequest<pb::SendCommandRequest>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        self.seen.lock().unwrap().commands.push(request.clone());
+        let action = request.command.and_then(|c| c.action);
+        let result = match action {
+            Some(pb::host_command::Action::SetPermissions(set)) if set.permissions_file.starts_with(b"bad") => {
+                pb::CommandResult {
+                    error: "invalid permissions file: line 1".into(),
+                    error_kind: pb::CommandErrorKind::InvalidRequest as i32,
+                    ..Default::default()
+                }
+            }
+            Some(pb::host_command::Action::SetPermissions(_)) => pb::CommandResult::default(),
+            Some(pb::host_command::Action::Screenshot(_)) => pb::CommandResult {
+                payload: Some(pb::command_result::Payload::Screenshot(pb::Screenshot {
+                    images: vec![pb::ScreenshotImage {
+                        format: "png".into(),
+                        data: b"image".to_vec(),
+                        creation_time_unix_ms: 1_601_979_331_633,
+                        primary: true,
+                    }],
+                })),
+                ..Default::default()
+            },
+            _ => return Err(Status::unimplemented("fake")),
+        };
+        Ok(Response::new(result))
     }
 }
 

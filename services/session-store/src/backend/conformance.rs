@@ -32,6 +32,7 @@ where
     agent_ownership(make().await).await;
     api_clients(make().await).await;
     signing_keys(make().await).await;
+    shared_secrets(make().await).await;
     super::conformance_fencing::fenced_writes(make().await).await;
     super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
     super::conformance_fencing::deleted_sessions_expire(make().await).await;
@@ -374,4 +375,26 @@ async fn signing_keys(backend: Arc<dyn Backend>) {
     backend.remove_signing_key("old").await.unwrap();
     let kids: Vec<String> = backend.list_signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["new"], "remove_signing_key removes");
+}
+
+async fn shared_secrets(backend: Arc<dyn Backend>) {
+    let first = backend.shared_secret("page-token", vec![1; 32]).await.unwrap();
+    assert_eq!(first, vec![1; 32], "shared_secret stores the first candidate");
+    let again = backend.shared_secret("page-token", vec![2; 32]).await.unwrap();
+    assert_eq!(again, vec![1; 32], "shared_secret never replaces a stored secret");
+    let other = backend.shared_secret("other", vec![3; 16]).await.unwrap();
+    assert_eq!(other, vec![3; 16], "shared secrets are kept per name");
+
+    // Racing callers all get the same (first stored) value.
+    let racers: Vec<_> = (0..8u8)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.shared_secret("raced", vec![i; 32]).await.unwrap() })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for racer in racers {
+        seen.insert(racer.await.unwrap());
+    }
+    assert_eq!(seen.len(), 1, "every racer of shared_secret gets the same secret");
 }

@@ -398,4 +398,8 @@ impl Backend for EmbeddedBackend {
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.durable.remove_signing_key(kid)
     }
+
+    async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>> {
+        self.durable.shared_secret(name, &candidate)
+    }
 }

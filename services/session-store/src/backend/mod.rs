@@ -417,4 +417,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes a signing key (after all its tokens expired).
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()>;
+
+    // ----- shared secrets (durable) -----
+
+    /// The secret stored under `name`, storing `candidate` first when there is
+    /// none. Atomic: racing callers (any replica) all get the first stored
+    /// value, so replicas agree on e.g. the page-token HMAC key without
+    /// coordination. Secrets are never replaced or removed.
+    async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>>;
 }

@@ -17,6 +17,7 @@ use crate::backend::{ApiClientRecord, BackendError, BackendResult, SigningKeyRec
 const API_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_clients");
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const SERVER_OPEN: TableDefinition<&str, bool> = TableDefinition::new("server_open");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
 /// Maps any redb failure to `Unavailable`, keeping the cause for logs.
 fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
@@ -110,6 +111,24 @@ impl Durable {
             table.remove(kid).map_err(storage)?;
         }
         txn.commit().map_err(storage)
+    }
+
+    /// The secret under `name`, inserting `candidate` first when absent (one write transaction).
+    pub(super) fn shared_secret(&self, name: &str, candidate: &[u8]) -> BackendResult<Vec<u8>> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let secret = {
+            let mut table = txn.open_table(SECRETS).map_err(storage)?;
+            let existing = table.get(name).map_err(storage)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(secret) => secret,
+                None => {
+                    table.insert(name, candidate).map_err(storage)?;
+                    candidate.to_vec()
+                }
+            }
+        };
+        txn.commit().map_err(storage)?;
+        Ok(secret)
     }
 
     /// The stored `open` flag of a server, if an operator ever set one.

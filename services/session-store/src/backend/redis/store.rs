@@ -342,6 +342,15 @@ impl Backend for RedisBackend {
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.query::<i64>(redis::cmd("HDEL").arg(self.key("signing-keys")).arg(kid)).await.map(|_| ())
     }
+
+    async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>> {
+        // HSETNX is atomic and secrets are never removed, so the HGET after it
+        // always reads the value that won.
+        let key = self.key("secrets");
+        self.query::<i64>(redis::cmd("HSETNX").arg(&key).arg(name).arg(candidate)).await?;
+        let stored: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(&key).arg(name)).await?;
+        stored.ok_or_else(|| BackendError::Corrupt(format!("secret {name} vanished after HSETNX")))
+    }
 }
 
 /// An ownership from an `owner, address, epoch, lease_until` reply (empty: none).

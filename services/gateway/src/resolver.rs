@@ -1,0 +1,108 @@
+//! The Connection Gateway session resolver: `POST /resolveSession` on its own
+//! port (8447 by convention), as the DCV Connection Gateway calls it.
+//!
+//! `POST /resolveSession?sessionId=ID&transport=HTTP|QUIC&clientIpAddress=IP`
+//! answers `200 {SessionId, TransportProtocol, DcvServerEndpoint, Port, WebUrlPath}`
+//! for a READY session whose host has an endpoint of that transport, and
+//! `404` otherwise. No bearer token: the port is meant for the gateway only
+//! (bind it to an internal address; TLS always, client certificates are not
+//! checked yet). `transport` defaults to `HTTP`; `clientIpAddress` is logged.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::{Query, State, rejection::QueryRejection},
+    routing::post,
+};
+use switchboard_common::{Shutdown, tls::Identity};
+use switchboard_proto::SessionState;
+
+use crate::{
+    Upstreams,
+    error::{ApiError, Result},
+    model::ResolvedSession,
+};
+
+/// The resolver's text for anything it cannot resolve.
+pub const NOT_RESOLVED: &str = "Session not found";
+/// Longest accepted query value.
+const MAX_CHARS: usize = 256;
+
+/// The resolver's routes over `upstreams`.
+pub fn router(upstreams: Upstreams) -> Router {
+    Router::new()
+        .route("/resolveSession", post(resolve_session))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(upstreams)
+}
+
+async fn resolve_session(
+    State(upstreams): State<Upstreams>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<ResolvedSession>> {
+    let Query(query) = query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let session_id = query.get("sessionId").map(String::as_str).unwrap_or_default();
+    if session_id.is_empty() || session_id.chars().count() > MAX_CHARS {
+        return Err(ApiError::BadRequest(format!("sessionId must be 1 to {MAX_CHARS} characters")));
+    }
+    let transport = match query.get("transport").map(String::as_str) {
+        None | Some("") => "HTTP".to_owned(),
+        Some(t) if t.eq_ignore_ascii_case("HTTP") || t.eq_ignore_ascii_case("QUIC") => t.to_ascii_uppercase(),
+        Some(_) => return Err(ApiError::BadRequest("transport must be HTTP or QUIC".into())),
+    };
+    let client_ip = query.get("clientIpAddress").map(String::as_str).unwrap_or_default();
+    let page = upstreams
+        .store
+        .clone()
+        .get_sessions(switchboard_proto::GetSessionsRequest { session_ids: vec![session_id.to_owned()] })
+        .await?
+        .into_inner();
+    let not_found = || ApiError::NotFoundWith(NOT_RESOLVED.into());
+    let session =
+        page.sessions.iter().find(|s| s.id == session_id && s.state() == SessionState::Ready).ok_or_else(not_found)?;
+    let server = page.servers.iter().find(|s| s.id == session.server_id).ok_or_else(not_found)?;
+    let endpoint =
+        server.endpoints.iter().find(|e| e.protocol.eq_ignore_ascii_case(&transport)).ok_or_else(not_found)?;
+    let address = if endpoint.ip_address.is_empty() { server.ip.clone() } else { endpoint.ip_address.clone() };
+    tracing::info!(%session_id, %transport, client_ip = %client_ip.chars().take(MAX_CHARS).collect::<String>(), server = %server.id, "session resolved");
+    Ok(Json(ResolvedSession {
+        session_id: session.id.clone(),
+        transport_protocol: transport,
+        dcv_server_endpoint: address,
+        port: endpoint.port,
+        web_url_path: endpoint.web_url_path.clone(),
+    }))
+}
+
+/// Serves the resolver on `listener` (HTTPS with `tls`, plain HTTP without,
+/// for tests) until `shutdown`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<Identity>,
+    upstreams: Upstreams,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let app = router(upstreams);
+    let handle = axum_server::Handle::new();
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        watcher.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let addr = listener.local_addr().ok();
+    match tls {
+        Some(identity) => {
+            let tls_config = switchboard_common::tls::https_server_config(&identity)?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
+            tracing::info!(?addr, "session resolver serving https");
+            axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app.into_make_service()).await?;
+        }
+        None => {
+            tracing::info!(?addr, "session resolver serving plain http");
+            axum_server::from_tcp(listener)?.handle(handle).serve(app.into_make_service()).await?;
+        }
+    }
+    Ok(())
+}
