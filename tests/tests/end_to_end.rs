@@ -312,7 +312,7 @@ async fn every_operation_over_https() {
         ],
         "{created}"
     );
-    assert_eq!(created["UnsuccessfulList"][2]["CreateSessionRequestData"]["InitFilePath"], "../../etc/passwd");
+    assert_eq!(created["UnsuccessfulList"][1]["CreateSessionRequestData"]["InitFilePath"], "../../etc/passwd");
     let id = created["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();
     let ready = harness.wait_for_state(&token, &id, "READY").await;
     assert_eq!(ready["MaxConcurrentClients"], 3, "{ready}");
