@@ -371,9 +371,11 @@ async fn update_session_permissions_checks_each_item_and_sends_the_file_to_the_h
             { "SessionId": "known-4", "FailureReason": "PermissionsFile is required" },
         ])
     );
-    let seen = upstream.fakes.seen.lock().unwrap();
-    assert_eq!(seen.commands.len(), 2, "only valid items reach the host");
-    assert_eq!(seen.commands[0].server_id, "server-1");
+    {
+        let seen = upstream.fakes.seen.lock().unwrap();
+        assert_eq!(seen.commands.len(), 2, "only valid items reach the host");
+        assert_eq!(seen.commands[0].server_id, "server-1");
+    }
     let (status, _) = send(&router, post_json("/sessionPermissions", "[]")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "PUT only, as in the contract");
 }
