@@ -81,8 +81,9 @@ token=$(curl -sS --cacert "$ca" -u "$client_id:$client_secret" -X POST \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 # The spec under test is the one the cluster serves (unauthenticated).
 curl -sS --fail --cacert "$ca" "$api/dcv-session-manager-api.yaml" -o "$work/served-spec.yaml"
-NO_COLOR=1 "$venv/bin/schemathesis" run "$work/served-spec.yaml" \
+# Run from the work dir: schemathesis keeps a .schemathesis/ cache in its working directory.
+(cd "$work" && NO_COLOR=1 "$venv/bin/schemathesis" run "$work/served-spec.yaml" \
   --url "$api" --tls-verify "$ca" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --generation-deterministic --workers 1
+  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" --generation-deterministic --workers 1)
