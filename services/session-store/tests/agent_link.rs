@@ -318,6 +318,22 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     };
     let mut agent = connect(&replica.agent_url, again).await.unwrap();
     let BrokerKind::Welcome(_) = agent.next().await else { panic!("first message must be the welcome") };
-    assert_eq!(replica.session_state("s1").await, SessionState::Ready);
+    // The disconnect made it UNKNOWN (as for any host that drops); an unknowable inventory does not delete it.
+    assert_eq!(replica.session_state("s1").await, SessionState::Unknown);
+    // The DCV server answers again: the session is READY again.
+    let update = switchboard_proto::AgentUpdate {
+        dcv_healthy: true,
+        sessions: hello("h1", AGENT_PROTOCOL_VERSION).sessions,
+        ..Default::default()
+    };
+    agent.to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.unwrap();
+    eventually("session READY again", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Ready
+        }
+    })
+    .await;
     replica.stop().await;
 }
