@@ -8,7 +8,7 @@
 //! Each host is a full agent (its own stream, driver, telemetry) with `--sessions` simulated sessions. Every
 //! 10 s it prints how many hosts sent an update in that window (a host is counted when the link listed its
 //! sessions for a hello or an update), the process's resident memory and the CPU time used. The broker sets
-//! the update interval (`switchboard up --update-interval-seconds`).
+//! the update interval (`switchboard up --update-interval`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
