@@ -110,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_cpu = usage().1;
     while started.elapsed() < Duration::from_secs(seconds) {
-        let epoch = clock.fetch_add(1, Ordering::Relaxed);
+        // Lists from now on record the new epoch; a host counts when it listed during this window.
+        let epoch = clock.fetch_add(1, Ordering::Relaxed) + 1;
         tokio::time::sleep(Duration::from_secs(10)).await;
         let updating = drivers.iter().filter(|d| d.listed_epoch.load(Ordering::Relaxed) == epoch).count();
         let (rss, cpu) = usage();
