@@ -13,6 +13,14 @@
 //!   connects to the first address (`broker_host:broker_port` when set, then this list) and, whenever its
 //!   session fails, tries the next one round-robin with the usual backoff, so it survives the death of the
 //!   replica it was connected to. Either `broker_host` or `broker_addresses` is required.
+//! - `preferred_interface`: the network interface whose address is reported as the host's IP.
+//! - `dcv_path`, `dcv_conf`, `dcv_command_timeout_seconds`: how the `dcv` driver runs the DCV CLI and where
+//!   it reads the DCV server's endpoints.
+//! - `query_aws_metadata` (default true): read EC2 instance metadata (IMDSv2) when the host is on EC2.
+//! - `keepalive_interval_seconds` (default 30, at least 10): HTTP/2 keepalive pings to the broker.
+//! - `[log] max_files`: rotated log files kept when `[log] directory` is set.
+//!
+//! The original's `enable_query_logged_in_users` (default true) is honoured: `false` reports no users.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +50,7 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriverKind {
-    /// The host's real DCV server (not available in this build yet).
+    /// The host's real DCV server, driven through the `dcv` command line.
     #[default]
     Dcv,
     /// In-memory sessions: a product feature for demos, load tests and CI.
@@ -76,8 +84,11 @@ pub struct AgentSection {
     /// Seconds between updates until the broker's welcome says otherwise.
     #[serde(default = "default_update_interval")]
     pub broker_update_interval: u32,
-    /// Accepted for compatibility; unused for now.
+    /// Software statement the agent presents when it enrols with the broker.
     pub software_statement_path: Option<PathBuf>,
+    /// Whether logged-in users are reported (the original's Windows switch; honoured on every OS).
+    #[serde(default = "default_true")]
+    pub enable_query_logged_in_users: bool,
     /// Switchboard: which driver runs the sessions.
     #[serde(default)]
     pub driver: DriverKind,
@@ -88,6 +99,24 @@ pub struct AgentSection {
     /// Switchboard: more `host:port` addresses of broker replicas, tried in turn after `broker_host`.
     #[serde(default)]
     pub broker_addresses: Vec<String>,
+    /// Switchboard: network interface (for example `eth0`) whose address is the host's reported IP; when
+    /// absent, the address the kernel routes towards the broker.
+    pub preferred_interface: Option<String>,
+    /// Switchboard: the DCV command line the `dcv` driver runs (a path, or a name looked up in `PATH`).
+    #[serde(default = "default_dcv_path")]
+    pub dcv_path: PathBuf,
+    /// Switchboard: the DCV server's configuration, read for its endpoints (ports, QUIC, web URL path).
+    #[serde(default = "default_dcv_conf")]
+    pub dcv_conf: PathBuf,
+    /// Switchboard: longest one `dcv` command may run before it is killed and counted as a failure.
+    #[serde(default = "default_dcv_timeout")]
+    pub dcv_command_timeout_seconds: u32,
+    /// Switchboard: read EC2 instance metadata (IMDSv2, short timeout) when the host is an EC2 instance.
+    #[serde(default = "default_true")]
+    pub query_aws_metadata: bool,
+    /// Switchboard: seconds between HTTP/2 keepalive pings to the broker (at least 10).
+    #[serde(default = "default_keepalive")]
+    pub keepalive_interval_seconds: u32,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -97,10 +126,12 @@ pub struct AgentSection {
 pub struct LogSection {
     /// Log filter, for example `info` or `debug`; `RUST_LOG` wins when set.
     pub level: Option<String>,
-    /// Accepted for compatibility; logs go to standard output.
+    /// Folder of the agent's log files; when absent, logs go to standard output (journald under systemd).
     pub directory: Option<PathBuf>,
-    /// Accepted for compatibility; rotation is the log collector's job.
+    /// How often the log file in `directory` is rotated: `daily` (default), `hourly`, `minutely` or `never`.
     pub rotation: Option<String>,
+    /// Switchboard: rotated files kept in `directory` (default 7); older ones are deleted.
+    pub max_files: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -115,6 +146,50 @@ fn default_true() -> bool {
 
 fn default_update_interval() -> u32 {
     30
+}
+
+fn default_dcv_path() -> PathBuf {
+    PathBuf::from("dcv")
+}
+
+fn default_dcv_conf() -> PathBuf {
+    PathBuf::from("/etc/dcv/dcv.conf")
+}
+
+fn default_dcv_timeout() -> u32 {
+    30
+}
+
+fn default_keepalive() -> u32 {
+    30
+}
+
+/// How often the log file is rotated (`[log] rotation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRotation {
+    /// A new file every day (the default).
+    Daily,
+    /// A new file every hour.
+    Hourly,
+    /// A new file every minute (tests and noisy debugging).
+    Minutely,
+    /// One file, never rotated (rotate it with logrotate's `copytruncate`).
+    Never,
+}
+
+impl LogSection {
+    /// The parsed `rotation`; `daily` when absent.
+    pub fn rotation(&self) -> Result<LogRotation> {
+        match self.rotation.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("daily") => Ok(LogRotation::Daily),
+            Some("hourly") => Ok(LogRotation::Hourly),
+            Some("minutely") => Ok(LogRotation::Minutely),
+            Some("never") => Ok(LogRotation::Never),
+            Some(other) => Err(Error::Config(format!(
+                "agent.conf: `log.rotation = '{other}'` is not one of daily, hourly, minutely, never"
+            ))),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -144,6 +219,16 @@ impl AgentConfig {
         if config.agent.broker_update_interval == 0 {
             return Err(Error::Config("agent.conf: `agent.broker_update_interval` must be at least 1".into()));
         }
+        if config.agent.dcv_command_timeout_seconds == 0 {
+            return Err(Error::Config("agent.conf: `agent.dcv_command_timeout_seconds` must be at least 1".into()));
+        }
+        if config.agent.keepalive_interval_seconds < 10 {
+            return Err(Error::Config(
+                "agent.conf: `agent.keepalive_interval_seconds` must be at least 10 (servers refuse ping floods)"
+                    .into(),
+            ));
+        }
+        config.log.rotation()?;
         Ok(config)
     }
 
@@ -227,6 +312,8 @@ tags_folder = '/etc/dcv-session-manager-agent/tags/'
 max_virtual_sessions = 10
 max_concurrent_sessions_per_user = 2
 broker_update_interval = 15
+software_statement_path = '/etc/dcv-session-manager-agent/software_statement.txt'
+enable_query_logged_in_users = false
 
 [log]
 level = 'info'
@@ -246,7 +333,35 @@ rotation = 'daily'
         assert_eq!(config.agent.driver, DriverKind::Dcv);
         assert_eq!(config.log.level.as_deref(), Some("info"));
         assert_eq!(config.broker_url(), "https://broker.example.com:8445");
+        assert_eq!(config.agent.init_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/init")));
+        assert_eq!(config.agent.autorun_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/autorun")));
+        assert_eq!(config.agent.tags_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/tags/")));
+        assert_eq!(
+            config.agent.software_statement_path.as_deref(),
+            Some(Path::new("/etc/dcv-session-manager-agent/software_statement.txt"))
+        );
+        assert!(config.agent.tls_strict);
+        assert!(!config.agent.enable_query_logged_in_users);
+        assert_eq!(config.log.directory.as_deref(), Some(Path::new("/var/log/dcv-session-manager-agent/")));
+        assert_eq!(config.log.rotation().unwrap(), LogRotation::Daily);
         assert!(config.ignored_keys().is_empty());
+    }
+
+    #[test]
+    fn parses_the_deployed_example() {
+        let config = AgentConfig::parse(include_str!("../../deploy/agent/agent.conf")).unwrap();
+        assert_eq!(config.agent.driver, DriverKind::Dcv);
+        assert!(config.ignored_keys().is_empty(), "{:?}", config.ignored_keys());
+    }
+
+    #[test]
+    fn log_rotation_values() {
+        let parse = |r: &str| {
+            AgentConfig::parse(&format!("version = '0.1'\n[agent]\nbroker_host = 'b'\n[log]\nrotation = '{r}'\n"))
+        };
+        assert_eq!(parse("hourly").unwrap().log.rotation().unwrap(), LogRotation::Hourly);
+        assert_eq!(parse("NEVER").unwrap().log.rotation().unwrap(), LogRotation::Never);
+        assert!(parse("weekly").unwrap_err().to_string().contains("weekly"));
     }
 
     #[test]
@@ -264,6 +379,11 @@ rotation = 'daily'
         assert_eq!(config.agent.broker_update_interval, 30);
         assert_eq!(config.agent.max_virtual_sessions, None);
         assert_eq!(config.agent.driver, DriverKind::Dcv);
+        assert_eq!(config.agent.dcv_path, PathBuf::from("dcv"));
+        assert_eq!(config.agent.dcv_conf, PathBuf::from("/etc/dcv/dcv.conf"));
+        assert_eq!(config.agent.dcv_command_timeout_seconds, 30);
+        assert!(config.agent.query_aws_metadata && config.agent.enable_query_logged_in_users);
+        assert_eq!(config.agent.preferred_interface, None);
         assert_eq!(config.log.level, None);
     }
 
@@ -287,12 +407,12 @@ rotation = 'daily'
 
     #[test]
     fn unknown_keys_are_ignored_and_listed() {
-        let text = "version = '0.1'\nfuture = 1\n[agent]\nbroker_host = 'b'\nenable_query_logged_in_users = true\n\
-                    [log]\nlevel = 'debug'\nmax_files = 3\n[extra]\na = 1\n";
+        let text = "version = '0.1'\nfuture = 1\n[agent]\nbroker_host = 'b'\nenable_foo = true\n\
+                    [log]\nlevel = 'debug'\nmax_size = 3\n[extra]\na = 1\n";
         let config = AgentConfig::parse(text).unwrap();
         let mut ignored = config.ignored_keys();
         ignored.sort();
-        assert_eq!(ignored, ["agent.enable_query_logged_in_users", "extra", "future", "log.max_files"]);
+        assert_eq!(ignored, ["agent.enable_foo", "extra", "future", "log.max_size"]);
     }
 
     #[test]

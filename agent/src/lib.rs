@@ -1,8 +1,9 @@
 //! Switchboard agent: runs on each DCV host, keeps a stream open to the broker and drives the host's sessions.
 //!
 //! - [`config`]: `agent.conf`, compatible with the original DCV Session Manager agent.
-//! - [`tags`]: host tags from the tags folder.
-//! - [`driver`]: the [`DcvDriver`] trait and the [`SimulatedDriver`].
+//! - [`logging`]: standard output or rotated log files, as `[log]` says.
+//! - [`tags`]: host tags from the tags folder, re-read on SIGHUP.
+//! - [`driver`]: the [`DcvDriver`] trait, the real `dcv` CLI driver and the [`SimulatedDriver`].
 //! - [`telemetry`]: host information (real or simulated) reported to the broker.
 //! - [`identity`]: the stable server id.
 //! - [`options`]: [`AgentOptions`], from `agent.conf` or for the all-in-one's simulated hosts.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod identity;
+pub mod logging;
 pub mod options;
 pub mod permissions;
 pub mod tags;

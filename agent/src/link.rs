@@ -8,7 +8,7 @@
 //! With several broker replicas configured, every reconnect goes to the next replica round-robin, so the
 //! death of the replica the agent was connected to costs one reconnect.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -16,7 +16,7 @@ use switchboard_common::Shutdown;
 use switchboard_proto::agent_link_client::AgentLinkClient;
 use switchboard_proto::{
     AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, HostCommand,
-    agent_message, broker_message,
+    HostSession, agent_message, broker_message,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -38,6 +38,14 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// Largest reconnect delay ceiling.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// HTTP/2 receive window of the stream: what the broker may send ahead of the agent reading it.
+pub const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
+/// HTTP/2 receive window of the whole connection.
+pub const CONNECTION_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
+/// How long shutdown waits for running commands to answer.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the broker to end the stream after the agent half-closed it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Places where Linux distributions keep the system CA bundle, used when no `ca_file` is configured.
 const SYSTEM_CA_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -52,12 +60,20 @@ pub(crate) struct Link {
     driver: Arc<dyn DcvDriver>,
     host: HostProbe,
     commands: Arc<Semaphore>,
+    /// The last inventory the driver listed, reported while it cannot list.
+    last_inventory: Mutex<Vec<HostSession>>,
 }
 
 impl Link {
     /// A link for `options`; nothing is dialed yet.
     pub(crate) fn new(options: AgentOptions, driver: Arc<dyn DcvDriver>, host: HostProbe) -> Self {
-        Self { options, driver, host, commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)) }
+        Self {
+            options,
+            driver,
+            host,
+            commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
+            last_inventory: Mutex::default(),
+        }
     }
 
     /// Keeps a session with the broker open, reconnecting as needed, until `shutdown` is cancelled.
@@ -135,10 +151,11 @@ impl Link {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     tracing::info!("closing broker link");
+                    self.drain(outgoing_tx, &mut inbound).await;
                     return Ok(());
                 }
                 _ = updates.tick() => {
-                    let Some(update) = self.update().await else { continue };
+                    let update = self.update().await;
                     outgoing_tx
                         .send(message(agent_message::Kind::Update(update)))
                         .await
@@ -152,6 +169,32 @@ impl Link {
                     Ok(None) => return Err(Error::Link("broker closed the stream".into())),
                     Err(status) => return Err(Error::Link(format!("stream failed: {status}"))),
                 },
+            }
+        }
+    }
+
+    /// Graceful end of a session: lets running commands answer, half-closes the stream and waits briefly
+    /// for the broker to end it, so results already produced reach the broker.
+    async fn drain(&self, outgoing_tx: mpsc::Sender<AgentMessage>, inbound: &mut tonic::Streaming<BrokerMessage>) {
+        let all = MAX_CONCURRENT_COMMANDS as u32;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.commands.acquire_many(all)).await.is_err() {
+            tracing::warn!("commands still running at shutdown; the next hello's inventory will tell the broker");
+        }
+        drop(outgoing_tx);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { while let Ok(Some(_)) = inbound.message().await {} }).await;
+    }
+
+    /// The sessions to report: `(sessions, available)`. When the driver cannot list them, the last inventory
+    /// it read, marked unavailable.
+    async fn inventory(&self) -> (Vec<HostSession>, bool) {
+        match self.driver.list_sessions().await {
+            Ok(sessions) => {
+                *self.last_inventory.lock().expect("inventory lock poisoned") = sessions.clone();
+                (sessions, true)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot list sessions; reporting the DCV server unhealthy");
+                (self.last_inventory.lock().expect("inventory lock poisoned").clone(), false)
             }
         }
     }
@@ -183,7 +226,7 @@ impl Link {
     /// The first message of a session.
     async fn hello(&self) -> Result<AgentHello> {
         let options = &self.options;
-        let sessions = self.driver.list_sessions().await?;
+        let (sessions, available) = self.inventory().await;
         Ok(AgentHello {
             protocol_version: AGENT_PROTOCOL_VERSION,
             server_id: options.server_id.clone(),
@@ -195,31 +238,26 @@ impl Link {
             endpoints: options.endpoints.clone(),
             web_url_path: options.endpoints.first().map_or_else(|| "/".to_owned(), |e| e.web_url_path.clone()),
             host: Some((self.host)()),
-            tags: options.tags.clone(),
+            tags: options.tags.get(),
             max_virtual_sessions: options.max_virtual_sessions,
             max_concurrent_sessions_per_user: options.max_concurrent_sessions_per_user,
-            dcv_healthy: self.driver.health().await,
+            dcv_healthy: available && self.driver.health().await,
             sessions,
             traceparent: String::new(),
+            inventory_unavailable: !available,
         })
     }
 
-    /// A periodic update, or `None` when the inventory cannot be read (an empty one would read as "every
-    /// session is gone").
-    async fn update(&self) -> Option<AgentUpdate> {
-        let sessions = match self.driver.list_sessions().await {
-            Ok(sessions) => sessions,
-            Err(error) => {
-                tracing::warn!(%error, "cannot list sessions; skipping this update");
-                return None;
-            }
-        };
-        Some(AgentUpdate {
+    /// A periodic update.
+    async fn update(&self) -> AgentUpdate {
+        let (sessions, available) = self.inventory().await;
+        AgentUpdate {
             host: Some((self.host)()),
-            tags: self.options.tags.clone(),
-            dcv_healthy: self.driver.health().await,
+            tags: self.options.tags.get(),
+            dcv_healthy: available && self.driver.health().await,
             sessions,
-        })
+            inventory_unavailable: !available,
+        }
     }
 }
 
@@ -234,9 +272,12 @@ fn broker_endpoint(url: &str, options: &AgentOptions) -> Result<Endpoint> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(Duration::from_secs(10))
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        .tcp_keepalive(Some(options.keepalive_interval))
+        .http2_keep_alive_interval(options.keepalive_interval)
         .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
     if url.starts_with("https://") {
         let ca_pem = match &options.ca_pem {
             Some(pem) => pem.clone(),

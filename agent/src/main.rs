@@ -1,11 +1,11 @@
-//! `switchboard-agent`: reads `agent.conf` and runs the agent until SIGTERM/SIGINT.
+//! `switchboard-agent`: reads `agent.conf` and runs the agent until SIGTERM/SIGINT; SIGHUP re-reads the tags.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use switchboard_agent::{AgentConfig, options_from_config, telemetry::local_host};
-use switchboard_common::telemetry::{self, LogFormat};
+use switchboard_agent::telemetry::LocalHost;
+use switchboard_agent::{AgentConfig, logging, options_from_config, tags};
 
 /// Command line of the agent.
 #[derive(Debug, Parser)]
@@ -20,20 +20,27 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = AgentConfig::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
-    telemetry::init(config.log.level.as_deref().unwrap_or("info"), LogFormat::Pretty);
+    let _log_guard = logging::init(&config.log)?;
     config.log_warnings();
     switchboard_common::tls::install_crypto_provider();
     let (options, driver) = options_from_config(&config)?;
+    let shutdown = switchboard_common::shutdown::on_signals();
+    if let Some(folder) = &config.agent.tags_folder {
+        tags::reload_on_sighup(folder.clone(), options.tags.clone(), shutdown.clone())
+            .context("installing the SIGHUP handler")?;
+    }
+    let host = LocalHost::discover(config.agent.query_aws_metadata, config.agent.enable_query_logged_in_users).await;
     tracing::info!(
         broker = %options.broker_url,
         fallback_brokers = options.fallback_broker_urls.len(),
         server_id = %options.server_id,
         hostname = %options.hostname,
         ip = %options.ip,
+        driver = ?config.agent.driver,
+        gpus = host.snapshot().gpus.len(),
         "starting switchboard agent"
     );
-    let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_agent::run(options, driver, local_host, shutdown).await?;
+    switchboard_agent::run(options, driver, move || host.snapshot(), shutdown).await?;
     tracing::info!("switchboard agent stopped");
     Ok(())
 }

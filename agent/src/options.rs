@@ -2,16 +2,18 @@
 
 use std::net::UdpSocket;
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_proto::{Endpoint, KeyValue};
 
 use crate::config::{AgentConfig, DriverKind};
 use crate::driver::DcvDriver;
+use crate::driver::dcv::{DcvCliDriver, DcvCliSettings};
 use crate::driver::simulated::SimulatedDriver;
 use crate::error::{Error, Result};
 use crate::identity::derive_server_id;
-use crate::tags::read_tags;
-use crate::telemetry::local_hostname;
+use crate::tags::{SharedTags, read_tags};
+use crate::telemetry::{dcv_conf, interface_ip, local_hostname};
 
 /// Port DCV serves clients on by default.
 pub const DEFAULT_DCV_PORT: u32 = 8443;
@@ -37,34 +39,40 @@ pub struct AgentOptions {
     pub ip: String,
     /// DCV endpoints advertised to clients.
     pub endpoints: Vec<Endpoint>,
-    /// Host tags, matched by session requirements.
-    pub tags: Vec<KeyValue>,
+    /// Host tags, matched by session requirements; re-read on SIGHUP for real hosts.
+    pub tags: SharedTags,
     /// Maximum virtual sessions; 0 means unlimited.
     pub max_virtual_sessions: u32,
     /// Maximum concurrent sessions per owner; 0 means unlimited.
     pub max_concurrent_sessions_per_user: u32,
     /// Seconds between updates when the broker's welcome does not say.
     pub update_interval_seconds: u32,
+    /// HTTP/2 keepalive ping (and TCP keepalive) interval towards the broker.
+    pub keepalive_interval: Duration,
 }
+
+/// Default HTTP/2 keepalive interval: below common load balancer idle timeouts (60 s), well above the
+/// minimum ping interval servers enforce against ping floods (10 s for most proxies).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The default DCV endpoint of a host at `ip`: HTTP (TCP/WebSocket) on port 8443, web path `/`.
 pub fn default_endpoint(ip: &str) -> Endpoint {
     Endpoint { ip_address: ip.to_owned(), port: DEFAULT_DCV_PORT, web_url_path: "/".into(), protocol: "HTTP".into() }
 }
 
-/// Options and driver for the host this agent runs on, as `agent.conf` describes it. Fails for the `dcv`
-/// driver (not in this build yet), an unreadable CA file or invalid tag files.
+/// Options and driver for the host this agent runs on, as `agent.conf` describes it. Fails for an
+/// unreadable CA file, invalid tag files or a preferred interface without an address.
 pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dyn DcvDriver>)> {
     let agent = &config.agent;
     let max_virtual_sessions = agent.max_virtual_sessions.unwrap_or(0);
     let driver: Arc<dyn DcvDriver> = match agent.driver {
-        DriverKind::Dcv => {
-            return Err(Error::Config(
-                "the dcv driver is not available in this build yet; set `driver = 'simulated'` in [agent] to run \
-                 simulated sessions"
-                    .into(),
-            ));
-        }
+        DriverKind::Dcv => Arc::new(DcvCliDriver::new(DcvCliSettings {
+            program: agent.dcv_path.clone(),
+            init_folder: agent.init_folder.clone(),
+            autorun_folder: agent.autorun_folder.clone(),
+            timeout: Duration::from_secs(u64::from(agent.dcv_command_timeout_seconds)),
+            max_virtual_sessions,
+        })),
         DriverKind::Simulated => Arc::new(SimulatedDriver::new(max_virtual_sessions)),
     };
     let ca_pem = match &agent.ca_file {
@@ -76,10 +84,19 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         None => Vec::new(),
     };
     let hostname = agent.hostname.clone().or_else(local_hostname).unwrap_or_else(|| "localhost".into());
-    let ip = config
-        .first_broker()
-        .and_then(|(host, port)| local_ip_towards(&host, port))
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let ip = match &agent.preferred_interface {
+        Some(interface) => interface_ip(interface).ok_or_else(|| {
+            Error::Config(format!("agent.conf: `preferred_interface = '{interface}'` has no address on this host"))
+        })?,
+        None => config
+            .first_broker()
+            .and_then(|(host, port)| local_ip_towards(&host, port))
+            .unwrap_or_else(|| "127.0.0.1".into()),
+    };
+    let endpoints = match agent.driver {
+        DriverKind::Dcv => dcv_conf::endpoints(&agent.dcv_conf, &ip),
+        DriverKind::Simulated => vec![default_endpoint(&ip)],
+    };
     let mut broker_urls = config.broker_urls().into_iter();
     let broker_url = broker_urls.next().ok_or_else(|| Error::Config("agent.conf: no broker address".into()))?;
     let server_id = agent.server_id.clone().unwrap_or_else(|| derive_server_id(&hostname, &ip));
@@ -90,12 +107,13 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         tls_domain: None,
         server_id,
         hostname,
-        endpoints: vec![default_endpoint(&ip)],
+        endpoints,
         ip,
-        tags,
+        tags: SharedTags::new(tags),
         max_virtual_sessions,
         max_concurrent_sessions_per_user: agent.max_concurrent_sessions_per_user.unwrap_or(0),
         update_interval_seconds: agent.broker_update_interval,
+        keepalive_interval: Duration::from_secs(u64::from(agent.keepalive_interval_seconds)),
     };
     Ok((options, driver))
 }
@@ -115,13 +133,14 @@ pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<Str
         hostname,
         endpoints: vec![default_endpoint(&ip)],
         ip,
-        tags: vec![
+        tags: SharedTags::new(vec![
             KeyValue { key: "index".into(), value: index.to_string() },
             KeyValue { key: "simulated".into(), value: "true".into() },
-        ],
+        ]),
         max_virtual_sessions: 0,
         max_concurrent_sessions_per_user: 0,
         update_interval_seconds: 30,
+        keepalive_interval: DEFAULT_KEEPALIVE,
     }
 }
 
@@ -137,10 +156,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dcv_driver_fails_clearly() {
-        let config = AgentConfig::parse("version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\n").unwrap();
-        let error = options_from_config(&config).err().unwrap();
-        assert!(error.to_string().contains("the dcv driver is not available in this build yet"), "{error}");
+    fn the_dcv_driver_reads_the_endpoints_of_dcv_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let dcv_conf = dir.path().join("dcv.conf");
+        std::fs::write(&dcv_conf, "[connectivity]\nweb-port=9443\nenable-quic-frontend=true\n").unwrap();
+        let text = format!(
+            "version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\npreferred_interface = 'lo'\ndcv_conf = '{}'\n\
+             keepalive_interval_seconds = 45\n",
+            dcv_conf.display()
+        );
+        let (options, _driver) = options_from_config(&AgentConfig::parse(&text).unwrap()).unwrap();
+        assert_eq!(options.ip, "127.0.0.1");
+        let ports: Vec<(u32, &str)> = options.endpoints.iter().map(|e| (e.port, e.protocol.as_str())).collect();
+        assert_eq!(ports, [(9443, "HTTP"), (9443, "QUIC")]);
+        assert_eq!(options.keepalive_interval, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn a_preferred_interface_without_address_is_an_error() {
+        let text = "version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\npreferred_interface = 'nope0'\n";
+        let error = options_from_config(&AgentConfig::parse(text).unwrap()).err().unwrap();
+        assert!(error.to_string().contains("nope0"), "{error}");
     }
 
     #[test]
@@ -158,7 +194,7 @@ mod tests {
         assert_eq!(options.ip, "127.0.0.1");
         assert_eq!(options.server_id, derive_server_id("h1", "127.0.0.1"));
         assert_eq!(options.max_virtual_sessions, 3);
-        assert_eq!(options.tags, [KeyValue { key: "gpu".into(), value: "none".into() }]);
+        assert_eq!(options.tags.get(), [KeyValue { key: "gpu".into(), value: "none".into() }]);
         assert_eq!(options.endpoints, [default_endpoint("127.0.0.1")]);
     }
 
@@ -175,6 +211,6 @@ mod tests {
         assert_eq!(first.server_id, simulated_host_options(1, "http://other:2", None).server_id);
         assert_ne!(first.server_id, simulated_host_options(2, "http://127.0.0.1:1", None).server_id);
         assert_eq!(first.hostname, "sim-host-1");
-        assert!(first.tags.iter().any(|t| t.key == "simulated" && t.value == "true"));
+        assert!(first.tags.get().iter().any(|t| t.key == "simulated" && t.value == "true"));
     }
 }

@@ -3,13 +3,79 @@
 //! Every `*.toml` file of the folder is read in alphabetical order; each holds `key = "value"` lines. When a
 //! key appears in several files the last file wins, as with the original agent. A missing folder means no
 //! tags. Non-string scalars (`gpus = 4`) are accepted as their TOML text; tables and arrays are an error.
+//!
+//! The agent holds its tags in [`SharedTags`] and reads them for every message to the broker;
+//! [`reload_on_sighup`] re-reads the folder on each SIGHUP (a file that fails to parse keeps the previous
+//! tags and logs why), so new tags reach the broker with the next update, without a reconnect.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use switchboard_common::Shutdown;
 
 use switchboard_proto::KeyValue;
 
 use crate::error::{Error, Result};
+
+/// The host's current tags, shared between the link (which reads them) and the reloader (which replaces
+/// them).
+#[derive(Debug, Clone, Default)]
+pub struct SharedTags(Arc<RwLock<Vec<KeyValue>>>);
+
+impl SharedTags {
+    /// Tags starting as `tags`.
+    pub fn new(tags: Vec<KeyValue>) -> Self {
+        Self(Arc::new(RwLock::new(tags)))
+    }
+
+    /// The current tags.
+    pub fn get(&self) -> Vec<KeyValue> {
+        self.0.read().expect("tags lock poisoned").clone()
+    }
+
+    /// Replaces the tags.
+    pub fn set(&self, tags: Vec<KeyValue>) {
+        *self.0.write().expect("tags lock poisoned") = tags;
+    }
+}
+
+impl From<Vec<KeyValue>> for SharedTags {
+    fn from(tags: Vec<KeyValue>) -> Self {
+        Self::new(tags)
+    }
+}
+
+/// Re-reads `folder` into `tags` on every SIGHUP until `shutdown`. The signal handler is installed before
+/// this returns (so a SIGHUP sent afterwards never kills the process); fails only when it cannot be.
+pub fn reload_on_sighup(
+    folder: PathBuf,
+    tags: SharedTags,
+    shutdown: Shutdown,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = hangups.recv() => if received.is_none() { return },
+            }
+            let read = tokio::task::spawn_blocking({
+                let folder = folder.clone();
+                move || read_tags(&folder)
+            })
+            .await;
+            match read {
+                Ok(Ok(new_tags)) => {
+                    tracing::info!(tags = new_tags.len(), folder = %folder.display(), "tags reloaded on SIGHUP");
+                    tags.set(new_tags);
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "tags not reloaded; keeping the previous ones"),
+                Err(error) => tracing::warn!(%error, "tags reload task failed"),
+            }
+        }
+    }))
+}
 
 /// Reads the tags of `folder`, sorted by key.
 pub fn read_tags(folder: &Path) -> Result<Vec<KeyValue>> {

@@ -155,3 +155,86 @@ async fn https_brokers_are_verified_against_the_configured_ca() {
     tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
     broker_shutdown.cancel();
 }
+
+/// A simulated driver whose creates wait until the test lets them finish.
+struct Gated {
+    inner: SimulatedDriver,
+    started: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+#[tonic::async_trait]
+impl DcvDriver for Gated {
+    async fn health(&self) -> bool {
+        true
+    }
+    async fn version(&self) -> String {
+        self.inner.version().await
+    }
+    async fn list_sessions(&self) -> switchboard_agent::driver::Result<Vec<switchboard_proto::HostSession>> {
+        self.inner.list_sessions().await
+    }
+    async fn create_session(
+        &self,
+        id: &str,
+        spec: &switchboard_proto::CreateSessionSpec,
+    ) -> switchboard_agent::driver::Result<switchboard_proto::HostSession> {
+        self.started.notify_one();
+        let _permit = self.release.acquire().await.unwrap();
+        self.inner.create_session(id, spec).await
+    }
+    async fn close_session(&self, id: &str) -> switchboard_agent::driver::Result<()> {
+        self.inner.close_session(id).await
+    }
+    async fn set_permissions(&self, id: &str, permissions: &[u8]) -> switchboard_agent::driver::Result<()> {
+        self.inner.set_permissions(id, permissions).await
+    }
+    async fn screenshot(
+        &self,
+        id: &str,
+        w: u32,
+        h: u32,
+        format: &str,
+    ) -> switchboard_agent::driver::Result<Vec<switchboard_proto::ScreenshotImage>> {
+        self.inner.screenshot(id, w, h, format).await
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_command_answer_before_closing() {
+    switchboard_common::telemetry::init_for_tests();
+    let broker_shutdown = Shutdown::new();
+    let (url, mut connections_rx) = fake_broker(broker_shutdown.clone()).await;
+    let driver = Arc::new(Gated {
+        inner: SimulatedDriver::new(0),
+        started: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let agent_shutdown = Shutdown::new();
+    let options = simulated_host_options(9, &url, None);
+    let agent = tokio::spawn(switchboard_agent::run(
+        options,
+        driver.clone() as Arc<dyn DcvDriver>,
+        || simulated_host(9),
+        agent_shutdown.clone(),
+    ));
+    let mut connection = next_connection(&mut connections_rx).await;
+    connection.hello().await;
+    let welcome = BrokerWelcome { update_interval_seconds: 3600, broker_id: "fake".into(), epoch: 1 };
+    connection.send(broker_message::Kind::Welcome(welcome)).await;
+    let create = CreateSessionCommand { session_id: "late".into(), spec: Some(virtual_spec("alice")) };
+    connection.command("c1", host_command::Action::Create(create)).await;
+
+    // The command is running when shutdown comes; it finishes afterwards and its result still goes out.
+    tokio::time::timeout(WAIT, driver.started.notified()).await.expect("the create starts");
+    agent_shutdown.cancel();
+    driver.release.add_permits(1);
+    let result = connection.result("c1").await;
+    assert_eq!(result.error, "");
+    assert!(matches!(result.payload, Some(command_result::Payload::Session(ref s)) if s.id == "late"));
+    // Then the agent half-closes the stream and stops.
+    let end = tokio::time::timeout(WAIT, connection.inbound.message()).await.expect("stream ends in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    tokio::time::timeout(WAIT, agent).await.expect("agent stops in time").unwrap().unwrap();
+    broker_shutdown.cancel();
+}

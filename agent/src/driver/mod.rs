@@ -1,9 +1,11 @@
 //! The boundary between the agent and whatever runs sessions on the host.
 //!
 //! The link turns broker commands into calls on a [`DcvDriver`]; a driver knows nothing about the broker.
-//! [`simulated::SimulatedDriver`] keeps sessions in memory; the DCV driver (driving `dcv` on the host) is a
-//! later issue.
+//! [`simulated::SimulatedDriver`] keeps sessions in memory; [`dcv::DcvCliDriver`] drives the host's DCV
+//! server through the `dcv` command line, with init and autorun files confined by [`paths`].
 
+pub mod dcv;
+pub mod paths;
 pub mod simulated;
 
 use async_trait::async_trait;

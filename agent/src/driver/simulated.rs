@@ -2,8 +2,9 @@
 //!
 //! A product feature, not a test double: it lets demos, load tests and CI run the whole broker without DCV
 //! hosts. It enforces what a host enforces (one console session, no duplicate ids, `max_virtual_sessions`);
-//! per-owner limits are the broker's job. Screenshots are generated pictures of a 1920x1080 desktop whose
-//! colour depends on the session id, so images of different sessions differ. Client connections are
+//! per-owner limits are the broker's job. Screenshots are generated PNG or JPEG pictures of a 1920x1080
+//! desktop, scaled to the size asked, whose colour depends on the session id, so images of different
+//! sessions differ. Client connections are
 //! simulated with [`SimulatedDriver::simulate_connection`] and [`SimulatedDriver::simulate_disconnection`].
 
 use std::collections::BTreeMap;
@@ -146,22 +147,22 @@ impl DcvDriver for SimulatedDriver {
         format: &str,
     ) -> Result<Vec<ScreenshotImage>> {
         self.with_session(session_id, |_| ())?;
-        match format.to_ascii_lowercase().as_str() {
-            "png" => {}
-            "jpeg" | "jpg" => {
-                return Err(DriverError::Unsupported(
-                    "jpeg screenshots are not supported by the simulated driver yet".into(),
-                ));
-            }
+        let format = match format.to_ascii_lowercase().as_str() {
+            "" | "png" => ImageFormat::Png,
+            "jpeg" | "jpg" => ImageFormat::Jpeg,
             other => return Err(DriverError::InvalidRequest(format!("unknown screenshot format `{other}`"))),
-        }
+        };
         let (width, height) = fit(DISPLAY_WIDTH, DISPLAY_HEIGHT, max_width, max_height);
         let seed = fnv1a64(session_id.as_bytes());
         // Rendering a full-size desktop takes milliseconds of CPU: keep it off the async workers.
-        let data = tokio::task::spawn_blocking(move || render_desktop_png(width, height, seed))
+        let data = tokio::task::spawn_blocking(move || render_desktop(width, height, seed, format))
             .await
             .map_err(|e| DriverError::Dcv(format!("screenshot task failed: {e}")))??;
-        Ok(vec![ScreenshotImage { format: "png".into(), data, creation_time_unix_ms: now_ms(), primary: true }])
+        let format = match format {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg => "jpeg",
+        };
+        Ok(vec![ScreenshotImage { format: format.into(), data, creation_time_unix_ms: now_ms(), primary: true }])
     }
 }
 
@@ -180,8 +181,18 @@ pub fn fit(width: u32, height: u32, max_width: u32, max_height: u32) -> (u32, u3
     (out_width.max(1) as u32, out_height.max(1) as u32)
 }
 
+/// Encodings of simulated screenshots.
+#[derive(Debug, Clone, Copy)]
+enum ImageFormat {
+    Png,
+    Jpeg,
+}
+
+/// JPEG quality of simulated screenshots.
+const JPEG_QUALITY: u8 = 80;
+
 /// A simple desktop: a gradient background in the session's colour, a window with a title bar, a taskbar.
-fn render_desktop_png(width: u32, height: u32, seed: u64) -> Result<Vec<u8>> {
+fn render_desktop(width: u32, height: u32, seed: u64, format: ImageFormat) -> Result<Vec<u8>> {
     let base = [(seed & 0xff) as u8, ((seed >> 8) & 0xff) as u8, ((seed >> 16) & 0xff) as u8];
     let mut pixels = Vec::with_capacity(width as usize * height as usize * 3);
     for y in 0..height {
@@ -201,6 +212,14 @@ fn render_desktop_png(width: u32, height: u32, seed: u64) -> Result<Vec<u8>> {
         }
     }
     let mut data = Vec::new();
+    if let ImageFormat::Jpeg = format {
+        // `fit` keeps images within the 1920x1080 display, so the sizes fit JPEG's 16-bit fields.
+        let encoder = jpeg_encoder::Encoder::new(&mut data, JPEG_QUALITY);
+        encoder
+            .encode(&pixels, width as u16, height as u16, jpeg_encoder::ColorType::Rgb)
+            .map_err(|e| DriverError::Dcv(format!("jpeg encoding failed: {e}")))?;
+        return Ok(data);
+    }
     let mut encoder = png::Encoder::new(&mut data, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);

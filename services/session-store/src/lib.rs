@@ -106,10 +106,18 @@ pub struct Listeners {
     pub agent: tokio::net::TcpListener,
 }
 
+/// How often the agent port pings its agents (HTTP/2) and probes their TCP connections.
+pub const AGENT_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an agent has to answer a ping before its connection is dropped.
+pub const AGENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves `SessionStore` on `listeners.grpc` and `AgentLink` on
 /// `listeners.agent` (TLS with `agent_tls`) until `shutdown` is cancelled,
 /// then ends the agent streams and lets in-flight calls finish. Also runs the
 /// liveness sweep.
+///
+/// The agent port pings every agent stream every [`AGENT_KEEPALIVE_INTERVAL`] and drops a connection
+/// whose ping is not answered within [`AGENT_KEEPALIVE_TIMEOUT`].
 pub async fn serve(
     config: StoreConfig,
     listeners: Listeners,
@@ -133,7 +141,13 @@ pub async fn serve(
     link_health.set_serving::<AgentLinkServer<AgentLinkService>>().await;
 
     let grpc_router = Server::builder().add_service(store_health_service).add_service(store);
-    let mut agent_server = Server::builder();
+    // Agents hold one stream each for hours, often through load balancers: the broker pings idle agents
+    // (so dead ones are found and proxies keep the connection) and accepts the agents' own pings, which
+    // they send every 30 s by default. hyper enforces no minimum ping interval on the server side.
+    let mut agent_server = Server::builder()
+        .http2_keepalive_interval(Some(AGENT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(AGENT_KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(AGENT_KEEPALIVE_INTERVAL));
     if let Some(identity) = agent_tls {
         switchboard_common::tls::install_crypto_provider();
         let identity = tonic::transport::Identity::from_pem(identity.cert_pem, identity.key_pem);

@@ -283,3 +283,57 @@ async fn close_of_a_session_the_host_no_longer_has_ends_deleted() {
     .await;
     replica.shutdown.cancel();
 }
+
+#[tokio::test]
+async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_sessions() {
+    switchboard_common::telemetry::init_for_tests();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let mut replica = start_replica("r1", backend).await;
+    let agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    assert_eq!(replica.session_state("s1").await, SessionState::Ready);
+
+    // The DCV server stops answering: the agent reports it unhealthy and says its list is not an inventory.
+    let update =
+        switchboard_proto::AgentUpdate { dcv_healthy: false, inventory_unavailable: true, ..Default::default() };
+    agent.to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.unwrap();
+    eventually("server unhealthy", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = ListServersRequest { server_ids: vec!["h1".into()], page_size: 10, after_id: String::new() };
+            let server = replica_store.list_servers(request).await.unwrap().into_inner().servers.pop().unwrap();
+            !server.dcv_healthy
+        }
+    })
+    .await;
+    assert_eq!(replica.session_state("s1").await, SessionState::Ready, "the cached session is kept");
+    assert_eq!(replica.server("h1").await.unwrap().virtual_session_count, 1);
+
+    // A reconnect with an unavailable inventory keeps it too.
+    drop(agent);
+    let again = AgentHello {
+        dcv_healthy: false,
+        inventory_unavailable: true,
+        sessions: Vec::new(),
+        ..hello("h1", AGENT_PROTOCOL_VERSION)
+    };
+    let mut agent = connect(&replica.agent_url, again).await.unwrap();
+    let BrokerKind::Welcome(_) = agent.next().await else { panic!("first message must be the welcome") };
+    // The disconnect made it UNKNOWN (as for any host that drops); an unknowable inventory does not delete it.
+    assert_eq!(replica.session_state("s1").await, SessionState::Unknown);
+    // The DCV server answers again: the session is READY again.
+    let update = switchboard_proto::AgentUpdate {
+        dcv_healthy: true,
+        sessions: hello("h1", AGENT_PROTOCOL_VERSION).sessions,
+        ..Default::default()
+    };
+    agent.to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.unwrap();
+    eventually("session READY again", || {
+        let mut replica_store = replica.store.clone();
+        async move {
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Ready
+        }
+    })
+    .await;
+    replica.stop().await;
+}

@@ -101,8 +101,6 @@ async fn screenshot_errors_are_clear() {
     let missing = driver.screenshot("nope", 64, 64, "png").await;
     assert_eq!(missing, Err(DriverError::SessionNotFound("nope".into())));
     driver.create_session("s1", &spec("alice", SessionType::Virtual)).await.unwrap();
-    let jpeg = driver.screenshot("s1", 64, 64, "jpeg").await.unwrap_err();
-    assert_eq!(jpeg.to_string(), "jpeg screenshots are not supported by the simulated driver yet");
     assert!(matches!(driver.screenshot("s1", 64, 64, "gif").await, Err(DriverError::InvalidRequest(_))));
 }
 
@@ -133,4 +131,35 @@ async fn permissions_are_kept_per_session() {
     driver.set_permissions("s1", b"new").await.unwrap();
     assert_eq!(driver.permissions("s1").unwrap(), b"new");
     assert_eq!(driver.set_permissions("nope", b"x").await, Err(DriverError::SessionNotFound("nope".into())));
+}
+
+/// Width and height of a baseline JPEG (its SOF0 segment).
+fn jpeg_size(data: &[u8]) -> (u32, u32) {
+    assert_eq!(&data[..2], [0xff, 0xd8], "JPEG start of image");
+    assert_eq!(&data[data.len() - 2..], [0xff, 0xd9], "JPEG end of image");
+    let mut at = 2;
+    loop {
+        assert_eq!(data[at], 0xff, "segment marker");
+        let marker = data[at + 1];
+        let length = usize::from(u16::from_be_bytes([data[at + 2], data[at + 3]]));
+        if marker == 0xc0 {
+            let be16 = |i: usize| u32::from(u16::from_be_bytes([data[i], data[i + 1]]));
+            return (be16(at + 7), be16(at + 5));
+        }
+        at += 2 + length;
+    }
+}
+
+#[tokio::test]
+async fn png_and_jpeg_screenshots_have_the_size_asked() {
+    let driver = SimulatedDriver::new(0);
+    driver.create_session("s1", &spec("alice", SessionType::Virtual)).await.unwrap();
+    for (max_width, max_height, expected) in [(320, 240, (320, 180)), (0, 0, (1920, 1080)), (100, 50, (88, 50))] {
+        let png = driver.screenshot("s1", max_width, max_height, "png").await.unwrap();
+        assert_eq!((png[0].format.as_str(), png[0].primary), ("png", true));
+        assert_eq!(png_size(&png[0].data), expected);
+        let jpeg = driver.screenshot("s1", max_width, max_height, "JPEG").await.unwrap();
+        assert_eq!(jpeg[0].format, "jpeg");
+        assert_eq!(jpeg_size(&jpeg[0].data), expected);
+    }
 }

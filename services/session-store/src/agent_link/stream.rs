@@ -89,6 +89,7 @@ impl AgentSession {
             .await
             .map_err(backend_status)?;
         let mut hello = hello;
+        let inventory_known = !hello.inventory_unavailable;
         let sessions = std::mem::take(&mut hello.sessions);
         let report = server_from_hello(hello);
         let server_id = report.id.clone();
@@ -97,7 +98,10 @@ impl AgentSession {
             .upsert_server_report(report.clone(), config.default_server_open, Some(&fence))
             .await
             .map_err(backend_status)?;
-        super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(backend_status)?;
+        // An agent whose DCV server does not answer cannot tell its sessions: keep the cached ones.
+        if inventory_known {
+            super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(backend_status)?;
+        }
         tracing::info!(server_id, epoch = ownership.epoch, "agent connected");
         let now = Instant::now();
         Ok(Self {
@@ -231,6 +235,9 @@ impl AgentSession {
             self.written_at = Instant::now();
         }
         let inventory_due = self.inventory_at.elapsed() >= config.telemetry_write_interval;
+        if update.inventory_unavailable {
+            return Ok(());
+        }
         if update.sessions != self.inventory || inventory_due {
             super::apply_inventory(backend, &self.server_id, &update.sessions, Some(&self.fence)).await?;
             self.inventory = update.sessions;
