@@ -35,6 +35,10 @@ where
     super::conformance_fencing::fenced_writes(make().await).await;
     super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
     super::conformance_fencing::deleted_sessions_expire(make().await).await;
+    super::conformance_queue::server_changes_follow_every_change(make().await).await;
+    super::conformance_queue::queue_is_bounded_and_ordered(make().await).await;
+    super::conformance_queue::queue_claims_are_exclusive(make().await).await;
+    super::conformance_queue::queue_expiry_is_claimed_once(make().await).await;
 }
 
 /// A CREATING, unplaced session.

@@ -2,7 +2,7 @@
 
 use prost::Message;
 use redis::Value;
-use switchboard_proto::{ServerRecord, SessionRecord};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 
 use crate::backend::{BackendError, BackendResult};
 
@@ -84,4 +84,26 @@ pub(super) fn server(fields: &[Value]) -> BackendResult<ServerRecord> {
     record.console_session_count = u32::try_from(int(&fields[4])?).unwrap_or_default();
     record.virtual_session_count = u32::try_from(int(&fields[5])?).unwrap_or_default();
     Ok(record)
+}
+
+/// Queue entries from flattened 10-field rows: id, class, requirements,
+/// type, owner, enqueued, deadline, sequence, claim, claimed until.
+pub(super) fn queued(items: &[Value]) -> BackendResult<Vec<QueuedRequest>> {
+    items
+        .chunks_exact(10)
+        .map(|row| {
+            Ok(QueuedRequest {
+                session_id: text(&row[0])?,
+                class_id: text(&row[1])?,
+                requirements: text(&row[2])?,
+                r#type: i32::try_from(int(&row[3])?).unwrap_or_default(),
+                owner: text(&row[4])?,
+                enqueued_unix_ms: int(&row[5])?,
+                deadline_unix_ms: int(&row[6])?,
+                sequence: u64::try_from(int(&row[7])?).unwrap_or_default(),
+                claim_id: text(&row[8])?,
+                claimed_until_unix_ms: int(&row[9])?,
+            })
+        })
+        .collect()
 }
