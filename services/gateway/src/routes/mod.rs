@@ -5,6 +5,7 @@
 //! - [`health`]: `GET /health`, `/health/live`, `/health/ready` (no auth).
 
 pub mod health;
+pub mod placement;
 pub mod sessions;
 pub mod token;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/createSessions", post(sessions::create_sessions))
         .route("/describeSessions", post(sessions::describe_sessions))
         .route("/deleteSessions", post(sessions::delete_sessions))
+        .route("/explainPlacement", post(placement::explain_placement))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
     Router::new()
         .merge(api)
