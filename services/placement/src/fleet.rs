@@ -22,7 +22,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Mutex, PoisonError, RwLock},
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -31,7 +31,7 @@ use switchboard_proto::{ServerChangesRequest, ServerRecord, SessionType, session
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 
-use crate::{Error, Result};
+use crate::{Error, Result, requirements::Requirements};
 
 /// Servers asked for per `ServerChanges` page.
 const PAGE_SIZE: u32 = 1000;
@@ -45,6 +45,9 @@ pub struct Fleet {
     index: HashMap<String, usize>,
     /// Servers per OS family (lower case), for "rare OS" scarcity.
     os_families: HashMap<String, usize>,
+    /// Grows whenever a server is added or removed, or changes in anything
+    /// but its session counts: what eligibility caches are keyed on.
+    static_epoch: u64,
 }
 
 impl Fleet {
@@ -70,6 +73,21 @@ impl Fleet {
     /// The feed revision the view reflects.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// See the field: changes when eligibility (anything but room) may change.
+    pub fn static_epoch(&self) -> u64 {
+        self.static_epoch
+    }
+
+    /// The OS families (lower case) below `percent` of the fleet.
+    pub fn rare_os_families(&self, percent: u8) -> Vec<&str> {
+        let total = self.servers.len();
+        self.os_families
+            .iter()
+            .filter(|(_, count)| **count * 100 < total * usize::from(percent))
+            .map(|(family, _)| family.as_str())
+            .collect()
     }
 
     /// Servers whose OS family is `family` (lower case).
@@ -98,9 +116,13 @@ impl Fleet {
         match self.index.get(&server.id) {
             Some(&slot) => {
                 let old = std::mem::replace(&mut self.servers[slot], server);
+                if !only_counts_differ(&old, &self.servers[slot]) {
+                    self.static_epoch += 1;
+                }
                 self.count_family(&old, -1);
             }
             None => {
+                self.static_epoch += 1;
                 self.index.insert(server.id.clone(), self.servers.len());
                 self.servers.push(server);
             }
@@ -110,6 +132,7 @@ impl Fleet {
     /// Drops a server.
     pub fn remove(&mut self, id: &str) {
         let Some(slot) = self.index.remove(id) else { return };
+        self.static_epoch += 1;
         let old = self.servers.swap_remove(slot);
         self.count_family(&old, -1);
         if let Some(moved) = self.servers.get(slot) {
@@ -118,9 +141,33 @@ impl Fleet {
     }
 
     fn reset(&mut self, generation: String) {
-        *self = Self { generation, ..Self::default() };
+        *self = Self { generation, static_epoch: self.static_epoch + 1, ..Self::default() };
     }
 }
+
+/// Whether two records of one server differ only in what assignments change
+/// (session counts, revision, last seen).
+fn only_counts_differ(old: &ServerRecord, new: &ServerRecord) -> bool {
+    let mut old = old.clone();
+    old.console_session_count = new.console_session_count;
+    old.virtual_session_count = new.virtual_session_count;
+    old.revision = new.revision;
+    old.last_seen_unix_ms = new.last_seen_unix_ms;
+    old == *new
+}
+
+/// Servers that pass every rule but room for one requirement class, cached
+/// per class until the fleet's static epoch moves.
+#[derive(Debug)]
+struct Eligible {
+    /// Keeps the compiled expression (and so the key's address) alive.
+    _requirements: Requirements,
+    epoch: u64,
+    slots: Arc<Vec<u32>>,
+}
+
+/// Most classes whose eligible servers are cached.
+const ELIGIBLE_CLASSES: usize = 256;
 
 /// Servers changed since the queue worker last looked.
 #[derive(Debug, Default)]
@@ -140,6 +187,7 @@ pub struct FleetView {
     sync_lock: tokio::sync::Mutex<()>,
     changes: Mutex<Changes>,
     changed: Notify,
+    eligible: Mutex<HashMap<(usize, i32), Eligible>>,
 }
 
 impl FleetView {
@@ -151,12 +199,33 @@ impl FleetView {
             sync_lock: tokio::sync::Mutex::new(()),
             changes: Mutex::default(),
             changed: Notify::new(),
+            eligible: Mutex::default(),
         }
     }
 
     /// Runs `read` on the current view (a short read lock; never await inside).
     pub fn read<T>(&self, read: impl FnOnce(&Fleet) -> T) -> T {
         read(&self.fleet.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The slots of `fleet` (the view as read under its lock) that pass every
+    /// rule but room for this class; computed once per class and static epoch.
+    pub fn eligible(&self, fleet: &Fleet, session_type: SessionType, requirements: &Requirements) -> Arc<Vec<u32>> {
+        let key = (requirements.expression().map_or(0, |e| e as *const _ as usize), session_type as i32);
+        let mut cache = self.eligible.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = cache.get(&key).filter(|entry| entry.epoch == fleet.static_epoch) {
+            return entry.slots.clone();
+        }
+        let slots: Vec<u32> = (0..fleet.servers.len() as u32)
+            .filter(|&slot| crate::place::eligible(&fleet.servers[slot as usize], session_type, requirements))
+            .collect();
+        let slots = Arc::new(slots);
+        if cache.len() >= ELIGIBLE_CLASSES {
+            cache.clear();
+        }
+        let entry = Eligible { _requirements: requirements.clone(), epoch: fleet.static_epoch, slots: slots.clone() };
+        cache.insert(key, entry);
+        slots
     }
 
     /// Counts a session this replica just assigned, until the next sync

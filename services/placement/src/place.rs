@@ -131,6 +131,20 @@ fn is_linux(server: &ServerRecord) -> bool {
     server.host.as_ref().and_then(|host| host.os.as_ref()).is_some_and(|os| os.family.eq_ignore_ascii_case("linux"))
 }
 
+/// Whether `server` passes every rule but room (what the fleet view caches
+/// per requirement class).
+pub fn eligible(server: &ServerRecord, session_type: SessionType, requirements: &Requirements) -> bool {
+    matches!(judge(server, session_type, requirements), Verdict::Fits | Verdict::ConsoleTaken | Verdict::Full)
+}
+
+/// Whether an eligible `server` has room for a session of `session_type`.
+fn has_room(server: &ServerRecord, session_type: SessionType) -> bool {
+    match session_type {
+        SessionType::Console => server.console_session_count == 0,
+        _ => server.max_virtual_sessions == 0 || server.virtual_session_count < server.max_virtual_sessions,
+    }
+}
+
 /// Judges `server` for a session of `session_type` with `requirements`.
 pub fn judge(server: &ServerRecord, session_type: SessionType, requirements: &Requirements) -> Verdict {
     if !server.open {
@@ -273,20 +287,20 @@ pub struct Ranking {
 /// Sort key: smaller is better.
 type Key = (bool, u64, u32);
 
-fn scarce(server: &ServerRecord, fleet: &Fleet, config: &StrategyConfig) -> bool {
+fn scarce(server: &ServerRecord, rare_os: &[&str]) -> bool {
     let host = server.host.as_ref();
     let gpu = host.is_some_and(|host| !host.gpus.is_empty())
         || server.tags.iter().any(|tag| tag.key.eq_ignore_ascii_case("gpu"));
-    let rare_os = host.and_then(|host| host.os.as_ref()).is_some_and(|os| {
-        let share = fleet.os_family_count(&os.family.to_ascii_lowercase()) * 100;
-        share < fleet.servers().len() * usize::from(config.rare_os_percent)
-    });
-    gpu || rare_os
+    let rare = !rare_os.is_empty()
+        && host
+            .and_then(|host| host.os.as_ref())
+            .is_some_and(|os| rare_os.iter().any(|family| os.family.eq_ignore_ascii_case(family)));
+    gpu || rare
 }
 
-fn key(server: &ServerRecord, fleet: &Fleet, config: &StrategyConfig) -> Key {
+fn key(server: &ServerRecord, rare_os: &[&str], config: &StrategyConfig) -> Key {
     let sessions = u64::from(server.console_session_count) + u64::from(server.virtual_session_count);
-    let scarce = config.keep_scarce_hosts_free && scarce(server, fleet, config);
+    let scarce = config.keep_scarce_hosts_free && scarce(server, rare_os);
     match config.strategy {
         Strategy::Spread => {
             let load =
@@ -302,6 +316,7 @@ fn key(server: &ServerRecord, fleet: &Fleet, config: &StrategyConfig) -> Key {
 /// every server.
 pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConfig, limit: usize) -> Ranking {
     let servers = fleet.servers();
+    let rare_os = fleet.rare_os_families(config.rare_os_percent);
     let mut census = Census { total: servers.len(), requirements: request.requirements.clone(), ..Census::default() };
     let mut fitting: Vec<(Key, u32)> = Vec::new();
     for (slot, server) in servers.iter().enumerate() {
@@ -315,9 +330,14 @@ pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConf
         let verdict = judge(server, request.session_type, request.requirements);
         census.count(verdict);
         if verdict == Verdict::Fits {
-            fitting.push((key(server, fleet, config), slot as u32));
+            fitting.push((key(server, &rare_os, config), slot as u32));
         }
     }
+    Ranking { candidates: best(servers, fitting, limit), census }
+}
+
+/// The ids of the best `limit` of `fitting`, best first (a partial selection).
+fn best(servers: &[ServerRecord], mut fitting: Vec<(Key, u32)>, limit: usize) -> Vec<String> {
     let order = |a: &(Key, u32), b: &(Key, u32)| {
         a.0.cmp(&b.0).then_with(|| servers[a.1 as usize].id.cmp(&servers[b.1 as usize].id))
     };
@@ -327,8 +347,32 @@ pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConf
         fitting.truncate(limit);
     }
     fitting.sort_unstable_by(order);
-    let candidates = fitting.into_iter().map(|(_, slot)| servers[slot as usize].id.clone()).collect();
-    Ranking { candidates, census }
+    fitting.into_iter().map(|(_, slot)| servers[slot as usize].id.clone()).collect()
+}
+
+/// The fast path of a decision: the best `limit` candidates among the servers
+/// the view caches as eligible for this class (only room and exclusions are
+/// checked per decision). Empty when none has room: the caller then ranks the
+/// whole fleet for the census.
+pub fn candidates(
+    fleet: &Fleet,
+    eligible: &[u32],
+    request: &PlacementRequest<'_>,
+    config: &StrategyConfig,
+    limit: usize,
+) -> Vec<String> {
+    let servers = fleet.servers();
+    let rare_os = fleet.rare_os_families(config.rare_os_percent);
+    let fitting = eligible
+        .iter()
+        .filter_map(|&slot| {
+            let server = servers.get(slot as usize)?;
+            let fits = has_room(server, request.session_type)
+                && (request.excluded.is_empty() || !request.excluded.contains_key(&server.id));
+            fits.then(|| (key(server, &rare_os, config), slot))
+        })
+        .collect();
+    best(servers, fitting, limit)
 }
 
 /// Outcome of a placement decision.
@@ -366,7 +410,15 @@ pub async fn place(
     let mut attempts = 0;
     loop {
         let round = PlacementRequest { excluded: &excluded, ..*request };
-        let ranking = fleet.read(|fleet| rank(fleet, &round, config, CANDIDATES));
+        let fast = fleet.read(|view| {
+            let eligible = fleet.eligible(view, request.session_type, request.requirements);
+            candidates(view, &eligible, &round, config, CANDIDATES)
+        });
+        let ranking = match fast.is_empty() || attempts >= MAX_ASSIGN_ATTEMPTS {
+            // The slow path: the whole fleet, for the census.
+            true => fleet.read(|view| rank(view, &round, config, CANDIDATES)),
+            false => Ranking { candidates: fast, census: Census::default() },
+        };
         if ranking.candidates.is_empty() || attempts >= MAX_ASSIGN_ATTEMPTS {
             if !synced && attempts < MAX_ASSIGN_ATTEMPTS {
                 synced = true;

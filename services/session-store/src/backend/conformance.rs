@@ -180,6 +180,8 @@ async fn assign_rejections(backend: Arc<dyn Backend>) {
     assert_eq!(placed.server_id, "h1");
     assert_eq!(placed.substate, "PENDING_PREPARATION", "assigned sessions wait for preparation");
     assert_eq!(placed.revision, 2, "assignment bumps the revision");
+    let read = backend.get_sessions(&["s1".into()]).await.unwrap().remove(0);
+    assert_eq!(read, placed, "a read after assignment returns the assigned record");
     rejected(SessionNotPlaceable)(assign(&*backend, "s1", "h1").await);
 
     backend.insert_session(session("done", "alice", SessionType::Virtual), None).await.unwrap();

@@ -11,11 +11,6 @@ use crate::backend::{
     QueuePush, ServerChanges, SigningKeyRecord,
 };
 
-/// Substate of a session just assigned to a host.
-const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
-/// Optimistic attempts at an assignment whose session changed meanwhile.
-const ASSIGN_ATTEMPTS: usize = 16;
-
 /// The side fields the scripts keep next to a session's bytes:
 /// server, state, type, owner, end time (for DELETED retention).
 fn session_side(session: &SessionRecord) -> [String; 5] {
@@ -175,33 +170,13 @@ impl Backend for RedisBackend {
     }
 
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
-        for _ in 0..ASSIGN_ATTEMPTS {
-            let Some(mut session) = self.get_sessions(&[session_id.to_owned()]).await?.pop() else {
-                return Ok(AssignOutcome::Rejected(AssignRejection::SessionNotPlaceable));
-            };
-            let expected_revision = session.revision;
-            session.server_id = server_id.to_owned();
-            session.substate = PENDING_PREPARATION.to_owned();
-            session.revision = expected_revision + 1;
-            let mut invocation = self.scripts.session_assign.prepare_invoke();
-            invocation
-                .arg(&self.prefix)
-                .arg(session_id)
-                .arg(server_id)
-                .arg(expected_revision.to_string())
-                .arg(session.encode_to_vec());
-            let (word, _) = reply::status(self.run(&invocation).await?)?;
-            match word.as_str() {
-                "ok" => return Ok(AssignOutcome::Assigned(session)),
-                // The session changed between the read and the script: read again.
-                "retry" => continue,
-                other => {
-                    let reason = rejection(other).ok_or_else(|| unexpected("assign", other))?;
-                    return Ok(AssignOutcome::Rejected(reason));
-                }
-            }
+        let mut invocation = self.scripts.session_assign.prepare_invoke();
+        invocation.arg(&self.prefix).arg(session_id).arg(server_id);
+        let (word, rest) = reply::status(self.run(&invocation).await?)?;
+        match word.as_str() {
+            "ok" => Ok(AssignOutcome::Assigned(reply::assigned_session(session_id, &rest, server_id)?)),
+            other => Ok(AssignOutcome::Rejected(rejection(other).ok_or_else(|| unexpected("assign", other))?)),
         }
-        Err(BackendError::Conflict(format!("session {session_id} kept changing during assignment")))
     }
 
     async fn upsert_server_report(

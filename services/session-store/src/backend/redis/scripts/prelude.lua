@@ -87,6 +87,8 @@ local function write_session(id, data, rev, server, state, stype, owner, ended, 
   redis.call('ZADD', K_SESSIONS, 0, id)
   redis.call('HSET', k_session(id), 'data', data, 'rev', rev, 'server', server, 'state', state,
     'type', stype, 'owner', owner)
+  -- A full write carries its own server and substate (see session_assign.lua).
+  redis.call('HDEL', k_session(id), 'assigned')
 end
 
 -- Removes a session with its index entries and counts.
