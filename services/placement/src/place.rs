@@ -574,6 +574,54 @@ mod tests {
         assert_eq!((ranking.census.fitting, ranking.census.already_failed), (49, 1));
     }
 
+    #[tokio::test]
+    async fn the_cached_fast_path_agrees_with_the_full_ranking() {
+        let mut servers = Vec::new();
+        for i in 0..60u32 {
+            let mut s = server(&format!("s{i:02}"), i % 5);
+            s.max_virtual_sessions = 4;
+            s.open = i % 7 != 0;
+            s.console_session_count = u32::from(i % 3 == 0);
+            if i % 4 == 0 {
+                s.tags = vec![KeyValue { key: "os".into(), value: "windows".into() }];
+            }
+            if i % 11 == 0 {
+                s.host = host("windows");
+            }
+            servers.push(s);
+        }
+        let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        ));
+        let fleet = Fleet::from_servers(servers);
+        let excluded = HashMap::from([("s01".to_owned(), Exclusion::CreationFailed)]);
+        for text in ["", "tag:os = 'linux'", "not tag:os = 'linux'"] {
+            let requirements = Requirements::parse(text).unwrap();
+            for session_type in [SessionType::Virtual, SessionType::Console] {
+                let request = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+                let eligible = view.eligible(&fleet, session_type, &requirements);
+                let fast = candidates(&fleet, &eligible, &request, &spread(), 5);
+                assert_eq!(fast, rank(&fleet, &request, &spread(), 5).candidates, "{text:?} {session_type:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn eligibility_is_recomputed_when_a_server_changes_but_not_for_counts() {
+        let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        ));
+        let mut fleet = Fleet::from_servers([server("a", 0), server("b", 0)]);
+        let all = Requirements::default();
+        assert_eq!(view.eligible(&fleet, SessionType::Virtual, &all).len(), 2);
+        let epoch = fleet.static_epoch();
+        fleet.upsert(server("a", 3));
+        assert_eq!(fleet.static_epoch(), epoch, "a count change keeps the cache");
+        fleet.upsert(ServerRecord { open: false, ..server("a", 3) });
+        assert_ne!(fleet.static_epoch(), epoch);
+        assert_eq!(*view.eligible(&fleet, SessionType::Virtual, &all), [1], "closing a server is seen");
+    }
+
     #[test]
     fn explanations_keep_numbers_honest() {
         assert_eq!(Census::default().explanation(), "no server matches: no servers are registered");
