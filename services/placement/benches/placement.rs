@@ -13,7 +13,7 @@
 //! 1,000) for each decision before ranking and reserving.
 //!
 //! Run: `cargo bench -p switchboard-placement --bench placement`
-//! (options: `-- --rounds 5 --decisions 4000 --workers 16`). Results and the
+//! (options: `-- --rounds 5 --decisions 4000 --baseline-decisions 100 --workers 48`). Results and the
 //! machine they were measured on: BENCHMARKS.md.
 
 use std::{
@@ -56,7 +56,9 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options { rounds: 5, decisions: 4_000, baseline_decisions: 200, workers: 16 };
+    // 48 decisions in flight: below the 64 background placements one replica
+    // runs at once (`Placements::CONCURRENCY`).
+    let mut options = Options { rounds: 5, decisions: 4_000, baseline_decisions: 100, workers: 48 };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok());
     if let Some(n) = value("--rounds") {
