@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use switchboard_proto::{ServerRecord, SessionRecord};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 use switchboard_session_store::backend::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, SigningKeyRecord,
+    AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, QueuePush, ServerChanges,
+    SigningKeyRecord,
 };
 
 /// Calls seen so far.
@@ -76,6 +77,40 @@ impl Backend for CountingBackend {
     }
     async fn remove_deleted_sessions(&self, ended_before_ms: i64, limit: usize) -> BackendResult<usize> {
         self.write().remove_deleted_sessions(ended_before_ms, limit).await
+    }
+    async fn server_changes(&self, after_revision: u64, limit: usize) -> BackendResult<ServerChanges> {
+        self.read().server_changes(after_revision, limit).await
+    }
+    async fn queue_push(&self, entry: QueuedRequest, max_wait_ms: u64, max_size: usize) -> BackendResult<QueuePush> {
+        self.write().queue_push(entry, max_wait_ms, max_size).await
+    }
+    async fn queue_heads(&self, per_class: usize) -> BackendResult<Vec<QueuedRequest>> {
+        self.read().queue_heads(per_class).await
+    }
+    async fn queue_claim(
+        &self,
+        session_id: &str,
+        claim_id: &str,
+        lease_ms: u64,
+    ) -> BackendResult<Option<QueuedRequest>> {
+        self.write().queue_claim(session_id, claim_id, lease_ms).await
+    }
+    async fn queue_claim_expired(
+        &self,
+        claim_id: &str,
+        lease_ms: u64,
+        limit: usize,
+    ) -> BackendResult<Vec<QueuedRequest>> {
+        self.write().queue_claim_expired(claim_id, lease_ms, limit).await
+    }
+    async fn queue_release(&self, session_id: &str, claim_id: &str) -> BackendResult<bool> {
+        self.write().queue_release(session_id, claim_id).await
+    }
+    async fn queue_remove(&self, session_id: &str) -> BackendResult<bool> {
+        self.write().queue_remove(session_id).await
+    }
+    async fn queue_len(&self) -> BackendResult<usize> {
+        self.read().queue_len().await
     }
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
         self.write().assign_session(session_id, server_id).await

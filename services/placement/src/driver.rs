@@ -6,7 +6,10 @@
 //! back to SESSION_PLACING) and tried on another host, up to
 //! `retries_on_failure` more times unless the item set
 //! `DisableRetryOnFailure`. When no attempt is left, or no host fits, the
-//! session becomes DELETED with the reason in `StateReason`.
+//! session becomes DELETED with the reason in `StateReason` — unless it asked
+//! to be queued (`EnqueueRequest`) and no host fits: then it enters the
+//! create-sessions queue (see [`crate::queue`]) and stays CREATING /
+//! SESSION_PLACING with `queued: <why>` as its `StateReason`.
 //!
 //! Every record write is a compare-and-set on the revision read just before,
 //! retried on conflict, and only applies while the session is still CREATING
@@ -16,19 +19,21 @@
 //! session; the retry then places a second copy elsewhere. The agent's
 //! inventory reports the stray copy, and reconciling it is session-store's job.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use switchboard_common::time::now_ms;
 use switchboard_proto::{
-    CreateSessionCommand, CreateSessionSpec, GetSessionsRequest, HostCommand, HostSession, SendCommandRequest,
-    SessionRecord, SessionState, UpdateSessionRequest, command_result::Payload, host_command::Action,
-    session_store_client::SessionStoreClient,
+    CreateSessionCommand, CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, GetSessionsRequest, HostCommand,
+    HostSession, QueuedRequest, SendCommandRequest, SessionRecord, SessionState, SessionType, UpdateSessionRequest,
+    command_result::Payload, host_command::Action, session_store_client::SessionStoreClient,
 };
+use tokio::sync::Notify;
 use tonic::{Code, transport::Channel};
 
 use crate::{
     Error, PlacementConfig, Result,
-    place::{self, Assignment},
+    fleet::FleetView,
+    place::{self, Assignment, Exclusion, PlacementRequest},
     requirements::Requirements,
     service::SESSION_PLACING,
 };
@@ -64,12 +69,41 @@ const SEND_COMMAND_SLACK: Duration = Duration::from_secs(5);
 pub struct Driver {
     config: Arc<PlacementConfig>,
     store: SessionStoreClient<Channel>,
+    fleet: Arc<FleetView>,
+    /// Wakes the queue worker after this driver queued a session.
+    queue_wake: Arc<Notify>,
+}
+
+/// Where a run starts.
+#[derive(Debug, Clone)]
+enum Start {
+    /// Not placed yet.
+    Unplaced,
+    /// Already assigned to this server (by the queue worker).
+    Assigned(String),
+}
+
+/// The queue class of a request: its session type and canonical requirements,
+/// hashed (FNV-1a, 64 bits) to a short stable id.
+pub fn class_id(session_type: SessionType, requirements: &Requirements) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = format!("{}|{}", session_type.as_str_name(), requirements.canonical());
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 impl Driver {
-    /// A driver using `store` for every read and write.
-    pub fn new(config: Arc<PlacementConfig>, store: SessionStoreClient<Channel>) -> Self {
-        Self { config, store }
+    /// A driver using `store` for every read and write and `fleet` for choices.
+    pub fn new(
+        config: Arc<PlacementConfig>,
+        store: SessionStoreClient<Channel>,
+        fleet: Arc<FleetView>,
+        queue_wake: Arc<Notify>,
+    ) -> Self {
+        Self { config, store, fleet, queue_wake }
     }
 
     /// Runs placement to the end; failures are recorded on the session, or
@@ -78,12 +112,23 @@ impl Driver {
     /// for up to `create_timeout`, so a replica failure never strands a
     /// session in CREATING. Re-running `place` is safe: a session already
     /// assigned is `NotPlaceable`, and its host's inventory completes it.
-    pub async fn run(mut self, session: SessionRecord) {
+    pub async fn run(self, session: SessionRecord) {
+        self.run_from(session, Start::Unplaced).await;
+    }
+
+    /// Like [`Driver::run`] for a session the queue worker already assigned
+    /// to `server_id`: creates it there, with the usual retries elsewhere.
+    pub async fn run_assigned(self, session: SessionRecord, server_id: String) {
+        self.run_from(session, Start::Assigned(server_id)).await;
+    }
+
+    async fn run_from(mut self, session: SessionRecord, start: Start) {
         let session_id = session.id.clone();
         let deadline = tokio::time::Instant::now() + self.config.create_timeout;
         let mut backoff = TransientBackoff::new(deadline);
+        let mut start = Some(start);
         let failure = loop {
-            match self.place(session.clone()).await {
+            match self.place(session.clone(), start.take().unwrap_or(Start::Unplaced)).await {
                 Ok(()) => return,
                 Err(error) if error.is_transient() && backoff.wait().await => {
                     tracing::warn!(%session_id, %error, "session-store unavailable during placement; retrying");
@@ -106,60 +151,143 @@ impl Driver {
         }
     }
 
-    async fn place(&mut self, session: SessionRecord) -> Result<()> {
+    async fn place(&mut self, session: SessionRecord, start: Start) -> Result<()> {
         let session_id = session.id;
         let spec = session.spec.unwrap_or_default();
         let requirements = Requirements::parse(&spec.requirements)
             .map_err(|reason| Error::Protocol(format!("accepted spec with invalid requirements: {reason}")))?;
         let max_attempts = if spec.disable_retry_on_failure { 1 } else { 1 + self.config.retries_on_failure };
-        let mut failed_on = HashSet::new();
+        let mut excluded = HashMap::new();
         let mut last_failure: Option<String> = None;
         let mut attempts = 0;
+        let mut assigned = match start {
+            Start::Assigned(server_id) => Some(server_id),
+            Start::Unplaced => None,
+        };
         loop {
-            let servers = place::list_all_servers(&mut self.store).await?;
-            let ranking = place::rank(&servers, spec.r#type(), &requirements, &failed_on);
-            let server = match place::assign(&mut self.store, &session_id, ranking).await? {
-                Assignment::Assigned { server, .. } => server,
-                Assignment::NotPlaceable => {
-                    tracing::info!(%session_id, "session no longer waiting for placement; stopping");
-                    return Ok(());
-                }
-                Assignment::NoHost(census) => {
-                    let mut reason = census.explanation();
-                    if let Some(failure) = &last_failure {
-                        reason = format!("{failure}; {reason}");
-                    } else if spec.enqueue_request {
-                        reason.push_str(" (queueing is not available yet)");
+            let server_id = match assigned.take() {
+                Some(server_id) => server_id,
+                None => {
+                    let request = PlacementRequest {
+                        session_type: spec.r#type(),
+                        requirements: &requirements,
+                        excluded: &excluded,
+                    };
+                    let decision =
+                        place::place(&mut self.store, &self.fleet, &session_id, &request, &self.config.strategy)
+                            .await?;
+                    match decision {
+                        Assignment::Assigned { server_id, .. } => server_id,
+                        Assignment::NotPlaceable => {
+                            tracing::info!(%session_id, "session no longer waiting for placement; stopping");
+                            return Ok(());
+                        }
+                        Assignment::NoHost(census) => {
+                            let mut reason = census.explanation();
+                            if let Some(failure) = &last_failure {
+                                reason = format!("{failure}; {reason}");
+                            }
+                            if spec.enqueue_request {
+                                return self.enqueue(&session_id, &spec, &requirements, &reason).await;
+                            }
+                            tracing::info!(%session_id, %reason, "no host for session");
+                            self.finish_deleted(&session_id, &reason).await?;
+                            return Ok(());
+                        }
                     }
-                    tracing::info!(%session_id, %reason, "no host for session");
-                    self.finish_deleted(&session_id, &reason).await?;
-                    return Ok(());
                 }
             };
             attempts += 1;
-            tracing::info!(%session_id, server_id = %server.id, attempt = attempts, "creating session on host");
-            match self.create_on_host(&server.id, &session_id, &spec).await {
+            tracing::info!(%session_id, %server_id, attempt = attempts, "creating session on host");
+            match self.create_on_host(&server_id, &session_id, &spec).await {
                 Ok(host_session) => {
-                    if !self.mark_ready(&session_id, &server.id, host_session).await? {
+                    if !self.mark_ready(&session_id, &server_id, host_session).await? {
                         tracing::info!(%session_id, "session changed while being created; leaving it as is");
                     }
                     return Ok(());
                 }
                 Err(failure) => {
-                    let reason = format!("session creation failed on server {}: {failure}", server.id);
+                    let reason = format!("session creation failed on server {server_id}: {failure}");
                     tracing::warn!(%session_id, %reason, "host failed to create session");
-                    failed_on.insert(server.id.clone());
                     if attempts >= max_attempts {
                         self.finish_deleted(&session_id, &reason).await?;
                         return Ok(());
                     }
-                    if !self.unassign(&session_id, &server.id, &reason).await? {
+                    if !self.unassign(&session_id, &server_id, &reason).await? {
                         return Ok(());
                     }
+                    excluded.insert(server_id, Exclusion::CreationFailed);
                     last_failure = Some(reason);
                 }
             }
         }
+    }
+
+    /// Puts the session in the create-sessions queue (it stays CREATING /
+    /// SESSION_PLACING with `queued: <why>` as StateReason), or fails it when
+    /// the queue is full.
+    async fn enqueue(
+        &mut self,
+        session_id: &str,
+        spec: &CreateSessionSpec,
+        requirements: &Requirements,
+        why: &str,
+    ) -> Result<()> {
+        let entry = QueuedRequest {
+            session_id: session_id.to_owned(),
+            class_id: class_id(spec.r#type(), requirements),
+            requirements: spec.requirements.clone(),
+            r#type: spec.r#type,
+            owner: spec.owner.clone(),
+            ..Default::default()
+        };
+        let request = EnqueueSessionRequest {
+            entry: Some(entry),
+            max_wait_ms: u64::try_from(self.config.queue_max_time.as_millis()).unwrap_or(u64::MAX),
+            max_size: self.config.queue_max_size,
+        };
+        let response = self.store.enqueue_session(request).await.map_err(Error::Store)?.into_inner();
+        match response.outcome() {
+            EnqueueOutcome::Queued | EnqueueOutcome::AlreadyQueued => {
+                let reason = format!("queued: {why}");
+                tracing::info!(%session_id, %reason, "session queued");
+                self.update(session_id, |record| {
+                    if record.state() != SessionState::Creating || !record.server_id.is_empty() {
+                        return false;
+                    }
+                    record.state_reason = reason.clone();
+                    true
+                })
+                .await?;
+                self.queue_wake.notify_one();
+            }
+            EnqueueOutcome::Full | EnqueueOutcome::Unspecified => {
+                let reason = format!(
+                    "the create-sessions queue is full ({} requests; create-sessions-queue-max-size); {why}",
+                    self.config.queue_max_size
+                );
+                tracing::info!(%session_id, %reason, "queue full");
+                self.finish_deleted(session_id, &reason).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails a queued session that waited too long: DELETED with `reason`,
+    /// only while it is still CREATING and unplaced (compare-and-set, so
+    /// however many replicas try, it fails once).
+    pub(crate) async fn fail_queued(&mut self, session_id: &str, reason: &str) -> Result<bool> {
+        self.update(session_id, |record| {
+            if record.state() != SessionState::Creating || !record.server_id.is_empty() {
+                return false;
+            }
+            record.state = SessionState::Deleted as i32;
+            record.substate.clear();
+            record.state_reason = reason.to_owned();
+            record.ended_unix_ms = now_ms();
+            true
+        })
+        .await
     }
 
     /// Asks the host to create the session; `Err` is a human-readable reason.

@@ -4,17 +4,26 @@
 //! - [`validate`]: per-item checks of a `CreateSessionSpec` (FailureReason texts).
 //! - [`requirements`]: the `Requirements` expression language (grammar,
 //!   semantics, compile cache); its module doc is the language reference.
-//! - [`place`]: candidate ranking, `AssignSession` over candidates, and the
-//!   "no server can host the session" explanation.
-//! - [`service`]: the tonic `Placement` service (records sessions, answers at once).
+//! - [`fleet`]: the in-memory view of the fleet, kept current from
+//!   session-store's change feed (no listing of the store per decision).
+//! - [`place`]: the placement rules, the strategy, `AssignSession` over the
+//!   best candidates, and the "no server matches" explanation in numbers.
+//! - [`service`]: the tonic `Placement` service (records sessions, answers at
+//!   once; `ExplainPlacement` dry-runs an expression against the fleet).
 //! - [`driver`]: the background task that places one session, creates it on the
-//!   host, retries elsewhere on failure and records the final state.
+//!   host, retries elsewhere on failure, queues it when nothing fits and it
+//!   asked to be queued, and records the final state.
+//! - [`queue`]: the create-sessions queue worker: wakes queued requests when
+//!   capacity appears, times them out.
 //!
-//! Placement keeps no state of its own: every decision goes through
+//! Placement keeps no shared state of its own: the fleet view is a cache, the
+//! queue lives in session-store's backend, and every decision is committed by
 //! session-store's atomic operations, so any number of replicas may run.
 
 pub mod driver;
+pub mod fleet;
 pub mod place;
+pub mod queue;
 pub mod requirements;
 pub mod service;
 pub mod validate;
@@ -42,6 +51,19 @@ pub struct PlacementConfig {
     pub max_batch: usize,
     /// How long a host may take to create a session before the attempt fails.
     pub create_timeout: Duration,
+    /// How hosts that fit are ordered (see [`place`]).
+    pub strategy: place::StrategyConfig,
+    /// Most requests in the create-sessions queue (DCV's
+    /// `create-sessions-queue-max-size`).
+    pub queue_max_size: u32,
+    /// How long a request may wait in the queue (DCV's
+    /// `create-sessions-queue-max-time-seconds`).
+    pub queue_max_time: Duration,
+    /// How often the fleet view asks session-store for changes.
+    pub fleet_sync_interval: Duration,
+    /// How often the queue worker looks for requests queued by other replicas
+    /// and for timed-out ones (changes of the fleet wake it at once).
+    pub queue_poll_interval: Duration,
 }
 
 impl Default for PlacementConfig {
@@ -52,6 +74,11 @@ impl Default for PlacementConfig {
             autorun_arg_max_len: 150,
             max_batch: 100,
             create_timeout: Duration::from_secs(60),
+            strategy: place::StrategyConfig::default(),
+            queue_max_size: 1000,
+            queue_max_time: Duration::from_secs(1800),
+            fleet_sync_interval: Duration::from_millis(250),
+            queue_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -122,11 +149,22 @@ pub async fn serve(
     let create_timeout = config.create_timeout;
     let service = PlacementService::new(config, store);
     let placements = service.placements();
+    let background = shutdown.child_token();
+    let fleet = service.fleet();
+    let sync_interval = service.config().fleet_sync_interval;
+    let sync = tokio::spawn({
+        let background = background.clone();
+        async move { fleet.run(sync_interval, background).await }
+    });
+    let worker = tokio::spawn(service.queue_worker().run(background.clone()));
     let (reporter, health) = switchboard_common::grpc::health();
     reporter.set_serving::<PlacementServer<PlacementService>>().await;
     let router = tonic::transport::Server::builder().add_service(health).add_service(PlacementServer::new(service));
     tracing::info!(addr = ?listener.local_addr().ok(), "placement serving");
-    switchboard_common::grpc::serve_router(router, listener, shutdown).await?;
+    let served = switchboard_common::grpc::serve_router(router, listener, shutdown).await;
+    background.cancel();
+    let _ = tokio::join!(sync, worker);
+    served?;
     if !placements.drain(create_timeout).await {
         tracing::warn!("background placements still running at shutdown; their sessions stay CREATING");
     }

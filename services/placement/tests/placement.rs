@@ -1,163 +1,129 @@
-//! Placement against a fake SessionStore gRPC server on 127.0.0.1:0.
+//! Placement against a real session-store (`StoreService` over the embedded
+//! backend) whose host commands are answered by the test instead of agents.
+//! Covers every placement rule, the retry path, the queue (max size, timeout,
+//! cancel, wake-up, no head-of-line blocking between classes, FIFO within a
+//! class, several replicas) and ExplainPlacement.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use switchboard_common::{Shutdown, grpc::lazy_channel};
 use switchboard_placement::{PlacementConfig, serve};
 use switchboard_proto::{
-    AssignSessionRequest, AssignSessionResponse, CommandResult, CreateSessionRequest, CreateSessionSpec,
-    CreateSessionsRequest, DeleteSessionsRequest, DeleteSessionsResponse, GetSessionsRequest, HostSession,
-    ListServersRequest, ListSessionsRequest, ServerRecord, ServersPage, SessionRecord, SessionState, SessionType,
-    SessionsPage, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, assign_session_response,
-    command_result,
+    AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
+    CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest,
+    DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse, EnqueueSessionRequest,
+    EnqueueSessionResponse, ExplainPlacementRequest, GetSessionsRequest, HostInfo, HostSession, KeyValue,
+    ListServersRequest, ListSessionsRequest, Os, QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest,
+    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
+    SessionRecord, SessionState, SessionType, SessionsPage, SetServersOpenRequest, SetServersOpenResponse,
+    UpdateSessionRequest, command_result,
     create_session_outcome::Outcome,
     host_command,
     placement_client::PlacementClient,
     session_store_client::SessionStoreClient,
     session_store_server::{SessionStore, SessionStoreServer},
 };
-use tokio::{net::TcpListener, sync::watch};
+use switchboard_session_store::{
+    agent_link::hub::AgentHub,
+    backend::{AssignOutcome, Backend, embedded::EmbeddedBackend},
+    routing::CommandRouter,
+    service::StoreService,
+};
+use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
-/// Mutable fake state; a std Mutex because it is never held across an await.
+/// What the fake hosts answer, and what they were asked.
 #[derive(Default)]
-struct State {
-    servers: Vec<ServerRecord>,
-    sessions: HashMap<String, SessionRecord>,
+struct Hosts {
     /// Per-server answer to a create command: `Err(text)` fails it.
-    host_answers: HashMap<String, Result<(), String>>,
-    /// Servers that reject assignment, with the reason.
-    rejections: HashMap<String, String>,
+    answers: HashMap<String, Result<(), String>>,
     commands_to: Vec<String>,
-    /// AssignSession answers UNAVAILABLE this many times first (a dying store replica).
-    unavailable_assigns: usize,
 }
 
+/// The real store service, with host commands answered here and a few
+/// observation and fault hooks.
 #[derive(Clone)]
-struct FakeStore {
-    state: Arc<Mutex<State>>,
-    changed_tx: Arc<watch::Sender<u64>>,
-}
-
-impl FakeStore {
-    fn bump(&self) {
-        self.changed_tx.send_modify(|n| *n += 1);
-    }
+struct TestStore {
+    inner: Arc<StoreService>,
+    hosts: Arc<Mutex<Hosts>>,
+    /// AssignSession answers UNAVAILABLE this many times first (a dying store replica).
+    unavailable_assigns: Arc<AtomicUsize>,
+    /// Successful writes that made a session DELETED, per session.
+    deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 #[tonic::async_trait]
-impl SessionStore for FakeStore {
+impl SessionStore for TestStore {
     async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let mut session = request.into_inner().session.unwrap();
-        session.revision = 1;
-        self.state.lock().unwrap().sessions.insert(session.id.clone(), session.clone());
-        self.bump();
-        Ok(Response::new(session))
+        self.inner.create_session(request).await
     }
 
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
-        let state = self.state.lock().unwrap();
-        let sessions =
-            request.into_inner().session_ids.iter().filter_map(|id| state.sessions.get(id).cloned()).collect();
-        Ok(Response::new(SessionsPage { sessions, ..Default::default() }))
+        self.inner.get_sessions(request).await
     }
 
-    async fn list_sessions(&self, _: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
-        Err(Status::unimplemented("not used by placement"))
+    async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
+        self.inner.list_sessions(request).await
     }
 
     async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let UpdateSessionRequest { session, expected_revision } = request.into_inner();
-        let mut session = session.unwrap();
-        {
-            let mut state = self.state.lock().unwrap();
-            let stored = state.sessions.get_mut(&session.id).ok_or_else(|| Status::not_found("no session"))?;
-            if stored.revision != expected_revision {
-                return Err(Status::aborted("revision conflict"));
-            }
-            session.revision = expected_revision + 1;
-            *stored = session.clone();
+        let stored = self.inner.update_session(request).await?;
+        if stored.get_ref().state() == SessionState::Deleted {
+            *self.deleted_writes.lock().unwrap().entry(stored.get_ref().id.clone()).or_default() += 1;
         }
-        self.bump();
-        Ok(Response::new(session))
+        Ok(stored)
     }
 
     async fn assign_session(
         &self,
         request: Request<AssignSessionRequest>,
     ) -> Result<Response<AssignSessionResponse>, Status> {
-        {
-            let mut state = self.state.lock().unwrap();
-            if state.unavailable_assigns > 0 {
-                state.unavailable_assigns -= 1;
-                return Err(Status::unavailable("tcp connect error"));
-            }
+        let outage = self.unavailable_assigns.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if outage.is_ok() {
+            return Err(Status::unavailable("tcp connect error"));
         }
-        let AssignSessionRequest { session_id, server_id } = request.into_inner();
-        let mut state = self.state.lock().unwrap();
-        let outcome = if let Some(reason) = state.rejections.get(&server_id) {
-            assign_session_response::Outcome::Rejected(reason.clone())
-        } else {
-            let session = state.sessions.get_mut(&session_id).unwrap();
-            if session.state() != SessionState::Creating || !session.server_id.is_empty() {
-                assign_session_response::Outcome::Rejected("SESSION_NOT_PLACEABLE".into())
-            } else {
-                session.server_id = server_id;
-                session.substate = "PENDING_PREPARATION".into();
-                session.revision += 1;
-                assign_session_response::Outcome::Session(session.clone())
-            }
-        };
-        Ok(Response::new(AssignSessionResponse { outcome: Some(outcome) }))
+        self.inner.assign_session(request).await
     }
 
     async fn delete_sessions(
         &self,
-        _: Request<DeleteSessionsRequest>,
+        request: Request<DeleteSessionsRequest>,
     ) -> Result<Response<DeleteSessionsResponse>, Status> {
-        Err(Status::unimplemented("not used by placement"))
+        self.inner.delete_sessions(request).await
     }
 
     async fn list_servers(&self, request: Request<ListServersRequest>) -> Result<Response<ServersPage>, Status> {
-        // Pages of one server, to exercise paging.
-        let after_id = request.into_inner().after_id;
-        let state = self.state.lock().unwrap();
-        let mut sorted = state.servers.clone();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        let next = sorted.into_iter().find(|s| s.id > after_id);
-        let last_id = next.as_ref().map(|s| s.id.clone()).unwrap_or_default();
-        Ok(Response::new(ServersPage { servers: next.into_iter().collect(), last_id, ..Default::default() }))
+        self.inner.list_servers(request).await
     }
 
     async fn set_servers_open(
         &self,
-        _: Request<SetServersOpenRequest>,
+        request: Request<SetServersOpenRequest>,
     ) -> Result<Response<SetServersOpenResponse>, Status> {
-        Err(Status::unimplemented("not used by placement"))
+        self.inner.set_servers_open(request).await
     }
 
-    async fn send_command(
-        &self,
-        request: Request<switchboard_proto::SendCommandRequest>,
-    ) -> Result<Response<CommandResult>, Status> {
+    async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandResult>, Status> {
         let request = request.into_inner();
         let command = request.command.unwrap();
         let Some(host_command::Action::Create(create)) = command.action else {
             return Err(Status::invalid_argument("unexpected command"));
         };
-        let mut state = self.state.lock().unwrap();
-        state.commands_to.push(request.server_id.clone());
-        let answer = state.host_answers.get(&request.server_id).cloned().unwrap_or(Ok(()));
+        let mut hosts = self.hosts.lock().unwrap();
+        hosts.commands_to.push(request.server_id.clone());
+        let answer = hosts.answers.get(&request.server_id).cloned().unwrap_or(Ok(()));
         Ok(Response::new(match answer {
             Ok(()) => CommandResult {
                 command_id: "c1".into(),
                 payload: Some(command_result::Payload::Session(HostSession {
                     id: create.session_id,
-                    num_of_connections: 0,
                     creation_time_unix_ms: 1_601_979_331_633,
                     ..Default::default()
                 })),
@@ -166,31 +132,112 @@ impl SessionStore for FakeStore {
             Err(error) => CommandResult { command_id: "c1".into(), error, ..Default::default() },
         }))
     }
+
+    async fn server_changes(
+        &self,
+        request: Request<ServerChangesRequest>,
+    ) -> Result<Response<ServerChangesResponse>, Status> {
+        self.inner.server_changes(request).await
+    }
+
+    async fn enqueue_session(
+        &self,
+        request: Request<EnqueueSessionRequest>,
+    ) -> Result<Response<EnqueueSessionResponse>, Status> {
+        self.inner.enqueue_session(request).await
+    }
+
+    async fn queue_heads(&self, request: Request<QueueHeadsRequest>) -> Result<Response<QueueHeadsResponse>, Status> {
+        self.inner.queue_heads(request).await
+    }
+
+    async fn claim_queued(
+        &self,
+        request: Request<ClaimQueuedRequest>,
+    ) -> Result<Response<ClaimQueuedResponse>, Status> {
+        self.inner.claim_queued(request).await
+    }
+
+    async fn release_queued(
+        &self,
+        request: Request<ReleaseQueuedRequest>,
+    ) -> Result<Response<ReleaseQueuedResponse>, Status> {
+        self.inner.release_queued(request).await
+    }
+
+    async fn dequeue_session(
+        &self,
+        request: Request<DequeueSessionRequest>,
+    ) -> Result<Response<DequeueSessionResponse>, Status> {
+        self.inner.dequeue_session(request).await
+    }
 }
 
 struct Harness {
-    store: FakeStore,
-    changed_rx: watch::Receiver<u64>,
+    backend: Arc<dyn Backend>,
+    store: TestStore,
+    store_client: SessionStoreClient<tonic::transport::Channel>,
     client: PlacementClient<tonic::transport::Channel>,
     shutdown: Shutdown,
 }
 
+fn test_config() -> PlacementConfig {
+    PlacementConfig {
+        fleet_sync_interval: Duration::from_millis(50),
+        queue_poll_interval: Duration::from_millis(100),
+        create_timeout: Duration::from_secs(10),
+        ..PlacementConfig::default()
+    }
+}
+
 impl Harness {
-    async fn start(state: State) -> Self {
+    async fn start(servers: Vec<ServerRecord>) -> Self {
+        Self::start_with(servers, test_config(), 1).await
+    }
+
+    /// A store with `servers` and `replicas` placement replicas (the client
+    /// talks to the first).
+    async fn start_with(servers: Vec<ServerRecord>, config: PlacementConfig, replicas: usize) -> Self {
         switchboard_common::telemetry::init_for_tests();
-        let (changed_tx, changed_rx) = watch::channel(0);
-        let store = FakeStore { state: Arc::new(Mutex::new(state)), changed_tx: Arc::new(changed_tx) };
+        let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+        for server in servers {
+            let open = server.open;
+            backend.upsert_server_report(server, open, None).await.unwrap();
+        }
+        let router = Arc::new(CommandRouter::new(
+            "test".into(),
+            backend.clone(),
+            Arc::new(AgentHub::default()),
+            Duration::from_secs(5),
+        ));
+        let store = TestStore {
+            inner: Arc::new(StoreService::new(backend.clone(), router)),
+            hosts: Arc::default(),
+            unavailable_assigns: Arc::default(),
+            deleted_writes: Arc::default(),
+        };
         let shutdown = Shutdown::new();
         let store_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let store_url = format!("http://{}", store_listener.local_addr().unwrap());
         let router = tonic::transport::Server::builder().add_service(SessionStoreServer::new(store.clone()));
         tokio::spawn(switchboard_common::grpc::serve_router(router, store_listener, shutdown.clone()));
-        let placement_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let placement_url = format!("http://{}", placement_listener.local_addr().unwrap());
         let store_client = SessionStoreClient::new(lazy_channel(&store_url).unwrap());
-        tokio::spawn(serve(PlacementConfig::default(), placement_listener, store_client, shutdown.clone()));
-        let client = PlacementClient::new(lazy_channel(&placement_url).unwrap());
-        Self { store, changed_rx, client, shutdown }
+        let mut placement_urls = Vec::new();
+        for _ in 0..replicas {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            placement_urls.push(format!("http://{}", listener.local_addr().unwrap()));
+            tokio::spawn(serve(config.clone(), listener, store_client.clone(), shutdown.clone()));
+        }
+        let client = PlacementClient::new(lazy_channel(&placement_urls[0]).unwrap());
+        Self { backend, store, store_client, client, shutdown }
+    }
+
+    fn answer(&self, server_id: &str, answer: Result<(), &str>) {
+        self.store.hosts.lock().unwrap().answers.insert(server_id.into(), answer.map_err(str::to_owned));
+    }
+
+    fn commands_to(&self) -> Vec<String> {
+        self.store.hosts.lock().unwrap().commands_to.clone()
     }
 
     async fn create(&mut self, specs: Vec<CreateSessionSpec>) -> Vec<Outcome> {
@@ -199,17 +246,66 @@ impl Harness {
         response.outcomes.into_iter().map(|o| o.outcome.unwrap()).collect()
     }
 
-    /// Waits until the session leaves CREATING (a signal, with a generous
+    async fn create_one(&mut self, spec: CreateSessionSpec) -> SessionRecord {
+        let outcome = self.create(vec![spec]).await.remove(0);
+        session_of(&outcome).clone()
+    }
+
+    async fn session(&self, id: &str) -> SessionRecord {
+        self.backend.get_sessions(&[id.to_owned()]).await.unwrap().remove(0)
+    }
+
+    /// Waits until `done` holds for the session (polling, with a generous
     /// safety net so a bug fails the test instead of hanging it).
-    async fn settled(&mut self, id: &str) -> SessionRecord {
-        let state = self.store.state.clone();
-        let id = id.to_owned();
-        let wait = self.changed_rx.wait_for(move |_| {
-            state.lock().unwrap().sessions.get(&id).is_some_and(|s| s.state() != SessionState::Creating)
-        });
-        tokio::time::timeout(Duration::from_secs(30), wait).await.expect("session never settled").unwrap();
-        let state = self.store.state.lock().unwrap();
-        state.sessions.values().next().cloned().unwrap()
+    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&SessionRecord) -> bool) -> SessionRecord {
+        for _ in 0..600 {
+            let session = self.session(id).await;
+            if done(&session) {
+                return session;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("session {id} never became {what}: {:?}", self.session(id).await);
+    }
+
+    async fn settled(&self, id: &str) -> SessionRecord {
+        self.wait_for(id, "settled", |s| s.state() != SessionState::Creating).await
+    }
+
+    async fn queued(&self, id: &str) -> SessionRecord {
+        let session = self.wait_for(id, "queued", |s| s.state_reason.starts_with("queued: ")).await;
+        assert_eq!((session.state(), session.substate.as_str()), (SessionState::Creating, "SESSION_PLACING"));
+        session
+    }
+
+    /// Puts `count` placed sessions of `owner` on `server_id`.
+    async fn fill(&self, server_id: &str, owner: &str, count: usize, session_type: SessionType) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let id = format!("filler-{server_id}-{owner}-{i}");
+            let session = SessionRecord {
+                id: id.clone(),
+                owner: owner.into(),
+                r#type: session_type as i32,
+                state: SessionState::Creating as i32,
+                ..Default::default()
+            };
+            self.backend.insert_session(session, None).await.unwrap();
+            let outcome = self.backend.assign_session(&id, server_id).await.unwrap();
+            assert!(matches!(outcome, AssignOutcome::Assigned(_)), "filling {server_id}: {outcome:?}");
+            ids.push(id);
+        }
+        ids
+    }
+
+    async fn end_session(&self, id: &str) {
+        let mut session = self.session(id).await;
+        session.state = SessionState::Deleted as i32;
+        self.backend.update_session(session.clone(), session.revision, None).await.unwrap();
+    }
+
+    async fn queue_len(&self) -> usize {
+        self.backend.queue_len().await.unwrap()
     }
 }
 
@@ -219,16 +315,30 @@ impl Drop for Harness {
     }
 }
 
-fn server(id: &str, load: u32) -> ServerRecord {
+fn linux() -> Option<HostInfo> {
+    Some(HostInfo { os: Some(Os { family: "linux".into(), ..Default::default() }), ..Default::default() })
+}
+
+fn server(id: &str) -> ServerRecord {
     ServerRecord {
         id: id.into(),
         open: true,
         reachable: true,
         dcv_healthy: true,
-        virtual_session_count: load,
         max_virtual_sessions: 4,
+        host: linux(),
         ..Default::default()
     }
+}
+
+fn windows(id: &str) -> ServerRecord {
+    let host = HostInfo { os: Some(Os { family: "windows".into(), ..Default::default() }), ..Default::default() };
+    ServerRecord { host: Some(host), ..server(id) }
+}
+
+fn tagged(mut server: ServerRecord, key: &str, value: &str) -> ServerRecord {
+    server.tags.push(KeyValue { key: key.into(), value: value.into() });
+    server
 }
 
 fn spec() -> CreateSessionSpec {
@@ -240,6 +350,10 @@ fn spec() -> CreateSessionSpec {
     }
 }
 
+fn queued_spec() -> CreateSessionSpec {
+    CreateSessionSpec { enqueue_request: true, ..spec() }
+}
+
 fn session_of(outcome: &Outcome) -> &SessionRecord {
     match outcome {
         Outcome::Session(session) => session,
@@ -247,111 +361,309 @@ fn session_of(outcome: &Outcome) -> &SessionRecord {
     }
 }
 
+// ----- placement rules -----
+
 #[tokio::test]
 async fn no_server_at_all_fails_the_item_immediately() {
-    let mut harness = Harness::start(State::default()).await;
+    let mut harness = Harness::start(vec![]).await;
     let outcomes = harness.create(vec![spec()]).await;
-    assert_eq!(outcomes, [Outcome::FailureReason("no server can host the session: no servers are registered".into())]);
-    assert!(harness.store.state.lock().unwrap().sessions.is_empty(), "nothing may be recorded");
+    assert_eq!(outcomes, [Outcome::FailureReason("no server matches: no servers are registered".into())]);
+    assert!(harness.backend.list_sessions("", 10).await.unwrap().is_empty(), "nothing may be recorded");
 }
 
 #[tokio::test]
-async fn precheck_explains_with_honest_counts() {
-    let servers = vec![ServerRecord { open: false, ..server("a", 0) }, server("b", 4), server("c", 4)];
-    let mut harness = Harness::start(State { servers, ..Default::default() }).await;
-    let outcomes = harness.create(vec![spec()]).await;
+async fn precheck_explains_in_numbers() {
+    let servers = vec![
+        ServerRecord { open: false, ..tagged(server("closed"), "gpu", "a100") },
+        ServerRecord { reachable: false, ..tagged(server("gone"), "gpu", "a100") },
+        ServerRecord { dcv_healthy: false, ..tagged(server("sick"), "gpu", "a100") },
+        tagged(server("full"), "gpu", "a100"),
+        server("plain-1"),
+        server("plain-2"),
+        tagged(windows("win"), "gpu", "a100"),
+    ];
+    let mut harness = Harness::start(servers).await;
+    harness.fill("full", "bob", 4, SessionType::Virtual).await;
+    let outcomes = harness.create(vec![CreateSessionSpec { requirements: "tag:gpu = 'a100'".into(), ..spec() }]).await;
     assert_eq!(
         outcomes,
-        [Outcome::FailureReason("no server can host the session: 3 servers; 1 closed, 2 full".into())]
+        [Outcome::FailureReason(
+            "no server matches: 7 servers; 2 rejected by tag:gpu = 'a100', 1 closed, 1 unreachable, \
+             1 DCV server unhealthy, 1 not Linux (virtual sessions need Linux), 1 full"
+                .into()
+        )]
     );
 }
 
 #[tokio::test]
 async fn invalid_items_fail_alone_and_valid_ones_become_ready_on_the_least_loaded_host() {
-    let servers = vec![server("busy", 3), server("idle", 0), server("middle", 1)];
-    let mut harness = Harness::start(State { servers, ..Default::default() }).await;
+    let mut harness = Harness::start(vec![server("busy"), server("idle"), server("middle")]).await;
+    harness.fill("busy", "bob", 3, SessionType::Virtual).await;
+    harness.fill("middle", "bob", 1, SessionType::Virtual).await;
     let bad = CreateSessionSpec { owner: String::new(), ..spec() };
     let outcomes = harness.create(vec![bad, spec()]).await;
     assert_eq!(outcomes[0], Outcome::FailureReason("Owner is required".into()));
     let accepted = session_of(&outcomes[1]);
-    assert_eq!(accepted.state(), SessionState::Creating);
-    assert_eq!(accepted.substate, "SESSION_PLACING");
-    assert_eq!(accepted.owner, "alice");
-    assert!(uuid::Uuid::parse_str(&accepted.id).is_ok());
-
+    assert_eq!((accepted.state(), accepted.substate.as_str()), (SessionState::Creating, "SESSION_PLACING"));
     let settled = harness.settled(&accepted.id).await;
     assert_eq!(settled.state(), SessionState::Ready);
     assert_eq!(settled.server_id, "idle");
-    assert_eq!(settled.substate, "");
     assert_eq!(settled.creation_time_unix_ms, 1_601_979_331_633);
 }
 
 #[tokio::test]
-async fn host_failure_retries_on_the_next_host() {
-    let servers = vec![server("a", 0), server("b", 1)];
-    let host_answers = HashMap::from([("a".to_owned(), Err("owner does not exist".to_owned()))]);
-    let mut harness = Harness::start(State { servers, host_answers, ..Default::default() }).await;
-    let outcomes = harness.create(vec![spec()]).await;
-    let settled = harness.settled(&session_of(&outcomes[0]).id).await;
-    assert_eq!(settled.state(), SessionState::Ready);
-    assert_eq!(settled.server_id, "b");
-    assert_eq!(harness.store.state.lock().unwrap().commands_to, ["a", "b"]);
-}
-
-#[tokio::test]
-async fn disable_retry_on_failure_deletes_after_the_first_host_fails() {
-    let servers = vec![server("a", 0), server("b", 1)];
-    let host_answers = HashMap::from([("a".to_owned(), Err("owner does not exist".to_owned()))]);
-    let mut harness = Harness::start(State { servers, host_answers, ..Default::default() }).await;
-    let outcomes = harness.create(vec![CreateSessionSpec { disable_retry_on_failure: true, ..spec() }]).await;
-    let settled = harness.settled(&session_of(&outcomes[0]).id).await;
-    assert_eq!(settled.state(), SessionState::Deleted);
-    assert_eq!(settled.state_reason, "session creation failed on server a: owner does not exist");
-    assert_ne!(settled.ended_unix_ms, 0);
-    assert_eq!(harness.store.state.lock().unwrap().commands_to, ["a"]);
-}
-
-#[tokio::test]
-async fn rejections_by_the_store_are_counted_in_the_final_reason() {
-    let servers = vec![server("a", 0)];
-    let rejections = HashMap::from([("a".to_owned(), "USER_SESSION_LIMIT".to_owned())]);
-    let mut harness = Harness::start(State { servers, rejections, ..Default::default() }).await;
-    let outcomes = harness.create(vec![spec()]).await;
-    let settled = harness.settled(&session_of(&outcomes[0]).id).await;
-    assert_eq!(settled.state(), SessionState::Deleted);
-    assert_eq!(settled.state_reason, "no server can host the session: 1 server; 1 rejected it (USER_SESSION_LIMIT)");
-}
-
-#[tokio::test]
-async fn enqueue_request_is_accepted_then_fails_saying_queueing_is_missing() {
-    let mut harness = Harness::start(State::default()).await;
-    let outcomes = harness.create(vec![CreateSessionSpec { enqueue_request: true, ..spec() }]).await;
-    let settled = harness.settled(&session_of(&outcomes[0]).id).await;
-    assert_eq!(settled.state(), SessionState::Deleted);
+async fn one_console_session_per_host() {
+    let mut harness = Harness::start(vec![server("a"), server("b")]).await;
+    harness.fill("a", "bob", 1, SessionType::Console).await;
+    let console = harness.create_one(CreateSessionSpec { r#type: SessionType::Console as i32, ..spec() }).await;
+    assert_eq!(harness.settled(&console.id).await.server_id, "b", "a already has a console session");
+    let again = harness.create(vec![CreateSessionSpec { r#type: SessionType::Console as i32, ..spec() }]).await;
     assert_eq!(
-        settled.state_reason,
-        "no server can host the session: no servers are registered (queueing is not available yet)"
+        again,
+        [Outcome::FailureReason("no server matches: 2 servers; 2 console session exists".into())],
+        "a third console session has nowhere to go"
     );
 }
 
 #[tokio::test]
+async fn virtual_sessions_and_dcv_gl_need_linux() {
+    let mut harness = Harness::start(vec![windows("win")]).await;
+    let refused = harness.create(vec![spec(), CreateSessionSpec { dcv_gl_enabled: true, ..spec() }]).await;
+    let not_linux = "no server matches: 1 server; 1 not Linux (virtual sessions need Linux)";
+    assert_eq!(refused, [Outcome::FailureReason(not_linux.into()), Outcome::FailureReason(not_linux.into())]);
+    let gl_console = harness
+        .create(vec![CreateSessionSpec { dcv_gl_enabled: true, r#type: SessionType::Console as i32, ..spec() }])
+        .await;
+    assert_eq!(gl_console, [Outcome::FailureReason("DcvGlEnabled is supported with VIRTUAL sessions only".into())]);
+    let console = harness.create_one(CreateSessionSpec { r#type: SessionType::Console as i32, ..spec() }).await;
+    assert_eq!(harness.settled(&console.id).await.server_id, "win", "console sessions run on Windows");
+}
+
+#[tokio::test]
+async fn max_virtual_sessions_and_per_user_limits_hold() {
+    let limited = ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 1, ..server("limited") };
+    let mut harness = Harness::start(vec![limited]).await;
+    harness.fill("limited", "alice", 1, SessionType::Virtual).await;
+    let alice = harness.create_one(spec()).await;
+    let settled = harness.settled(&alice.id).await;
+    assert_eq!(settled.state(), SessionState::Deleted, "alice is at her per-user limit");
+    assert_eq!(settled.state_reason, "no server matches: 1 server; 1 refused by the store (USER_SESSION_LIMIT)");
+    let bob = harness.create_one(CreateSessionSpec { owner: "bob".into(), ..spec() }).await;
+    assert_eq!(harness.settled(&bob.id).await.state(), SessionState::Ready);
+    let carol = harness.create(vec![CreateSessionSpec { owner: "carol".into(), ..spec() }]).await;
+    assert_eq!(carol, [Outcome::FailureReason("no server matches: 1 server; 1 full".into())], "max_virtual_sessions");
+}
+
+#[tokio::test]
 async fn requirements_filter_hosts() {
-    let mut tagged = server("tagged", 2);
-    tagged.tags.push(switchboard_proto::KeyValue { key: "gpu".into(), value: "a100".into() });
-    let servers = vec![server("plain", 0), tagged];
-    let mut harness = Harness::start(State { servers, ..Default::default() }).await;
-    let outcomes = harness.create(vec![CreateSessionSpec { requirements: "tag:gpu = 'a100'".into(), ..spec() }]).await;
-    let settled = harness.settled(&session_of(&outcomes[0]).id).await;
-    assert_eq!(settled.server_id, "tagged");
+    let mut harness = Harness::start(vec![server("plain"), tagged(server("tagged"), "color", "dark-red")]).await;
+    harness.fill("tagged", "bob", 2, SessionType::Virtual).await;
+    let outcomes =
+        harness.create(vec![CreateSessionSpec { requirements: "tag:color := 'red'".into(), ..spec() }]).await;
+    assert_eq!(harness.settled(&session_of(&outcomes[0]).id).await.server_id, "tagged");
+}
+
+#[tokio::test]
+async fn scarce_gpu_hosts_are_kept_for_requests_that_need_them() {
+    let mut harness = Harness::start(vec![server("plain"), tagged(server("gpu-host"), "gpu", "a100")]).await;
+    harness.fill("plain", "bob", 2, SessionType::Virtual).await;
+    let ordinary = harness.create_one(spec()).await;
+    assert_eq!(harness.settled(&ordinary.id).await.server_id, "plain", "the busier ordinary host, not the GPU host");
+    let gpu = harness.create_one(CreateSessionSpec { requirements: "tag:gpu = 'a100'".into(), ..spec() }).await;
+    assert_eq!(harness.settled(&gpu.id).await.server_id, "gpu-host");
+}
+
+#[tokio::test]
+async fn host_failure_retries_on_the_next_host() {
+    let mut harness = Harness::start(vec![server("a"), server("b")]).await;
+    harness.fill("b", "bob", 1, SessionType::Virtual).await;
+    harness.answer("a", Err("owner does not exist"));
+    let session = harness.create_one(spec()).await;
+    let settled = harness.settled(&session.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "b"));
+    assert_eq!(harness.commands_to(), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_configured_number() {
+    let servers = vec![server("a"), server("b"), server("c"), server("d")];
+    let config = PlacementConfig { retries_on_failure: 2, ..test_config() };
+    let mut harness = Harness::start_with(servers, config, 1).await;
+    for id in ["a", "b", "c", "d"] {
+        harness.answer(id, Err("no such user"));
+    }
+    let session = harness.create_one(spec()).await;
+    let settled = harness.settled(&session.id).await;
+    assert_eq!(settled.state(), SessionState::Deleted);
+    assert_eq!(harness.commands_to().len(), 3, "one attempt and two retries: {:?}", harness.commands_to());
+    assert!(settled.state_reason.starts_with("session creation failed on server"), "{}", settled.state_reason);
+}
+
+#[tokio::test]
+async fn disable_retry_on_failure_deletes_after_the_first_host_fails() {
+    let mut harness = Harness::start(vec![server("a"), server("b")]).await;
+    harness.fill("b", "bob", 1, SessionType::Virtual).await;
+    harness.answer("a", Err("owner does not exist"));
+    let session = harness.create_one(CreateSessionSpec { disable_retry_on_failure: true, ..spec() }).await;
+    let settled = harness.settled(&session.id).await;
+    assert_eq!(settled.state(), SessionState::Deleted);
+    assert_eq!(settled.state_reason, "session creation failed on server a: owner does not exist");
+    assert_ne!(settled.ended_unix_ms, 0);
+    assert_eq!(harness.commands_to(), ["a"]);
 }
 
 #[tokio::test]
 async fn a_store_outage_during_placement_is_retried_not_fatal() {
-    let servers = vec![server("a", 0)];
-    let mut harness = Harness::start(State { servers, unavailable_assigns: 2, ..Default::default() }).await;
-    let outcomes = harness.create(vec![spec()]).await;
-    let accepted = session_of(&outcomes[0]);
-    let settled = harness.settled(&accepted.id).await;
+    let mut harness = Harness::start(vec![server("a")]).await;
+    harness.store.unavailable_assigns.store(2, Ordering::SeqCst);
+    let session = harness.create_one(spec()).await;
+    let settled = harness.settled(&session.id).await;
     assert_eq!(settled.state(), SessionState::Ready, "{settled:?}");
-    assert_eq!(harness.store.state.lock().unwrap().unavailable_assigns, 0, "both outages were hit");
+    assert_eq!(harness.store.unavailable_assigns.load(Ordering::SeqCst), 0, "both outages were hit");
+}
+
+#[tokio::test]
+async fn a_host_that_joins_after_start_is_seen_without_listing_the_store() {
+    let mut harness = Harness::start(vec![]).await;
+    harness.backend.upsert_server_report(server("late"), true, None).await.unwrap();
+    let session = harness.create_one(spec()).await;
+    assert_eq!(harness.settled(&session.id).await.server_id, "late");
+}
+
+// ----- the queue -----
+
+#[tokio::test]
+async fn a_queued_request_waits_and_is_placed_when_a_host_opens() {
+    let mut harness = Harness::start(vec![ServerRecord { open: false, ..server("a") }]).await;
+    let session = harness.create_one(queued_spec()).await;
+    let queued = harness.queued(&session.id).await;
+    assert_eq!(queued.state_reason, "queued: no server matches: 1 server; 1 closed");
+    assert_eq!(harness.queue_len().await, 1);
+    harness.backend.set_server_open("a", true).await.unwrap();
+    let settled = harness.settled(&session.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "a"));
+    assert_eq!(harness.queue_len().await, 0, "a placed request leaves the queue");
+}
+
+#[tokio::test]
+async fn a_queued_request_wakes_when_an_agent_joins_or_a_session_ends() {
+    let mut harness = Harness::start(vec![ServerRecord { max_virtual_sessions: 1, ..server("a") }]).await;
+    let filler = harness.fill("a", "bob", 1, SessionType::Virtual).await;
+    let first = harness.create_one(queued_spec()).await;
+    harness.queued(&first.id).await;
+    harness.end_session(&filler[0]).await;
+    assert_eq!(harness.settled(&first.id).await.server_id, "a", "a session ending frees its slot");
+
+    let second = harness.create_one(queued_spec()).await;
+    harness.queued(&second.id).await;
+    harness.backend.upsert_server_report(server("joined"), true, None).await.unwrap();
+    assert_eq!(harness.settled(&second.id).await.server_id, "joined", "a new agent brings capacity");
+}
+
+#[tokio::test]
+async fn the_queue_is_bounded_by_its_max_size() {
+    let config = PlacementConfig { queue_max_size: 1, ..test_config() };
+    let mut harness = Harness::start_with(vec![ServerRecord { open: false, ..server("a") }], config, 1).await;
+    let first = harness.create_one(queued_spec()).await;
+    harness.queued(&first.id).await;
+    let second = harness.create_one(queued_spec()).await;
+    let refused = harness.settled(&second.id).await;
+    assert_eq!(refused.state(), SessionState::Deleted);
+    assert_eq!(
+        refused.state_reason,
+        "the create-sessions queue is full (1 requests; create-sessions-queue-max-size); \
+         no server matches: 1 server; 1 closed"
+    );
+    assert_eq!(harness.session(&first.id).await.state(), SessionState::Creating, "the first keeps waiting");
+}
+
+#[tokio::test]
+async fn a_queued_request_times_out_exactly_once_across_replicas() {
+    let config = PlacementConfig { queue_max_time: Duration::from_secs(1), ..test_config() };
+    let mut harness = Harness::start_with(vec![ServerRecord { open: false, ..server("a") }], config, 3).await;
+    let session = harness.create_one(queued_spec()).await;
+    harness.queued(&session.id).await;
+    let settled = harness.settled(&session.id).await;
+    assert_eq!(settled.state(), SessionState::Deleted);
+    assert_eq!(
+        settled.state_reason,
+        "not placed within 1 s (create-sessions-queue-max-time-seconds); no server matches: 1 server; 1 closed"
+    );
+    // Let every replica poll a few more times; the failure must not repeat.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(harness.store.deleted_writes.lock().unwrap().get(&session.id).copied(), Some(1));
+    assert_eq!(harness.queue_len().await, 0);
+}
+
+#[tokio::test]
+async fn deleting_a_queued_session_cancels_it() {
+    let mut harness = Harness::start(vec![ServerRecord { open: false, ..server("a") }]).await;
+    let session = harness.create_one(queued_spec()).await;
+    harness.queued(&session.id).await;
+    let item = DeleteSessionItem { session_id: session.id.clone(), owner: "alice".into(), force: false };
+    let deleted =
+        harness.store_client.delete_sessions(DeleteSessionsRequest { items: vec![item] }).await.unwrap().into_inner();
+    assert_eq!(deleted.outcomes[0].state(), SessionState::Deleted);
+    assert_eq!(harness.queue_len().await, 0, "the entry left the queue");
+    harness.backend.set_server_open("a", true).await.unwrap();
+    // A request placed after cancellation would reach the host: give the
+    // worker a few polls, then check nothing was sent.
+    let other = harness.create_one(spec()).await;
+    harness.settled(&other.id).await;
+    assert_eq!(harness.session(&session.id).await.state(), SessionState::Deleted);
+    assert_eq!(harness.commands_to().len(), 1, "only the later request was created");
+}
+
+#[tokio::test]
+async fn classes_do_not_block_each_other_and_each_is_fifo() {
+    let mut harness = Harness::start(vec![ServerRecord { max_virtual_sessions: 1, ..server("a") }]).await;
+    harness.fill("a", "bob", 1, SessionType::Virtual).await;
+    let gpu = harness.create_one(CreateSessionSpec { requirements: "tag:gpu = 'a100'".into(), ..queued_spec() }).await;
+    harness.queued(&gpu.id).await;
+    let first = harness.create_one(queued_spec()).await;
+    harness.queued(&first.id).await;
+    let second = harness.create_one(queued_spec()).await;
+    harness.queued(&second.id).await;
+    assert_eq!(harness.queue_len().await, 3);
+
+    harness
+        .backend
+        .upsert_server_report(ServerRecord { max_virtual_sessions: 1, ..server("b") }, true, None)
+        .await
+        .unwrap();
+    let placed = harness.settled(&first.id).await;
+    assert_eq!(placed.server_id, "b", "the older request of its class goes first, past the blocked GPU request");
+    assert_eq!(harness.session(&second.id).await.state(), SessionState::Creating, "no room for the second yet");
+    assert_eq!(harness.session(&gpu.id).await.state(), SessionState::Creating, "the GPU request keeps waiting");
+
+    harness.backend.upsert_server_report(server("c"), true, None).await.unwrap();
+    assert_eq!(harness.settled(&second.id).await.server_id, "c");
+    assert_eq!(harness.session(&gpu.id).await.state(), SessionState::Creating);
+    assert_eq!(harness.queue_len().await, 1);
+}
+
+// ----- explain -----
+
+#[tokio::test]
+async fn explain_placement_dry_runs_against_the_fleet() {
+    let servers = vec![
+        tagged(server("gpu-1"), "gpu", "a100"),
+        tagged(server("gpu-2"), "gpu", "a100"),
+        ServerRecord { open: false, ..tagged(server("gpu-3"), "gpu", "a100") },
+        server("plain"),
+    ];
+    let mut harness = Harness::start(servers).await;
+    harness.fill("gpu-1", "bob", 1, SessionType::Virtual).await;
+    let request = ExplainPlacementRequest { requirements: "tag:gpu = 'a100'".into(), ..Default::default() };
+    let answer = harness.client.explain_placement(request).await.unwrap().into_inner();
+    assert!(answer.valid, "{answer:?}");
+    assert_eq!((answer.total_servers, answer.matching_count), (4, 2));
+    assert_eq!(answer.matching_servers, ["gpu-2", "gpu-1"], "best first");
+    assert_eq!(answer.rejections, HashMap::from([("tag:gpu = 'a100'".into(), 1), ("closed".into(), 1)]));
+
+    let bad = ExplainPlacementRequest { requirements: "tag:gpu = ".into(), ..Default::default() };
+    let answer = harness.client.explain_placement(bad).await.unwrap().into_inner();
+    assert!(!answer.valid);
+    assert_eq!(answer.error_column, 11);
+    assert!(answer.error.contains("column 11"), "{}", answer.error);
 }

@@ -1,6 +1,7 @@
 //! Deleting sessions: DELETING at once, DELETED when the host confirms.
 //!
-//! Forced deletes and sessions never placed on a host become DELETED at once.
+//! Forced deletes and sessions never placed on a host become DELETED at once;
+//! a session waiting in the create-sessions queue also leaves the queue.
 //! Otherwise the session turns DELETING and a background task sends a
 //! `CloseSessionCommand` to its host; if the host fails the command the
 //! session stays DELETING (with the reason) until the host's inventory no
@@ -49,6 +50,14 @@ pub(crate) async fn start(
     .await
     .map_err(backend_status)?;
     let Some(stored) = stored else { return not_found() };
+    if stored.state() == SessionState::Deleted && stored.server_id.is_empty() {
+        // A session waiting in the create-sessions queue: cancel its entry.
+        // (Placement also drops entries whose session is gone, so a failure
+        // here only delays that.)
+        if let Err(error) = backend.queue_remove(&stored.id).await {
+            tracing::warn!(session_id = %stored.id, %error, "could not remove the queue entry of a deleted session");
+        }
+    }
     if stored.state() == SessionState::Deleting && !stored.server_id.is_empty() {
         tokio::spawn(close_on_host(backend.clone(), router.clone(), stored.id.clone(), stored.server_id.clone()));
     }

@@ -9,14 +9,17 @@ use switchboard_common::ErrorCode;
 use switchboard_common::time::now_ms;
 use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
-    AssignSessionRequest, AssignSessionResponse, CommandResult, CreateSessionRequest, DeleteSessionOutcome,
-    DeleteSessionsRequest, DeleteSessionsResponse, GetSessionsRequest, KeyValue, ListServersRequest,
-    ListSessionsRequest, SendCommandRequest, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
-    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, assign_session_response,
+    AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
+    CreateSessionRequest, DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest,
+    DequeueSessionResponse, EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest,
+    KeyValue, ListServersRequest, ListSessionsRequest, QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest,
+    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
+    SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
+    UpdateSessionRequest, assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
-use crate::backend::{AssignOutcome, Backend, BackendError};
+use crate::backend::{AssignOutcome, Backend, BackendError, QueuePush};
 use crate::deletion;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{CommandRouter, FORWARDED_HEADER};
@@ -25,6 +28,11 @@ use crate::routing::{CommandRouter, FORWARDED_HEADER};
 pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
 /// Largest page a list call returns.
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Most queue entries returned per class by `QueueHeads`.
+const MAX_HEADS_PER_CLASS: u32 = 100;
+/// Longest accepted text field of a queue entry (ids, class, owner), in bytes;
+/// requirements are bounded by placement's own limit, checked here too.
+const MAX_QUEUE_FIELD_BYTES: usize = 16 * 1024;
 
 /// Maps a backend failure to a gRPC status; internal detail stays in the log.
 pub fn backend_status(error: BackendError) -> Status {
@@ -248,6 +256,94 @@ impl SessionStore for StoreService {
         let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)));
         let result = self.router.send(&request.server_id, command, timeout, forwarded).await?;
         Ok(Response::new(result))
+    }
+
+    async fn server_changes(
+        &self,
+        request: Request<ServerChangesRequest>,
+    ) -> Result<Response<ServerChangesResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let changes = self.backend.server_changes(request.after_revision, limit).await.map_err(backend_status)?;
+        Ok(Response::new(ServerChangesResponse {
+            generation: changes.generation,
+            revision: changes.revision,
+            servers: changes.servers,
+            removed_server_ids: changes.removed,
+            more: changes.more,
+        }))
+    }
+
+    async fn enqueue_session(
+        &self,
+        request: Request<EnqueueSessionRequest>,
+    ) -> Result<Response<EnqueueSessionResponse>, Status> {
+        let request = request.into_inner();
+        let entry = request.entry.ok_or_else(|| Status::invalid_argument("entry is required"))?;
+        if entry.session_id.is_empty() || entry.class_id.is_empty() {
+            return Err(Status::invalid_argument("session_id and class_id are required"));
+        }
+        let longest = [&entry.session_id, &entry.class_id, &entry.owner, &entry.requirements].map(|f| f.len());
+        if longest.into_iter().max().unwrap_or_default() > MAX_QUEUE_FIELD_BYTES {
+            return Err(Status::invalid_argument("queue entry field too long"));
+        }
+        let max_size = usize::try_from(request.max_size).unwrap_or(usize::MAX);
+        let pushed = self.backend.queue_push(entry, request.max_wait_ms, max_size).await.map_err(backend_status)?;
+        let (outcome, entry) = match pushed {
+            QueuePush::Queued(entry) => (EnqueueOutcome::Queued, Some(entry)),
+            QueuePush::Full => (EnqueueOutcome::Full, None),
+            QueuePush::AlreadyQueued => (EnqueueOutcome::AlreadyQueued, None),
+        };
+        Ok(Response::new(EnqueueSessionResponse { outcome: outcome as i32, entry }))
+    }
+
+    async fn queue_heads(&self, request: Request<QueueHeadsRequest>) -> Result<Response<QueueHeadsResponse>, Status> {
+        let per_class = request.into_inner().per_class;
+        if !(1..=MAX_HEADS_PER_CLASS).contains(&per_class) {
+            return Err(Status::invalid_argument(format!("per_class must be 1..={MAX_HEADS_PER_CLASS}")));
+        }
+        let entries = self.backend.queue_heads(per_class as usize).await.map_err(backend_status)?;
+        let queue_size = self.backend.queue_len().await.map_err(backend_status)?;
+        Ok(Response::new(QueueHeadsResponse { entries, queue_size: u32::try_from(queue_size).unwrap_or(u32::MAX) }))
+    }
+
+    async fn claim_queued(
+        &self,
+        request: Request<ClaimQueuedRequest>,
+    ) -> Result<Response<ClaimQueuedResponse>, Status> {
+        let request = request.into_inner();
+        if request.claim_id.is_empty() || request.claim_id.len() > MAX_QUEUE_FIELD_BYTES {
+            return Err(Status::invalid_argument("claim_id is required"));
+        }
+        let entries = if request.session_id.is_empty() {
+            let limit = page_size(request.limit)?;
+            self.backend
+                .queue_claim_expired(&request.claim_id, request.lease_ms, limit)
+                .await
+                .map_err(backend_status)?
+        } else {
+            let claimed = self.backend.queue_claim(&request.session_id, &request.claim_id, request.lease_ms).await;
+            claimed.map_err(backend_status)?.into_iter().collect()
+        };
+        Ok(Response::new(ClaimQueuedResponse { entries }))
+    }
+
+    async fn release_queued(
+        &self,
+        request: Request<ReleaseQueuedRequest>,
+    ) -> Result<Response<ReleaseQueuedResponse>, Status> {
+        let request = request.into_inner();
+        let released =
+            self.backend.queue_release(&request.session_id, &request.claim_id).await.map_err(backend_status)?;
+        Ok(Response::new(ReleaseQueuedResponse { released }))
+    }
+
+    async fn dequeue_session(
+        &self,
+        request: Request<DequeueSessionRequest>,
+    ) -> Result<Response<DequeueSessionResponse>, Status> {
+        let removed = self.backend.queue_remove(&request.into_inner().session_id).await.map_err(backend_status)?;
+        Ok(Response::new(DequeueSessionResponse { removed }))
     }
 }
 

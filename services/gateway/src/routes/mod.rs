@@ -14,6 +14,7 @@ pub mod health;
 pub mod permissions;
 pub mod screenshots;
 pub mod servers;
+pub mod placement;
 pub mod sessions;
 pub mod spec;
 pub mod token;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/describeServers", post(servers::describe_servers))
         .route("/openServers", post(servers::open_servers))
         .route("/closeServers", post(servers::close_servers))
+        .route("/explainPlacement", post(placement::explain_placement))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
     Router::new()
         .merge(api)

@@ -125,6 +125,29 @@ impl Placement for Fakes {
             .collect();
         Ok(Response::new(pb::CreateSessionsResponse { outcomes }))
     }
+
+    async fn explain_placement(
+        &self,
+        request: GrpcRequest<pb::ExplainPlacementRequest>,
+    ) -> Result<Response<pb::ExplainPlacementResponse>, Status> {
+        let request = request.into_inner();
+        if request.requirements.contains("bad") {
+            return Ok(Response::new(pb::ExplainPlacementResponse {
+                error: "requirements: column 5: bad".into(),
+                error_column: 5,
+                ..Default::default()
+            }));
+        }
+        Ok(Response::new(pb::ExplainPlacementResponse {
+            valid: true,
+            total_servers: 3,
+            matching_count: 1,
+            matching_servers: vec![format!("{:?}", request.r#type())],
+            rejections: [("closed".to_owned(), 2)].into(),
+            explanation: "1 of 3 servers could take the session".into(),
+            ..Default::default()
+        }))
+    }
 }
 
 pub fn ready_session(id: &str) -> pb::SessionRecord {
@@ -304,6 +327,42 @@ impl SessionStore for Fakes {
             _ => return Err(Status::unimplemented("fake")),
         };
         Ok(Response::new(result))
+    }
+    async fn server_changes(
+        &self,
+        _: GrpcRequest<pb::ServerChangesRequest>,
+    ) -> Result<Response<pb::ServerChangesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn enqueue_session(
+        &self,
+        _: GrpcRequest<pb::EnqueueSessionRequest>,
+    ) -> Result<Response<pb::EnqueueSessionResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn queue_heads(
+        &self,
+        _: GrpcRequest<pb::QueueHeadsRequest>,
+    ) -> Result<Response<pb::QueueHeadsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn claim_queued(
+        &self,
+        _: GrpcRequest<pb::ClaimQueuedRequest>,
+    ) -> Result<Response<pb::ClaimQueuedResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn release_queued(
+        &self,
+        _: GrpcRequest<pb::ReleaseQueuedRequest>,
+    ) -> Result<Response<pb::ReleaseQueuedResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn dequeue_session(
+        &self,
+        _: GrpcRequest<pb::DequeueSessionRequest>,
+    ) -> Result<Response<pb::DequeueSessionResponse>, Status> {
+        Err(Status::unimplemented("fake"))
     }
 }
 

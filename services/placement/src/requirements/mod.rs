@@ -161,6 +161,29 @@ impl Requirements {
     pub fn expression(&self) -> Option<&Expr> {
         self.expression.as_deref()
     }
+
+    /// The clauses explanations name: the members of a top-level `and`, or
+    /// the whole expression. Empty for an empty expression.
+    pub fn clauses(&self) -> &[Expr] {
+        match self.expression.as_deref() {
+            None => &[],
+            Some(Expr::And(members)) => members,
+            Some(expression) => std::slice::from_ref(expression),
+        }
+    }
+
+    /// The index (into [`Requirements::clauses`]) of the first clause
+    /// `server` fails; `None` when it matches. Evaluates like
+    /// [`Requirements::matches`], without allocating.
+    pub fn failing_clause(&self, server: &ServerRecord) -> Option<usize> {
+        self.clauses().iter().position(|clause| !eval::evaluate(clause, server))
+    }
+
+    /// The canonical text of the whole expression (empty when it is empty):
+    /// equal for texts that differ only in spelling, spacing or quoting.
+    pub fn canonical(&self) -> String {
+        self.expression.as_deref().map(ToString::to_string).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -339,3 +339,20 @@ fn first_tag_with_the_key_wins() {
     assert!(matches("a = 1", &server));
     assert!(!matches("a = 2", &server));
 }
+
+#[test]
+fn failing_clause_names_the_first_unmet_conjunct() {
+    let server = tags_server(&[("gpu", "t4"), ("os", "linux")]);
+    let requirements = Requirements::parse("tag:os = 'linux' and tag:gpu = 'a100' and tag:x = '1'").unwrap();
+    assert_eq!(requirements.failing_clause(&server), Some(1));
+    assert_eq!(requirements.clauses()[1].to_string(), "tag:gpu = 'a100'");
+    let either = Requirements::parse("tag:gpu = 'a100' or tag:gpu = 'h100'").unwrap();
+    assert_eq!(either.failing_clause(&server), Some(0), "a non-`and` expression is one clause");
+    assert_eq!(Requirements::parse("tag:gpu = 't4'").unwrap().failing_clause(&server), None);
+    assert_eq!(Requirements::parse("").unwrap().failing_clause(&server), None, "empty matches");
+    assert_eq!(
+        Requirements::parse("GPU=\"a100\"").unwrap().canonical(),
+        Requirements::parse("tag:GPU = 'a100'").unwrap().canonical(),
+        "canonical text ignores spelling"
+    );
+}

@@ -36,6 +36,10 @@ where
     super::conformance_fencing::fenced_writes(make().await).await;
     super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
     super::conformance_fencing::deleted_sessions_expire(make().await).await;
+    super::conformance_queue::server_changes_follow_every_change(make().await).await;
+    super::conformance_queue::queue_is_bounded_and_ordered(make().await).await;
+    super::conformance_queue::queue_claims_are_exclusive(make().await).await;
+    super::conformance_queue::queue_expiry_is_claimed_once(make().await).await;
 }
 
 /// A CREATING, unplaced session.
@@ -177,6 +181,8 @@ async fn assign_rejections(backend: Arc<dyn Backend>) {
     assert_eq!(placed.server_id, "h1");
     assert_eq!(placed.substate, "PENDING_PREPARATION", "assigned sessions wait for preparation");
     assert_eq!(placed.revision, 2, "assignment bumps the revision");
+    let read = backend.get_sessions(&["s1".into()]).await.unwrap().remove(0);
+    assert_eq!(read, placed, "a read after assignment returns the assigned record");
     rejected(SessionNotPlaceable)(assign(&*backend, "s1", "h1").await);
 
     backend.insert_session(session("done", "alice", SessionType::Virtual), None).await.unwrap();

@@ -6,6 +6,10 @@
 //! agent reconnects and its hello carries the full inventory, which rebuilds
 //! them (a server's stored `open` flag is applied when it reports again).
 //!
+//! The create-sessions queue and the fleet change feed live in memory too:
+//! they describe sessions and servers that are themselves rebuilt after a
+//! restart (a queued session is a CREATING record, which a restart loses).
+//!
 //! The in-memory state sits behind one `std::sync::Mutex`: every operation is
 //! a short critical section with no `.await` inside, which is also what makes
 //! `assign_session` (check limits, then assign) atomic.
@@ -19,11 +23,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
 
 use super::{
     AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    SigningKeyRecord,
+    QueuePush, ServerChanges, SigningKeyRecord,
 };
 use durable::Durable;
 
@@ -47,6 +51,61 @@ struct Memory {
     owners: HashMap<String, AgentOwnership>,
     /// Last epoch handed out per server, kept after release so epochs only grow.
     last_epoch: HashMap<String, u64>,
+    feed: Feed,
+    queue: Queue,
+}
+
+/// The fleet change feed: each server's latest feed revision.
+struct Feed {
+    generation: String,
+    revision: u64,
+    by_revision: BTreeMap<u64, String>,
+    revision_of: HashMap<String, u64>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            generation: uuid::Uuid::new_v4().to_string(),
+            revision: 0,
+            by_revision: BTreeMap::new(),
+            revision_of: HashMap::new(),
+        }
+    }
+}
+
+impl Feed {
+    /// Gives `server_id` a new feed revision.
+    fn touch(&mut self, server_id: &str) {
+        if server_id.is_empty() {
+            return;
+        }
+        self.revision += 1;
+        if let Some(old) = self.revision_of.insert(server_id.to_owned(), self.revision) {
+            self.by_revision.remove(&old);
+        }
+        self.by_revision.insert(self.revision, server_id.to_owned());
+    }
+}
+
+/// The create-sessions queue: entries by session, and per class by sequence.
+#[derive(Default)]
+struct Queue {
+    sequence: u64,
+    entries: HashMap<String, QueuedRequest>,
+    classes: BTreeMap<String, BTreeMap<u64, String>>,
+}
+
+impl Queue {
+    fn is_claimed(entry: &QueuedRequest, now: i64) -> bool {
+        !entry.claim_id.is_empty() && entry.claimed_until_unix_ms > now
+    }
+
+    fn claim(entry: &mut QueuedRequest, claim_id: &str, lease_ms: u64, now: i64) -> QueuedRequest {
+        entry.claim_id = claim_id.to_owned();
+        entry.claimed_until_unix_ms = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
+        entry.clone()
+    }
 }
 
 impl EmbeddedBackend {
@@ -107,12 +166,14 @@ impl Memory {
     }
 
     fn index(&mut self, session: &SessionRecord) {
+        self.feed.touch(&session.server_id);
         if !session.server_id.is_empty() {
             self.by_server.entry(session.server_id.clone()).or_default().insert(session.id.clone());
         }
     }
 
     fn unindex(&mut self, session: &SessionRecord) {
+        self.feed.touch(&session.server_id);
         if let Some(ids) = self.by_server.get_mut(&session.server_id) {
             ids.remove(&session.id);
             if ids.is_empty() {
@@ -276,6 +337,7 @@ impl Backend for EmbeddedBackend {
                 report.revision = 1;
             }
         }
+        memory.feed.touch(&report.id);
         memory.servers.insert(report.id.clone(), report.clone());
         Ok(memory.server_view(&report))
     }
@@ -303,13 +365,16 @@ impl Backend for EmbeddedBackend {
         server.open = open;
         server.revision += 1;
         let server = server.clone();
+        memory.feed.touch(server_id);
         Ok(memory.server_view(&server))
     }
 
     async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
         let mut memory = self.memory();
         self.durable.set_server_open(server_id, None)?;
-        memory.servers.remove(server_id);
+        if memory.servers.remove(server_id).is_some() {
+            memory.feed.touch(server_id);
+        }
         Ok(())
     }
 
@@ -321,7 +386,137 @@ impl Backend for EmbeddedBackend {
         }
         memory.check_fence(Some(&Fence::unowned(server_id)))?;
         memory.servers.remove(server_id);
+        memory.feed.touch(server_id);
         Ok(())
+    }
+
+    async fn server_changes(&self, after_revision: u64, limit: usize) -> BackendResult<ServerChanges> {
+        let memory = self.memory();
+        let feed = &memory.feed;
+        let mut changes = ServerChanges { generation: feed.generation.clone(), ..Default::default() };
+        let mut pending = feed.by_revision.range(after_revision.saturating_add(1)..);
+        for (revision, server_id) in pending.by_ref().take(limit.max(1)) {
+            match memory.servers.get(server_id) {
+                Some(server) => changes.servers.push(memory.server_view(server)),
+                None => changes.removed.push(server_id.clone()),
+            }
+            changes.revision = *revision;
+        }
+        changes.more = pending.next().is_some();
+        if changes.servers.is_empty() && changes.removed.is_empty() {
+            changes.revision = feed.revision;
+        }
+        Ok(changes)
+    }
+
+    async fn queue_push(
+        &self,
+        mut entry: QueuedRequest,
+        max_wait_ms: u64,
+        max_size: usize,
+    ) -> BackendResult<QueuePush> {
+        let mut memory = self.memory();
+        let queue = &mut memory.queue;
+        if queue.entries.contains_key(&entry.session_id) {
+            return Ok(QueuePush::AlreadyQueued);
+        }
+        if queue.entries.len() >= max_size {
+            return Ok(QueuePush::Full);
+        }
+        let now = now_ms();
+        queue.sequence += 1;
+        entry.sequence = queue.sequence;
+        entry.enqueued_unix_ms = now;
+        entry.deadline_unix_ms = now.saturating_add(i64::try_from(max_wait_ms).unwrap_or(i64::MAX));
+        entry.claim_id.clear();
+        entry.claimed_until_unix_ms = 0;
+        queue.classes.entry(entry.class_id.clone()).or_default().insert(entry.sequence, entry.session_id.clone());
+        queue.entries.insert(entry.session_id.clone(), entry.clone());
+        Ok(QueuePush::Queued(entry))
+    }
+
+    async fn queue_heads(&self, per_class: usize) -> BackendResult<Vec<QueuedRequest>> {
+        let memory = self.memory();
+        let queue = &memory.queue;
+        let now = now_ms();
+        let mut heads = Vec::new();
+        for members in queue.classes.values() {
+            let unclaimed = members
+                .values()
+                .filter_map(|id| queue.entries.get(id))
+                .filter(|entry| !Queue::is_claimed(entry, now))
+                .take(per_class);
+            heads.extend(unclaimed.cloned());
+        }
+        Ok(heads)
+    }
+
+    async fn queue_claim(
+        &self,
+        session_id: &str,
+        claim_id: &str,
+        lease_ms: u64,
+    ) -> BackendResult<Option<QueuedRequest>> {
+        let mut memory = self.memory();
+        let now = now_ms();
+        Ok(match memory.queue.entries.get_mut(session_id) {
+            Some(entry) if !Queue::is_claimed(entry, now) => Some(Queue::claim(entry, claim_id, lease_ms, now)),
+            _ => None,
+        })
+    }
+
+    async fn queue_claim_expired(
+        &self,
+        claim_id: &str,
+        lease_ms: u64,
+        limit: usize,
+    ) -> BackendResult<Vec<QueuedRequest>> {
+        let mut memory = self.memory();
+        let now = now_ms();
+        let mut expired: Vec<(i64, u64, String)> = memory
+            .queue
+            .entries
+            .values()
+            .filter(|entry| entry.deadline_unix_ms <= now && !Queue::is_claimed(entry, now))
+            .map(|entry| (entry.deadline_unix_ms, entry.sequence, entry.session_id.clone()))
+            .collect();
+        expired.sort();
+        let mut claimed = Vec::new();
+        for (_, _, id) in expired.into_iter().take(limit) {
+            if let Some(entry) = memory.queue.entries.get_mut(&id) {
+                claimed.push(Queue::claim(entry, claim_id, lease_ms, now));
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn queue_release(&self, session_id: &str, claim_id: &str) -> BackendResult<bool> {
+        let mut memory = self.memory();
+        match memory.queue.entries.get_mut(session_id) {
+            Some(entry) if !claim_id.is_empty() && entry.claim_id == claim_id => {
+                entry.claim_id.clear();
+                entry.claimed_until_unix_ms = 0;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn queue_remove(&self, session_id: &str) -> BackendResult<bool> {
+        let mut memory = self.memory();
+        let queue = &mut memory.queue;
+        let Some(entry) = queue.entries.remove(session_id) else { return Ok(false) };
+        if let Some(members) = queue.classes.get_mut(&entry.class_id) {
+            members.remove(&entry.sequence);
+            if members.is_empty() {
+                queue.classes.remove(&entry.class_id);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn queue_len(&self) -> BackendResult<usize> {
+        Ok(self.memory().queue.entries.len())
     }
 
     async fn claim_agent(

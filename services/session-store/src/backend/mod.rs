@@ -18,6 +18,7 @@
 
 pub mod conformance;
 mod conformance_fencing;
+mod conformance_queue;
 pub mod embedded;
 pub mod redis;
 
@@ -25,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use switchboard_proto::{ServerRecord, SessionRecord};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 
 /// What can go wrong in a backend.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +181,39 @@ impl Fence {
             Self::Unowned { server_id } => BackendError::Fenced(format!("agent {server_id} has a live owner")),
         }
     }
+}
+
+/// A page of the fleet change feed ([`Backend::server_changes`]).
+///
+/// Every write that changes what placement sees of a server (its report, its
+/// open flag, its removal, and the session counts derived from its sessions)
+/// gives the server a new, larger feed revision. Reading the servers whose
+/// revision is above the one last seen keeps a copy of the fleet current
+/// without listing it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerChanges {
+    /// Identity of the feed; a different one means revisions restarted (the
+    /// store restarted or lost its data): read again from 0.
+    pub generation: String,
+    /// The revision seen after applying this page.
+    pub revision: u64,
+    /// Current records of the servers changed in this page.
+    pub servers: Vec<ServerRecord>,
+    /// Servers removed in this page.
+    pub removed: Vec<String>,
+    /// Whether more changes follow.
+    pub more: bool,
+}
+
+/// Outcome of [`Backend::queue_push`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueuePush {
+    /// Queued; the stored entry (sequence and times set).
+    Queued(QueuedRequest),
+    /// The queue already holds `max_size` entries.
+    Full,
+    /// The session is queued already; nothing changed.
+    AlreadyQueued,
 }
 
 /// Which storage a process uses; see [`open_backend`].
@@ -372,6 +406,55 @@ pub trait Backend: Send + Sync + 'static {
     /// its revision is still `expected_revision` (`Conflict`) and no live
     /// ownership lease exists (`Fenced`). A missing server is not an error.
     async fn forget_server(&self, server_id: &str, expected_revision: u64) -> BackendResult<()>;
+
+    /// Servers whose feed revision is above `after_revision`, oldest change
+    /// first, at most `limit` (see [`ServerChanges`]).
+    async fn server_changes(&self, after_revision: u64, limit: usize) -> BackendResult<ServerChanges>;
+
+    // ----- the create-sessions queue -----
+    //
+    // Entries are ordered by a sequence the backend assigns and grouped by
+    // `class_id`; a claim (id + lease) gives one caller the right to work on
+    // an entry, and a lapsed claim may be taken over. Times use the backend's
+    // clock.
+
+    /// Appends an entry for `entry.session_id` unless the queue holds
+    /// `max_size` entries (`Full`) or the session is queued (`AlreadyQueued`).
+    /// Sets `sequence`, `enqueued_unix_ms` and `deadline_unix_ms` (now +
+    /// `max_wait_ms`); clears the claim.
+    async fn queue_push(&self, entry: QueuedRequest, max_wait_ms: u64, max_size: usize) -> BackendResult<QueuePush>;
+
+    /// The first `per_class` entries of every class that are not under a
+    /// live claim, in sequence order per class.
+    async fn queue_heads(&self, per_class: usize) -> BackendResult<Vec<QueuedRequest>>;
+
+    /// Claims one entry for `lease_ms` unless another live claim holds it;
+    /// returns the entry with its claim, `None` if held or not queued.
+    async fn queue_claim(
+        &self,
+        session_id: &str,
+        claim_id: &str,
+        lease_ms: u64,
+    ) -> BackendResult<Option<QueuedRequest>>;
+
+    /// Claims up to `limit` entries whose deadline has passed and that no live
+    /// claim holds, oldest deadline first.
+    async fn queue_claim_expired(
+        &self,
+        claim_id: &str,
+        lease_ms: u64,
+        limit: usize,
+    ) -> BackendResult<Vec<QueuedRequest>>;
+
+    /// Ends a claim, keeping the entry in its place; `false` if `claim_id`
+    /// does not hold it (taken over after its lease lapsed, or removed).
+    async fn queue_release(&self, session_id: &str, claim_id: &str) -> BackendResult<bool>;
+
+    /// Removes an entry whatever its claim; `false` if it was not queued.
+    async fn queue_remove(&self, session_id: &str) -> BackendResult<bool>;
+
+    /// Entries in the queue.
+    async fn queue_len(&self) -> BackendResult<usize>;
 
     // ----- agent stream ownership -----
 

@@ -2,7 +2,7 @@
 
 use prost::Message;
 use redis::Value;
-use switchboard_proto::{ServerRecord, SessionRecord};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 
 use crate::backend::{BackendError, BackendResult};
 
@@ -55,18 +55,40 @@ fn decode<M: Message + Default>(id: &[u8], data: &Value) -> BackendResult<M> {
     M::decode(bytes(data)?).map_err(|e| BackendError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(id))))
 }
 
-/// Sessions from a flattened `id, data, rev` reply; the revision field is
-/// the authoritative one.
+/// Substate of a session just assigned to a host.
+pub(super) const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
+
+/// Sessions from a flattened `id, data, rev, server, assigned` reply; the
+/// revision field is the authoritative one, and an assignment made since the
+/// last full write (`assigned` = `1`) sets the server and substate.
 pub(super) fn sessions(value: Value) -> BackendResult<Vec<SessionRecord>> {
     let items = array(value)?;
     items
-        .chunks_exact(3)
+        .chunks_exact(5)
         .map(|chunk| {
             let mut session: SessionRecord = decode(bytes(&chunk[0])?, &chunk[1])?;
             session.revision = u64::try_from(int(&chunk[2])?).unwrap_or_default();
+            if text(&chunk[4])? == "1" {
+                assigned(&mut session, text(&chunk[3])?);
+            }
             Ok(session)
         })
         .collect()
+}
+
+/// Applies an assignment to a record whose bytes predate it.
+pub(super) fn assigned(session: &mut SessionRecord, server_id: String) {
+    session.server_id = server_id;
+    session.substate = PENDING_PREPARATION.to_owned();
+}
+
+/// The record returned by the assign script: its bytes and new revision.
+pub(super) fn assigned_session(id: &str, fields: &[Value], server_id: &str) -> BackendResult<SessionRecord> {
+    let [data, revision] = fields else { return Err(malformed("an assignment", &Value::Array(fields.to_vec()))) };
+    let mut session: SessionRecord = decode(id.as_bytes(), data)?;
+    session.revision = u64::try_from(int(revision)?).unwrap_or_default();
+    assigned(&mut session, server_id.to_owned());
+    Ok(session)
 }
 
 /// Servers from a flattened `id, data, rev, open, console, virtual` reply:
@@ -84,4 +106,26 @@ pub(super) fn server(fields: &[Value]) -> BackendResult<ServerRecord> {
     record.console_session_count = u32::try_from(int(&fields[4])?).unwrap_or_default();
     record.virtual_session_count = u32::try_from(int(&fields[5])?).unwrap_or_default();
     Ok(record)
+}
+
+/// Queue entries from flattened 10-field rows: id, class, requirements,
+/// type, owner, enqueued, deadline, sequence, claim, claimed until.
+pub(super) fn queued(items: &[Value]) -> BackendResult<Vec<QueuedRequest>> {
+    items
+        .chunks_exact(10)
+        .map(|row| {
+            Ok(QueuedRequest {
+                session_id: text(&row[0])?,
+                class_id: text(&row[1])?,
+                requirements: text(&row[2])?,
+                r#type: i32::try_from(int(&row[3])?).unwrap_or_default(),
+                owner: text(&row[4])?,
+                enqueued_unix_ms: int(&row[5])?,
+                deadline_unix_ms: int(&row[6])?,
+                sequence: u64::try_from(int(&row[7])?).unwrap_or_default(),
+                claim_id: text(&row[8])?,
+                claimed_until_unix_ms: int(&row[9])?,
+            })
+        })
+        .collect()
 }

@@ -28,6 +28,8 @@ pub(super) struct Scripts {
     pub(super) agent_renew: Script,
     pub(super) agent_get: Script,
     pub(super) agent_release: Script,
+    pub(super) server_changes: Script,
+    pub(super) queue: Script,
 }
 
 impl Scripts {
@@ -47,6 +49,8 @@ impl Scripts {
             agent_renew: script!("agent_renew.lua"),
             agent_get: script!("agent_get.lua"),
             agent_release: script!("agent_release.lua"),
+            server_changes: script!("server_changes.lua"),
+            queue: script!("queue.lua"),
         }
     }
 }

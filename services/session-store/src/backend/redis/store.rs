@@ -3,18 +3,13 @@
 use async_trait::async_trait;
 use prost::Message;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{ServerRecord, SessionRecord, SessionState};
+use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState};
 
 use super::{RedisBackend, fence_args, reply};
 use crate::backend::{
     AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    SigningKeyRecord,
+    QueuePush, ServerChanges, SigningKeyRecord,
 };
-
-/// Substate of a session just assigned to a host.
-const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
-/// Optimistic attempts at an assignment whose session changed meanwhile.
-const ASSIGN_ATTEMPTS: usize = 16;
 
 /// The side fields the scripts keep next to a session's bytes:
 /// server, state, type, owner, end time (for DELETED retention).
@@ -58,6 +53,18 @@ fn unexpected(what: &str, word: &str) -> BackendError {
 }
 
 impl RedisBackend {
+    /// Runs the queue script in `mode` with `args`; the status word and the
+    /// entries it returned.
+    async fn queue_call(&self, mode: &str, args: &[&str]) -> BackendResult<(String, Vec<QueuedRequest>)> {
+        let mut invocation = self.scripts.queue.prepare_invoke();
+        invocation.arg(&self.prefix).arg(mode);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let (word, rest) = reply::status(self.run(&invocation).await?)?;
+        Ok((word, reply::queued(&rest)?))
+    }
+
     async fn read_sessions(&self, mode: &str, args: &[&str]) -> BackendResult<Vec<SessionRecord>> {
         let mut invocation = self.scripts.sessions_read.prepare_invoke();
         invocation.arg(&self.prefix).arg(mode);
@@ -163,33 +170,13 @@ impl Backend for RedisBackend {
     }
 
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
-        for _ in 0..ASSIGN_ATTEMPTS {
-            let Some(mut session) = self.get_sessions(&[session_id.to_owned()]).await?.pop() else {
-                return Ok(AssignOutcome::Rejected(AssignRejection::SessionNotPlaceable));
-            };
-            let expected_revision = session.revision;
-            session.server_id = server_id.to_owned();
-            session.substate = PENDING_PREPARATION.to_owned();
-            session.revision = expected_revision + 1;
-            let mut invocation = self.scripts.session_assign.prepare_invoke();
-            invocation
-                .arg(&self.prefix)
-                .arg(session_id)
-                .arg(server_id)
-                .arg(expected_revision.to_string())
-                .arg(session.encode_to_vec());
-            let (word, _) = reply::status(self.run(&invocation).await?)?;
-            match word.as_str() {
-                "ok" => return Ok(AssignOutcome::Assigned(session)),
-                // The session changed between the read and the script: read again.
-                "retry" => continue,
-                other => {
-                    let reason = rejection(other).ok_or_else(|| unexpected("assign", other))?;
-                    return Ok(AssignOutcome::Rejected(reason));
-                }
-            }
+        let mut invocation = self.scripts.session_assign.prepare_invoke();
+        invocation.arg(&self.prefix).arg(session_id).arg(server_id);
+        let (word, rest) = reply::status(self.run(&invocation).await?)?;
+        match word.as_str() {
+            "ok" => Ok(AssignOutcome::Assigned(reply::assigned_session(session_id, &rest, server_id)?)),
+            other => Ok(AssignOutcome::Rejected(rejection(other).ok_or_else(|| unexpected("assign", other))?)),
         }
-        Err(BackendError::Conflict(format!("session {session_id} kept changing during assignment")))
     }
 
     async fn upsert_server_report(
@@ -255,6 +242,108 @@ impl Backend for RedisBackend {
             "fenced" => Err(Fence::unowned(server_id).refused()),
             other => Err(unexpected("forget", other)),
         }
+    }
+
+    async fn server_changes(&self, after_revision: u64, limit: usize) -> BackendResult<ServerChanges> {
+        let mut invocation = self.scripts.server_changes.prepare_invoke();
+        let fresh_generation = uuid::Uuid::new_v4().to_string();
+        invocation.arg(&self.prefix).arg(after_revision.to_string()).arg(limit.max(1)).arg(fresh_generation);
+        let fields = reply::array(self.run(&invocation).await?)?;
+        let [generation, current, more, rows @ ..] = fields.as_slice() else {
+            return Err(unexpected("server changes", "shape"));
+        };
+        let mut changes = ServerChanges {
+            generation: reply::text(generation)?,
+            revision: u64::try_from(reply::int(current)?).unwrap_or_default(),
+            more: reply::text(more)? == "1",
+            ..Default::default()
+        };
+        let mut last = None;
+        for row in rows.chunks_exact(8) {
+            last = Some(reply::text(&row[1])?.parse::<f64>().map_err(|_| unexpected("server changes", "revision"))?);
+            if reply::text(&row[2])? == "1" {
+                changes.servers.push(reply::server(&[
+                    row[0].clone(),
+                    row[3].clone(),
+                    row[4].clone(),
+                    row[5].clone(),
+                    row[6].clone(),
+                    row[7].clone(),
+                ])?);
+            } else {
+                changes.removed.push(reply::text(&row[0])?);
+            }
+        }
+        if let Some(last) = last {
+            // Feed revisions are integers well below 2^53, exact as scores.
+            changes.revision = last as u64;
+        }
+        Ok(changes)
+    }
+
+    async fn queue_push(&self, entry: QueuedRequest, max_wait_ms: u64, max_size: usize) -> BackendResult<QueuePush> {
+        let session_type = entry.r#type.to_string();
+        let (max_wait, max_size) = (max_wait_ms.to_string(), max_size.to_string());
+        let args = [
+            entry.session_id.as_str(),
+            &entry.class_id,
+            &entry.requirements,
+            &session_type,
+            &entry.owner,
+            &max_wait,
+            &max_size,
+        ];
+        let (word, mut entries) = self.queue_call("push", &args).await?;
+        match word.as_str() {
+            "ok" => entries.pop().map(QueuePush::Queued).ok_or_else(|| unexpected("queue push", "empty")),
+            "exists" => Ok(QueuePush::AlreadyQueued),
+            "full" => Ok(QueuePush::Full),
+            other => Err(unexpected("queue push", other)),
+        }
+    }
+
+    async fn queue_heads(&self, per_class: usize) -> BackendResult<Vec<QueuedRequest>> {
+        let (_, mut entries) = self.queue_call("heads", &[&per_class.max(1).to_string()]).await?;
+        // Classes come in set order; present them in a stable one.
+        entries.sort_by(|a, b| a.class_id.cmp(&b.class_id).then(a.sequence.cmp(&b.sequence)));
+        Ok(entries)
+    }
+
+    async fn queue_claim(
+        &self,
+        session_id: &str,
+        claim_id: &str,
+        lease_ms: u64,
+    ) -> BackendResult<Option<QueuedRequest>> {
+        let (_, mut entries) = self.queue_call("claim", &[session_id, claim_id, &lease_ms.to_string()]).await?;
+        Ok(entries.pop())
+    }
+
+    async fn queue_claim_expired(
+        &self,
+        claim_id: &str,
+        lease_ms: u64,
+        limit: usize,
+    ) -> BackendResult<Vec<QueuedRequest>> {
+        let (_, entries) =
+            self.queue_call("expired", &[claim_id, &lease_ms.to_string(), &limit.max(1).to_string()]).await?;
+        Ok(entries)
+    }
+
+    async fn queue_release(&self, session_id: &str, claim_id: &str) -> BackendResult<bool> {
+        Ok(self.queue_call("release", &[session_id, claim_id]).await?.0 == "yes")
+    }
+
+    async fn queue_remove(&self, session_id: &str) -> BackendResult<bool> {
+        Ok(self.queue_call("remove", &[session_id]).await?.0 == "yes")
+    }
+
+    async fn queue_len(&self) -> BackendResult<usize> {
+        let mut invocation = self.scripts.queue.prepare_invoke();
+        invocation.arg(&self.prefix).arg("len");
+        let (_, rest) = reply::status(self.run(&invocation).await?)?;
+        let length = rest.first().map(reply::int).transpose()?.unwrap_or_default();
+        Ok(usize::try_from(length).unwrap_or_default())
     }
 
     async fn claim_agent(

@@ -9,6 +9,14 @@ local K_SESSIONS = P .. 'sessions'
 local K_SERVERS = P .. 'servers'
 local K_OPEN = P .. 'server-open'
 local K_DELETED = P .. 'deleted'
+local K_FLEET_REV = P .. 'fleet-rev'
+local K_FLEET_CHANGES = P .. 'fleet-changes'
+local K_FLEET_GEN = P .. 'fleet-generation'
+local K_QUEUE_SEQ = P .. 'queue-seq'
+local K_QUEUE_CLASSES = P .. 'queue-classes'
+local K_QUEUE_DEADLINES = P .. 'queue-deadlines'
+local function k_queued(id) return P .. 'queued:' .. id end
+local function k_queue_class(class) return P .. 'queue-class:' .. class end
 local function k_session(id) return P .. 'session:' .. id end
 local function k_server(id) return P .. 'server:' .. id end
 local function k_server_sessions(id) return P .. 'server:' .. id .. ':sessions' end
@@ -34,9 +42,17 @@ local function fence_ok(mode, server, epoch)
   return a[1] == false or tonumber(a[2]) <= now_ms()
 end
 
+-- Gives a server a new revision in the fleet change feed (placement's view).
+local function touch(server)
+  if server == '' or server == false then return end
+  local rev = redis.call('INCR', K_FLEET_REV)
+  redis.call('ZADD', K_FLEET_CHANGES, int(rev), server)
+end
+
 -- Adds delta to the live counts of a session's server; DELETED and unplaced
--- sessions are not counted.
+-- sessions are not counted. Any session write on a server touches it.
 local function count(server, state, stype, owner, delta)
+  touch(server)
   if server == '' or server == false or state == DELETED then return end
   local key = k_counts(server)
   if stype == CONSOLE then
@@ -71,6 +87,8 @@ local function write_session(id, data, rev, server, state, stype, owner, ended, 
   redis.call('ZADD', K_SESSIONS, 0, id)
   redis.call('HSET', k_session(id), 'data', data, 'rev', rev, 'server', server, 'state', state,
     'type', stype, 'owner', owner)
+  -- A full write carries its own server and substate (see session_assign.lua).
+  redis.call('HDEL', k_session(id), 'assigned')
 end
 
 -- Removes a session with its index entries and counts.

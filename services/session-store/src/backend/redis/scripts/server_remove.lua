@@ -10,6 +10,6 @@ if mode == 'forget' then
 else
   redis.call('HDEL', K_OPEN, id)
 end
-redis.call('DEL', key)
+if redis.call('DEL', key) == 1 then touch(id) end
 redis.call('ZREM', K_SERVERS, id)
 return 'ok'

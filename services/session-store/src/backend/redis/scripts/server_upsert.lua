@@ -15,4 +15,5 @@ end
 redis.call('HSET', key, 'data', ARGV[3], 'rev', rev, 'open', open, 'reachable', ARGV[4], 'healthy', ARGV[5],
   'max_virtual', ARGV[6], 'max_per_user', ARGV[7])
 redis.call('ZADD', K_SERVERS, 0, id)
+touch(id)
 return { 'ok', server_view(id) }

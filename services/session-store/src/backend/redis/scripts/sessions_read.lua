@@ -1,5 +1,6 @@
 -- ARGV: prefix, mode, then: 'ids' id...; 'page' after limit; 'server' server id.
--- Returns id, data, rev for every existing session, flattened.
+-- Returns id, data, rev, server, assigned for every existing session, flattened
+-- (`assigned`: placed by session_assign.lua since the last full write).
 local mode = ARGV[2]
 local ids
 if mode == 'ids' then
@@ -14,11 +15,13 @@ else
 end
 local out = {}
 for _, id in ipairs(ids) do
-  local s = redis.call('HMGET', k_session(id), 'data', 'rev')
+  local s = redis.call('HMGET', k_session(id), 'data', 'rev', 'server', 'assigned')
   if s[1] ~= false then
     out[#out + 1] = id
     out[#out + 1] = s[1]
     out[#out + 1] = s[2]
+    out[#out + 1] = s[3] or ''
+    out[#out + 1] = s[4] or ''
   end
 end
 return out

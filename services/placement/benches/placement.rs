@@ -1,0 +1,299 @@
+//! Committed placement decisions per second over 5,000 simulated servers.
+//!
+//! One decision = placement's real code path ([`place::place`]): rank the
+//! in-memory fleet view for a 3-clause requirement, then reserve on the best
+//! candidate with `SessionStore.AssignSession` over gRPC (loopback), which the
+//! store commits atomically in its backend. Sessions are recorded before the
+//! clock starts; the fleet view is synced from the store's change feed in the
+//! background, as in production.
+//!
+//! Measured for the embedded backend and for Redis (a `redis-server` started
+//! by testkit), each against a **baseline** in the same run: the previous
+//! design, which listed every server from the store (`ListServers`, pages of
+//! 1,000) for each decision before ranking and reserving.
+//!
+//! Run: `cargo bench -p switchboard-placement --bench placement`
+//! (options: `-- --rounds 5 --decisions 4000 --baseline-decisions 100 --workers 48`). Results and the
+//! machine they were measured on: BENCHMARKS.md.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use switchboard_common::{Shutdown, grpc::lazy_channel};
+use switchboard_placement::{
+    fleet::{Fleet, FleetView},
+    place::{self, Assignment, PlacementRequest, StrategyConfig},
+    requirements::Requirements,
+};
+use switchboard_proto::{
+    AssignSessionRequest, CpuInfo, HostInfo, KeyValue, ListServersRequest, MemoryUsage, Os, ServerRecord,
+    SessionRecord, SessionState, SessionType, assign_session_response, session_store_client::SessionStoreClient,
+    session_store_server::SessionStoreServer,
+};
+use switchboard_session_store::{
+    agent_link::hub::AgentHub,
+    backend::{Backend, embedded::EmbeddedBackend, redis::RedisBackend, redis::RedisConfig},
+    routing::CommandRouter,
+    service::StoreService,
+};
+use tonic::transport::Channel;
+
+const SERVERS: usize = 5_000;
+const REQUIREMENT: &str =
+    "tag:pool = 'general' and server:Host.CpuInfo.NumberOfCpus >= 8 and server:Host.Memory.TotalBytes > 16E9";
+
+struct Options {
+    rounds: usize,
+    decisions: usize,
+    baseline_decisions: usize,
+    workers: usize,
+}
+
+fn options() -> Options {
+    // 48 decisions in flight: below the 64 background placements one replica
+    // runs at once (`Placements::CONCURRENCY`).
+    let mut options = Options { rounds: 5, decisions: 4_000, baseline_decisions: 100, workers: 48 };
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok());
+    if let Some(n) = value("--rounds") {
+        options.rounds = n;
+    }
+    if let Some(n) = value("--decisions") {
+        options.decisions = n;
+    }
+    if let Some(n) = value("--baseline-decisions") {
+        options.baseline_decisions = n;
+    }
+    if let Some(n) = value("--workers") {
+        options.workers = n;
+    }
+    options
+}
+
+/// Server `i`: 4/5 in pool `general`, 4 to 32 CPUs, 8 to 64 GB: about 30 %
+/// satisfy the requirement.
+fn server(i: usize) -> ServerRecord {
+    let size = 1u64 << (i % 4);
+    ServerRecord {
+        id: format!("server-{i:05}"),
+        hostname: format!("host-{i}.example"),
+        open: true,
+        reachable: true,
+        dcv_healthy: true,
+        max_virtual_sessions: 1_000,
+        tags: vec![
+            KeyValue { key: "pool".into(), value: if i % 5 == 4 { "batch" } else { "general" }.into() },
+            KeyValue { key: "rack".into(), value: format!("r{}", i % 40) },
+        ],
+        host: Some(HostInfo {
+            os: Some(Os { family: "linux".into(), name: "Ubuntu".into(), ..Default::default() }),
+            memory: Some(MemoryUsage { total_bytes: 8_000_000_000 * size, used_bytes: 1_000_000_000 }),
+            cpu_info: Some(CpuInfo { number_of_cpus: 4 * size as u32, ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A store with the fleet, served over gRPC on loopback.
+async fn start_store(backend: Arc<dyn Backend>, shutdown: &Shutdown) -> SessionStoreClient<Channel> {
+    for i in 0..SERVERS {
+        backend.upsert_server_report(server(i), true, None).await.expect("server report");
+    }
+    let router = Arc::new(CommandRouter::new(
+        "bench".into(),
+        backend.clone(),
+        Arc::new(AgentHub::default()),
+        Duration::from_secs(5),
+    ));
+    let service = SessionStoreServer::new(StoreService::new(backend, router))
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = tonic::transport::Server::builder().add_service(service);
+    tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown.clone()));
+    SessionStoreClient::new(lazy_channel(&url).unwrap())
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// Records `count` CREATING sessions (not timed).
+async fn record_sessions(backend: &Arc<dyn Backend>, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("{prefix}-{i:06}");
+        let session = SessionRecord {
+            id: id.clone(),
+            owner: format!("user-{}", i % 500),
+            r#type: SessionType::Virtual as i32,
+            state: SessionState::Creating as i32,
+            substate: "SESSION_PLACING".into(),
+            ..Default::default()
+        };
+        backend.insert_session(session, None).await.expect("insert session");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Places every id with `workers` concurrent tasks; decisions per second.
+async fn run_decisions<F, Fut>(ids: Vec<String>, workers: usize, decide: F) -> f64
+where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let ids = Arc::new(ids);
+    let next = Arc::new(AtomicUsize::new(0));
+    let committed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (ids, next, committed, decide) = (ids.clone(), next.clone(), committed.clone(), decide.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { return };
+                    if decide(id.clone()).await {
+                        committed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let committed = committed.load(Ordering::Relaxed);
+    assert_eq!(committed, ids.len(), "every decision must commit (the fleet has room for all)");
+    committed as f64 / elapsed
+}
+
+/// The fleet view's way: rank the in-memory view, reserve.
+async fn view_decisions(
+    fleet: Arc<FleetView>,
+    store: SessionStoreClient<Channel>,
+    ids: Vec<String>,
+    workers: usize,
+) -> f64 {
+    run_decisions(ids, workers, move |id| {
+        let (fleet, mut store) = (fleet.clone(), store.clone());
+        async move {
+            let requirements = Requirements::parse(REQUIREMENT).unwrap();
+            let excluded = HashMap::new();
+            let request = PlacementRequest {
+                session_type: SessionType::Virtual,
+                requirements: &requirements,
+                excluded: &excluded,
+            };
+            let decision = place::place(&mut store, &fleet, &id, &request, &StrategyConfig::default()).await;
+            matches!(decision, Ok(Assignment::Assigned { .. }))
+        }
+    })
+    .await
+}
+
+/// The baseline: list every server from the store per decision, rank, reserve.
+async fn baseline_decisions(store: SessionStoreClient<Channel>, ids: Vec<String>, workers: usize) -> f64 {
+    run_decisions(ids, workers, move |id| {
+        let mut store = store.clone();
+        async move {
+            let mut servers = Vec::new();
+            let mut after_id = String::new();
+            loop {
+                let request = ListServersRequest { server_ids: Vec::new(), page_size: 1000, after_id };
+                let page = store.list_servers(request).await.unwrap().into_inner();
+                servers.extend(page.servers);
+                if page.last_id.is_empty() {
+                    break;
+                }
+                after_id = page.last_id;
+            }
+            let requirements = Requirements::parse(REQUIREMENT).unwrap();
+            let excluded = HashMap::new();
+            let request = PlacementRequest {
+                session_type: SessionType::Virtual,
+                requirements: &requirements,
+                excluded: &excluded,
+            };
+            let ranking = place::rank(&Fleet::from_servers(servers), &request, &StrategyConfig::default(), 8);
+            for server_id in ranking.candidates {
+                let assign = AssignSessionRequest { session_id: id.clone(), server_id };
+                let outcome = store.assign_session(assign).await.unwrap().into_inner().outcome;
+                if matches!(outcome, Some(assign_session_response::Outcome::Session(_))) {
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn bench(name: &str, backend: Arc<dyn Backend>, options: &Options) {
+    let shutdown = Shutdown::new();
+    let setup = Instant::now();
+    let store = start_store(backend.clone(), &shutdown).await;
+    let fleet = Arc::new(FleetView::new(store.clone()));
+    fleet.sync().await.expect("initial sync");
+    assert_eq!(fleet.read(|f| f.servers().len()), SERVERS);
+    let sync = tokio::spawn({
+        let (fleet, shutdown) = (fleet.clone(), shutdown.clone());
+        async move { fleet.run(Duration::from_millis(250), shutdown).await }
+    });
+    println!("{name}: {SERVERS} servers ready in {:.1} s", setup.elapsed().as_secs_f64());
+
+    let mut view = Vec::new();
+    let mut baseline = Vec::new();
+    for round in 0..options.rounds {
+        let ids = record_sessions(&backend, &format!("view-{round}"), options.decisions).await;
+        let rate = view_decisions(fleet.clone(), store.clone(), ids, options.workers).await;
+        let ids = record_sessions(&backend, &format!("base-{round}"), options.baseline_decisions).await;
+        let base = baseline_decisions(store.clone(), ids, options.workers).await;
+        println!("{name}: round {round}: fleet view {rate:.0} decisions/s, baseline {base:.1} decisions/s");
+        view.push(rate);
+        baseline.push(base);
+    }
+    let (view, baseline) = (median(view), median(baseline));
+    println!(
+        "{name}: MEDIAN fleet view {view:.0} decisions/s; baseline (list the store per decision) {baseline:.1} \
+         decisions/s; ratio {:.0}x",
+        view / baseline
+    );
+    shutdown.cancel();
+    let _ = sync.await;
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        println!(
+            "placement bench: {SERVERS} servers, requirement `{REQUIREMENT}`, {} rounds x {} decisions \
+             ({} baseline), {} concurrent workers, {} CPUs",
+            options.rounds,
+            options.decisions,
+            options.baseline_decisions,
+            options.workers,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let embedded: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+        bench("embedded", embedded, &options).await;
+        let redis = switchboard_testkit::RedisServer::start();
+        let config = RedisConfig { url: redis.url(), key_prefix: "bench:".into() };
+        let backend: Arc<dyn Backend> = Arc::new(RedisBackend::connect(config).await.expect("connect to redis"));
+        bench("redis", backend, &options).await;
+    });
+}

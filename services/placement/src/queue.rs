@@ -1,0 +1,302 @@
+//! The create-sessions queue worker (one per placement replica).
+//!
+//! A request with `EnqueueRequest: true` that nothing fits is queued by its
+//! driver: an entry in session-store's backend (durable there, shared by all
+//! replicas), bounded by `queue_max_size`, due after `queue_max_time`; the
+//! session stays CREATING / SESSION_PLACING with `queued: <why>`.
+//!
+//! Entries are grouped by **requirement class** (session type + canonical
+//! requirements, [`crate::driver::class_id`]): FIFO holds within a class, and
+//! classes are served independently, so a head that cannot be placed never
+//! blocks another class (no head-of-line blocking between classes).
+//!
+//! **Waking without rescanning.** The worker keeps the first few entries of
+//! each class (`QueueHeads`, refreshed every `queue_poll_interval` and when
+//! this replica queues something). A class is retried only when it is new or
+//! when the fleet view reports a changed server (a host opened, an agent
+//! joined, a session ended, telemetry changed) that the class's requirements
+//! and session type would fit; the work per event is one check per class per
+//! changed server, never per queued request.
+//!
+//! **Claims.** Before working on an entry the worker claims it (an atomic
+//! claim with a lease in the backend), so replicas never work on the same
+//! entry; a replica that dies loses its claims when their leases lapse. A
+//! placed entry is dequeued and its creation continues in a background
+//! [`Driver`]; a blocked one is released and keeps its place.
+//!
+//! **Timeouts.** Every poll claims the entries past their deadline and fails
+//! their sessions (DELETED with a StateReason that gives the wait and the
+//! current explanation). The failure is a compare-and-set from CREATING, so a
+//! request times out exactly once however many replicas race.
+//!
+//! **Cancellation.** DeleteSessions on a queued session makes it DELETED and
+//! removes its entry (session-store's deletion path); an entry whose session
+//! is no longer waiting is dropped when next seen.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use switchboard_common::Shutdown;
+use switchboard_proto::{
+    ClaimQueuedRequest, DequeueSessionRequest, GetSessionsRequest, QueueHeadsRequest, QueuedRequest,
+    ReleaseQueuedRequest, SessionState, SessionType, session_store_client::SessionStoreClient,
+};
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+use crate::{
+    Error, PlacementConfig, Placements, Result,
+    driver::Driver,
+    fleet::FleetView,
+    place::{self, Assignment, PlacementRequest, Verdict},
+    requirements::Requirements,
+};
+
+/// Entries per class the worker keeps in view.
+const HEADS_PER_CLASS: u32 = 16;
+/// Timed-out entries claimed per poll.
+const EXPIRED_PER_POLL: u32 = 100;
+
+/// What is known of one requirement class.
+struct Class {
+    session_type: SessionType,
+    requirements: Requirements,
+    heads: Vec<QueuedRequest>,
+    /// Worth trying now: new heads, or a fitting server changed.
+    dirty: bool,
+}
+
+/// Outcome of working on one entry.
+enum Served {
+    /// Assigned to a host; creation continues in the background.
+    Placed,
+    /// Its session is not waiting any more: drop the entry.
+    Gone,
+    /// Nothing fits it now.
+    Blocked,
+}
+
+/// The queue worker of one placement replica.
+pub struct QueueWorker {
+    config: Arc<PlacementConfig>,
+    store: SessionStoreClient<Channel>,
+    fleet: Arc<FleetView>,
+    wake: Arc<Notify>,
+    placements: Placements,
+}
+
+impl QueueWorker {
+    /// A worker sharing the service's store client, fleet view and wake-up.
+    pub(crate) fn new(
+        config: Arc<PlacementConfig>,
+        store: SessionStoreClient<Channel>,
+        fleet: Arc<FleetView>,
+        wake: Arc<Notify>,
+        placements: Placements,
+    ) -> Self {
+        Self { config, store, fleet, wake, placements }
+    }
+
+    fn lease_ms(&self) -> u64 {
+        // Long enough for a few store round trips; a dead replica's claims
+        // lapse quickly.
+        u64::try_from((self.config.create_timeout / 2).as_millis()).unwrap_or(30_000).clamp(1_000, 30_000)
+    }
+
+    fn driver(&self) -> Driver {
+        Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.wake.clone())
+    }
+
+    /// Serves the queue until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut classes: HashMap<String, Class> = HashMap::new();
+        let mut poll = tokio::time::interval(self.config.queue_poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let refresh = tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = poll.tick() => true,
+                () = self.wake.notified() => true,
+                () = self.fleet.changed() => false,
+            };
+            if let Err(error) = self.round(&mut classes, refresh).await {
+                tracing::debug!(%error, "queue round failed; retrying at the next poll");
+            }
+        }
+    }
+
+    async fn round(&self, classes: &mut HashMap<String, Class>, refresh: bool) -> Result<()> {
+        if refresh {
+            self.expire().await?;
+            self.refresh_heads(classes).await?;
+        }
+        let changes = self.fleet.take_changes();
+        if changes.everything || !changes.ids.is_empty() {
+            self.fleet.read(|fleet| {
+                for class in classes.values_mut().filter(|class| !class.dirty) {
+                    class.dirty = changes.everything
+                        || changes.ids.iter().filter_map(|id| fleet.get(id)).any(|server| {
+                            place::judge(server, class.session_type, &class.requirements) == Verdict::Fits
+                        });
+                }
+            });
+        }
+        let mut exhausted = false;
+        for class in classes.values_mut().filter(|class| class.dirty) {
+            class.dirty = false;
+            exhausted |= self.serve_class(class).await?;
+        }
+        if exhausted {
+            // A class placed every entry it knew: fetch the next ones now.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Re-reads the heads of every class; new heads make their class dirty.
+    async fn refresh_heads(&self, classes: &mut HashMap<String, Class>) -> Result<()> {
+        let response = self
+            .store
+            .clone()
+            .queue_heads(QueueHeadsRequest { per_class: HEADS_PER_CLASS })
+            .await
+            .map_err(Error::Store)?
+            .into_inner();
+        let mut fresh: HashMap<String, Vec<QueuedRequest>> = HashMap::new();
+        for entry in response.entries {
+            fresh.entry(entry.class_id.clone()).or_default().push(entry);
+        }
+        classes.retain(|id, _| fresh.contains_key(id));
+        for (id, mut heads) in fresh {
+            heads.sort_by_key(|entry| entry.sequence);
+            match classes.get_mut(&id) {
+                Some(class) => {
+                    let same = class.heads.iter().map(|e| &e.session_id).eq(heads.iter().map(|e| &e.session_id));
+                    class.dirty |= !same;
+                    class.heads = heads;
+                }
+                None => {
+                    let first = &heads[0];
+                    let session_type = SessionType::try_from(first.r#type).unwrap_or(SessionType::Virtual);
+                    let Ok(requirements) = Requirements::parse(&first.requirements) else {
+                        // Validated before queueing; an unreadable entry is dropped with its session failed.
+                        for entry in &heads {
+                            self.fail(entry, "the queued request's requirements no longer parse").await?;
+                        }
+                        continue;
+                    };
+                    classes.insert(id, Class { session_type, requirements, heads, dirty: true });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one class in FIFO order until an entry is blocked; `true` when
+    /// every known entry was placed (more may wait behind them).
+    async fn serve_class(&self, class: &mut Class) -> Result<bool> {
+        let mut store = self.store.clone();
+        while let Some(entry) = class.heads.first().cloned() {
+            let claim_id = uuid::Uuid::new_v4().to_string();
+            let claim = ClaimQueuedRequest {
+                session_id: entry.session_id.clone(),
+                claim_id: claim_id.clone(),
+                lease_ms: self.lease_ms(),
+                limit: 0,
+            };
+            let claimed = store.claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries.pop();
+            if claimed.is_none() {
+                // Another replica is serving this class (or the entry left the
+                // queue): leave the class to it; the next poll shows what is left.
+                return Ok(false);
+            }
+            let served = self.serve_entry(&entry, class).await;
+            match served {
+                Ok(Served::Placed | Served::Gone) => {
+                    let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
+                    store.dequeue_session(dequeue).await.map_err(Error::Store)?;
+                    class.heads.remove(0);
+                }
+                Ok(Served::Blocked) | Err(_) => {
+                    let release = ReleaseQueuedRequest { session_id: entry.session_id.clone(), claim_id };
+                    let released = store.release_queued(release).await;
+                    served?;
+                    released.map_err(Error::Store)?;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn serve_entry(&self, entry: &QueuedRequest, class: &Class) -> Result<Served> {
+        let mut store = self.store.clone();
+        let page = store
+            .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()] })
+            .await
+            .map_err(Error::Store)?
+            .into_inner();
+        let Some(session) = page.sessions.into_iter().find(|s| s.id == entry.session_id) else {
+            return Ok(Served::Gone);
+        };
+        if session.state() != SessionState::Creating || !session.server_id.is_empty() {
+            return Ok(Served::Gone);
+        }
+        let excluded = HashMap::new();
+        let request = PlacementRequest {
+            session_type: class.session_type,
+            requirements: &class.requirements,
+            excluded: &excluded,
+        };
+        match place::place(&mut store, &self.fleet, &session.id, &request, &self.config.strategy).await? {
+            Assignment::Assigned { server_id, session } => {
+                tracing::info!(session_id = %session.id, %server_id, "queued session placed");
+                let driver = self.driver();
+                let permits = self.placements.permits();
+                tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    driver.run_assigned(*session, server_id).await;
+                });
+                Ok(Served::Placed)
+            }
+            Assignment::NotPlaceable => Ok(Served::Gone),
+            Assignment::NoHost(_) => Ok(Served::Blocked),
+        }
+    }
+
+    /// Claims the entries past their deadline and fails their sessions.
+    async fn expire(&self) -> Result<()> {
+        let claim = ClaimQueuedRequest {
+            session_id: String::new(),
+            claim_id: uuid::Uuid::new_v4().to_string(),
+            lease_ms: self.lease_ms(),
+            limit: EXPIRED_PER_POLL,
+        };
+        let expired = self.store.clone().claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries;
+        for entry in expired {
+            let why = Requirements::parse(&entry.requirements)
+                .map(|requirements| {
+                    let session_type = SessionType::try_from(entry.r#type).unwrap_or(SessionType::Virtual);
+                    let excluded = HashMap::new();
+                    let request = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+                    self.fleet.read(|fleet| place::rank(fleet, &request, &self.config.strategy, 1)).census.explanation()
+                })
+                .unwrap_or_else(|reason| reason);
+            let waited = Duration::from_millis(
+                u64::try_from(entry.deadline_unix_ms.saturating_sub(entry.enqueued_unix_ms)).unwrap_or_default(),
+            );
+            let reason =
+                format!("not placed within {} s (create-sessions-queue-max-time-seconds); {why}", waited.as_secs());
+            self.fail(&entry, &reason).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, entry: &QueuedRequest, reason: &str) -> Result<()> {
+        if self.driver().fail_queued(&entry.session_id, reason).await? {
+            tracing::info!(session_id = %entry.session_id, reason, "queued session failed");
+        }
+        let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
+        self.store.clone().dequeue_session(dequeue).await.map_err(Error::Store)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+-- ARGV: prefix, mode, then per mode:
+--   push     id, class, requirements, type, owner, max wait ms, max size
+--   heads    per class
+--   claim    id, claim id, lease ms
+--   expired  claim id, lease ms, limit
+--   release  id, claim id
+--   remove   id
+--   len
+-- Entries are hashes (class, requirements, type, owner, enqueued, deadline,
+-- seq, claim, until), ordered per class in a sorted set by sequence, and by
+-- deadline in one more. Replies: a status word, then 10 fields per entry:
+-- id, class, requirements, type, owner, enqueued, deadline, seq, claim, until.
+local mode = ARGV[2]
+local now = now_ms()
+
+local function fields(id)
+  local e = redis.call('HMGET', k_queued(id), 'class', 'requirements', 'type', 'owner', 'enqueued', 'deadline',
+    'seq', 'claim', 'until')
+  if e[1] == false then return false end
+  return { id, e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8] or '', e[9] or '0' }
+end
+
+local function claimed(e) return e[9] ~= '' and tonumber(e[10]) > now end
+
+local function claim(id, claim_id, lease)
+  redis.call('HSET', k_queued(id), 'claim', claim_id, 'until', int(now + lease))
+  return fields(id)
+end
+
+local function append(out, e)
+  for _, field in ipairs(e) do out[#out + 1] = field end
+end
+
+if mode == 'push' then
+  local id, class = ARGV[3], ARGV[4]
+  if redis.call('EXISTS', k_queued(id)) == 1 then return { 'exists' } end
+  if redis.call('ZCARD', K_QUEUE_DEADLINES) >= tonumber(ARGV[9]) then return { 'full' } end
+  local seq = redis.call('INCR', K_QUEUE_SEQ)
+  local deadline = now + tonumber(ARGV[8])
+  redis.call('HSET', k_queued(id), 'class', class, 'requirements', ARGV[5], 'type', ARGV[6], 'owner', ARGV[7],
+    'enqueued', int(now), 'deadline', int(deadline), 'seq', int(seq), 'claim', '', 'until', '0')
+  redis.call('ZADD', k_queue_class(class), int(seq), id)
+  redis.call('SADD', K_QUEUE_CLASSES, class)
+  redis.call('ZADD', K_QUEUE_DEADLINES, int(deadline), id)
+  local out = { 'ok' }
+  append(out, fields(id))
+  return out
+elseif mode == 'heads' then
+  local per = tonumber(ARGV[3])
+  local out = { 'ok' }
+  for _, class in ipairs(redis.call('SMEMBERS', K_QUEUE_CLASSES)) do
+    local taken, start = 0, 0
+    while taken < per do
+      local ids = redis.call('ZRANGE', k_queue_class(class), start, start + per - 1)
+      if #ids == 0 then break end
+      for _, id in ipairs(ids) do
+        local e = fields(id)
+        if taken < per and e and not claimed(e) then
+          append(out, e)
+          taken = taken + 1
+        end
+      end
+      start = start + per
+    end
+  end
+  return out
+elseif mode == 'claim' then
+  local e = fields(ARGV[3])
+  if not e or claimed(e) then return { 'ok' } end
+  local out = { 'ok' }
+  append(out, claim(ARGV[3], ARGV[4], tonumber(ARGV[5])))
+  return out
+elseif mode == 'expired' then
+  local out = { 'ok' }
+  local taken, limit = 0, tonumber(ARGV[5])
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_QUEUE_DEADLINES, '-inf', int(now))) do
+    if taken >= limit then break end
+    local e = fields(id)
+    if e and not claimed(e) then
+      append(out, claim(id, ARGV[3], tonumber(ARGV[4])))
+      taken = taken + 1
+    end
+  end
+  return out
+elseif mode == 'release' then
+  local key = k_queued(ARGV[3])
+  if ARGV[4] == '' or redis.call('HGET', key, 'claim') ~= ARGV[4] then return { 'no' } end
+  redis.call('HSET', key, 'claim', '', 'until', '0')
+  return { 'yes' }
+elseif mode == 'remove' then
+  local id = ARGV[3]
+  local class = redis.call('HGET', k_queued(id), 'class')
+  if class == false then return { 'no' } end
+  redis.call('DEL', k_queued(id))
+  redis.call('ZREM', k_queue_class(class), id)
+  redis.call('ZREM', K_QUEUE_DEADLINES, id)
+  if redis.call('ZCARD', k_queue_class(class)) == 0 then redis.call('SREM', K_QUEUE_CLASSES, class) end
+  return { 'yes' }
+end
+return { 'ok', redis.call('ZCARD', K_QUEUE_DEADLINES) }
