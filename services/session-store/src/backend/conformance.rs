@@ -35,6 +35,9 @@ where
     super::conformance_fencing::fenced_writes(make().await).await;
     super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
     super::conformance_fencing::deleted_sessions_expire(make().await).await;
+    super::conformance_agents::software_statements(make().await).await;
+    super::conformance_agents::agent_clients(make().await).await;
+    super::conformance_agents::tokens_are_used_once(make().await).await;
 }
 
 /// A CREATING, unplaced session.

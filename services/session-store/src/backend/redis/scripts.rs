@@ -28,6 +28,10 @@ pub(super) struct Scripts {
     pub(super) agent_renew: Script,
     pub(super) agent_get: Script,
     pub(super) agent_release: Script,
+    pub(super) agent_client_register: Script,
+    pub(super) agent_client_bind: Script,
+    pub(super) agent_client_remove: Script,
+    pub(super) statement_deactivate: Script,
 }
 
 impl Scripts {
@@ -47,6 +51,10 @@ impl Scripts {
             agent_renew: script!("agent_renew.lua"),
             agent_get: script!("agent_get.lua"),
             agent_release: script!("agent_release.lua"),
+            agent_client_register: script!("agent_client_register.lua"),
+            agent_client_bind: script!("agent_client_bind.lua"),
+            agent_client_remove: script!("agent_client_remove.lua"),
+            statement_deactivate: script!("statement_deactivate.lua"),
         }
     }
 }
