@@ -76,7 +76,8 @@ pub struct AgentSection {
     /// Seconds between updates until the broker's welcome says otherwise.
     #[serde(default = "default_update_interval")]
     pub broker_update_interval: u32,
-    /// Accepted for compatibility; unused for now.
+    /// File holding the software statement the agent registers with (see `enrol`); its credentials are
+    /// kept next to it. Without it the agent connects without credentials.
     pub software_statement_path: Option<PathBuf>,
     /// Switchboard: which driver runs the sessions.
     #[serde(default)]

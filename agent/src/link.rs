@@ -52,12 +52,14 @@ pub(crate) struct Link {
     driver: Arc<dyn DcvDriver>,
     host: HostProbe,
     commands: Arc<Semaphore>,
+    enroller: crate::enrol::Enroller,
 }
 
 impl Link {
     /// A link for `options`; nothing is dialed yet.
     pub(crate) fn new(options: AgentOptions, driver: Arc<dyn DcvDriver>, host: HostProbe) -> Self {
-        Self { options, driver, host, commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)) }
+        let enroller = crate::enrol::Enroller::new(options.enrolment.clone());
+        Self { options, driver, host, commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)), enroller }
     }
 
     /// Keeps a session with the broker open, reconnecting as needed, until `shutdown` is cancelled.
@@ -102,10 +104,15 @@ impl Link {
         let hello = self.hello().await?;
         let session_count = hello.sessions.len();
         outgoing_tx.send(message(agent_message::Kind::Hello(hello))).await.expect("receiver is alive here");
+        let authorization = self.enroller.authorization(channel.clone(), &self.options.hostname).await?;
+        let mut request = tonic::Request::new(ReceiverStream::new(outgoing_rx));
+        if let Some(value) = authorization {
+            request.metadata_mut().insert("authorization", value);
+        }
         let mut client = AgentLinkClient::new(channel);
         let response = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            response = client.connect(ReceiverStream::new(outgoing_rx)) => response,
+            response = client.connect(request) => response,
         };
         let mut inbound = response.map_err(|status| Error::Link(format!("connect refused: {status}")))?.into_inner();
         let first = tokio::select! {

@@ -45,6 +45,8 @@ pub struct AgentOptions {
     pub max_concurrent_sessions_per_user: u32,
     /// Seconds between updates when the broker's welcome does not say.
     pub update_interval_seconds: u32,
+    /// How the agent registers and authenticates (`software_statement_path`); `None`: no credentials.
+    pub enrolment: Option<crate::enrol::Enrolment>,
 }
 
 /// The default DCV endpoint of a host at `ip`: HTTP (TCP/WebSocket) on port 8443, web path `/`.
@@ -96,6 +98,7 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         max_virtual_sessions,
         max_concurrent_sessions_per_user: agent.max_concurrent_sessions_per_user.unwrap_or(0),
         update_interval_seconds: agent.broker_update_interval,
+        enrolment: agent.software_statement_path.as_deref().map(crate::enrol::Enrolment::from_statement_file),
     };
     Ok((options, driver))
 }
@@ -122,6 +125,7 @@ pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<Str
         max_virtual_sessions: 0,
         max_concurrent_sessions_per_user: 0,
         update_interval_seconds: 30,
+        enrolment: None,
     }
 }
 

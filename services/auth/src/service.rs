@@ -59,22 +59,7 @@ impl AuthService {
 
     /// Checks the `authorization: Bearer <admin token>` metadata of an admin call.
     fn check_admin(&self, metadata: &MetadataMap) -> Result<()> {
-        let Some(expected) = &self.config.admin_token_sha256 else {
-            return Err(Error::AdminDisabled);
-        };
-        let presented = metadata
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(Error::AdminUnauthenticated)?;
-        if bool::from(admin_token_hash(presented).ct_eq(expected)) {
-            Ok(())
-        } else {
-            tracing::warn!("admin call with a wrong admin token");
-            Err(Error::AdminUnauthenticated)
-        }
+        AdminGuard::new(self.config.admin_token_sha256).check(metadata)
     }
 
     async fn issue_token(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse> {
@@ -154,5 +139,45 @@ impl Auth for AuthService {
         self.check_admin(request.metadata())?;
         clients::unregister(self.backend.as_ref(), &request.get_ref().client_id).await?;
         Ok(Response::new(UnregisterApiClientResponse {}))
+    }
+}
+
+/// Checks the admin token of admin calls (`authorization: Bearer <admin token>`) against its SHA-256;
+/// shared by every admin service of this crate.
+#[derive(Clone, Copy)]
+pub struct AdminGuard {
+    expected: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for AdminGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminGuard").field("enabled", &self.expected.is_some()).finish()
+    }
+}
+
+impl AdminGuard {
+    /// A guard for the admin token hashing to `expected`; `None` disables admin calls.
+    pub fn new(expected: Option<[u8; 32]>) -> Self {
+        Self { expected }
+    }
+
+    /// `Ok` when `metadata` carries the admin token.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<()> {
+        let Some(expected) = &self.expected else {
+            return Err(Error::AdminDisabled);
+        };
+        let presented = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(Error::AdminUnauthenticated)?;
+        if bool::from(admin_token_hash(presented).ct_eq(expected)) {
+            Ok(())
+        } else {
+            tracing::warn!("admin call with a wrong admin token");
+            Err(Error::AdminUnauthenticated)
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! Access tokens: signed JWTs (RFC 7519) naming the API client they were issued to.
+//! Access tokens: signed JWTs (RFC 7519) naming the API client they were issued to; and DCV connection
+//! tokens ([`Signer::issue_connection_token`]), verified by session-store's DCV verifier.
 
 use std::fmt;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use switchboard_session_store::agent_auth::connection_tokens::{CONNECTION_TOKEN_AUDIENCE, ConnectionTokenClaims};
 use switchboard_session_store::backend::SigningKeyRecord;
 
 use crate::{Error, Result};
@@ -93,6 +95,45 @@ impl Signer {
         let access_token = jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|error| Error::Key(format!("signing with {} failed: {error}", self.kid)))?;
         Ok(IssuedToken { access_token, claims })
+    }
+}
+
+/// Who a DCV connection token is for.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTokenSubject<'a> {
+    /// The DCV session it opens.
+    pub session_id: &'a str,
+    /// That session's owner now.
+    pub session_owner: &'a str,
+    /// The user the DCV server logs in.
+    pub user: &'a str,
+}
+
+impl Signer {
+    /// Issues a DCV connection token (audience [`CONNECTION_TOKEN_AUDIENCE`]) for `subject`, valid from
+    /// `now_unix_seconds` for `lifetime_seconds`. Returns the compact JWT and its claims.
+    pub fn issue_connection_token(
+        &self,
+        issuer: &str,
+        subject: ConnectionTokenSubject<'_>,
+        now_unix_seconds: i64,
+        lifetime_seconds: u32,
+    ) -> Result<(String, ConnectionTokenClaims)> {
+        let claims = ConnectionTokenClaims {
+            iss: issuer.to_owned(),
+            aud: CONNECTION_TOKEN_AUDIENCE.to_owned(),
+            dcv_session_id: subject.session_id.to_owned(),
+            dcv_session_owner: subject.session_owner.to_owned(),
+            dcv_session_user: subject.user.to_owned(),
+            exp: now_unix_seconds + i64::from(lifetime_seconds),
+            iat: now_unix_seconds,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|error| Error::Key(format!("signing with {} failed: {error}", self.kid)))?;
+        Ok((token, claims))
     }
 }
 
