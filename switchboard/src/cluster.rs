@@ -68,6 +68,8 @@ pub struct Cluster {
     pub ca_path: PathBuf,
     /// The admin channel (also written to `<data-dir>/admin.json`).
     pub admin: AdminChannel,
+    /// The embedded store every service of this cluster shares (for tools and tests).
+    pub backend: Arc<dyn Backend>,
     store_url: String,
     data_dir: PathBuf,
     shutdown: Shutdown,
@@ -214,6 +216,7 @@ impl Cluster {
             ca_pem: tls.ca_pem.clone(),
             ca_path: tls.ca_path.clone(),
             admin,
+            backend,
             store_url,
             data_dir: config.data_dir,
             shutdown,

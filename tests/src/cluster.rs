@@ -230,11 +230,17 @@ impl ProcessCluster {
         for index in 0..cluster.replicas.len() {
             cluster.wait_replica_ready(index).await?;
         }
+        let statement = cluster.generate_software_statement().await?;
+        let statement_dir = cluster.dir.path().join("agents");
+        fs::create_dir_all(&statement_dir)?;
         for index in 0..spec.agents {
             // Agents are split across the agent ports: each starts on a different replica, then fails over.
             let mut addresses: Vec<String> = agent_ports.iter().map(|p| format!("'localhost:{p}'")).collect();
             addresses.rotate_left(index % agent_ports.len());
-            cluster.add_agent(index, &addresses, &tls.ca_path)?;
+            // One statement file per agent, so each keeps its own credentials next to it.
+            let statement_path = statement_dir.join(format!("statement-{index}.txt"));
+            fs::write(&statement_path, &statement)?;
+            cluster.add_agent(index, &addresses, &tls.ca_path, &statement_path)?;
         }
         cluster.wait_reachable(spec.agents, READY_TIMEOUT).await?;
         Ok(cluster)
@@ -254,15 +260,33 @@ impl ProcessCluster {
         Ok(())
     }
 
-    fn add_agent(&mut self, index: usize, addresses: &[String], ca_path: &Path) -> anyhow::Result<()> {
+    /// A software statement from the auth service's admin RPC, as `switchboard generate-software-statement`
+    /// prints it.
+    async fn generate_software_statement(&self) -> anyhow::Result<String> {
+        let auth = self.grpc_urls(Service::Auth);
+        let channel = switchboard_common::grpc::replica_channel(&auth)?;
+        let mut client = switchboard_proto::agent_admin_client::AgentAdminClient::new(channel);
+        let mut request = tonic::Request::new(switchboard_proto::GenerateSoftwareStatementRequest {});
+        request.metadata_mut().insert("authorization", format!("Bearer {}", self.admin_token).parse()?);
+        Ok(client.generate_software_statement(request).await?.into_inner().software_statement)
+    }
+
+    fn add_agent(
+        &mut self,
+        index: usize,
+        addresses: &[String],
+        ca_path: &Path,
+        statement: &Path,
+    ) -> anyhow::Result<()> {
         let conf = self.dir.path().join(format!("agent-{index}.conf"));
         let text = format!(
             "version = '0.1'\n[agent]\nbroker_addresses = [{}]\nca_file = '{}'\nmax_virtual_sessions = {}\n\
              broker_update_interval = 1\ndriver = 'simulated'\nserver_id = 'ha-host-{index}'\nhostname = 'ha-host-{index}'\n\
-             [log]\nlevel = 'info'\n",
+             software_statement_path = '{}'\n[log]\nlevel = 'info'\n",
             addresses.join(", "),
             ca_path.display(),
             self.max_virtual_sessions,
+            statement.display(),
         );
         fs::write(&conf, text)?;
         let label = format!("switchboard-agent-{index}");

@@ -30,6 +30,9 @@ struct Settings {
     agent_lease_seconds: u32,
     command_timeout_seconds: u64,
     default_server_open: bool,
+    require_agent_credentials: bool,
+    connection_token_issuer: String,
+    connection_token_single_use: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -53,6 +56,9 @@ impl Default for Settings {
             agent_lease_seconds: store.agent_lease_seconds,
             command_timeout_seconds: store.command_timeout.as_secs(),
             default_server_open: store.default_server_open,
+            require_agent_credentials: store.require_agent_credentials,
+            connection_token_issuer: store.connection_token_issuer,
+            connection_token_single_use: store.connection_token_single_use,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -96,6 +102,15 @@ struct Cli {
     /// Whether hosts seen for the first time are open for placement.
     #[arg(long, env = "SWITCHBOARD_DEFAULT_SERVER_OPEN")]
     default_server_open: Option<bool>,
+    /// Whether agents must present registered agent-client credentials (off only for tests and migrations).
+    #[arg(long, env = "SWITCHBOARD_REQUIRE_AGENT_CREDENTIALS")]
+    require_agent_credentials: Option<bool>,
+    /// Expected `iss` of DCV connection tokens (the auth service's `issuer`).
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_TOKEN_ISSUER")]
+    connection_token_issuer: Option<String>,
+    /// Whether a DCV connection token passes the verifier only once.
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_TOKEN_SINGLE_USE")]
+    connection_token_single_use: Option<bool>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -140,6 +155,9 @@ async fn main() -> anyhow::Result<()> {
         agent_lease_seconds: settings.agent_lease_seconds,
         command_timeout: Duration::from_secs(settings.command_timeout_seconds),
         default_server_open: settings.default_server_open,
+        require_agent_credentials: settings.require_agent_credentials,
+        connection_token_issuer: settings.connection_token_issuer,
+        connection_token_single_use: settings.connection_token_single_use,
         ..Default::default()
     };
     tracing::info!(
