@@ -61,13 +61,16 @@ pub struct ConnectionTokenClaims {
 /// Why a connection token was refused; the text goes into `<message>`.
 pub type Refusal = &'static str;
 
+/// Verification keys by `kid`.
+type KeySet = Arc<HashMap<String, DecodingKey>>;
+
 /// Verifies connection tokens against the signing keys in the store.
 pub struct ConnectionTokenVerifier {
     backend: Arc<dyn Backend>,
     issuer: String,
     single_use: bool,
     /// Keys by `kid` and when they were loaded; std lock, never held across an await.
-    keys: RwLock<Option<(Instant, Arc<HashMap<String, DecodingKey>>)>>,
+    keys: RwLock<Option<(Instant, KeySet)>>,
     /// When the last reload for an unknown `kid` happened; held across the reload.
     reload: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -142,10 +145,9 @@ impl ConnectionTokenVerifier {
         let cached = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((loaded, keys)) = &cached
             && loaded.elapsed() < KEYS_TTL
+            && let Some(key) = keys.get(kid)
         {
-            if let Some(key) = keys.get(kid) {
-                return Ok(key.clone());
-            }
+            return Ok(key.clone());
         }
         let mut last_reload = self.reload.lock().await;
         let fresh = cached.as_ref().is_some_and(|(loaded, _)| loaded.elapsed() < KEYS_TTL);
