@@ -137,11 +137,14 @@ pub struct ClusterSpec {
     pub agents: usize,
     /// `max_virtual_sessions` of every agent.
     pub max_virtual_sessions: u32,
+    /// Internal gRPC ports with mutual TLS (every service and this test process present the dev CA's
+    /// certificate); `https://` upstream URLs.
+    pub internal_mtls: bool,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { replicas: 2, agents: 4, max_virtual_sessions: 50 }
+        Self { replicas: 2, agents: 4, max_virtual_sessions: 50, internal_mtls: false }
     }
 }
 
@@ -155,6 +158,8 @@ pub struct ProcessCluster {
     pub admin_token: String,
     /// Simulated agents' `max_virtual_sessions`.
     pub max_virtual_sessions: u32,
+    /// `http` or `https` (internal mTLS) for the internal gRPC ports.
+    scheme: &'static str,
     replicas: Vec<Replica>,
     agents: Vec<Process>,
     dir: tempfile::TempDir,
@@ -176,6 +181,7 @@ impl ProcessCluster {
             ca_pem: tls.ca_pem.clone(),
             admin_token,
             max_virtual_sessions: spec.max_virtual_sessions,
+            scheme: if spec.internal_mtls { "https" } else { "http" },
             replicas: Vec::new(),
             agents: Vec::new(),
             dir,
@@ -186,7 +192,26 @@ impl ProcessCluster {
         let auth_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
         let placement_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
         let gateway_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
-        let urls = |ports: &[u16]| ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let scheme = cluster.scheme;
+        let urls =
+            |ports: &[u16]| ports.iter().map(|p| format!("{scheme}://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        // Internal mTLS: every process (this one included) presents the dev certificate, issued for
+        // localhost and 127.0.0.1, and requires the others' to chain to the dev CA.
+        let internal_tls: Vec<String> = if spec.internal_mtls {
+            switchboard_common::internal_tls::configure(switchboard_common::internal_tls::InternalTls {
+                ca_pem: tls.ca_pem.clone(),
+                identity: Some(tls.server.clone()),
+                require_client_cert: true,
+            });
+            vec![
+                format!("--internal-tls-ca-file={}", tls.ca_path.display()),
+                format!("--internal-tls-cert-file={}", tls.ca_path.with_file_name("server.pem").display()),
+                format!("--internal-tls-key-file={}", tls.ca_path.with_file_name("server-key.pem").display()),
+                "--internal-tls-client-auth=true".into(),
+            ]
+        } else {
+            Vec::new()
+        };
         let cert = tls.ca_path.with_file_name("server.pem");
         let key = tls.ca_path.with_file_name("server-key.pem");
         let redis_url = cluster.redis.url();
@@ -202,6 +227,7 @@ impl ProcessCluster {
                 "--update-interval-seconds=1".into(),
                 "--agent-lease-seconds=3".into(),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::SessionStore, index, port, args)?;
         }
         for (index, &port) in auth_ports.iter().enumerate() {
@@ -210,10 +236,12 @@ impl ProcessCluster {
                 format!("--redis-url={redis_url}"),
                 format!("--admin-token-file={}", token_file.display()),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Auth, index, port, args)?;
         }
         for (index, &port) in placement_ports.iter().enumerate() {
             let args = vec![format!("--listen=127.0.0.1:{port}"), format!("--store-url={}", urls(&store_ports))];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Placement, index, port, args)?;
         }
         for (index, &port) in gateway_ports.iter().enumerate() {
@@ -225,6 +253,7 @@ impl ProcessCluster {
                 format!("--tls-cert-file={}", cert.display()),
                 format!("--tls-key-file={}", key.display()),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Gateway, index, port, args)?;
         }
         for index in 0..cluster.replicas.len() {
@@ -317,9 +346,10 @@ impl ProcessCluster {
         self.ports(Service::Gateway).into_iter().map(|port| format!("https://localhost:{port}")).collect()
     }
 
-    /// `http://127.0.0.1:port` of every replica of `service`, comma-separated.
+    /// `http(s)://127.0.0.1:port` of every replica of `service`, comma-separated.
     pub fn grpc_urls(&self, service: Service) -> String {
-        self.ports(service).into_iter().map(|port| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+        let scheme = self.scheme;
+        self.ports(service).into_iter().map(|port| format!("{scheme}://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
     }
 
     fn ports(&self, service: Service) -> Vec<u16> {
@@ -352,7 +382,7 @@ impl ProcessCluster {
                     let url = format!("https://localhost:{}/health/ready", replica.port);
                     http.get(url).send().await.is_ok_and(|response| response.status().is_success())
                 }
-                Some(name) => grpc_serving(replica.port, name).await,
+                Some(name) => grpc_serving(self.scheme, replica.port, name).await,
             };
             if ready {
                 return Ok(());
@@ -419,8 +449,8 @@ impl ProcessCluster {
     }
 }
 
-async fn grpc_serving(port: u16, service: &str) -> bool {
-    let Ok(channel) = switchboard_common::grpc::lazy_channel(&format!("http://127.0.0.1:{port}")) else {
+async fn grpc_serving(scheme: &str, port: u16, service: &str) -> bool {
+    let Ok(channel) = switchboard_common::grpc::lazy_channel(&format!("{scheme}://127.0.0.1:{port}")) else {
         return false;
     };
     let request = HealthCheckRequest { service: service.to_owned() };

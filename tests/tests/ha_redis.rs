@@ -14,9 +14,10 @@ use switchboard_tests::load::{Load, SETTLE_TIMEOUT, lost_sessions};
 async fn a_redis_restart_keeps_clients_and_sessions() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
-        .await
-        .expect("cluster starts");
+    let mut cluster =
+        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
+            .await
+            .expect("cluster starts");
     let (client_id, client_secret) = cluster.register_client("survivor").await.expect("client registered");
     let client =
         Arc::new(ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).expect("client"));
@@ -70,9 +71,10 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
 async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
-        .await
-        .expect("cluster starts");
+    let mut cluster =
+        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
+            .await
+            .expect("cluster starts");
     let (client_id, client_secret) = cluster.register_client("before").await.expect("client registered");
     let client = ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).expect("client");
     let mut running = Vec::new();

@@ -156,7 +156,7 @@ pub async fn serve(
         agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), backend.clone());
     let auth = service::AuthService::new(config, backend);
     health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
-    let router = tonic::transport::Server::builder()
+    let router = switchboard_common::grpc::server_builder()?
         .add_service(health_service)
         .add_service(AuthServer::new(auth))
         .add_service(AgentAdminServer::new(agent_admin));

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs, StorageArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -23,6 +23,10 @@ struct Settings {
     issuer: String,
     audience: String,
     token_lifetime_seconds: u32,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -39,6 +43,10 @@ impl Default for Settings {
             issuer: auth.issuer,
             audience: auth.audience,
             token_lifetime_seconds: auth.token_lifetime_seconds,
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -72,6 +80,9 @@ struct Cli {
     token_lifetime_seconds: Option<u32>,
     #[command(flatten)]
     #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     log: LogArgs,
 }
 
@@ -82,6 +93,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     let storage: BackendConfig = config::storage_choice(
         settings.redis_url.as_deref(),
         &settings.redis_key_prefix,

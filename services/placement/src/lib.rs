@@ -124,7 +124,8 @@ pub async fn serve(
     let placements = service.placements();
     let (reporter, health) = switchboard_common::grpc::health();
     reporter.set_serving::<PlacementServer<PlacementService>>().await;
-    let router = tonic::transport::Server::builder().add_service(health).add_service(PlacementServer::new(service));
+    let router =
+        switchboard_common::grpc::server_builder()?.add_service(health).add_service(PlacementServer::new(service));
     tracing::info!(addr = ?listener.local_addr().ok(), "placement serving");
     switchboard_common::grpc::serve_router(router, listener, shutdown).await?;
     if !placements.drain(create_timeout).await {

@@ -4,10 +4,12 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_placement::PlacementConfig;
@@ -22,6 +24,10 @@ struct Settings {
     retries_on_failure: u32,
     max_batch: usize,
     create_timeout_seconds: u64,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -35,6 +41,10 @@ impl Default for Settings {
             retries_on_failure: placement.retries_on_failure,
             max_batch: placement.max_batch,
             create_timeout_seconds: placement.create_timeout.as_secs(),
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -65,6 +75,9 @@ struct Cli {
     create_timeout_seconds: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     log: LogArgs,
 }
 
@@ -75,6 +88,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     let placement_config = PlacementConfig {
         retries_on_failure: settings.retries_on_failure,
         max_batch: settings.max_batch,

@@ -37,7 +37,6 @@ use switchboard_common::grpc::{health, serve_router};
 use switchboard_proto::agent_enrolment_server::AgentEnrolmentServer;
 use switchboard_proto::agent_link_server::AgentLinkServer;
 use switchboard_proto::session_store_server::SessionStoreServer;
-use tonic::transport::Server;
 
 pub use error::{Error, Result};
 
@@ -155,7 +154,7 @@ pub async fn serve(
     let (link_health, link_health_service) = health();
     link_health.set_serving::<AgentLinkServer<AgentLinkService>>().await;
 
-    let grpc_router = Server::builder().add_service(store_health_service).add_service(store);
+    let grpc_router = switchboard_common::grpc::server_builder()?.add_service(store_health_service).add_service(store);
     let agent_router = tonic::service::Routes::new(link_health_service)
         .add_service(link)
         .add_service(enrolment)

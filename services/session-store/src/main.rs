@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs, StorageArgs, TlsArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs, TlsArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -33,6 +33,10 @@ struct Settings {
     require_agent_credentials: bool,
     connection_token_issuer: String,
     connection_token_single_use: bool,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -59,6 +63,10 @@ impl Default for Settings {
             require_agent_credentials: store.require_agent_credentials,
             connection_token_issuer: store.connection_token_issuer,
             connection_token_single_use: store.connection_token_single_use,
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -113,6 +121,9 @@ struct Cli {
     connection_token_single_use: Option<bool>,
     #[command(flatten)]
     #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     log: LogArgs,
 }
 
@@ -123,6 +134,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     switchboard_common::tls::install_crypto_provider();
 
     let storage: BackendConfig = config::storage_choice(
@@ -145,8 +164,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.agent_listen))?;
     let pod_ip = std::env::var("POD_IP").ok();
-    let advertised_address =
+    let mut advertised_address =
         config::advertised_url(settings.advertised_address.as_deref(), grpc.local_addr()?, pod_ip.as_deref())?;
+    // With internal TLS this replica's gRPC port speaks TLS: replicas forwarding to it must dial https.
+    if switchboard_common::internal_tls::configured().is_some_and(|tls| tls.identity.is_some())
+        && let Some(rest) = advertised_address.strip_prefix("http://")
+    {
+        advertised_address = format!("https://{rest}");
+    }
     let replica_id = settings.replica_id.unwrap_or_else(default_replica_id);
     let store_config = switchboard_session_store::StoreConfig {
         replica_id,
