@@ -475,4 +475,26 @@ mod tests {
         assert!(storage_choice(Some("redis://r"), "sb:", Some(dir)).is_err());
         assert!(storage_choice(Some(" "), "sb:", None).is_err());
     }
+
+    #[test]
+    fn internal_tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(dir.path(), &[]).unwrap();
+        let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
+        assert!(internal_tls(None, None, None, false).unwrap().is_none(), "off by default");
+        let client_only = internal_tls(Some(&ca.ca_path), None, None, false).unwrap().unwrap();
+        assert!(client_only.identity.is_none() && client_only.server_config().is_none());
+        let mutual = internal_tls(Some(&ca.ca_path), Some(&cert), Some(&key), true).unwrap().unwrap();
+        assert!(mutual.require_client_cert && mutual.server_config().is_some());
+        assert!(!format!("{mutual:?}").contains("PRIVATE KEY"));
+        for (ca_file, cert_file, key_file, client_auth) in [
+            (Some(ca.ca_path.as_path()), Some(cert.as_path()), None, false),
+            (None, Some(cert.as_path()), Some(key.as_path()), false),
+            (None, None, None, true),
+            (Some(ca.ca_path.as_path()), None, None, true),
+            (Some(key.as_path()), None, None, false),
+        ] {
+            assert!(internal_tls(ca_file, cert_file, key_file, client_auth).is_err());
+        }
+    }
 }
