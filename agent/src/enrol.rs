@@ -7,9 +7,10 @@
 //! uses from then on: every `AgentLink.Connect` carries `authorization: Basic base64(id:secret)`. The broker
 //! binds the client to this host's server id at the first hello.
 //!
-//! The agent registers only when it has no stored credentials. If the broker later refuses them (the
-//! client was unregistered), the agent does not re-register on its own: delete the credentials file and
-//! restart it (with an active statement) to enrol again.
+//! The agent registers only when it has no stored credentials. If the broker refuses them (the client was
+//! unregistered, or the store lost its data), the agent does not re-register on its own: it reads the
+//! credentials file again before each later attempt, so an operator re-enrols the host by putting an active
+//! statement in the statement file and deleting the credentials file; no restart is needed.
 
 use std::path::{Path, PathBuf};
 
@@ -101,6 +102,20 @@ impl Enroller {
             });
         }
         cached.as_ref().map(Credentials::authorization).transpose()
+    }
+}
+
+impl Enroller {
+    /// Drops the cached credentials (the broker refused them); the next attempt reads the file again.
+    pub(crate) async fn forget(&self) {
+        if let Some(enrolment) = &self.enrolment {
+            tracing::warn!(
+                path = %enrolment.credentials_path.display(),
+                "the broker refused this agent's credentials; to enrol again, put an active software statement in \
+                 the statement file and delete the credentials file"
+            );
+        }
+        *self.cached.lock().await = None;
     }
 }
 

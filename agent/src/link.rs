@@ -114,6 +114,12 @@ impl Link {
             () = shutdown.cancelled() => return Ok(()),
             response = client.connect(request) => response,
         };
+        if let Err(status) = &response
+            && status.code() == tonic::Code::Unauthenticated
+        {
+            // Re-read the credentials file next time: an operator may have re-enrolled this host.
+            self.enroller.forget().await;
+        }
         let mut inbound = response.map_err(|status| Error::Link(format!("connect refused: {status}")))?.into_inner();
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

@@ -300,6 +300,26 @@ impl ProcessCluster {
         Ok(client.generate_software_statement(request).await?.into_inner().software_statement)
     }
 
+    /// Re-enrols every agent, as an operator would after the store lost its data: a new software statement
+    /// in each agent's statement file, then its credentials file deleted. Agents pick it up on their next
+    /// reconnect.
+    pub async fn reenrol_agents(&self) -> anyhow::Result<()> {
+        let statement = self.generate_software_statement().await?;
+        let statement_dir = self.dir.path().join("agents");
+        for index in 0..self.agents.len() {
+            fs::write(statement_dir.join(format!("statement-{index}.txt")), &statement)?;
+        }
+        for index in 0..self.agents.len() {
+            let credentials = statement_dir.join(format!("statement-{index}.credentials.toml"));
+            match fs::remove_file(&credentials) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn add_agent(
         &mut self,
         index: usize,

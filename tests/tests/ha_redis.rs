@@ -66,7 +66,8 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
 
 /// Redis loses everything (as a restart without persistence would; simulated with `FLUSHALL` so the test
 /// does not depend on restart timing): the fleet — every host and every running session — is rebuilt from
-/// the agents' reports. API clients are lost, as docs/redis.md says happens without persistence.
+/// the agents' reports. API clients and agent enrolments are lost, as docs/redis.md says happens without
+/// persistence, so the operator re-enrols the agents (a new software statement) before they are let in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
     switchboard_common::telemetry::init_for_tests();
@@ -91,6 +92,8 @@ async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
         .status()
         .expect("redis-cli runs");
     assert!(status.success());
+    // The agents' credentials are gone with the data: they are refused until re-enrolled.
+    cluster.reenrol_agents().await.expect("agents re-enrolled");
 
     cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("every host reports again");
     // Admin calls still work (auth recreates its signing key); a new client sees the rebuilt sessions.
