@@ -119,6 +119,11 @@ impl Enroller {
     }
 }
 
+/// The client id stored in the credentials file at `path`, if there is one.
+pub fn stored_client_id(path: &Path) -> Result<Option<String>> {
+    Ok(read_credentials(path)?.map(|credentials| credentials.client_id))
+}
+
 fn read_credentials(path: &Path) -> Result<Option<Credentials>> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text)

@@ -91,15 +91,29 @@ fn sim_host_credentials(data_dir: &std::path::Path, index: usize) -> PathBuf {
     data_dir.join("agents").join(format!("sim-host-{index}.credentials.toml"))
 }
 
-/// The enrolment of each simulated host. Hosts that registered before reuse their credentials; when any
-/// host has none yet, the cluster generates one software statement for them (listed by
-/// `describe-software-statements` like any other).
+/// The enrolment of each simulated host. Hosts that registered before reuse their credentials; a host
+/// whose agent client was unregistered (in an earlier run) loses its stale credentials and enrols again at
+/// this start. When any host needs to enrol, the cluster generates one software statement for them (listed
+/// by `describe-software-statements` like any other).
 async fn sim_host_enrolments(
     backend: &dyn Backend,
     data_dir: &std::path::Path,
     hosts: usize,
 ) -> anyhow::Result<Vec<switchboard_agent::enrol::Enrolment>> {
-    let missing = (0..hosts).any(|index| !sim_host_credentials(data_dir, index).exists());
+    let mut missing = false;
+    for index in 0..hosts {
+        let path = sim_host_credentials(data_dir, index);
+        let registered = match switchboard_agent::enrol::stored_client_id(&path)? {
+            Some(client_id) => backend.get_agent_client(&client_id).await?.is_some(),
+            None => false,
+        };
+        if !registered {
+            missing = true;
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+            }
+        }
+    }
     let statement = if missing {
         let generated = switchboard_session_store::agent_auth::statements::generate(backend)
             .await
