@@ -2,10 +2,15 @@
 //! so building needs no system protobuf compiler.
 
 /// Messages whose `Debug` must not print their secrets.
-const REDACTED: [&str; 3] = [
+const REDACTED: [&str; 7] = [
     "switchboard.v1.IssueTokenRequest",
     "switchboard.v1.IssueTokenResponse",
     "switchboard.v1.RegisterApiClientResponse",
+    // Agent enrolment (agent.proto, auth.proto).
+    "switchboard.v1.RegisterAgentRequest",
+    "switchboard.v1.RegisterAgentResponse",
+    "switchboard.v1.GenerateSoftwareStatementResponse",
+    "switchboard.v1.DeactivateSoftwareStatementRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -84,7 +84,8 @@ pub struct AgentSection {
     /// Seconds between updates until the broker's welcome says otherwise.
     #[serde(default = "default_update_interval")]
     pub broker_update_interval: u32,
-    /// Software statement the agent presents when it enrols with the broker.
+    /// File holding the software statement the agent registers with (see `enrol`); its credentials are
+    /// kept next to it. Without it the agent connects without credentials.
     pub software_statement_path: Option<PathBuf>,
     /// Whether logged-in users are reported (the original's Windows switch; honoured on every OS).
     #[serde(default = "default_true")]

@@ -7,12 +7,14 @@
 //! - [`telemetry`]: host information (real or simulated) reported to the broker.
 //! - [`identity`]: the stable server id.
 //! - [`options`]: [`AgentOptions`], from `agent.conf` or for the all-in-one's simulated hosts.
+//! - [`enrol`]: registration with a software statement and the credentials every stream carries.
 //! - `link`: the `AgentLink.Connect` session: hello, welcome, updates, commands, reconnects.
 //! - `commands`: one broker command run on the driver, answered by one result.
 //! - [`error`]: the crate's error enum.
 
 pub mod config;
 pub mod driver;
+pub mod enrol;
 pub mod error;
 pub mod identity;
 pub mod logging;

@@ -62,17 +62,20 @@ pub(crate) struct Link {
     commands: Arc<Semaphore>,
     /// The last inventory the driver listed, reported while it cannot list.
     last_inventory: Mutex<Vec<HostSession>>,
+    enroller: crate::enrol::Enroller,
 }
 
 impl Link {
     /// A link for `options`; nothing is dialed yet.
     pub(crate) fn new(options: AgentOptions, driver: Arc<dyn DcvDriver>, host: HostProbe) -> Self {
+        let enroller = crate::enrol::Enroller::new(options.enrolment.clone());
         Self {
             options,
             driver,
             host,
             commands: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
             last_inventory: Mutex::default(),
+            enroller,
         }
     }
 
@@ -118,11 +121,22 @@ impl Link {
         let hello = self.hello().await?;
         let session_count = hello.sessions.len();
         outgoing_tx.send(message(agent_message::Kind::Hello(hello))).await.expect("receiver is alive here");
+        let authorization = self.enroller.authorization(channel.clone(), &self.options.hostname).await?;
+        let mut request = tonic::Request::new(ReceiverStream::new(outgoing_rx));
+        if let Some(value) = authorization {
+            request.metadata_mut().insert("authorization", value);
+        }
         let mut client = AgentLinkClient::new(channel);
         let response = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            response = client.connect(ReceiverStream::new(outgoing_rx)) => response,
+            response = client.connect(request) => response,
         };
+        if let Err(status) = &response
+            && status.code() == tonic::Code::Unauthenticated
+        {
+            // Re-read the credentials file next time: an operator may have re-enrolled this host.
+            self.enroller.forget().await;
+        }
         let mut inbound = response.map_err(|status| Error::Link(format!("connect refused: {status}")))?.into_inner();
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

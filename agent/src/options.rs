@@ -49,6 +49,8 @@ pub struct AgentOptions {
     pub update_interval_seconds: u32,
     /// HTTP/2 keepalive ping (and TCP keepalive) interval towards the broker.
     pub keepalive_interval: Duration,
+    /// How the agent registers and authenticates (`software_statement_path`); `None`: no credentials.
+    pub enrolment: Option<crate::enrol::Enrolment>,
 }
 
 /// Default HTTP/2 keepalive interval: below common load balancer idle timeouts (60 s), well above the
@@ -114,6 +116,7 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         max_concurrent_sessions_per_user: agent.max_concurrent_sessions_per_user.unwrap_or(0),
         update_interval_seconds: agent.broker_update_interval,
         keepalive_interval: Duration::from_secs(u64::from(agent.keepalive_interval_seconds)),
+        enrolment: agent.software_statement_path.as_deref().map(crate::enrol::Enrolment::from_statement_file),
     };
     Ok((options, driver))
 }
@@ -141,6 +144,7 @@ pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<Str
         max_concurrent_sessions_per_user: 0,
         update_interval_seconds: 30,
         keepalive_interval: DEFAULT_KEEPALIVE,
+        enrolment: None,
     }
 }
 

@@ -156,6 +156,71 @@ pub struct TlsArgs {
     pub tls_names: Option<Vec<String>>,
 }
 
+/// Internal TLS flags of the services that dial or serve internal gRPC ports; file keys
+/// `internal_tls_ca_file`, `internal_tls_cert_file`, `internal_tls_key_file`, `internal_tls_client_auth`.
+/// See [`internal_tls`] and [`crate::internal_tls`].
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct InternalTlsArgs {
+    /// PEM CA of the internal gRPC ports: trusted when dialing `https://` upstreams; with client auth, the CA
+    /// client certificates must chain to.
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_tls_ca_file: Option<PathBuf>,
+    /// PEM certificate of this process: served on its internal port, presented as client certificate.
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by the internal CA on this process's internal port (mTLS).
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CLIENT_AUTH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_tls_client_auth: Option<bool>,
+}
+
+/// The internal TLS the `internal_tls_*` settings describe: `None` when no CA is set (plaintext). The
+/// certificate and key go together; client auth needs them (a server cannot require certificates
+/// without serving TLS).
+pub fn internal_tls(
+    ca_file: Option<&Path>,
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    client_auth: bool,
+) -> ConfigResult<Option<crate::internal_tls::InternalTls>> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
+    };
+    let identity = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => {
+            let identity = Identity { cert_pem: read(cert)?, key_pem: read(key)? };
+            crate::tls::https_server_config(&identity)?;
+            Some(identity)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid(
+                "internal_tls_cert_file and internal_tls_key_file must be set together".into(),
+            ));
+        }
+    };
+    let Some(ca_file) = ca_file else {
+        if identity.is_some() || client_auth {
+            return Err(ConfigError::Invalid("internal TLS needs internal_tls_ca_file".into()));
+        }
+        return Ok(None);
+    };
+    let ca_pem = read(ca_file)?;
+    crate::tls::parse_certs(&ca_pem)?;
+    if client_auth && identity.is_none() {
+        return Err(ConfigError::Invalid(
+            "internal_tls_client_auth needs internal_tls_cert_file and internal_tls_key_file".into(),
+        ));
+    }
+    Ok(Some(crate::internal_tls::InternalTls { ca_pem, identity, require_client_cert: client_auth }))
+}
+
 /// The effective settings: `S::default()`, overlaid with the TOML file at `file` (when given), overlaid
 /// with `overrides` (the clap struct: flags and `SWITCHBOARD_*` variables; its `None` fields are skipped).
 /// Unknown file keys are errors when `S` denies unknown fields, which every binary's settings do.
@@ -409,5 +474,27 @@ mod tests {
         assert_eq!(storage_choice(None, "sb:", Some(dir)).unwrap(), StorageChoice::Embedded(dir.to_owned()));
         assert!(storage_choice(Some("redis://r"), "sb:", Some(dir)).is_err());
         assert!(storage_choice(Some(" "), "sb:", None).is_err());
+    }
+
+    #[test]
+    fn internal_tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(dir.path(), &[]).unwrap();
+        let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
+        assert!(internal_tls(None, None, None, false).unwrap().is_none(), "off by default");
+        let client_only = internal_tls(Some(&ca.ca_path), None, None, false).unwrap().unwrap();
+        assert!(client_only.identity.is_none() && client_only.server_config().is_none());
+        let mutual = internal_tls(Some(&ca.ca_path), Some(&cert), Some(&key), true).unwrap().unwrap();
+        assert!(mutual.require_client_cert && mutual.server_config().is_some());
+        assert!(!format!("{mutual:?}").contains("PRIVATE KEY"));
+        for (ca_file, cert_file, key_file, client_auth) in [
+            (Some(ca.ca_path.as_path()), Some(cert.as_path()), None, false),
+            (None, Some(cert.as_path()), Some(key.as_path()), false),
+            (None, None, None, true),
+            (Some(ca.ca_path.as_path()), None, None, true),
+            (Some(key.as_path()), None, None, false),
+        ] {
+            assert!(internal_tls(ca_file, cert_file, key_file, client_auth).is_err());
+        }
     }
 }

@@ -19,12 +19,28 @@ pub async fn serve_router(
     router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
 }
 
+/// A server builder for an internal gRPC port: TLS (and mTLS) when the process configured
+/// [`crate::internal_tls`], plaintext otherwise.
+pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder();
+    match crate::internal_tls::configured().and_then(|tls| tls.server_config()) {
+        Some(config) => builder.tls_config(config),
+        None => Ok(builder),
+    }
+}
+
 fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+    let endpoint = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(3))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    // `https://` URLs use the internal TLS configuration (trusting only the internal CA); without one,
+    // tonic's defaults apply.
+    match crate::internal_tls::configured() {
+        Some(tls) if url.starts_with("https://") => endpoint.tls_config(tls.client_config()),
+        _ => Ok(endpoint),
+    }
 }
 
 /// A channel to `url` (`http://host:port`) that connects on first use and

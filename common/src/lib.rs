@@ -6,12 +6,14 @@
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
+//! - [`internal_tls`]: optional TLS / mTLS of the internal gRPC ports, configured once per process.
 //! - [`time`]: wall-clock milliseconds and RFC 3339 formatting as the API uses it.
 //! - [`secret`]: a wrapper that never prints its contents.
 
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod internal_tls;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

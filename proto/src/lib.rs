@@ -67,3 +67,68 @@ mod redacted {
         }
     }
 }
+
+mod redacted_agent {
+    //! `Debug` for the agent enrolment messages: software statements and agent secrets are never printed.
+    use std::fmt;
+
+    use super::v1::{
+        DeactivateSoftwareStatementRequest, GenerateSoftwareStatementResponse, RegisterAgentRequest,
+        RegisterAgentResponse,
+    };
+
+    impl fmt::Debug for RegisterAgentRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RegisterAgentRequest")
+                .field("software_statement", &"[redacted]")
+                .field("client_name", &self.client_name)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for RegisterAgentResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RegisterAgentResponse")
+                .field("client_id", &self.client_id)
+                .field("client_secret", &"[redacted]")
+                .field("client_id_issued_at_unix_ms", &self.client_id_issued_at_unix_ms)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for GenerateSoftwareStatementResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("GenerateSoftwareStatementResponse")
+                .field("software_statement", &"[redacted]")
+                .field("software_statement_id", &self.software_statement_id)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for DeactivateSoftwareStatementRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("DeactivateSoftwareStatementRequest").field("software_statement", &"[redacted]").finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn enrolment_secrets_never_reach_debug_output() {
+            let texts = [
+                format!("{:?}", RegisterAgentRequest { software_statement: "s3cr3t".into(), client_name: "h".into() }),
+                format!("{:?}", RegisterAgentResponse { client_secret: "s3cr3t".into(), ..Default::default() }),
+                format!(
+                    "{:?}",
+                    GenerateSoftwareStatementResponse { software_statement: "s3cr3t".into(), ..Default::default() }
+                ),
+                format!("{:?}", DeactivateSoftwareStatementRequest { software_statement: "s3cr3t".into() }),
+            ];
+            for text in texts {
+                assert!(!text.contains("s3cr3t") && text.contains("[redacted]"), "{text}");
+            }
+        }
+    }
+}

@@ -17,6 +17,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use switchboard_common::Secret;
+use switchboard_proto::agent_admin_client::AgentAdminClient;
 use switchboard_proto::auth_client::AuthClient;
 use tonic::{metadata::MetadataValue, transport::Channel};
 
@@ -88,6 +89,22 @@ impl AdminChannel {
         let channel = switchboard_common::grpc::lazy_channel(&self.auth_url)?;
         let header: MetadataValue<_> = format!("Bearer {}", self.token.expose()).parse()?;
         Ok(AuthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert("authorization", header.clone());
+            Ok(request)
+        }))
+    }
+
+    /// An agent-admin client (software statements, agent clients) that sends the admin token on every call.
+    pub fn agent_admin_client(
+        &self,
+    ) -> anyhow::Result<
+        AgentAdminClient<
+            tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor + Clone>,
+        >,
+    > {
+        let channel = switchboard_common::grpc::lazy_channel(&self.auth_url)?;
+        let header: MetadataValue<_> = format!("Bearer {}", self.token.expose()).parse()?;
+        Ok(AgentAdminClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
             request.metadata_mut().insert("authorization", header.clone());
             Ok(request)
         }))

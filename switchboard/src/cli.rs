@@ -45,6 +45,9 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Agent enrolment: software statements and agent clients.
+    #[command(flatten)]
+    Agents(crate::agents_cli::AgentCommand),
 }
 
 /// Which running cluster an admin command talks to.
@@ -131,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Agents(command) => crate::agents_cli::run(command).await,
         Command::UnregisterApiClient { client_id, target } => {
             let channel = AdminChannel::read(&target.data_dir)?;
             let request = switchboard_proto::UnregisterApiClientRequest { client_id: client_id.clone() };

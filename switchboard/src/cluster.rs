@@ -7,7 +7,9 @@
 //! (auth and session-store both use it, as they would share Redis).
 //!
 //! Start order: TLS material → storage → session-store (gRPC + agent port) →
-//! auth → placement → gateway → simulated hosts. Shutdown cancels one token;
+//! auth → placement → gateway → simulated hosts (which enrol with a software
+//! statement the cluster generates, and keep their credentials in
+//! `<data-dir>/agents/`). Shutdown cancels one token;
 //! every service drains and returns.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -71,6 +73,8 @@ pub struct Cluster {
     pub ca_path: PathBuf,
     /// The admin channel (also written to `<data-dir>/admin.json`).
     pub admin: AdminChannel,
+    /// The embedded store every service of this cluster shares (for tools and tests).
+    pub backend: Arc<dyn Backend>,
     store_url: String,
     data_dir: PathBuf,
     shutdown: Shutdown,
@@ -85,6 +89,50 @@ async fn bind_loopback() -> anyhow::Result<(TcpListener, String)> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
     let url = format!("http://{}", listener.local_addr()?);
     Ok((listener, url))
+}
+
+/// Where simulated host `index` keeps its agent credentials.
+fn sim_host_credentials(data_dir: &std::path::Path, index: usize) -> PathBuf {
+    data_dir.join("agents").join(format!("sim-host-{index}.credentials.toml"))
+}
+
+/// The enrolment of each simulated host. Hosts that registered before reuse their credentials; a host
+/// whose agent client was unregistered (in an earlier run) loses its stale credentials and enrols again at
+/// this start. When any host needs to enrol, the cluster generates one software statement for them (listed
+/// by `describe-software-statements` like any other).
+async fn sim_host_enrolments(
+    backend: &dyn Backend,
+    data_dir: &std::path::Path,
+    hosts: usize,
+) -> anyhow::Result<Vec<switchboard_agent::enrol::Enrolment>> {
+    let mut missing = false;
+    for index in 0..hosts {
+        let path = sim_host_credentials(data_dir, index);
+        let registered = match switchboard_agent::enrol::stored_client_id(&path)? {
+            Some(client_id) => backend.get_agent_client(&client_id).await?.is_some(),
+            None => false,
+        };
+        if !registered {
+            missing = true;
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+            }
+        }
+    }
+    let statement = if missing {
+        let generated = switchboard_session_store::agent_auth::statements::generate(backend)
+            .await
+            .context("generating the simulated hosts' software statement")?;
+        generated.text
+    } else {
+        // Never read: every host has its credentials.
+        switchboard_common::Secret::new(String::new())
+    };
+    Ok((0..hosts)
+        .map(|index| {
+            switchboard_agent::enrol::Enrolment::inline(statement.clone(), sim_host_credentials(data_dir, index))
+        })
+        .collect())
 }
 
 impl Cluster {
@@ -177,10 +225,12 @@ impl Cluster {
             }
         });
 
-        // Simulated hosts are the real agent with the simulated DCV driver.
+        // Simulated hosts are the real agent with the simulated DCV driver; they enrol like real agents.
         let broker_url = format!("https://localhost:{}", agent_addr.port());
-        for index in 0..config.sim_hosts {
-            let options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
+        let enrolments = sim_host_enrolments(backend.as_ref(), &config.data_dir, config.sim_hosts).await?;
+        for (index, enrolment) in enrolments.into_iter().enumerate() {
+            let mut options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
+            options.enrolment = Some(enrolment);
             let driver = Arc::new(switchboard_agent::driver::simulated::SimulatedDriver::default());
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
@@ -199,6 +249,7 @@ impl Cluster {
             ca_pem: tls.ca_pem.clone(),
             ca_path: tls.ca_path.clone(),
             admin,
+            backend,
             store_url,
             data_dir: config.data_dir,
             shutdown,

@@ -4,8 +4,10 @@
 //!   (`switchboard up`); no behaviour of its own.
 //! - [`admin`]: the local admin channel (`admin.json`) used by admin commands.
 //! - [`cli`]: the command-line interface.
+//! - [`agents_cli`]: the agent enrolment admin commands (software statements, agent clients).
 
 pub mod admin;
+pub mod agents_cli;
 pub mod cli;
 pub mod cluster;
 

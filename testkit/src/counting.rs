@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 use switchboard_session_store::backend::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, QueuePush, ServerChanges,
-    SigningKeyRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 
 /// Calls seen so far.
@@ -179,5 +178,36 @@ impl Backend for CountingBackend {
     }
     async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>> {
         self.write().shared_secret(name, candidate).await
+    }
+
+    async fn insert_software_statement(&self, statement: SoftwareStatementRecord) -> BackendResult<()> {
+        self.write().insert_software_statement(statement).await
+    }
+    async fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>> {
+        self.read().get_software_statement(id).await
+    }
+    async fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>> {
+        self.read().list_software_statements().await
+    }
+    async fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool> {
+        self.write().deactivate_software_statement(id).await
+    }
+    async fn register_agent_client(&self, client: AgentClientRecord) -> BackendResult<()> {
+        self.write().register_agent_client(client).await
+    }
+    async fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>> {
+        self.read().get_agent_client(client_id).await
+    }
+    async fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>> {
+        self.read().list_agent_clients().await
+    }
+    async fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool> {
+        self.write().remove_agent_client(client_id).await
+    }
+    async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
+        self.write().bind_agent_server(client_id, server_id).await
+    }
+    async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
+        self.write().use_token_once(token_id, expires_at_ms).await
     }
 }

@@ -137,11 +137,14 @@ pub struct ClusterSpec {
     pub agents: usize,
     /// `max_virtual_sessions` of every agent.
     pub max_virtual_sessions: u32,
+    /// Internal gRPC ports with mutual TLS (every service and this test process present the dev CA's
+    /// certificate); `https://` upstream URLs.
+    pub internal_mtls: bool,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { replicas: 2, agents: 4, max_virtual_sessions: 50 }
+        Self { replicas: 2, agents: 4, max_virtual_sessions: 50, internal_mtls: false }
     }
 }
 
@@ -155,6 +158,8 @@ pub struct ProcessCluster {
     pub admin_token: String,
     /// Simulated agents' `max_virtual_sessions`.
     pub max_virtual_sessions: u32,
+    /// `http` or `https` (internal mTLS) for the internal gRPC ports.
+    scheme: &'static str,
     replicas: Vec<Replica>,
     agents: Vec<Process>,
     dir: tempfile::TempDir,
@@ -176,6 +181,7 @@ impl ProcessCluster {
             ca_pem: tls.ca_pem.clone(),
             admin_token,
             max_virtual_sessions: spec.max_virtual_sessions,
+            scheme: if spec.internal_mtls { "https" } else { "http" },
             replicas: Vec::new(),
             agents: Vec::new(),
             dir,
@@ -186,7 +192,26 @@ impl ProcessCluster {
         let auth_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
         let placement_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
         let gateway_ports: Vec<u16> = (0..spec.replicas).map(ports).collect();
-        let urls = |ports: &[u16]| ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let scheme = cluster.scheme;
+        let urls =
+            |ports: &[u16]| ports.iter().map(|p| format!("{scheme}://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        // Internal mTLS: every process (this one included) presents the dev certificate, issued for
+        // localhost and 127.0.0.1, and requires the others' to chain to the dev CA.
+        let internal_tls: Vec<String> = if spec.internal_mtls {
+            switchboard_common::internal_tls::configure(switchboard_common::internal_tls::InternalTls {
+                ca_pem: tls.ca_pem.clone(),
+                identity: Some(tls.server.clone()),
+                require_client_cert: true,
+            });
+            vec![
+                format!("--internal-tls-ca-file={}", tls.ca_path.display()),
+                format!("--internal-tls-cert-file={}", tls.ca_path.with_file_name("server.pem").display()),
+                format!("--internal-tls-key-file={}", tls.ca_path.with_file_name("server-key.pem").display()),
+                "--internal-tls-client-auth=true".into(),
+            ]
+        } else {
+            Vec::new()
+        };
         let cert = tls.ca_path.with_file_name("server.pem");
         let key = tls.ca_path.with_file_name("server-key.pem");
         let redis_url = cluster.redis.url();
@@ -202,6 +227,7 @@ impl ProcessCluster {
                 "--update-interval-seconds=1".into(),
                 "--agent-lease-seconds=3".into(),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::SessionStore, index, port, args)?;
         }
         for (index, &port) in auth_ports.iter().enumerate() {
@@ -210,10 +236,12 @@ impl ProcessCluster {
                 format!("--redis-url={redis_url}"),
                 format!("--admin-token-file={}", token_file.display()),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Auth, index, port, args)?;
         }
         for (index, &port) in placement_ports.iter().enumerate() {
             let args = vec![format!("--listen=127.0.0.1:{port}"), format!("--store-url={}", urls(&store_ports))];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Placement, index, port, args)?;
         }
         for (index, &port) in gateway_ports.iter().enumerate() {
@@ -225,16 +253,23 @@ impl ProcessCluster {
                 format!("--tls-cert-file={}", cert.display()),
                 format!("--tls-key-file={}", key.display()),
             ];
+            let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Gateway, index, port, args)?;
         }
         for index in 0..cluster.replicas.len() {
             cluster.wait_replica_ready(index).await?;
         }
+        let statement = cluster.generate_software_statement().await?;
+        let statement_dir = cluster.dir.path().join("agents");
+        fs::create_dir_all(&statement_dir)?;
         for index in 0..spec.agents {
             // Agents are split across the agent ports: each starts on a different replica, then fails over.
             let mut addresses: Vec<String> = agent_ports.iter().map(|p| format!("'localhost:{p}'")).collect();
             addresses.rotate_left(index % agent_ports.len());
-            cluster.add_agent(index, &addresses, &tls.ca_path)?;
+            // One statement file per agent, so each keeps its own credentials next to it.
+            let statement_path = statement_dir.join(format!("statement-{index}.txt"));
+            fs::write(&statement_path, &statement)?;
+            cluster.add_agent(index, &addresses, &tls.ca_path, &statement_path)?;
         }
         cluster.wait_reachable(spec.agents, READY_TIMEOUT).await?;
         Ok(cluster)
@@ -254,15 +289,53 @@ impl ProcessCluster {
         Ok(())
     }
 
-    fn add_agent(&mut self, index: usize, addresses: &[String], ca_path: &Path) -> anyhow::Result<()> {
+    /// A software statement from the auth service's admin RPC, as `switchboard generate-software-statement`
+    /// prints it.
+    async fn generate_software_statement(&self) -> anyhow::Result<String> {
+        let auth = self.grpc_urls(Service::Auth);
+        let channel = switchboard_common::grpc::replica_channel(&auth)?;
+        let mut client = switchboard_proto::agent_admin_client::AgentAdminClient::new(channel);
+        let mut request = tonic::Request::new(switchboard_proto::GenerateSoftwareStatementRequest {});
+        request.metadata_mut().insert("authorization", format!("Bearer {}", self.admin_token).parse()?);
+        Ok(client.generate_software_statement(request).await?.into_inner().software_statement)
+    }
+
+    /// Re-enrols every agent, as an operator would after the store lost its data: a new software statement
+    /// in each agent's statement file, then its credentials file deleted. Agents pick it up on their next
+    /// reconnect.
+    pub async fn reenrol_agents(&self) -> anyhow::Result<()> {
+        let statement = self.generate_software_statement().await?;
+        let statement_dir = self.dir.path().join("agents");
+        for index in 0..self.agents.len() {
+            fs::write(statement_dir.join(format!("statement-{index}.txt")), &statement)?;
+        }
+        for index in 0..self.agents.len() {
+            let credentials = statement_dir.join(format!("statement-{index}.credentials.toml"));
+            match fs::remove_file(&credentials) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn add_agent(
+        &mut self,
+        index: usize,
+        addresses: &[String],
+        ca_path: &Path,
+        statement: &Path,
+    ) -> anyhow::Result<()> {
         let conf = self.dir.path().join(format!("agent-{index}.conf"));
         let text = format!(
             "version = '0.1'\n[agent]\nbroker_addresses = [{}]\nca_file = '{}'\nmax_virtual_sessions = {}\n\
              broker_update_interval = 1\ndriver = 'simulated'\nserver_id = 'ha-host-{index}'\nhostname = 'ha-host-{index}'\n\
-             [log]\nlevel = 'info'\n",
+             software_statement_path = '{}'\n[log]\nlevel = 'info'\n",
             addresses.join(", "),
             ca_path.display(),
             self.max_virtual_sessions,
+            statement.display(),
         );
         fs::write(&conf, text)?;
         let label = format!("switchboard-agent-{index}");
@@ -293,9 +366,10 @@ impl ProcessCluster {
         self.ports(Service::Gateway).into_iter().map(|port| format!("https://localhost:{port}")).collect()
     }
 
-    /// `http://127.0.0.1:port` of every replica of `service`, comma-separated.
+    /// `http(s)://127.0.0.1:port` of every replica of `service`, comma-separated.
     pub fn grpc_urls(&self, service: Service) -> String {
-        self.ports(service).into_iter().map(|port| format!("http://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+        let scheme = self.scheme;
+        self.ports(service).into_iter().map(|port| format!("{scheme}://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
     }
 
     fn ports(&self, service: Service) -> Vec<u16> {
@@ -328,7 +402,7 @@ impl ProcessCluster {
                     let url = format!("https://localhost:{}/health/ready", replica.port);
                     http.get(url).send().await.is_ok_and(|response| response.status().is_success())
                 }
-                Some(name) => grpc_serving(replica.port, name).await,
+                Some(name) => grpc_serving(self.scheme, replica.port, name).await,
             };
             if ready {
                 return Ok(());
@@ -395,8 +469,8 @@ impl ProcessCluster {
     }
 }
 
-async fn grpc_serving(port: u16, service: &str) -> bool {
-    let Ok(channel) = switchboard_common::grpc::lazy_channel(&format!("http://127.0.0.1:{port}")) else {
+async fn grpc_serving(scheme: &str, port: u16, service: &str) -> bool {
+    let Ok(channel) = switchboard_common::grpc::lazy_channel(&format!("{scheme}://127.0.0.1:{port}")) else {
         return false;
     };
     let request = HealthCheckRequest { service: service.to_owned() };

@@ -13,7 +13,7 @@ use switchboard_tests::load::SETTLE_TIMEOUT;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_creates_fill_exactly_one_hundred_slots() {
     switchboard_common::telemetry::init_for_tests();
-    let spec = ClusterSpec { replicas: 2, agents: 10, max_virtual_sessions: 10 };
+    let spec = ClusterSpec { replicas: 2, agents: 10, max_virtual_sessions: 10, ..Default::default() };
     let cluster = ProcessCluster::start(spec).await.expect("cluster starts");
     let client = Arc::new(ApiClient::register(&cluster, "capacity").await.expect("client registered"));
 

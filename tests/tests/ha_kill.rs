@@ -39,9 +39,10 @@ async fn probe(client: &ApiClient, bound: Duration) -> bool {
 async fn killing_any_one_replica_loses_nothing() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
-        .await
-        .expect("cluster starts");
+    let mut cluster =
+        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
+            .await
+            .expect("cluster starts");
     let client = Arc::new(ApiClient::register(&cluster, "load").await.expect("client registered"));
     let probe_client = ApiClient::register(&cluster, "probe").await.expect("probe client registered");
     assert!(probe(&probe_client, RECOVERY_BOUND).await, "the cluster works before any fault");

@@ -14,9 +14,10 @@ use switchboard_tests::load::{Load, SETTLE_TIMEOUT, lost_sessions};
 async fn a_redis_restart_keeps_clients_and_sessions() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
-        .await
-        .expect("cluster starts");
+    let mut cluster =
+        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
+            .await
+            .expect("cluster starts");
     let (client_id, client_secret) = cluster.register_client("survivor").await.expect("client registered");
     let client =
         Arc::new(ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).expect("client"));
@@ -65,14 +66,16 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
 
 /// Redis loses everything (as a restart without persistence would; simulated with `FLUSHALL` so the test
 /// does not depend on restart timing): the fleet — every host and every running session — is rebuilt from
-/// the agents' reports. API clients are lost, as docs/redis.md says happens without persistence.
+/// the agents' reports. API clients and agent enrolments are lost, as docs/redis.md says happens without
+/// persistence, so the operator re-enrols the agents (a new software statement) before they are let in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster = ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50 })
-        .await
-        .expect("cluster starts");
+    let mut cluster =
+        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
+            .await
+            .expect("cluster starts");
     let (client_id, client_secret) = cluster.register_client("before").await.expect("client registered");
     let client = ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).expect("client");
     let mut running = Vec::new();
@@ -89,6 +92,8 @@ async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
         .status()
         .expect("redis-cli runs");
     assert!(status.success());
+    // The agents' credentials are gone with the data: they are refused until re-enrolled.
+    cluster.reenrol_agents().await.expect("agents re-enrolled");
 
     cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("every host reports again");
     // Admin calls still work (auth recreates its signing key); a new client sees the rebuilt sessions.

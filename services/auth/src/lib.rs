@@ -5,6 +5,7 @@
 //! - [`clients`]: the API client registry (id, name, hash of a 256-bit secret) and credential checks.
 //! - [`verify`]: [`verify::TokenVerifier`], used by the gateway to check bearer tokens against the key set.
 //! - [`service`]: the `Auth` gRPC service (token issuance, key set, admin registry calls).
+//! - [`agent_admin`]: the `AgentAdmin` gRPC service (software statements, agent clients), admin-only.
 //!
 //! [`serve`] is the one entry point: it makes sure a signing key exists, then serves `Auth` plus
 //! gRPC health on a bound listener until shutdown.
@@ -12,6 +13,7 @@
 //! Every replica is equal: keys and clients live in the [`Backend`], two replicas racing to create
 //! the first key is harmless (all keys in the set verify; each replica signs with the newest one).
 
+pub mod agent_admin;
 pub mod clients;
 pub mod keys;
 pub mod service;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use switchboard_common::{ErrorCode, Shutdown};
+use switchboard_proto::agent_admin_server::AgentAdminServer;
 use switchboard_proto::auth_server::AuthServer;
 use switchboard_session_store::backend::{Backend, BackendError};
 use tokio::net::TcpListener;
@@ -36,9 +39,6 @@ pub struct AuthConfig {
     pub audience: String,
     /// Lifetime of an access token; also how long a retired key stays in the key set.
     pub token_lifetime_seconds: u32,
-    /// `aud` claim of connection tokens (GetSessionConnectionData), distinct from `audience` so an
-    /// access token never opens a DCV session and a connection token never calls the API.
-    pub connection_audience: String,
     /// Lifetime of a connection token (the original broker's `connect-session-token-duration-minutes`).
     pub connection_token_lifetime_seconds: u32,
     /// SHA-256 of the admin token that guards the client registry RPCs ([`admin_token_hash`]);
@@ -52,7 +52,6 @@ impl Default for AuthConfig {
             issuer: "switchboard".to_owned(),
             audience: "switchboard-api".to_owned(),
             token_lifetime_seconds: 3600,
-            connection_audience: "dcv-connection".to_owned(),
             connection_token_lifetime_seconds: 60 * 60,
             admin_token_sha256: None,
         }
@@ -65,7 +64,6 @@ impl fmt::Debug for AuthConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("token_lifetime_seconds", &self.token_lifetime_seconds)
-            .field("connection_audience", &self.connection_audience)
             .field("connection_token_lifetime_seconds", &self.connection_token_lifetime_seconds)
             .field("admin_token_sha256", &self.admin_token_sha256.map(|_| "[redacted]"))
             .finish()
@@ -158,9 +156,14 @@ pub async fn serve(
     let key = keys::ensure_signing_key(backend.as_ref()).await?;
     tracing::info!(kid = %key.kid, issuer = %config.issuer, "auth signing key ready");
     let (health_reporter, health_service) = switchboard_common::grpc::health();
+    let agent_admin =
+        agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), backend.clone());
     let auth = service::AuthService::new(config, backend);
     health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
-    let router = tonic::transport::Server::builder().add_service(health_service).add_service(AuthServer::new(auth));
+    let router = switchboard_common::grpc::server_builder()?
+        .add_service(health_service)
+        .add_service(AuthServer::new(auth))
+        .add_service(AgentAdminServer::new(agent_admin));
     switchboard_common::grpc::serve_router(router, listener, shutdown).await?;
     tracing::info!("auth service stopped");
     Ok(())

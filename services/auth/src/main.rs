@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs, StorageArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -23,8 +23,11 @@ struct Settings {
     issuer: String,
     audience: String,
     token_lifetime_seconds: u32,
-    connection_audience: String,
     connect_session_token_duration_minutes: u32,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -41,8 +44,11 @@ impl Default for Settings {
             issuer: auth.issuer,
             audience: auth.audience,
             token_lifetime_seconds: auth.token_lifetime_seconds,
-            connection_audience: auth.connection_audience,
             connect_session_token_duration_minutes: auth.connection_token_lifetime_seconds / 60,
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -74,12 +80,12 @@ struct Cli {
     /// Access-token lifetime in seconds.
     #[arg(long, env = "SWITCHBOARD_TOKEN_LIFETIME_SECONDS")]
     token_lifetime_seconds: Option<u32>,
-    /// `aud` of connection tokens (GetSessionConnectionData); what the DCV-side verifier expects.
-    #[arg(long, env = "SWITCHBOARD_CONNECTION_AUDIENCE")]
-    connection_audience: Option<String>,
     /// Connection-token lifetime in minutes (the original broker's setting of the same name).
     #[arg(long, env = "SWITCHBOARD_CONNECT_SESSION_TOKEN_DURATION_MINUTES")]
     connect_session_token_duration_minutes: Option<u32>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -92,6 +98,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     let storage: BackendConfig = config::storage_choice(
         settings.redis_url.as_deref(),
         &settings.redis_key_prefix,
@@ -110,7 +124,6 @@ async fn main() -> anyhow::Result<()> {
         issuer: settings.issuer,
         audience: settings.audience,
         token_lifetime_seconds: settings.token_lifetime_seconds,
-        connection_audience: settings.connection_audience,
         connection_token_lifetime_seconds: {
             let minutes = settings.connect_session_token_duration_minutes;
             anyhow::ensure!(

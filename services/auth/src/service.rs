@@ -15,7 +15,9 @@ use switchboard_session_store::backend::Backend;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::tokens::Signer;
+use switchboard_session_store::agent_auth::connection_tokens::CONNECTION_TOKEN_AUDIENCE;
+
+use crate::tokens::{ConnectionTokenSubject, Signer};
 use crate::{AuthConfig, Error, Result, admin_token_hash, clients, keys};
 
 /// How long a replica keeps signing with the key it loaded before re-reading the stored keys, so
@@ -59,22 +61,7 @@ impl AuthService {
 
     /// Checks the `authorization: Bearer <admin token>` metadata of an admin call.
     fn check_admin(&self, metadata: &MetadataMap) -> Result<()> {
-        let Some(expected) = &self.config.admin_token_sha256 else {
-            return Err(Error::AdminDisabled);
-        };
-        let presented = metadata
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(Error::AdminUnauthenticated)?;
-        if bool::from(admin_token_hash(presented).ct_eq(expected)) {
-            Ok(())
-        } else {
-            tracing::warn!("admin call with a wrong admin token");
-            Err(Error::AdminUnauthenticated)
-        }
+        AdminGuard::new(self.config.admin_token_sha256).check(metadata)
     }
 
     async fn issue_token(&self, request: IssueTokenRequest) -> Result<IssueTokenResponse> {
@@ -113,14 +100,12 @@ impl AuthService {
         let signer = self.signer().await?;
         let now_seconds = switchboard_common::time::now_ms() / 1000;
         let lifetime = self.config.connection_token_lifetime_seconds;
-        let (token, claims) = signer.issue_connection(
-            &self.config.issuer,
-            &self.config.connection_audience,
-            (&request.session_id, &request.session_owner),
-            &request.user,
-            now_seconds,
-            lifetime,
-        )?;
+        let subject = ConnectionTokenSubject {
+            session_id: &request.session_id,
+            session_owner: &request.session_owner,
+            user: &request.user,
+        };
+        let (token, claims) = signer.issue_connection_token(&self.config.issuer, subject, now_seconds, lifetime)?;
         tracing::info!(session_id = %claims.dcv_session_id, user = %claims.dcv_session_user, jti = %claims.jti, "issued connection token");
         Ok(IssueConnectionTokenResponse { connection_token: token, expires_in_seconds: lifetime })
     }
@@ -134,7 +119,7 @@ impl AuthService {
             jwks_json: keys::jwks_json(&stored, now_ms, longest),
             issuer: self.config.issuer.clone(),
             audience: self.config.audience.clone(),
-            connection_audience: self.config.connection_audience.clone(),
+            connection_audience: CONNECTION_TOKEN_AUDIENCE.to_owned(),
         })
     }
 }
@@ -192,5 +177,45 @@ impl Auth for AuthService {
         self.check_admin(request.metadata())?;
         clients::unregister(self.backend.as_ref(), &request.get_ref().client_id).await?;
         Ok(Response::new(UnregisterApiClientResponse {}))
+    }
+}
+
+/// Checks the admin token of admin calls (`authorization: Bearer <admin token>`) against its SHA-256;
+/// shared by every admin service of this crate.
+#[derive(Clone, Copy)]
+pub struct AdminGuard {
+    expected: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for AdminGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminGuard").field("enabled", &self.expected.is_some()).finish()
+    }
+}
+
+impl AdminGuard {
+    /// A guard for the admin token hashing to `expected`; `None` disables admin calls.
+    pub fn new(expected: Option<[u8; 32]>) -> Self {
+        Self { expected }
+    }
+
+    /// `Ok` when `metadata` carries the admin token.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<()> {
+        let Some(expected) = &self.expected else {
+            return Err(Error::AdminDisabled);
+        };
+        let presented = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(Error::AdminUnauthenticated)?;
+        if bool::from(admin_token_hash(presented).ct_eq(expected)) {
+            Ok(())
+        } else {
+            tracing::warn!("admin call with a wrong admin token");
+            Err(Error::AdminUnauthenticated)
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! Access tokens: signed JWTs (RFC 7519) naming the API client they were issued to.
+//! Access tokens: signed JWTs (RFC 7519) naming the API client they were issued to; and DCV connection
+//! tokens ([`Signer::issue_connection_token`]), verified by session-store's DCV verifier.
 
 use std::fmt;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use switchboard_session_store::agent_auth::connection_tokens::{CONNECTION_TOKEN_AUDIENCE, ConnectionTokenClaims};
 use switchboard_session_store::backend::SigningKeyRecord;
 
 use crate::{Error, Result};
@@ -24,31 +26,6 @@ pub struct TokenClaims {
     /// Not valid before, seconds since epoch.
     pub nbf: i64,
     /// Unique token id (UUID v4), for audit logs and revocation lists.
-    pub jti: String,
-}
-
-/// The claims of a DCV connection token (GetSessionConnectionData). The claim
-/// names are the contract with the DCV-side verifier: never rename them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionClaims {
-    /// Issuer: [`crate::AuthConfig::issuer`].
-    pub iss: String,
-    /// Audience: [`crate::AuthConfig::connection_audience`], distinct from access tokens'.
-    pub aud: String,
-    /// The DCV session the token opens.
-    #[serde(rename = "dcvSessionId")]
-    pub dcv_session_id: String,
-    /// The session's owner.
-    #[serde(rename = "dcvSessionOwner")]
-    pub dcv_session_owner: String,
-    /// The user who connects.
-    #[serde(rename = "dcvSessionUser")]
-    pub dcv_session_user: String,
-    /// Expiry, seconds since epoch.
-    pub exp: i64,
-    /// Issue time, seconds since epoch.
-    pub iat: i64,
-    /// Unique token id (UUID v4).
     pub jti: String,
 }
 
@@ -121,24 +98,33 @@ impl Signer {
     }
 }
 
+/// Who a DCV connection token is for.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTokenSubject<'a> {
+    /// The DCV session it opens.
+    pub session_id: &'a str,
+    /// That session's owner now.
+    pub session_owner: &'a str,
+    /// The user the DCV server logs in.
+    pub user: &'a str,
+}
+
 impl Signer {
-    /// Issues a connection token for `user` of one session.
-    pub fn issue_connection(
+    /// Issues a DCV connection token (audience [`CONNECTION_TOKEN_AUDIENCE`]) for `subject`, valid from
+    /// `now_unix_seconds` for `lifetime_seconds`. Returns the compact JWT and its claims.
+    pub fn issue_connection_token(
         &self,
         issuer: &str,
-        audience: &str,
-        session: (&str, &str),
-        user: &str,
+        subject: ConnectionTokenSubject<'_>,
         now_unix_seconds: i64,
         lifetime_seconds: u32,
-    ) -> Result<(String, ConnectionClaims)> {
-        let (session_id, owner) = session;
-        let claims = ConnectionClaims {
+    ) -> Result<(String, ConnectionTokenClaims)> {
+        let claims = ConnectionTokenClaims {
             iss: issuer.to_owned(),
-            aud: audience.to_owned(),
-            dcv_session_id: session_id.to_owned(),
-            dcv_session_owner: owner.to_owned(),
-            dcv_session_user: user.to_owned(),
+            aud: CONNECTION_TOKEN_AUDIENCE.to_owned(),
+            dcv_session_id: subject.session_id.to_owned(),
+            dcv_session_owner: subject.session_owner.to_owned(),
+            dcv_session_user: subject.user.to_owned(),
             exp: now_unix_seconds + i64::from(lifetime_seconds),
             iat: now_unix_seconds,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -174,7 +160,7 @@ mod tests {
         let record = crate::keys::generate_signing_key(0).unwrap();
         let signer = Signer::from_record(&record).unwrap();
         let (token, claims) =
-            signer.issue_connection("iss", "dcv-connection", ("s-1", "alice"), "bob", 1_000, 3600).unwrap();
+            signer.issue_connection_token("iss", ConnectionTokenSubject { session_id: "s-1", session_owner: "alice", user: "bob" }, 1_000, 3600).unwrap();
         assert_eq!(claims.exp, 4_600);
         let payload = token.split('.').nth(1).unwrap();
         let json: serde_json::Value = serde_json::from_slice(

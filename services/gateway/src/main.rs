@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs, TlsArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, TlsArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_gateway::{GatewayConfig, Upstreams};
@@ -35,6 +35,10 @@ struct Settings {
     session_screenshot_max_height: u32,
     session_screenshot_format: String,
     command_timeout_seconds: u64,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -59,6 +63,10 @@ impl Default for Settings {
             session_screenshot_max_height: gateway.screenshot_max_height,
             session_screenshot_format: gateway.screenshot_format,
             command_timeout_seconds: gateway.command_timeout.as_secs(),
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -114,6 +122,9 @@ struct Cli {
     command_timeout_seconds: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     log: LogArgs,
 }
 
@@ -124,6 +135,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     switchboard_common::tls::install_crypto_provider();
     let identity = config::server_identity(
         settings.tls_cert_file.as_deref(),

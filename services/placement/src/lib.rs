@@ -159,7 +159,8 @@ pub async fn serve(
     let worker = tokio::spawn(service.queue_worker().run(background.clone()));
     let (reporter, health) = switchboard_common::grpc::health();
     reporter.set_serving::<PlacementServer<PlacementService>>().await;
-    let router = tonic::transport::Server::builder().add_service(health).add_service(PlacementServer::new(service));
+    let router =
+        switchboard_common::grpc::server_builder()?.add_service(health).add_service(PlacementServer::new(service));
     tracing::info!(addr = ?listener.local_addr().ok(), "placement serving");
     let served = switchboard_common::grpc::serve_router(router, listener, shutdown).await;
     background.cancel();

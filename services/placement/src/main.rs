@@ -4,10 +4,12 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_placement::{
@@ -32,6 +34,10 @@ struct Settings {
     create_sessions_queue_max_time_seconds: u64,
     fleet_sync_interval_ms: u64,
     queue_poll_interval_ms: u64,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -52,6 +58,10 @@ impl Default for Settings {
             create_sessions_queue_max_time_seconds: placement.queue_max_time.as_secs(),
             fleet_sync_interval_ms: u64::try_from(placement.fleet_sync_interval.as_millis()).unwrap_or(u64::MAX),
             queue_poll_interval_ms: u64::try_from(placement.queue_poll_interval.as_millis()).unwrap_or(u64::MAX),
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -103,6 +113,9 @@ struct Cli {
     queue_poll_interval_ms: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     log: LogArgs,
 }
 
@@ -113,6 +126,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     let placement_config = PlacementConfig {
         retries_on_failure: settings.retries_on_failure,
         max_batch: settings.max_batch,

@@ -13,13 +13,20 @@ pub enum Error {
     /// The storage backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The agent port failed (bind, serve).
+    #[error("agent port: {0}")]
+    AgentPort(#[from] std::io::Error),
+    /// The agent port's TLS identity was refused.
+    #[error(transparent)]
+    Tls(#[from] switchboard_common::tls::TlsError),
 }
 
 impl Error {
     /// The shared error code for this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Transport(_) => ErrorCode::Unavailable,
+            Self::Transport(_) | Self::AgentPort(_) => ErrorCode::Unavailable,
+            Self::Tls(_) => ErrorCode::Internal,
             Self::Backend(error) => error.code(),
         }
     }

@@ -9,13 +9,20 @@
 //! - [`agent_link`]: the `AgentLink` gRPC service (one stream per host), its
 //!   registry of live streams, inventory reconciliation, fencing of stale
 //!   owners, change-only writes, liveness and the reapers;
+//! - [`agent_auth`]: software statements, agent client registration and
+//!   credential checks, DCV connection-token verification;
 //! - [`routing`]: sending host commands to the replica owning the stream;
 //! - [`page_token`]: signed, replica-independent `NextToken`s;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
 //! - [`error`]: the crate's error enum.
 //!
-//! [`serve`] runs both services on already-bound listeners until shutdown.
+//! [`serve`] runs both ports on already-bound listeners until shutdown: the
+//! internal gRPC port (`SessionStore`) and the agent port, which carries
+//! `AgentLink`, `AgentEnrolment` and the DCV verifier's HTTP route on one
+//! listener (tonic routes merged into an axum router, served by axum-server
+//! with rustls, ALPN h2 and http/1.1).
 
+pub mod agent_auth;
 pub mod agent_link;
 pub mod backend;
 mod deletion;
@@ -29,9 +36,9 @@ use std::time::Duration;
 
 use switchboard_common::Shutdown;
 use switchboard_common::grpc::{health, serve_router};
+use switchboard_proto::agent_enrolment_server::AgentEnrolmentServer;
 use switchboard_proto::agent_link_server::AgentLinkServer;
 use switchboard_proto::session_store_server::SessionStoreServer;
-use tonic::transport::{Server, ServerTlsConfig};
 
 pub use error::{Error, Result};
 
@@ -79,6 +86,13 @@ pub struct StoreConfig {
     pub command_timeout: Duration,
     /// Whether servers seen for the first time are open for placement.
     pub default_server_open: bool,
+    /// Whether every agent stream must carry registered agent-client
+    /// credentials (see [`agent_auth`]). Off only for tests and migrations.
+    pub require_agent_credentials: bool,
+    /// Expected `iss` of DCV connection tokens: the auth service's issuer.
+    pub connection_token_issuer: String,
+    /// Whether a DCV connection token passes the verifier only once.
+    pub connection_token_single_use: bool,
 }
 
 impl Default for StoreConfig {
@@ -94,6 +108,9 @@ impl Default for StoreConfig {
             deleted_session_retention_seconds: 300,
             command_timeout: Duration::from_secs(30),
             default_server_open: true,
+            require_agent_credentials: true,
+            connection_token_issuer: "switchboard".to_owned(),
+            connection_token_single_use: false,
         }
     }
 }
@@ -102,7 +119,8 @@ impl Default for StoreConfig {
 pub struct Listeners {
     /// Internal gRPC (`SessionStore` + health), plaintext.
     pub grpc: tokio::net::TcpListener,
-    /// Agent endpoint (`AgentLink` + health), TLS when an identity is given.
+    /// Agent endpoint (`AgentLink`, `AgentEnrolment`, health and the DCV
+    /// verifier), TLS when an identity is given.
     pub agent: tokio::net::TcpListener,
 }
 
@@ -134,37 +152,77 @@ pub async fn serve(
     let link = AgentLinkServer::new(AgentLinkService::new(config.clone(), backend.clone(), hub, shutdown.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let enrolment = AgentEnrolmentServer::new(agent_link::enrolment::AgentEnrolmentService::new(backend.clone()));
+    let verifier = Arc::new(agent_auth::connection_tokens::ConnectionTokenVerifier::new(
+        backend.clone(),
+        config.connection_token_issuer.clone(),
+        config.connection_token_single_use,
+    ));
 
     let (store_health, store_health_service) = health();
     store_health.set_serving::<SessionStoreServer<StoreService>>().await;
     let (link_health, link_health_service) = health();
     link_health.set_serving::<AgentLinkServer<AgentLinkService>>().await;
 
-    let grpc_router = Server::builder().add_service(store_health_service).add_service(store);
-    // Agents hold one stream each for hours, often through load balancers: the broker pings idle agents
-    // (so dead ones are found and proxies keep the connection) and accepts the agents' own pings, which
-    // they send every 30 s by default. hyper enforces no minimum ping interval on the server side.
-    let mut agent_server = Server::builder()
-        .http2_keepalive_interval(Some(AGENT_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(AGENT_KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(AGENT_KEEPALIVE_INTERVAL));
-    if let Some(identity) = agent_tls {
-        switchboard_common::tls::install_crypto_provider();
-        let identity = tonic::transport::Identity::from_pem(identity.cert_pem, identity.key_pem);
-        agent_server = agent_server.tls_config(ServerTlsConfig::new().identity(identity))?;
-    }
-    let agent_router = agent_server.add_service(link_health_service).add_service(link);
+    let grpc_router = switchboard_common::grpc::server_builder()?.add_service(store_health_service).add_service(store);
+    let agent_router = tonic::service::Routes::new(link_health_service)
+        .add_service(link)
+        .add_service(enrolment)
+        .prepare()
+        .into_axum_router()
+        .merge(agent_link::verifier::router(verifier));
 
     let stop_liveness = shutdown.child_token();
     let liveness = tokio::spawn(agent_link::liveness::run(backend, config.clone(), stop_liveness.clone()));
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
-        serve_router(grpc_router, listeners.grpc, shutdown.clone()),
-        serve_router(agent_router, listeners.agent, shutdown.clone()),
+        async { serve_router(grpc_router, listeners.grpc, shutdown.clone()).await.map_err(Error::from) },
+        serve_agent_port(agent_router, listeners.agent, agent_tls, shutdown.clone()),
     );
     // Stops the sweep also when a server failed before shutdown was requested.
     stop_liveness.cancel();
     let _ = liveness.await;
     served?;
+    Ok(())
+}
+
+/// How long the agent port waits for open connections after shutdown (agent
+/// streams end themselves at once; this bounds verifier requests).
+const AGENT_PORT_DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves the agent port: HTTPS (h2 for gRPC, http/1.1 for the DCV verifier)
+/// with `tls`, plaintext h2c/http1 without (tests).
+async fn serve_agent_port(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    tls: Option<switchboard_common::tls::Identity>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let handle = axum_server::Handle::new();
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        watcher.graceful_shutdown(Some(AGENT_PORT_DRAIN));
+    });
+    let listener = listener.into_std().map_err(Error::AgentPort)?;
+    let service = router.into_make_service();
+    // Agents hold one stream each for hours, often through load balancers: the broker pings idle agents (so
+    // dead ones are found and proxies keep the connection) and accepts the agents' own pings, which they send
+    // every 30 s by default. hyper enforces no minimum ping interval on the server side.
+    match tls {
+        Some(identity) => {
+            switchboard_common::tls::install_crypto_provider();
+            let config = switchboard_common::tls::https_server_config(&identity)?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
+            server.http_builder().http2().keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL)).keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
+            server.handle(handle).serve(service).await?;
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)?;
+            server.http_builder().http2().keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL)).keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
+            server.handle(handle).serve(service).await?;
+        }
+    }
     Ok(())
 }

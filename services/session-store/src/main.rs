@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, ConfigArgs, LogArgs, StorageArgs, TlsArgs};
+use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs, TlsArgs};
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
 
@@ -30,6 +30,13 @@ struct Settings {
     agent_lease_seconds: u32,
     command_timeout_seconds: u64,
     default_server_open: bool,
+    require_agent_credentials: bool,
+    connection_token_issuer: String,
+    connection_token_single_use: bool,
+    internal_tls_ca_file: Option<PathBuf>,
+    internal_tls_cert_file: Option<PathBuf>,
+    internal_tls_key_file: Option<PathBuf>,
+    internal_tls_client_auth: bool,
     log_format: LogFormat,
     log_level: String,
 }
@@ -53,6 +60,13 @@ impl Default for Settings {
             agent_lease_seconds: store.agent_lease_seconds,
             command_timeout_seconds: store.command_timeout.as_secs(),
             default_server_open: store.default_server_open,
+            require_agent_credentials: store.require_agent_credentials,
+            connection_token_issuer: store.connection_token_issuer,
+            connection_token_single_use: store.connection_token_single_use,
+            internal_tls_ca_file: None,
+            internal_tls_cert_file: None,
+            internal_tls_key_file: None,
+            internal_tls_client_auth: false,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -96,6 +110,18 @@ struct Cli {
     /// Whether hosts seen for the first time are open for placement.
     #[arg(long, env = "SWITCHBOARD_DEFAULT_SERVER_OPEN")]
     default_server_open: Option<bool>,
+    /// Whether agents must present registered agent-client credentials (off only for tests and migrations).
+    #[arg(long, env = "SWITCHBOARD_REQUIRE_AGENT_CREDENTIALS")]
+    require_agent_credentials: Option<bool>,
+    /// Expected `iss` of DCV connection tokens (the auth service's `issuer`).
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_TOKEN_ISSUER")]
+    connection_token_issuer: Option<String>,
+    /// Whether a DCV connection token passes the verifier only once.
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_TOKEN_SINGLE_USE")]
+    connection_token_single_use: Option<bool>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    internal_tls: InternalTlsArgs,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -108,6 +134,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
+    if let Some(tls) = config::internal_tls(
+        settings.internal_tls_ca_file.as_deref(),
+        settings.internal_tls_cert_file.as_deref(),
+        settings.internal_tls_key_file.as_deref(),
+        settings.internal_tls_client_auth,
+    )? {
+        switchboard_common::internal_tls::configure(tls);
+    }
     switchboard_common::tls::install_crypto_provider();
 
     let storage: BackendConfig = config::storage_choice(
@@ -130,8 +164,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.agent_listen))?;
     let pod_ip = std::env::var("POD_IP").ok();
-    let advertised_address =
+    let mut advertised_address =
         config::advertised_url(settings.advertised_address.as_deref(), grpc.local_addr()?, pod_ip.as_deref())?;
+    // With internal TLS this replica's gRPC port speaks TLS: replicas forwarding to it must dial https.
+    if switchboard_common::internal_tls::configured().is_some_and(|tls| tls.identity.is_some())
+        && let Some(rest) = advertised_address.strip_prefix("http://")
+    {
+        advertised_address = format!("https://{rest}");
+    }
     let replica_id = settings.replica_id.unwrap_or_else(default_replica_id);
     let store_config = switchboard_session_store::StoreConfig {
         replica_id,
@@ -140,6 +180,9 @@ async fn main() -> anyhow::Result<()> {
         agent_lease_seconds: settings.agent_lease_seconds,
         command_timeout: Duration::from_secs(settings.command_timeout_seconds),
         default_server_open: settings.default_server_open,
+        require_agent_credentials: settings.require_agent_credentials,
+        connection_token_issuer: settings.connection_token_issuer,
+        connection_token_single_use: settings.connection_token_single_use,
         ..Default::default()
     };
     tracing::info!(

@@ -17,6 +17,7 @@ use switchboard_proto::{
     DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest,
     ScreenshotCommand, SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
 };
+use switchboard_session_store::agent_auth;
 use switchboard_session_store::backend::Backend;
 use switchboard_session_store::backend::embedded::EmbeddedBackend;
 use switchboard_session_store::{Listeners, StoreConfig, serve};
@@ -33,6 +34,7 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// One running replica.
 struct Replica {
+    backend: Arc<dyn Backend>,
     store: SessionStoreClient<Channel>,
     agent_url: String,
     shutdown: Shutdown,
@@ -51,8 +53,8 @@ async fn start_replica(replica_id: &str, backend: Arc<dyn Backend>) -> Replica {
         ..StoreConfig::default()
     };
     let shutdown = Shutdown::new();
-    let task = tokio::spawn(serve(config, Listeners { grpc, agent }, backend, None, shutdown.clone()));
-    Replica { store: SessionStoreClient::new(lazy_channel(&grpc_url).unwrap()), agent_url, shutdown, task }
+    let task = tokio::spawn(serve(config, Listeners { grpc, agent }, backend.clone(), None, shutdown.clone()));
+    Replica { backend, store: SessionStoreClient::new(lazy_channel(&grpc_url).unwrap()), agent_url, shutdown, task }
 }
 
 impl Replica {
@@ -96,11 +98,19 @@ fn hello(server_id: &str, protocol_version: u32) -> AgentHello {
     }
 }
 
-async fn connect(agent_url: &str, hello: AgentHello) -> Result<FakeAgent, tonic::Status> {
+/// Enrols a fresh agent client (as a real agent does with a software statement) and opens its stream.
+async fn connect(replica: &Replica, hello: AgentHello) -> Result<FakeAgent, tonic::Status> {
+    let backend = replica.backend.as_ref();
+    let statement = agent_auth::statements::generate(backend).await.unwrap();
+    let client = agent_auth::clients::register(backend, statement.text.expose(), "dcv-1").await.unwrap();
+    let authorization =
+        agent_auth::clients::basic_authorization(&client.record.client_id, client.client_secret.expose());
     let (to_broker, agent_rx) = mpsc::channel(8);
     to_broker.send(AgentMessage { kind: Some(AgentKind::Hello(hello)) }).await.unwrap();
-    let mut client = AgentLinkClient::new(lazy_channel(agent_url).unwrap());
-    let from_broker = within("connect", client.connect(ReceiverStream::new(agent_rx))).await?.into_inner();
+    let mut client = AgentLinkClient::new(lazy_channel(&replica.agent_url).unwrap());
+    let mut request = tonic::Request::new(ReceiverStream::new(agent_rx));
+    request.metadata_mut().insert("authorization", authorization.parse().unwrap());
+    let from_broker = within("connect", client.connect(request)).await?.into_inner();
     Ok(FakeAgent { to_broker, from_broker })
 }
 
@@ -148,7 +158,7 @@ async fn agent_stream_lifecycle() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let mut replica = start_replica("r1", backend).await;
 
-    let mut agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let mut agent = connect(&replica, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
     let BrokerKind::Welcome(welcome) = agent.next().await else { panic!("first message must be the welcome") };
     assert_eq!(welcome.broker_id, "r1");
     assert_eq!(welcome.update_interval_seconds, 10);
@@ -223,7 +233,7 @@ async fn agent_stream_lifecycle() {
 async fn hello_with_wrong_protocol_version_is_refused() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let replica = start_replica("r1", backend).await;
-    let status = connect(&replica.agent_url, hello("h1", 99)).await.err().expect("version 99 must be refused");
+    let status = connect(&replica, hello("h1", 99)).await.err().expect("version 99 must be refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     replica.stop().await;
 }
@@ -233,7 +243,7 @@ async fn commands_are_forwarded_to_the_owning_replica() {
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let owner = start_replica("owner", backend.clone()).await;
     let mut other = start_replica("other", backend).await;
-    let mut agent = connect(&owner.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let mut agent = connect(&owner, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
     assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
 
     let call = tokio::spawn(async move {
@@ -259,7 +269,7 @@ async fn close_of_a_session_the_host_no_longer_has_ends_deleted() {
     switchboard_common::telemetry::init_for_tests();
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let mut replica = start_replica("r1", backend).await;
-    let mut agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let mut agent = connect(&replica, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
     let BrokerKind::Welcome(_) = agent.next().await else { panic!("first message must be the welcome") };
 
     let items = vec![DeleteSessionItem { session_id: "s1".into(), owner: "alice".into(), force: false }];

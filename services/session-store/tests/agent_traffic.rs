@@ -12,7 +12,7 @@ use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::{AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, HostSession, KeyValue};
 use switchboard_session_store::backend::Backend;
 use switchboard_session_store::backend::redis::{RedisBackend, RedisConfig};
-use switchboard_session_store::{Listeners, StoreConfig, serve};
+use switchboard_session_store::{Listeners, StoreConfig, agent_auth, serve};
 use switchboard_testkit::{CountingBackend, RedisServer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -71,8 +71,15 @@ async fn an_unchanged_update_costs_no_store_traffic() {
         ..Default::default()
     };
     to_broker.send(AgentMessage { kind: Some(AgentKind::Hello(hello)) }).await.unwrap();
+    // Enrolled like a real agent (before counting starts to matter: only updates are measured).
+    let statement = agent_auth::statements::generate(inner.as_ref()).await.unwrap();
+    let enrolled = agent_auth::clients::register(inner.as_ref(), statement.text.expose(), "h1").await.unwrap();
+    let authorization =
+        agent_auth::clients::basic_authorization(&enrolled.record.client_id, enrolled.client_secret.expose());
+    let mut request = tonic::Request::new(ReceiverStream::new(agent_rx));
+    request.metadata_mut().insert("authorization", authorization.parse().unwrap());
     let mut client = AgentLinkClient::new(lazy_channel(&agent_url).unwrap());
-    let mut from_broker = client.connect(ReceiverStream::new(agent_rx)).await.unwrap().into_inner();
+    let mut from_broker = client.connect(request).await.unwrap().into_inner();
     let welcome = tokio::time::timeout(WAIT, from_broker.message()).await.unwrap().unwrap().unwrap();
     assert!(matches!(welcome.kind, Some(BrokerKind::Welcome(_))));
 

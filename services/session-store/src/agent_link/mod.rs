@@ -1,6 +1,11 @@
 //! The `AgentLink` service: one long-lived stream per DCV host.
 //!
-//! - [`stream`]: the per-stream session object (init / run / cleanup);
+//! - [`stream`]: the per-stream session object (init / run / cleanup); every
+//!   stream is authenticated (agent client credentials) and its hello's server
+//!   id checked against the client's binding before anything is written;
+//! - [`enrolment`]: the `AgentEnrolment` service (registration with a software
+//!   statement);
+//! - [`verifier`]: the DCV server's `POST /agent/validate-authentication-token`;
 //! - [`hub`]: the streams this replica owns and the commands awaiting results;
 //! - [`reconcile`]: turning an agent's full inventory into session writes;
 //! - `changes`: which agent updates are worth a store write;
@@ -8,10 +13,12 @@
 //!   reapers of long-gone servers and old DELETED sessions, on every replica.
 
 mod changes;
+pub mod enrolment;
 pub mod hub;
 pub mod liveness;
 pub mod reconcile;
 mod stream;
+pub mod verifier;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,8 +65,14 @@ impl AgentLink for AgentLinkService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let client = if self.context.config.require_agent_credentials {
+            let backend = self.context.backend.as_ref();
+            Some(crate::agent_auth::clients::authenticate(backend, request.metadata()).await?)
+        } else {
+            None
+        };
         let mut incoming = request.into_inner();
-        let session = stream::AgentSession::init(self.context.clone(), &mut incoming).await?;
+        let session = stream::AgentSession::init(self.context.clone(), &mut incoming, client.as_ref()).await?;
         let outgoing_rx = session.start(incoming);
         Ok(Response::new(ReceiverStream::new(outgoing_rx)))
     }

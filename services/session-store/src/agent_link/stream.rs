@@ -19,7 +19,7 @@ use tonic::Status;
 
 use super::LinkContext;
 use super::changes;
-use crate::backend::{BackendError, Fence};
+use crate::backend::{AgentClientRecord, BackendError, Fence};
 use crate::service::backend_status;
 
 /// How long an agent has to send its hello after opening the stream.
@@ -59,7 +59,13 @@ enum End {
 impl AgentSession {
     /// Reads and checks the hello, claims the stream, stores the report and
     /// reconciles the inventory.
-    pub(super) async fn init<S>(context: Arc<LinkContext>, incoming: &mut S) -> Result<Self, Status>
+    /// With `client` (the authenticated agent client), the hello's server id
+    /// must be the one the client is bound to (bound now at its first hello).
+    pub(super) async fn init<S>(
+        context: Arc<LinkContext>,
+        incoming: &mut S,
+        client: Option<&AgentClientRecord>,
+    ) -> Result<Self, Status>
     where
         S: Stream<Item = Result<AgentMessage, Status>> + Unpin,
     {
@@ -83,6 +89,9 @@ impl AgentSession {
         }
         let config = &context.config;
         let backend = &*context.backend;
+        if let Some(client) = client {
+            crate::agent_auth::clients::bind(backend, client, &hello.server_id).await?;
+        }
         let lease_ms = i64::from(config.agent_lease_seconds) * 1000;
         let ownership = backend
             .claim_agent(&hello.server_id, &config.replica_id, &config.advertised_address, lease_ms)

@@ -40,6 +40,9 @@ where
     super::conformance_queue::queue_is_bounded_and_ordered(make().await).await;
     super::conformance_queue::queue_claims_are_exclusive(make().await).await;
     super::conformance_queue::queue_expiry_is_claimed_once(make().await).await;
+    super::conformance_agents::software_statements(make().await).await;
+    super::conformance_agents::agent_clients(make().await).await;
+    super::conformance_agents::tokens_are_used_once(make().await).await;
 }
 
 /// A CREATING, unplaced session.

@@ -1,7 +1,9 @@
 //! The embedded backend: one process, durable where it matters.
 //!
-//! API clients, signing keys and server `open` flags live in a redb file
-//! (`<dir>/switchboard.redb`, see [`durable`]) and survive restarts. Sessions,
+//! API clients, signing keys, server `open` flags and agent enrolment live in
+//! a redb file (`<dir>/switchboard.redb`, see [`durable`]) and survive
+//! restarts. Used single-use token ids are kept in memory only: a restart of
+//! the all-in-one forgets them (documented in docs/security.md). Sessions,
 //! server reports and agent ownership live in memory: after a restart every
 //! agent reconnects and its hello carries the full inventory, which rebuilds
 //! them (a server's stored `open` flag is applied when it reports again).
@@ -26,8 +28,7 @@ use switchboard_common::time::now_ms;
 use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
 
 use super::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    QueuePush, ServerChanges, SigningKeyRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 use durable::Durable;
 
@@ -106,7 +107,14 @@ impl Queue {
         entry.claimed_until_unix_ms = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
         entry.clone()
     }
+    /// Single-use token ids already used, with their expiry (ms).
+    used_tokens: HashMap<String, i64>,
+    /// Size of `used_tokens` at which expired ids are pruned next.
+    used_tokens_prune_at: usize,
 }
+
+/// Least size of the used-token map before expired ids are pruned.
+const USED_TOKENS_PRUNE_MIN: usize = 1024;
 
 impl EmbeddedBackend {
     /// Opens the backend with its durable file `<dir>/switchboard.redb`
@@ -596,5 +604,57 @@ impl Backend for EmbeddedBackend {
 
     async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>> {
         self.durable.shared_secret(name, &candidate)
+    }
+
+    async fn insert_software_statement(&self, statement: SoftwareStatementRecord) -> BackendResult<()> {
+        self.durable.insert_software_statement(&statement)
+    }
+
+    async fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>> {
+        self.durable.get_software_statement(id)
+    }
+
+    async fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>> {
+        self.durable.list_software_statements()
+    }
+
+    async fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool> {
+        self.durable.deactivate_software_statement(id)
+    }
+
+    async fn register_agent_client(&self, client: AgentClientRecord) -> BackendResult<()> {
+        self.durable.register_agent_client(&client)
+    }
+
+    async fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>> {
+        self.durable.get_agent_client(client_id)
+    }
+
+    async fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>> {
+        self.durable.list_agent_clients()
+    }
+
+    async fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool> {
+        self.durable.remove_agent_client(client_id)
+    }
+
+    async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
+        self.durable.bind_agent_server(client_id, server_id)
+    }
+
+    async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
+        let now = now_ms();
+        let mut memory = self.memory();
+        if memory.used_tokens.len() >= memory.used_tokens_prune_at.max(USED_TOKENS_PRUNE_MIN) {
+            memory.used_tokens.retain(|_, expires| *expires > now);
+            memory.used_tokens_prune_at = memory.used_tokens.len() * 2;
+        }
+        match memory.used_tokens.get(token_id) {
+            Some(expires) if *expires > now => Ok(false),
+            _ => {
+                memory.used_tokens.insert(token_id.to_owned(), expires_at_ms);
+                Ok(true)
+            }
+        }
     }
 }

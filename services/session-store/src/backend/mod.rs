@@ -1,7 +1,8 @@
 //! Storage behind one trait.
 //!
 //! [`Backend`] is everything Switchboard keeps as shared state: sessions,
-//! servers, agent-stream ownership, API clients and signing keys. Every method
+//! servers, agent-stream ownership, API clients, signing keys, and agent
+//! enrolment (software statements, agent clients, used token ids). Every method
 //! is atomic on its own, so any number of service replicas may call it at once.
 //! Implementations:
 //! - [`embedded::EmbeddedBackend`]: in-process, durable on disk under the data
@@ -17,6 +18,7 @@
 //! prost messages below), so backends store them with protobuf encoding.
 
 pub mod conformance;
+mod conformance_agents;
 mod conformance_fencing;
 mod conformance_queue;
 pub mod embedded;
@@ -324,6 +326,50 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A software statement: the credential that lets an agent register itself
+/// (RFC 7591 style). Only a hash of its secret part is stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SoftwareStatementRecord {
+    /// Statement id (public; printed by describe, named by deactivate).
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// SHA-256 of the statement's 256-bit random secret.
+    #[prost(bytes = "vec", tag = "2")]
+    pub secret_sha256: Vec<u8>,
+    /// Creation time, ms since epoch.
+    #[prost(int64, tag = "3")]
+    pub issued_at_unix_ms: i64,
+    /// Whether agents may still register with it. Backends report the
+    /// current state on read (deactivation is one atomic step).
+    #[prost(bool, tag = "4")]
+    pub active: bool,
+}
+
+/// A registered agent: its credentials and the server id it speaks for.
+/// Only a hash of its secret is stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AgentClientRecord {
+    /// Client id (public).
+    #[prost(string, tag = "1")]
+    pub client_id: String,
+    /// Human-readable name (the agent's host name at registration).
+    #[prost(string, tag = "2")]
+    pub client_name: String,
+    /// SHA-256 of the client secret (256-bit random).
+    #[prost(bytes = "vec", tag = "3")]
+    pub secret_sha256: Vec<u8>,
+    /// Registration time, ms since epoch.
+    #[prost(int64, tag = "4")]
+    pub created_unix_ms: i64,
+    /// The software statement it registered with.
+    #[prost(string, tag = "5")]
+    pub software_statement_id: String,
+    /// The server id it is bound to (empty until its first hello). Written
+    /// only by [`Backend::bind_agent_server`]; backends fill it in on read.
+    #[prost(string, tag = "6")]
+    pub server_id: String,
+}
+
 /// The shared-state store. All methods are atomic; none holds a lock across
 /// calls, so replicas may interleave freely.
 ///
@@ -508,4 +554,45 @@ pub trait Backend: Send + Sync + 'static {
     /// value, so replicas agree on e.g. the page-token HMAC key without
     /// coordination. Secrets are never replaced or removed.
     async fn shared_secret(&self, name: &str, candidate: Vec<u8>) -> BackendResult<Vec<u8>>;
+    // ----- agent enrolment (durable) and single-use tokens -----
+
+    /// Stores a new software statement; `AlreadyExists` if the id is taken.
+    async fn insert_software_statement(&self, statement: SoftwareStatementRecord) -> BackendResult<()>;
+
+    /// Reads one software statement (with its current `active` state).
+    async fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>>;
+
+    /// Every software statement, oldest first (`issued_at`, then id).
+    async fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>>;
+
+    /// Deactivates a statement for good (idempotent); `false` if unknown.
+    async fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool>;
+
+    /// Atomically: if the client's `software_statement_id` names an active
+    /// statement, stores the client (its `server_id` is ignored: clients
+    /// start unbound). `NotFound` if the statement is missing or inactive,
+    /// `AlreadyExists` if the client id is taken.
+    async fn register_agent_client(&self, client: AgentClientRecord) -> BackendResult<()>;
+
+    /// Reads one agent client, with the server id it is bound to.
+    async fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>>;
+
+    /// Every agent client, in id order, with their bound server ids.
+    async fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>>;
+
+    /// Removes an agent client and its server binding (the server id may be
+    /// bound again by another client); returns whether it existed.
+    async fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool>;
+
+    /// Atomically binds an agent client to a server id at its first hello,
+    /// or checks the binding afterwards. `Ok` if the client is (now) bound to
+    /// `server_id`; `Conflict` if the client is bound to another server id
+    /// or the server id is bound to another client; `NotFound` if the client
+    /// does not exist (unregistered).
+    async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()>;
+
+    /// Records the first use of a single-use token id until `expires_at_ms`
+    /// (ms since epoch): `true` the first time, `false` for every later call
+    /// until it expires. Atomic across replicas.
+    async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool>;
 }

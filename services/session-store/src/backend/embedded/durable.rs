@@ -1,5 +1,6 @@
-//! The durable half of the embedded backend: API clients, signing keys and
-//! server `open` flags in one redb file.
+//! The durable half of the embedded backend: API clients, signing keys,
+//! server `open` flags and agent enrolment (software statements, agent
+//! clients and their server bindings) in one redb file.
 //!
 //! Every call is a short synchronous redb transaction. These are rare admin
 //! operations (registering a client, rotating a key, opening a server) plus
@@ -12,12 +13,18 @@ use std::path::Path;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::backend::{ApiClientRecord, BackendError, BackendResult, SigningKeyRecord};
+use crate::backend::{
+    AgentClientRecord, ApiClientRecord, BackendError, BackendResult, SigningKeyRecord, SoftwareStatementRecord,
+};
 
 const API_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_clients");
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const SERVER_OPEN: TableDefinition<&str, bool> = TableDefinition::new("server_open");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+const SOFTWARE_STATEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("software_statements");
+const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_clients");
+/// Server id → the agent client bound to it.
+const AGENT_SERVERS: TableDefinition<&str, &str> = TableDefinition::new("agent_servers");
 
 /// Maps any redb failure to `Unavailable`, keeping the cause for logs.
 fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
@@ -50,6 +57,9 @@ impl Durable {
         txn.open_table(API_CLIENTS).map_err(storage)?;
         txn.open_table(SIGNING_KEYS).map_err(storage)?;
         txn.open_table(SERVER_OPEN).map_err(storage)?;
+        txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+        txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+        txn.open_table(AGENT_SERVERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -148,6 +158,140 @@ impl Durable {
                 None => table.remove(server_id).map(|_| ()),
             }
             .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn insert_software_statement(&self, statement: &SoftwareStatementRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            if table.get(statement.id.as_str()).map_err(storage)?.is_some() {
+                return Err(BackendError::AlreadyExists(format!("software statement {}", statement.id)));
+            }
+            table.insert(statement.id.as_str(), statement.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+        let Some(value) = table.get(id).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(id, value.value()).map(Some)
+    }
+
+    pub(super) fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>> {
+        let mut statements: Vec<SoftwareStatementRecord> = self.list(SOFTWARE_STATEMENTS)?;
+        statements.sort_by(|a, b| a.issued_at_unix_ms.cmp(&b.issued_at_unix_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(statements)
+    }
+
+    pub(super) fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            let Some(mut statement) = table
+                .get(id)
+                .map_err(storage)?
+                .map(|v| decode::<SoftwareStatementRecord>(id, v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            statement.active = false;
+            table.insert(id, statement.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(true)
+    }
+
+    /// One write transaction: the statement check and the insert are atomic.
+    pub(super) fn register_agent_client(&self, client: &AgentClientRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let statements = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            let statement_id = client.software_statement_id.as_str();
+            let active = match statements.get(statement_id).map_err(storage)? {
+                Some(value) => decode::<SoftwareStatementRecord>(statement_id, value.value())?.active,
+                None => false,
+            };
+            if !active {
+                return Err(BackendError::NotFound(format!("active software statement {statement_id}")));
+            }
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            if clients.get(client.client_id.as_str()).map_err(storage)?.is_some() {
+                return Err(BackendError::AlreadyExists(format!("agent client {}", client.client_id)));
+            }
+            let unbound = AgentClientRecord { server_id: String::new(), ..client.clone() };
+            clients.insert(client.client_id.as_str(), unbound.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+        let Some(value) = table.get(client_id).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(client_id, value.value()).map(Some)
+    }
+
+    pub(super) fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>> {
+        self.list(AGENT_CLIENTS)
+    }
+
+    pub(super) fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            let removed = clients.remove(client_id).map_err(storage)?;
+            let record = removed.map(|v| decode::<AgentClientRecord>(client_id, v.value())).transpose()?;
+            if let Some(record) = &record
+                && !record.server_id.is_empty()
+            {
+                let mut servers = txn.open_table(AGENT_SERVERS).map_err(storage)?;
+                let bound_here =
+                    servers.get(record.server_id.as_str()).map_err(storage)?.is_some_and(|v| v.value() == client_id);
+                if bound_here {
+                    servers.remove(record.server_id.as_str()).map_err(storage)?;
+                }
+            }
+            record.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
+    }
+
+    /// One write transaction over the client and the server index.
+    pub(super) fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            let Some(mut client) = clients
+                .get(client_id)
+                .map_err(storage)?
+                .map(|v| decode::<AgentClientRecord>(client_id, v.value()))
+                .transpose()?
+            else {
+                return Err(BackendError::NotFound(format!("agent client {client_id}")));
+            };
+            if client.server_id == server_id {
+                return Ok(());
+            }
+            if !client.server_id.is_empty() {
+                return Err(BackendError::Conflict(format!("agent client {client_id} is bound to another server")));
+            }
+            let mut servers = txn.open_table(AGENT_SERVERS).map_err(storage)?;
+            if servers.get(server_id).map_err(storage)?.is_some_and(|v| v.value() != client_id) {
+                return Err(BackendError::Conflict(format!("server {server_id} is bound to another agent client")));
+            }
+            servers.insert(server_id, client_id).map_err(storage)?;
+            client.server_id = server_id.to_owned();
+            clients.insert(client_id, client.encode_to_vec().as_slice()).map_err(storage)?;
         }
         txn.commit().map_err(storage)
     }

@@ -22,6 +22,12 @@
 //! | `P agent-epoch:{id}` | string | the last epoch handed out (INCR; never reset) |
 //! | `P api-clients` | hash | client id → protobuf record |
 //! | `P signing-keys` | hash | kid → protobuf record |
+//! | `P software-statements` | hash | statement id → protobuf record |
+//! | `P software-statements-inactive` | set | ids of deactivated statements |
+//! | `P agent-clients` | hash | agent client id → protobuf record (without `server_id`) |
+//! | `P agent-client-servers` | hash | agent client id → the server id it is bound to |
+//! | `P agent-servers` | hash | server id → the agent client bound to it |
+//! | `P token-used:{jti}` | string | a used single-use token id, expiring with the token |
 //!
 //! Leases are measured on the Redis server's clock (`TIME` inside the
 //! scripts), so replicas with skewed clocks agree on who owns a stream.
@@ -35,6 +41,7 @@
 //! replicas and Sentinel-style failover) is required, not Redis Cluster. See
 //! `docs/redis.md` for the recommended server settings.
 
+mod enrolment;
 mod reply;
 mod scripts;
 mod store;

@@ -30,6 +30,10 @@ pub(super) struct Scripts {
     pub(super) agent_release: Script,
     pub(super) server_changes: Script,
     pub(super) queue: Script,
+    pub(super) agent_client_register: Script,
+    pub(super) agent_client_bind: Script,
+    pub(super) agent_client_remove: Script,
+    pub(super) statement_deactivate: Script,
 }
 
 impl Scripts {
@@ -51,6 +55,10 @@ impl Scripts {
             agent_release: script!("agent_release.lua"),
             server_changes: script!("server_changes.lua"),
             queue: script!("queue.lua"),
+            agent_client_register: script!("agent_client_register.lua"),
+            agent_client_bind: script!("agent_client_bind.lua"),
+            agent_client_remove: script!("agent_client_remove.lua"),
+            statement_deactivate: script!("statement_deactivate.lua"),
         }
     }
 }

@@ -7,8 +7,7 @@ use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState
 
 use super::{RedisBackend, fence_args, reply};
 use crate::backend::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    QueuePush, ServerChanges, SigningKeyRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
@@ -84,7 +83,7 @@ impl RedisBackend {
     }
 
     /// Every record of a prost-encoded hash, in field order.
-    async fn hash_records<M: Message + Default>(&self, name: &str) -> BackendResult<Vec<(String, M)>> {
+    pub(super) async fn hash_records<M: Message + Default>(&self, name: &str) -> BackendResult<Vec<(String, M)>> {
         let entries: Vec<(String, Vec<u8>)> = self.query(redis::cmd("HGETALL").arg(self.key(name))).await?;
         let mut records = entries
             .into_iter()
@@ -439,6 +438,48 @@ impl Backend for RedisBackend {
         self.query::<i64>(redis::cmd("HSETNX").arg(&key).arg(name).arg(candidate)).await?;
         let stored: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(&key).arg(name)).await?;
         stored.ok_or_else(|| BackendError::Corrupt(format!("secret {name} vanished after HSETNX")))
+    }
+
+    // Agent enrolment and single-use tokens: see `enrolment.rs`.
+
+    async fn insert_software_statement(&self, statement: SoftwareStatementRecord) -> BackendResult<()> {
+        self.insert_statement(statement).await
+    }
+
+    async fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>> {
+        self.get_statement(id).await
+    }
+
+    async fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>> {
+        self.list_statements().await
+    }
+
+    async fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool> {
+        self.deactivate_statement(id).await
+    }
+
+    async fn register_agent_client(&self, client: AgentClientRecord) -> BackendResult<()> {
+        self.register_client(client).await
+    }
+
+    async fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>> {
+        self.get_client(client_id).await
+    }
+
+    async fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>> {
+        self.list_clients().await
+    }
+
+    async fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool> {
+        self.remove_client(client_id).await
+    }
+
+    async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
+        self.bind_client(client_id, server_id).await
+    }
+
+    async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
+        self.token_once(token_id, expires_at_ms).await
     }
 }
 
