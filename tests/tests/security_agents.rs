@@ -44,6 +44,7 @@ async fn start() -> Harness {
         agent_listen: "127.0.0.1:0".parse().unwrap(),
         update_interval_seconds: 1,
         tls_names: Vec::new(),
+        resolver_listen: None,
     };
     let cluster = Cluster::start(config).await.expect("cluster starts");
     // The simulated host enrolled with the cluster's statement and connected.

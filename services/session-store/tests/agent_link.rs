@@ -299,7 +299,7 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     switchboard_common::telemetry::init_for_tests();
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let mut replica = start_replica("r1", backend).await;
-    let agent = connect(&replica.agent_url, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+    let agent = connect(&replica, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
     assert_eq!(replica.session_state("s1").await, SessionState::Ready);
 
     // The DCV server stops answering: the agent reports it unhealthy and says its list is not an inventory.
@@ -326,7 +326,7 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
         sessions: Vec::new(),
         ..hello("h1", AGENT_PROTOCOL_VERSION)
     };
-    let mut agent = connect(&replica.agent_url, again).await.unwrap();
+    let mut agent = connect(&replica, again).await.unwrap();
     let BrokerKind::Welcome(_) = agent.next().await else { panic!("first message must be the welcome") };
     // The disconnect made it UNKNOWN (as for any host that drops); an unknowable inventory does not delete it.
     assert_eq!(replica.session_state("s1").await, SessionState::Unknown);

@@ -54,6 +54,10 @@ struct Memory {
     last_epoch: HashMap<String, u64>,
     feed: Feed,
     queue: Queue,
+    /// Single-use token ids already used, with their expiry (ms).
+    used_tokens: HashMap<String, i64>,
+    /// Size of `used_tokens` at which expired ids are pruned next.
+    used_tokens_prune_at: usize,
 }
 
 /// The fleet change feed: each server's latest feed revision.
@@ -107,10 +111,6 @@ impl Queue {
         entry.claimed_until_unix_ms = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
         entry.clone()
     }
-    /// Single-use token ids already used, with their expiry (ms).
-    used_tokens: HashMap<String, i64>,
-    /// Size of `used_tokens` at which expired ids are pruned next.
-    used_tokens_prune_at: usize,
 }
 
 /// Least size of the used-token map before expired ids are pruned.
