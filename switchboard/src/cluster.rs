@@ -37,6 +37,11 @@ pub struct UpConfig {
     pub update_interval_seconds: u32,
     /// Extra DNS names or IPs for the generated server certificate.
     pub tls_names: Vec<String>,
+    /// Gateway settings (limits, token-verifier refresh, client-cache time).
+    pub gateway: switchboard_gateway::GatewayConfig,
+    /// Auth settings (issuer, audience, token lifetime, key publish delay); the admin token hash
+    /// is always the cluster's own.
+    pub auth: switchboard_auth::AuthConfig,
 }
 
 impl Default for UpConfig {
@@ -48,6 +53,8 @@ impl Default for UpConfig {
             agent_listen: "127.0.0.1:8445".parse().expect("valid address"),
             update_interval_seconds: 10,
             tls_names: Vec::new(),
+            gateway: switchboard_gateway::GatewayConfig::default(),
+            auth: switchboard_auth::AuthConfig::default(),
         }
     }
 }
@@ -66,6 +73,7 @@ pub struct Cluster {
     pub ca_path: PathBuf,
     /// The admin channel (also written to `<data-dir>/admin.json`).
     pub admin: AdminChannel,
+    backend: Arc<dyn Backend>,
     store_url: String,
     data_dir: PathBuf,
     shutdown: Shutdown,
@@ -125,7 +133,7 @@ impl Cluster {
         });
 
         let auth_config =
-            switchboard_auth::AuthConfig { admin_token_sha256: Some(admin.token_sha256()), ..Default::default() };
+            switchboard_auth::AuthConfig { admin_token_sha256: Some(admin.token_sha256()), ..config.auth.clone() };
         tasks.spawn({
             let (backend, shutdown) = (backend.clone(), shutdown.clone());
             async move {
@@ -152,8 +160,8 @@ impl Cluster {
         let api_listener = api_listener.into_std()?;
         tasks.spawn({
             let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
+            let config = config.gateway.clone();
             async move {
-                let config = switchboard_gateway::GatewayConfig::default();
                 let result = switchboard_gateway::serve(config, api_listener, Some(identity), upstreams, shutdown);
                 ("gateway", result.await.map_err(anyhow::Error::from))
             }
@@ -180,6 +188,7 @@ impl Cluster {
             ca_pem: tls.ca_pem.clone(),
             ca_path: tls.ca_path.clone(),
             admin,
+            backend,
             store_url,
             data_dir: config.data_dir,
             shutdown,
@@ -209,6 +218,11 @@ impl Cluster {
         let request = switchboard_proto::ListServersRequest { page_size: 1000, ..Default::default() };
         let page = store.list_servers(request).await?.into_inner();
         Ok(page.servers.iter().filter(|server| server.reachable).count())
+    }
+
+    /// The shared storage backend (tests read signing keys from it to mint tokens).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
     }
 
     /// The shutdown token (cancel it to stop everything).

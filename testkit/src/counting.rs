@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use switchboard_proto::{ServerRecord, SessionRecord};
 use switchboard_session_store::backend::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, SigningKeyRecord,
+    AgentOwnership, ApiClientRecord, AssignOutcome, AuthServerRecord, Backend, BackendResult, Fence, SigningKeyRecord,
 };
 
 /// Calls seen so far.
@@ -141,5 +141,14 @@ impl Backend for CountingBackend {
     }
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.write().remove_signing_key(kid).await
+    }
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        self.write().put_auth_server(server).await
+    }
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.read().list_auth_servers().await
+    }
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        self.write().remove_auth_server(url).await
     }
 }

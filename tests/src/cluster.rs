@@ -384,7 +384,7 @@ impl ProcessCluster {
                 Ok(request)
             },
         );
-        let request = switchboard_proto::RegisterApiClientRequest { client_name: name.into() };
+        let request = switchboard_proto::RegisterApiClientRequest { client_name: name.into(), ..Default::default() };
         let response = auth.register_api_client(request).await?.into_inner();
         Ok((response.client_id, response.client_secret))
     }

@@ -23,6 +23,7 @@ struct Settings {
     issuer: String,
     audience: String,
     token_lifetime_seconds: u32,
+    key_publish_delay_seconds: u32,
     log_format: LogFormat,
     log_level: String,
 }
@@ -39,6 +40,7 @@ impl Default for Settings {
             issuer: auth.issuer,
             audience: auth.audience,
             token_lifetime_seconds: auth.token_lifetime_seconds,
+            key_publish_delay_seconds: auth.key_publish_delay_seconds,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -70,6 +72,10 @@ struct Cli {
     /// Access-token lifetime in seconds.
     #[arg(long, env = "SWITCHBOARD_TOKEN_LIFETIME_SECONDS")]
     token_lifetime_seconds: Option<u32>,
+    /// Seconds between `renew-auth-server-api-key` publishing a new key and signing with it (must
+    /// exceed the gateways' `key_set_refresh_seconds`).
+    #[arg(long, env = "SWITCHBOARD_KEY_PUBLISH_DELAY_SECONDS")]
+    key_publish_delay_seconds: Option<u32>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -100,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         issuer: settings.issuer,
         audience: settings.audience,
         token_lifetime_seconds: settings.token_lifetime_seconds,
+        key_publish_delay_seconds: settings.key_publish_delay_seconds,
         admin_token_sha256,
     };
     let backend = open_backend(&storage).await.context("opening the store")?;

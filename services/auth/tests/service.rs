@@ -58,7 +58,8 @@ fn as_admin<T>(message: T, token: &str) -> Request<T> {
 }
 
 async fn register(client: &mut AuthClient<Channel>, name: &str) -> RegisterApiClientResponse {
-    let request = as_admin(RegisterApiClientRequest { client_name: name.to_owned() }, ADMIN_TOKEN);
+    let request =
+        as_admin(RegisterApiClientRequest { client_name: name.to_owned(), ..Default::default() }, ADMIN_TOKEN);
     client.register_api_client(request).await.unwrap().into_inner()
 }
 
@@ -72,7 +73,9 @@ async fn admin_calls_need_the_admin_token() {
     let mut replica = Replica::start(admin_config(), backend()).await;
     let client = &mut replica.client;
 
-    let anonymous = client.register_api_client(RegisterApiClientRequest { client_name: "x".to_owned() }).await;
+    let anonymous = client
+        .register_api_client(RegisterApiClientRequest { client_name: "x".to_owned(), ..Default::default() })
+        .await;
     assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
     let wrong = client.list_api_clients(as_admin(ListApiClientsRequest {}, "correct horse")).await;
     assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);

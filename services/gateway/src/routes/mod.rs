@@ -17,9 +17,16 @@ use axum::{
 };
 use tower::ServiceBuilder;
 
-use crate::{AppState, auth::require_bearer, error::ApiError};
+use crate::{AppState, auth::require_bearer, error::ApiError, limits::limit_headers};
+
+/// Every authenticated route; each must have a row in [`crate::scope::OPERATIONS`] (a unit test
+/// checks it).
+pub const API_PATHS: &[&str] = &["/createSessions", "/describeSessions", "/deleteSessions"];
 
 /// The whole API. Every response body is JSON, errors included.
+///
+/// Every route of `api` is behind [`require_bearer`] (token, scope, per-client rate limit): add
+/// new API routes to `api`, before its `route_layer`, and to [`API_PATHS`].
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let api = Router::new()
@@ -47,6 +54,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(config.request_timeout),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

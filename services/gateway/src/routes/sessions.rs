@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::{Json, extract::State};
+use axum::{Extension, Json, extract::State};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use switchboard_proto::{
     CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
@@ -13,7 +13,9 @@ use switchboard_proto::{
 };
 
 use crate::{
-    AppState, convert,
+    AppState,
+    auth::Caller,
+    convert,
     error::{ApiError, Result},
     extract::{ApiJson, OptionalApiJson},
     model::{
@@ -41,12 +43,17 @@ fn check_batch(len: usize, max: usize, what: &str) -> Result<()> {
 }
 
 /// `POST /createSessions`. Items failing JSON-level checks (type string,
-/// client count, base64) are answered here and never reach placement.
+/// client count, base64) are answered here and never reach placement. An
+/// owner-restricted client is refused (403) if any item names another owner.
 pub async fn create_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<CreateSessionRequestData>>,
 ) -> Result<Json<CreateSessionsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
+    for item in &items {
+        caller.require_owner(item.owner.as_deref().unwrap_or_default())?;
+    }
     let request_id = request_id();
     let mut verdicts: Vec<Result<(), String>> = Vec::with_capacity(items.len());
     let mut specs = Vec::new();
@@ -136,13 +143,16 @@ fn matches(filters: &Filters, session: &SessionRecord, server: Option<&ServerRec
     owner_ok && tags_ok
 }
 
-/// `POST /describeSessions`. The body is optional.
+/// `POST /describeSessions`. The body is optional. An owner-restricted
+/// client sees only sessions of its owners (an owner filter outside them
+/// matches nothing).
 ///
 /// `NextToken` is, for now, the base64url of the last session id of the
 /// previous page: opaque to clients but not tamper-evident (a later issue
 /// signs it). With `SessionIds`, every match is returned in one page.
 pub async fn describe_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     OptionalApiJson(request): OptionalApiJson<DescribeSessionsRequestData>,
 ) -> Result<Json<DescribeSessionsResponse>> {
     let request_id = request_id();
@@ -151,7 +161,16 @@ pub async fn describe_sessions(
         Some(n) if (1..=i64::from(MAX_RESULTS)).contains(&n) => n as u32,
         Some(_) => return Err(ApiError::BadRequest(format!("MaxResults must be between 1 and {MAX_RESULTS}"))),
     };
-    let filters = parse_filters(&request)?;
+    let mut filters = parse_filters(&request)?;
+    if let Some(allowed) = caller.allowed_owners() {
+        match &filters.owner {
+            Some(owner) if !allowed.contains(owner) => filters.contradictory = true,
+            Some(_) => {}
+            // One owner: let the store filter; several: filtered below.
+            None if allowed.len() == 1 => filters.owner = allowed.iter().next().cloned(),
+            None => {}
+        }
+    }
     let next_token = request.next_token.as_deref().filter(|token| !token.is_empty());
     let session_ids: Vec<String> = request.session_ids.clone().unwrap_or_default();
     let mut store = state.upstreams.store.clone();
@@ -186,7 +205,8 @@ pub async fn describe_sessions(
         .iter()
         .filter_map(|session| {
             let server = servers.get(session.server_id.as_str()).copied();
-            matches(&filters, session, server).then(|| convert::session(session, server))
+            (matches(&filters, session, server) && caller.may_act_for(&session.owner))
+                .then(|| convert::session(session, server))
         })
         .collect();
     tracing::debug!(%request_id, count = sessions.len(), "describeSessions");
@@ -194,12 +214,22 @@ pub async fn describe_sessions(
 }
 
 /// `POST /deleteSessions`. Store failure reasons (e.g. an unknown id) pass
-/// through verbatim as `FailureReason`.
+/// through verbatim as `FailureReason`. An owner-restricted client is refused
+/// (403) if any item names another owner; the store checks that each named
+/// owner is the session's.
 pub async fn delete_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<DeleteSessionRequestData>>,
 ) -> Result<Json<DeleteSessionsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
+    for item in &items {
+        if let Some(owner) = item.owner.as_deref().filter(|owner| !owner.is_empty()) {
+            caller.require_owner(owner)?;
+        } else if caller.allowed_owners().is_some() {
+            return Err(ApiError::Forbidden("An owner-restricted API client must give Owner on every item".into()));
+        }
+    }
     let request_id = request_id();
     let mut response = DeleteSessionsResponse {
         request_id: request_id.clone(),

@@ -22,8 +22,8 @@ use switchboard_common::time::now_ms;
 use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
 
 use super::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    SigningKeyRecord,
+    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, AuthServerRecord, Backend, BackendError,
+    BackendResult, Fence, SigningKeyRecord,
 };
 use durable::Durable;
 
@@ -397,5 +397,17 @@ impl Backend for EmbeddedBackend {
 
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.durable.remove_signing_key(kid)
+    }
+
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        self.durable.put_auth_server(&server)
+    }
+
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.durable.list_auth_servers()
+    }
+
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        self.durable.remove_auth_server(url)
     }
 }

@@ -12,11 +12,12 @@ use std::path::Path;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::backend::{ApiClientRecord, BackendError, BackendResult, SigningKeyRecord};
+use crate::backend::{ApiClientRecord, AuthServerRecord, BackendError, BackendResult, SigningKeyRecord};
 
 const API_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_clients");
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const SERVER_OPEN: TableDefinition<&str, bool> = TableDefinition::new("server_open");
+const AUTH_SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_servers");
 
 /// Maps any redb failure to `Unavailable`, keeping the cause for logs.
 fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
@@ -49,6 +50,7 @@ impl Durable {
         txn.open_table(API_CLIENTS).map_err(storage)?;
         txn.open_table(SIGNING_KEYS).map_err(storage)?;
         txn.open_table(SERVER_OPEN).map_err(storage)?;
+        txn.open_table(AUTH_SERVERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -110,6 +112,29 @@ impl Durable {
             table.remove(kid).map_err(storage)?;
         }
         txn.commit().map_err(storage)
+    }
+
+    pub(super) fn put_auth_server(&self, server: &AuthServerRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.insert(server.url.as_str(), server.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.list(AUTH_SERVERS)
+    }
+
+    pub(super) fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.remove(url).map_err(storage)?.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
     }
 
     /// The stored `open` flag of a server, if an operator ever set one.

@@ -22,6 +22,7 @@
 //! | `P agent-epoch:{id}` | string | the last epoch handed out (INCR; never reset) |
 //! | `P api-clients` | hash | client id → protobuf record |
 //! | `P signing-keys` | hash | kid → protobuf record |
+//! | `P auth-servers` | hash | JWKS URL → protobuf record (trusted external authorization servers) |
 //!
 //! Leases are measured on the Redis server's clock (`TIME` inside the
 //! scripts), so replicas with skewed clocks agree on who owns a stream.

@@ -7,8 +7,8 @@ use switchboard_proto::{ServerRecord, SessionRecord, SessionState};
 
 use super::{RedisBackend, fence_args, reply};
 use crate::backend::{
-    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence,
-    SigningKeyRecord,
+    AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, AuthServerRecord, Backend, BackendError,
+    BackendResult, Fence, SigningKeyRecord,
 };
 
 /// Substate of a session just assigned to a host.
@@ -341,6 +341,24 @@ impl Backend for RedisBackend {
 
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
         self.query::<i64>(redis::cmd("HDEL").arg(self.key("signing-keys")).arg(kid)).await.map(|_| ())
+    }
+
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        let command =
+            redis::cmd("HSET").arg(self.key("auth-servers")).arg(&server.url).arg(server.encode_to_vec()).to_owned();
+        self.query::<i64>(&command).await.map(|_| ())
+    }
+
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        let mut servers: Vec<AuthServerRecord> =
+            self.hash_records("auth-servers").await?.into_iter().map(|(_, server)| server).collect();
+        servers.sort_by(|a, b| a.url.cmp(&b.url));
+        Ok(servers)
+    }
+
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        let removed: i64 = self.query(redis::cmd("HDEL").arg(self.key("auth-servers")).arg(url)).await?;
+        Ok(removed == 1)
     }
 }
 
