@@ -42,7 +42,10 @@ struct Answer {
 }
 
 fn report(attack: &str, answer: &Answer) {
-    println!("ATTACK {attack}: {} {}", answer.status.as_u16(), answer.body);
+    let body = answer.body.to_string();
+    let shown: String = body.chars().take(300).collect();
+    let more = if shown.len() < body.len() { "…" } else { "" };
+    println!("ATTACK {attack}: {} {shown}{more}", answer.status.as_u16());
 }
 
 fn now() -> i64 {
