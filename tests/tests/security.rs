@@ -477,7 +477,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rotation.retiring_kids, [old_kid.clone()]);
+    assert_eq!(rotation.retiring_kids, [old_kid]);
     // The auth service caches its signer briefly; wait until it signs with the new key.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let after = loop {

@@ -222,7 +222,7 @@ mod tests {
         let first = ensure_signing_key(&backend).await.unwrap();
         let now = switchboard_common::time::now_ms();
         let rotation = rotate(&backend, now, 60_000, 3600).await.unwrap();
-        assert_eq!(rotation.retiring_kids, [first.kid.clone()]);
+        assert_eq!(rotation.retiring_kids, std::slice::from_ref(&first.kid));
         let keys = backend.list_signing_keys().await.unwrap();
         // Until active_from the old key signs; the new one is already in the key set.
         assert_eq!(current_key(&keys, now + 59_999).unwrap().kid, first.kid);
@@ -237,7 +237,7 @@ mod tests {
         let later = rotate(&backend, after + RETIRED_KEY_GRACE_MS, 0, 3600).await.unwrap();
         let kids: Vec<String> = backend.list_signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
         assert!(!kids.contains(&first.kid), "expired key removed: {kids:?}");
-        assert_eq!(later.retiring_kids, [rotation.kid.clone()]);
+        assert_eq!(later.retiring_kids, std::slice::from_ref(&rotation.kid));
     }
 
     #[tokio::test]
