@@ -162,3 +162,20 @@ pub async fn issue_token(State(state): State<AppState>, request: Request) -> Res
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_params_never_print_the_secret() {
+        let params = TokenParams {
+            grant_type: Some("client_credentials".into()),
+            client_id: Some("id-1".into()),
+            client_secret: Some("s3cr3t-value".into()),
+        };
+        let printed = format!("{params:?}");
+        assert!(printed.contains("id-1") && printed.contains("[redacted]"), "{printed}");
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+    }
+}
