@@ -224,6 +224,11 @@ impl ProcessCluster {
                 format!("--store-url={}", urls(&store_ports)),
                 format!("--tls-cert-file={}", cert.display()),
                 format!("--tls-key-file={}", key.display()),
+                // The fault tests drive one client hard through both gateways (200 concurrent creates, a
+                // token fetch each); rate limits are tested elsewhere (security suite, gateway tests).
+                "--token-rate-per-minute=0".into(),
+                "--token-rate-overall-per-minute=0".into(),
+                "--api-rate-per-minute=0".into(),
             ];
             cluster.add(Service::Gateway, index, port, args)?;
         }
