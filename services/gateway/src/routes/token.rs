@@ -177,5 +177,8 @@ mod tests {
         let printed = format!("{params:?}");
         assert!(printed.contains("id-1") && printed.contains("[redacted]"), "{printed}");
         assert!(!printed.contains("s3cr3t-value"), "{printed}");
+        let response =
+            TokenResponse { access_token: "eyJ.secret.jwt".into(), token_type: "Bearer".into(), expires_in: 1 };
+        assert!(!format!("{response:?}").contains("eyJ.secret.jwt"));
     }
 }
