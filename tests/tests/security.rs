@@ -477,7 +477,7 @@ async fn key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rotation.retiring_kids, [old_kid]);
+    assert_eq!(rotation.retiring_kids, std::slice::from_ref(&old_kid));
     // The auth service caches its signer briefly; wait until it signs with the new key.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let after = loop {
@@ -489,6 +489,12 @@ async fn key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(suite.call(&after, "/describeSessions", json!({})).await.status, StatusCode::OK, "new key verifies");
+    // Both keys are published; no private material is.
+    let jwks = answer_of(suite.http.get(suite.url("/.well-known/jwks.json"))).await;
+    assert_eq!(jwks.status, StatusCode::OK);
+    let kids: Vec<&str> = jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&rotation.kid.as_str()) && kids.contains(&old_kid.as_str()), "{kids:?}");
+    assert!(jwks.body["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "no private keys");
     assert_eq!(
         suite.call(&before, "/describeSessions", json!({})).await.status,
         StatusCode::OK,

@@ -1,6 +1,6 @@
 //! The HTTP routes and the layers around them.
 //!
-//! - [`token`]: `POST /oauth2/token` (no bearer token needed).
+//! - [`token`]: `POST /oauth2/token` and `GET /.well-known/jwks.json` (no bearer token needed).
 //! - [`sessions`]: `POST /createSessions`, `/describeSessions`, `/deleteSessions`.
 //! - [`health`]: `GET /health`, `/health/live`, `/health/ready` (no auth).
 
@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/oauth2/token", post(token::issue_token))
+        .route("/.well-known/jwks.json", get(token::jwks))
         .route("/health", get(health::live))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -97,6 +97,25 @@ async fn body_params(request: Request, state: &AppState) -> Result<TokenParams, 
     }
 }
 
+/// `GET /.well-known/jwks.json`: the public keys that verify our access tokens (RFC 7517), for
+/// resource servers that want to check tokens themselves. Public data; rate limited like the token
+/// endpoint and cacheable for a minute (rotation publishes keys well before they sign).
+pub async fn jwks(State(state): State<AppState>, request: Request) -> Response {
+    if let Err(error) = state.limits.check_token(crate::limits::peer_address(&request)) {
+        return error.into_response();
+    }
+    match state.upstreams.auth.clone().get_key_set(switchboard_proto::GetKeySetRequest {}).await {
+        Ok(key_set) => {
+            let mut response = key_set.into_inner().jwks_json.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+            response
+        }
+        Err(status) => ApiError::Upstream(status).into_response(),
+    }
+}
+
 /// Exchanges client credentials for an access token.
 pub async fn issue_token(State(state): State<AppState>, request: Request) -> Response {
     if let Err(ApiError::TooManyRequests { retry_after_seconds, .. }) =
