@@ -203,3 +203,71 @@ async fn verifier_reports_an_unreachable_auth_service_as_unavailable() {
     assert!(matches!(error, VerifyError::Unavailable(_)), "{error:?}");
     assert_eq!(error.code(), switchboard_common::ErrorCode::Unavailable);
 }
+
+#[tokio::test]
+async fn new_admin_calls_need_the_admin_token_too() {
+    use switchboard_proto::{
+        AuthServerInfo, ListAuthServersRequest, RegisterAuthServerRequest, RotateSigningKeyRequest,
+        UnregisterAuthServerRequest,
+    };
+    let mut replica = Replica::start(admin_config(), backend()).await;
+    let client = &mut replica.client;
+    let server = AuthServerInfo { url: "https://idp.example/jwks".into(), ..Default::default() };
+    let register = || RegisterAuthServerRequest { server: Some(server.clone()) };
+    assert_eq!(client.rotate_signing_key(RotateSigningKeyRequest {}).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(client.register_auth_server(register()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(client.list_auth_servers(ListAuthServersRequest {}).await.unwrap_err().code(), Code::Unauthenticated);
+    let unregister = UnregisterAuthServerRequest { url: server.url.clone() };
+    assert_eq!(client.unregister_auth_server(unregister.clone()).await.unwrap_err().code(), Code::Unauthenticated);
+
+    client.register_auth_server(as_admin(register(), ADMIN_TOKEN)).await.unwrap();
+    let listed = client.list_auth_servers(as_admin(ListAuthServersRequest {}, ADMIN_TOKEN)).await.unwrap();
+    assert_eq!(listed.into_inner().servers[0].url, server.url);
+    // Gateways learn trusted servers with the key set.
+    let key_set = client.get_key_set(switchboard_proto::GetKeySetRequest {}).await.unwrap().into_inner();
+    assert_eq!(key_set.external_servers.len(), 1);
+    let bad = RegisterAuthServerRequest {
+        server: Some(AuthServerInfo { url: "http://idp.example/jwks".into(), ..Default::default() }),
+    };
+    assert_eq!(
+        client.register_auth_server(as_admin(bad, ADMIN_TOKEN)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    client.unregister_auth_server(as_admin(unregister.clone(), ADMIN_TOKEN)).await.unwrap();
+    let again = client.unregister_auth_server(as_admin(unregister, ADMIN_TOKEN)).await;
+    assert_eq!(again.unwrap_err().code(), Code::NotFound);
+
+    let rotated = client.rotate_signing_key(as_admin(RotateSigningKeyRequest {}, ADMIN_TOKEN)).await.unwrap();
+    let rotated = rotated.into_inner();
+    let key_set = client.get_key_set(switchboard_proto::GetKeySetRequest {}).await.unwrap().into_inner();
+    assert!(key_set.jwks_json.contains(&rotated.kid), "the new key is published at once");
+    assert_eq!(rotated.retiring_kids.len(), 1);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn client_policy_reports_scope_and_unregistration() {
+    use switchboard_proto::GetClientPolicyRequest;
+    let mut replica = Replica::start(admin_config(), backend()).await;
+    let client = &mut replica.client;
+    let request = RegisterApiClientRequest {
+        client_name: "tenant".into(),
+        read_only: true,
+        allowed_owners: vec!["bob".into(), "alice".into()],
+    };
+    let registered = client.register_api_client(as_admin(request, ADMIN_TOKEN)).await.unwrap().into_inner();
+    let policy_of = |id: &str| GetClientPolicyRequest { client_id: id.to_owned() };
+    let policy = client.get_client_policy(policy_of(&registered.client_id)).await.unwrap().into_inner();
+    assert!(policy.exists && policy.read_only);
+    assert_eq!(policy.allowed_owners, ["alice", "bob"]);
+    let listed = client.list_api_clients(as_admin(ListApiClientsRequest {}, ADMIN_TOKEN)).await.unwrap().into_inner();
+    assert!(listed.clients[0].read_only && listed.clients[0].allowed_owners == ["alice", "bob"]);
+
+    let unregister = UnregisterApiClientRequest { client_id: registered.client_id.clone() };
+    client.unregister_api_client(as_admin(unregister, ADMIN_TOKEN)).await.unwrap();
+    let policy = client.get_client_policy(policy_of(&registered.client_id)).await.unwrap().into_inner();
+    assert!(!policy.exists);
+    let oversized = client.get_client_policy(policy_of(&"x".repeat(10_000))).await.unwrap().into_inner();
+    assert!(!oversized.exists);
+    replica.stop().await;
+}
