@@ -25,7 +25,9 @@ use axum::{
 };
 use switchboard_auth::verify::{TokenSource, TokenVerifier, VerifierConfig, VerifyError};
 use switchboard_common::ErrorCode;
-use switchboard_proto::{GetClientPolicyRequest, auth_client::AuthClient};
+use switchboard_proto::{
+    GetClientPolicyRequest, GetSessionsRequest, auth_client::AuthClient, session_store_client::SessionStoreClient,
+};
 use tonic::transport::Channel;
 
 use crate::{AppState, error::ApiError};
@@ -83,6 +85,29 @@ impl Caller {
     /// The owners the caller is restricted to, if any.
     pub fn allowed_owners(&self) -> Option<&BTreeSet<String>> {
         self.scope.allowed_owners.as_ref()
+    }
+
+    /// For operations naming sessions by id (connection data, permissions, screenshots): 403
+    /// unless every named session that exists belongs to an owner the caller may act for. Ids
+    /// that do not exist pass (the operation reports them itself). One `GetSessions` call, and
+    /// none for callers without an owner restriction. Owners never change, so checking first
+    /// and acting after is safe.
+    pub async fn require_session_owners(
+        &self,
+        store: &mut SessionStoreClient<Channel>,
+        session_ids: &[String],
+    ) -> Result<(), ApiError> {
+        if self.allowed_owners().is_none() || session_ids.is_empty() {
+            return Ok(());
+        }
+        let request = GetSessionsRequest { session_ids: session_ids.to_vec() };
+        let page = store.get_sessions(request).await?.into_inner();
+        match page.sessions.iter().find(|session| !self.may_act_for(&session.owner)) {
+            Some(session) => {
+                Err(ApiError::Forbidden(format!("The API client may not access session \"{}\"", session.id)))
+            }
+            None => Ok(()),
+        }
     }
 }
 

@@ -136,3 +136,22 @@ async fn oversized_headers_get_431_json() {
         (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, json!({ "error": "Request headers are too large" }))
     );
 }
+
+#[tokio::test]
+async fn session_owner_checks_by_id_for_restricted_callers() {
+    use std::collections::BTreeSet;
+    use switchboard_gateway::auth::{Caller, Scope};
+    let upstream = start_fakes().await;
+    let mut store = upstream.upstreams.store.clone();
+    let ids = vec!["known-1".to_owned(), "unknown-9".to_owned()];
+    let restricted = |owners: &[&str]| {
+        let allowed_owners = Some(owners.iter().map(|o| o.to_string()).collect::<BTreeSet<_>>());
+        Caller::with_scope("c", Scope { read_only: false, allowed_owners })
+    };
+    // known-1 belongs to user1 in the fakes; unknown ids pass.
+    restricted(&["user1"]).require_session_owners(&mut store, &ids).await.unwrap();
+    let refused = restricted(&["mallory"]).require_session_owners(&mut store, &ids).await.unwrap_err();
+    assert_eq!(refused.to_string(), "The API client may not access session \"known-1\"");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    Caller::full("c").require_session_owners(&mut store, &ids).await.unwrap();
+}
