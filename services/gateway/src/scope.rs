@@ -66,12 +66,14 @@ pub const OPERATIONS: &[Operation] = &[
     op("/createSessions", "CreateSessions", Access::Full, CHECKED),
     op("/describeSessions", "DescribeSessions", Access::Read, CHECKED),
     op("/deleteSessions", "DeleteSessions", Access::Full, CHECKED),
-    op("/sessionConnectionData/{sessionId}/{user}", "GetSessionConnectionData", Access::Read, UNCHECKED),
+    op("/sessionConnectionData/{session_id}/{user}", "GetSessionConnectionData", Access::Read, UNCHECKED),
     op("/sessionPermissions", "UpdateSessionPermissions", Access::Full, UNCHECKED),
     op("/getSessionScreenshots", "GetSessionScreenshots", Access::Full, UNCHECKED),
     op("/describeServers", "DescribeServers", Access::Read, Target::Servers),
     op("/openServers", "OpenServers", Access::Full, Target::Servers),
     op("/closeServers", "CloseServers", Access::Full, Target::Servers),
+    // Beyond the original API: a dry run of placement over the fleet (reveals servers, changes nothing).
+    op("/explainPlacement", "ExplainPlacement", Access::Read, Target::Servers),
 ];
 
 /// Treatment of a route missing from [`OPERATIONS`]: the most restrictive.
@@ -138,7 +140,7 @@ mod tests {
         let reader = caller(true, None);
         let permitted: Vec<&str> =
             OPERATIONS.iter().filter(|op| authorize_operation(&reader, op).is_ok()).map(|op| op.name).collect();
-        assert_eq!(permitted, ["DescribeSessions", "GetSessionConnectionData", "DescribeServers"]);
+        assert_eq!(permitted, ["DescribeSessions", "GetSessionConnectionData", "DescribeServers", "ExplainPlacement"]);
         assert!(authorize_operation(&reader, &UNLISTED).is_err());
     }
 
@@ -148,7 +150,7 @@ mod tests {
         assert!(allowed(&tenant, "CreateSessions"));
         assert!(allowed(&tenant, "DescribeSessions"));
         assert!(allowed(&tenant, "DeleteSessions"));
-        for refused in ["DescribeServers", "OpenServers", "CloseServers"] {
+        for refused in ["DescribeServers", "OpenServers", "CloseServers", "ExplainPlacement"] {
             assert!(!allowed(&tenant, refused), "{refused}");
         }
         // Routes whose handlers do not check owners yet, and unlisted routes, fail closed.
