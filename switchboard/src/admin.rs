@@ -6,6 +6,11 @@
 //! the cluster). Admin commands (`register-api-client`, …) read that file and
 //! call the auth service's admin RPCs with `authorization: Bearer <token>`.
 //! Possession of the file is the credential, exactly like a kubeconfig.
+//!
+//! With separate services (Kubernetes) there is no admin.json: admin commands take the auth URL
+//! and the admin token file instead ([`AdminChannel::from_token_file`]); the Helm chart sets both
+//! in the auth pod, so `kubectl exec deploy/<release>-auth -- switchboard describe-api-clients`
+//! works as is.
 
 use std::{
     fs,
@@ -73,6 +78,16 @@ impl AdminChannel {
             )
         })?;
         Ok(serde_json::from_str(&text)?)
+    }
+
+    /// A channel to `auth_url` with the admin token read from `token_file` (Kubernetes: the
+    /// mounted admin Secret).
+    pub fn from_token_file(auth_url: String, token_file: &Path) -> anyhow::Result<Self> {
+        let token = fs::read_to_string(token_file)
+            .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", token_file.display()))?;
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "the admin token file {} is empty", token_file.display());
+        Ok(Self { auth_url, token: Secret::new(token.to_owned()) })
     }
 
     /// Removes the descriptor (on shutdown).

@@ -29,6 +29,13 @@ pub enum Command {
         /// A name for the client.
         #[arg(long)]
         client_name: String,
+        /// Only describe operations and connection data (no create, delete or server changes).
+        #[arg(long)]
+        read_only: bool,
+        /// Restrict the client to sessions of these owners (repeat, or comma-separated); such a
+        /// client cannot call server operations.
+        #[arg(long = "allowed-owner", value_delimiter = ',')]
+        allowed_owners: Vec<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -37,7 +44,8 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Removes an API client; it can no longer get tokens.
+    /// Removes an API client; it can no longer get tokens, and its tokens are refused within the
+    /// gateways' client-cache time.
     UnregisterApiClient {
         /// The client's id.
         #[arg(long)]
@@ -48,14 +56,71 @@ pub enum Command {
     /// Agent enrolment: software statements and agent clients.
     #[command(flatten)]
     Agents(crate::agents_cli::AgentCommand),
+    /// Rotates the token-signing key: the new key is published now and signs after the publish
+    /// delay; the old one keeps verifying until its tokens expire.
+    RenewAuthServerApiKey {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Trusts an external authorization server (its JWKS URL); its access tokens are accepted.
+    RegisterAuthServer {
+        /// JWKS URL (https; http only for localhost).
+        #[arg(long)]
+        url: String,
+        /// Pin the JWS algorithm of its keys (RS256, ES256, …; needed e.g. for Azure AD whose
+        /// JWKS omits `alg`). Default: each key's `alg`, else its key type.
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// Require this `iss` claim.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Require this `aud` claim.
+        #[arg(long)]
+        audience: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Lists the trusted external authorization servers.
+    ListAuthServers {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stops trusting an external authorization server.
+    UnregisterAuthServer {
+        /// The JWKS URL it was registered with.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
-/// Which running cluster an admin command talks to.
+/// Which running cluster an admin command talks to: the all-in-one cluster whose data dir holds
+/// `admin.json`, or (Kubernetes, separate services) an auth replica given by `--auth-url` with the
+/// admin token in `--admin-token-file`.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The data dir of the running cluster (holds admin.json).
+    /// The data dir of the running all-in-one cluster (holds admin.json).
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "switchboard-data")]
     pub data_dir: PathBuf,
+    /// gRPC URL of an auth replica (e.g. `http://127.0.0.1:7001` inside the auth pod); used
+    /// instead of admin.json, with `--admin-token-file`.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_AUTH_URL")]
+    pub auth_url: Option<String>,
+    /// File holding the admin token (with `--auth-url`); the auth pod mounts it and sets this.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// The admin channel this target names.
+    pub fn channel(&self) -> anyhow::Result<AdminChannel> {
+        match (&self.auth_url, &self.admin_token_file) {
+            (Some(url), Some(file)) => AdminChannel::from_token_file(url.clone(), file),
+            (Some(_), None) => anyhow::bail!("--auth-url needs --admin-token-file (or SWITCHBOARD_ADMIN_TOKEN_FILE)"),
+            (None, _) => AdminChannel::read(&self.data_dir),
+        }
+    }
 }
 
 /// Options of `switchboard up`.
@@ -106,9 +171,9 @@ fn parse_log_format(value: &str) -> Result<LogFormat, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up(args).await,
-        Command::RegisterApiClient { client_name, target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
-            let request = switchboard_proto::RegisterApiClientRequest { client_name };
+        Command::RegisterApiClient { client_name, read_only, allowed_owners, target } => {
+            let channel = target.channel()?;
+            let request = switchboard_proto::RegisterApiClientRequest { client_name, read_only, allowed_owners };
             let response = channel
                 .client()?
                 .register_api_client(request)
@@ -121,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::DescribeApiClients { target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let response = channel
                 .client()?
                 .list_api_clients(switchboard_proto::ListApiClientsRequest {})
@@ -130,13 +195,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner();
             for client in response.clients {
                 let created = switchboard_common::time::rfc3339_ms(client.created_unix_ms).unwrap_or_default();
-                println!("client-id: {}  client-name: {}  created: {created}", client.client_id, client.client_name);
+                println!(
+                    "client-id: {}  client-name: {}  created: {created}  scope: {}",
+                    client.client_id,
+                    client.client_name,
+                    scope_text(client.read_only, &client.allowed_owners)
+                );
             }
             Ok(())
         }
         Command::Agents(command) => crate::agents_cli::run(command).await,
         Command::UnregisterApiClient { client_id, target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let request = switchboard_proto::UnregisterApiClientRequest { client_id: client_id.clone() };
             channel
                 .client()?
@@ -146,7 +216,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("unregistered client-id: {client_id}");
             Ok(())
         }
+        Command::RenewAuthServerApiKey { target } => {
+            let channel = target.channel()?;
+            let response = channel
+                .client()?
+                .rotate_signing_key(switchboard_proto::RotateSigningKeyRequest {})
+                .await
+                .map_err(|status| explain(status, &channel.auth_url))?
+                .into_inner();
+            let from = switchboard_common::time::rfc3339_ms(response.active_from_unix_ms).unwrap_or_default();
+            println!("new key: {} (published now, signs from {from})", response.kid);
+            for kid in response.retiring_kids {
+                println!("retiring key: {kid} (stops signing then; verifies until its tokens expire)");
+            }
+            Ok(())
+        }
+        Command::RegisterAuthServer { url, algorithm, issuer, audience, target } => {
+            let channel = target.channel()?;
+            let server = switchboard_proto::AuthServerInfo {
+                url: url.clone(),
+                algorithm: algorithm.unwrap_or_default(),
+                issuer: issuer.unwrap_or_default(),
+                audience: audience.unwrap_or_default(),
+                created_unix_ms: 0,
+            };
+            let request = switchboard_proto::RegisterAuthServerRequest { server: Some(server) };
+            channel
+                .client()?
+                .register_auth_server(request)
+                .await
+                .map_err(|status| explain(status, &channel.auth_url))?;
+            println!("registered auth server: {url}");
+            Ok(())
+        }
+        Command::ListAuthServers { target } => {
+            let channel = target.channel()?;
+            let response = channel
+                .client()?
+                .list_auth_servers(switchboard_proto::ListAuthServersRequest {})
+                .await
+                .map_err(|status| explain(status, &channel.auth_url))?
+                .into_inner();
+            for server in response.servers {
+                let or_any = |value: &str| if value.is_empty() { "(any)".to_owned() } else { value.to_owned() };
+                println!(
+                    "url: {}  algorithm: {}  issuer: {}  audience: {}",
+                    server.url,
+                    if server.algorithm.is_empty() { "(from key)".to_owned() } else { server.algorithm },
+                    or_any(&server.issuer),
+                    or_any(&server.audience)
+                );
+            }
+            Ok(())
+        }
+        Command::UnregisterAuthServer { url, target } => {
+            let channel = target.channel()?;
+            let request = switchboard_proto::UnregisterAuthServerRequest { url: url.clone() };
+            channel
+                .client()?
+                .unregister_auth_server(request)
+                .await
+                .map_err(|status| explain(status, &channel.auth_url))?;
+            println!("unregistered auth server: {url}");
+            Ok(())
+        }
     }
+}
+
+fn scope_text(read_only: bool, allowed_owners: &[String]) -> String {
+    let mut parts = Vec::new();
+    if read_only {
+        parts.push("read-only".to_owned());
+    }
+    if !allowed_owners.is_empty() {
+        parts.push(format!("owners={}", allowed_owners.join(",")));
+    }
+    if parts.is_empty() { "full".to_owned() } else { parts.join(" ") }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -160,6 +305,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         update_interval_seconds: args.update_interval,
         tls_names: args.tls_names,
         resolver_listen: parse_optional_addr(&args.resolver_listen).map_err(anyhow::Error::msg)?,
+        ..UpConfig::default()
     };
     let cluster = Cluster::start(config).await?;
     let shutdown = switchboard_common::shutdown::on_signals();

@@ -41,6 +41,11 @@ pub struct UpConfig {
     pub tls_names: Vec<String>,
     /// Connection Gateway session resolver (HTTPS) address; `None`: not served.
     pub resolver_listen: Option<SocketAddr>,
+    /// Gateway settings (limits, token-verifier refresh, client-cache time).
+    pub gateway: switchboard_gateway::GatewayConfig,
+    /// Auth settings (issuer, audience, token lifetime, key publish delay); the admin token hash
+    /// is always the cluster's own.
+    pub auth: switchboard_auth::AuthConfig,
 }
 
 impl Default for UpConfig {
@@ -53,6 +58,8 @@ impl Default for UpConfig {
             update_interval_seconds: 10,
             tls_names: Vec::new(),
             resolver_listen: None,
+            gateway: switchboard_gateway::GatewayConfig::default(),
+            auth: switchboard_auth::AuthConfig::default(),
         }
     }
 }
@@ -183,7 +190,7 @@ impl Cluster {
         });
 
         let auth_config =
-            switchboard_auth::AuthConfig { admin_token_sha256: Some(admin.token_sha256()), ..Default::default() };
+            switchboard_auth::AuthConfig { admin_token_sha256: Some(admin.token_sha256()), ..config.auth.clone() };
         tasks.spawn({
             let (backend, shutdown) = (backend.clone(), shutdown.clone());
             async move {
@@ -218,8 +225,8 @@ impl Cluster {
         }
         tasks.spawn({
             let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
+            let config = config.gateway.clone();
             async move {
-                let config = switchboard_gateway::GatewayConfig::default();
                 let result = switchboard_gateway::serve(config, api_listener, Some(identity), upstreams, shutdown);
                 ("gateway", result.await.map_err(anyhow::Error::from))
             }
@@ -279,6 +286,11 @@ impl Cluster {
         let request = switchboard_proto::ListServersRequest { page_size: 1000, ..Default::default() };
         let page = store.list_servers(request).await?.into_inner();
         Ok(page.servers.iter().filter(|server| server.reachable).count())
+    }
+
+    /// The shared storage backend (tests read signing keys from it to mint tokens).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
     }
 
     /// The shutdown token (cancel it to stop everything).

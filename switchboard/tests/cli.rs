@@ -70,3 +70,92 @@ fn admin_command_without_a_cluster_explains_what_to_do() {
     assert!(stderr.contains("switchboard up"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+/// Runs the binary off the async runtime.
+async fn run(args: Vec<String>) -> (bool, String, String) {
+    let output = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        switchboard(&args)
+    })
+    .await
+    .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|arg| arg.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token_file() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = UpConfig {
+        data_dir: data_dir.path().to_owned(),
+        sim_hosts: 0,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        agent_listen: "127.0.0.1:0".parse().unwrap(),
+        ..UpConfig::default()
+    };
+    let cluster = Cluster::start(config).await.unwrap();
+    cluster.wait_ready(0, Duration::from_secs(10)).await.unwrap();
+    // As in a Kubernetes auth pod: no admin.json, the auth URL and the mounted token file instead.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let token_file = elsewhere.path().join("admin-token");
+    std::fs::write(&token_file, format!("{}\n", cluster.admin.token.expose())).unwrap();
+    let remote = |command: &[&str]| {
+        let mut list = args(command);
+        list.extend(args(&["--data-dir", elsewhere.path().to_str().unwrap(), "--auth-url", &cluster.admin.auth_url]));
+        list.extend(args(&["--admin-token-file", token_file.to_str().unwrap()]));
+        list
+    };
+
+    let (ok, out, err) =
+        run(remote(&["register-api-client", "--client-name", "portal", "--read-only", "--allowed-owner", "bob,alice"]))
+            .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (ok, out, err) = run(remote(&["describe-api-clients"])).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("client-name: portal") && out.contains("scope: read-only owners=alice,bob"), "{out}");
+
+    let url = "https://idp.example.com/.well-known/jwks.json";
+    let (ok, out, err) = run(remote(&[
+        "register-auth-server",
+        "--url",
+        url,
+        "--algorithm",
+        "RS256",
+        "--issuer",
+        "https://idp.example.com/",
+    ]))
+    .await;
+    assert!(ok && out.contains(url), "{out} {err}");
+    let (_, out, _) = run(remote(&["list-auth-servers"])).await;
+    assert!(out.contains(url) && out.contains("algorithm: RS256") && out.contains("audience: (any)"), "{out}");
+    let (ok, _, err) = run(remote(&["register-auth-server", "--url", "http://idp.example.com/jwks"])).await;
+    assert!(!ok && err.contains("https"), "plain http to a remote host is refused: {err}");
+    let (ok, _, err) = run(remote(&["unregister-auth-server", "--url", url])).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = run(remote(&["list-auth-servers"])).await;
+    assert!(!out.contains(url), "{out}");
+    let (ok, _, err) = run(remote(&["unregister-auth-server", "--url", url])).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    let (ok, out, err) = run(remote(&["renew-auth-server-api-key"])).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("new key: ") && out.contains("retiring key: "), "{out}");
+
+    // The same commands through admin.json.
+    let (ok, out, err) = run(args(&["list-auth-servers", "--data-dir", data_dir.path().to_str().unwrap()])).await;
+    assert!(ok && out.is_empty(), "{out} {err}");
+
+    let (ok, _, err) =
+        run(args(&["list-auth-servers", "--data-dir", elsewhere.path().to_str().unwrap(), "--auth-url", "http://x:1"]))
+            .await;
+    assert!(!ok && err.contains("--admin-token-file"), "{err}");
+    cluster.stop().await;
+}

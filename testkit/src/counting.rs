@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
 use switchboard_session_store::backend::{
-    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, Backend, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AuthServerRecord, Backend, BackendResult, Fence,
+    QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 
 /// Calls seen so far.
@@ -209,5 +210,15 @@ impl Backend for CountingBackend {
     }
     async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
         self.write().use_token_once(token_id, expires_at_ms).await
+    }
+
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        self.write().put_auth_server(server).await
+    }
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.read().list_auth_servers().await
+    }
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        self.write().remove_auth_server(url).await
     }
 }

@@ -252,6 +252,11 @@ impl ProcessCluster {
                 format!("--store-url={}", urls(&store_ports)),
                 format!("--tls-cert-file={}", cert.display()),
                 format!("--tls-key-file={}", key.display()),
+                // The fault tests drive one client hard through both gateways (200 concurrent creates, a
+                // token fetch each); rate limits are tested elsewhere (security suite, gateway tests).
+                "--token-rate-per-minute=0".into(),
+                "--token-rate-overall-per-minute=0".into(),
+                "--api-rate-per-minute=0".into(),
             ];
             let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Gateway, index, port, args)?;
@@ -458,7 +463,7 @@ impl ProcessCluster {
                 Ok(request)
             },
         );
-        let request = switchboard_proto::RegisterApiClientRequest { client_name: name.into() };
+        let request = switchboard_proto::RegisterApiClientRequest { client_name: name.into(), ..Default::default() };
         let response = auth.register_api_client(request).await?.into_inner();
         Ok((response.client_id, response.client_secret))
     }

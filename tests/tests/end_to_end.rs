@@ -28,6 +28,7 @@ impl Harness {
             update_interval_seconds: 1,
             tls_names: Vec::new(),
             resolver_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..UpConfig::default()
         };
         let cluster = Cluster::start(config).await.expect("cluster starts");
         cluster.wait_ready(sim_hosts, Duration::from_secs(20)).await.expect("hosts connect");
@@ -51,7 +52,10 @@ impl Harness {
             .admin
             .client()
             .unwrap()
-            .register_api_client(switchboard_proto::RegisterApiClientRequest { client_name: "e2e".into() })
+            .register_api_client(switchboard_proto::RegisterApiClientRequest {
+                client_name: "e2e".into(),
+                ..Default::default()
+            })
             .await
             .expect("register api client")
             .into_inner();

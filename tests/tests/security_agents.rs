@@ -45,6 +45,7 @@ async fn start() -> Harness {
         update_interval_seconds: 1,
         tls_names: Vec::new(),
         resolver_listen: None,
+        ..UpConfig::default()
     };
     let cluster = Cluster::start(config).await.expect("cluster starts");
     // The simulated host enrolled with the cluster's statement and connected.

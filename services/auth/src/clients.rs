@@ -23,6 +23,44 @@ pub const MAX_CLIENT_NAME_CHARS: usize = 128;
 /// Bytes of randomness in a client secret.
 pub const SECRET_BYTES: usize = 32;
 
+/// Most owners one client may be restricted to.
+pub const MAX_ALLOWED_OWNERS: usize = 100;
+
+/// Longest owner name in an owner restriction (the API's `Owner` limit).
+pub const MAX_OWNER_CHARS: usize = 256;
+
+/// What a client may do beyond authenticating; the default is everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientScope {
+    /// Describe operations and connection data only.
+    pub read_only: bool,
+    /// When not empty, only sessions of these owners (and no server operations).
+    pub allowed_owners: Vec<String>,
+}
+
+impl ClientScope {
+    /// Checks the owner list: at most [`MAX_ALLOWED_OWNERS`] non-empty, printable names of at most
+    /// [`MAX_OWNER_CHARS`] characters. Duplicates are dropped and the list sorted.
+    pub fn validated(mut self) -> Result<Self> {
+        if self.allowed_owners.len() > MAX_ALLOWED_OWNERS {
+            return Err(Error::InvalidArgument(format!("at most {MAX_ALLOWED_OWNERS} allowed owners")));
+        }
+        for owner in &self.allowed_owners {
+            let bad = owner.trim().is_empty()
+                || owner.chars().count() > MAX_OWNER_CHARS
+                || owner.chars().any(char::is_control);
+            if bad {
+                return Err(Error::InvalidArgument(format!(
+                    "allowed owners must be printable, non-empty and at most {MAX_OWNER_CHARS} characters"
+                )));
+            }
+        }
+        self.allowed_owners.sort();
+        self.allowed_owners.dedup();
+        Ok(self)
+    }
+}
+
 /// A client just registered: the only moment its secret is known.
 #[derive(Clone)]
 pub struct NewClient {
@@ -57,8 +95,9 @@ pub fn validate_client_name(name: &str) -> Result<()> {
 }
 
 /// A new client (UUID v4 id, fresh secret) for `name`, not yet stored.
-pub fn new_client(name: &str, now_ms: i64) -> Result<NewClient> {
+pub fn new_client(name: &str, scope: ClientScope, now_ms: i64) -> Result<NewClient> {
     validate_client_name(name)?;
+    let scope = scope.validated()?;
     let mut secret_bytes = [0u8; SECRET_BYTES];
     rand::rng().fill(&mut secret_bytes);
     let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
@@ -67,6 +106,8 @@ pub fn new_client(name: &str, now_ms: i64) -> Result<NewClient> {
         client_name: name.to_owned(),
         secret_sha256: secret_hash(&secret).to_vec(),
         created_unix_ms: now_ms,
+        read_only: scope.read_only,
+        allowed_owners: scope.allowed_owners,
     };
     Ok(NewClient { record, client_secret: Secret::new(secret) })
 }
@@ -81,12 +122,30 @@ pub fn secret_matches(record: &ApiClientRecord, secret: &str) -> bool {
     record.secret_sha256.len() == presented.len() && bool::from(presented.ct_eq(&record.secret_sha256[..]))
 }
 
-/// Registers a client named `name` and returns it with its secret.
-pub async fn register(backend: &dyn Backend, name: &str) -> Result<NewClient> {
-    let client = new_client(name, switchboard_common::time::now_ms())?;
+/// Registers a client named `name` with `scope` and returns it with its secret.
+pub async fn register(backend: &dyn Backend, name: &str, scope: ClientScope) -> Result<NewClient> {
+    let client = new_client(name, scope, switchboard_common::time::now_ms())?;
     backend.insert_api_client(client.record.clone()).await?;
-    tracing::info!(client_id = %client.record.client_id, client_name = %client.record.client_name, "registered api client");
+    tracing::info!(
+        client_id = %client.record.client_id,
+        client_name = %client.record.client_name,
+        read_only = client.record.read_only,
+        allowed_owners = client.record.allowed_owners.len(),
+        "registered api client"
+    );
     Ok(client)
+}
+
+/// What `client_id` may do; `exists: false` for an unknown (or unregistered) client.
+pub async fn policy(backend: &dyn Backend, client_id: &str) -> Result<switchboard_proto::ClientPolicy> {
+    Ok(match backend.get_api_client(client_id).await? {
+        Some(record) => switchboard_proto::ClientPolicy {
+            exists: true,
+            read_only: record.read_only,
+            allowed_owners: record.allowed_owners,
+        },
+        None => switchboard_proto::ClientPolicy::default(),
+    })
 }
 
 /// The client whose credentials these are; [`Error::InvalidCredentials`] for an unknown client
@@ -107,7 +166,8 @@ pub async fn list(backend: &dyn Backend) -> Result<Vec<ApiClientRecord>> {
     Ok(backend.list_api_clients().await?)
 }
 
-/// Removes a client; it can no longer obtain tokens (tokens already issued run out on their own).
+/// Removes a client; it can no longer obtain tokens, and gateways refuse the tokens it holds once
+/// their cached [`policy`] for it expires.
 pub async fn unregister(backend: &dyn Backend, client_id: &str) -> Result<()> {
     match backend.remove_api_client(client_id).await {
         Ok(true) => {
@@ -125,25 +185,45 @@ mod tests {
 
     #[test]
     fn secret_has_256_bits_and_only_its_hash_is_stored() {
-        let client = new_client("ci pipeline", 5).unwrap();
+        let client = new_client("ci pipeline", ClientScope::default(), 5).unwrap();
         let secret = client.client_secret.expose();
         assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len() * 8, 256);
         assert_eq!(client.record.secret_sha256, secret_hash(secret).to_vec());
         let encoded = prost::Message::encode_to_vec(&client.record);
         assert!(!encoded.windows(secret.len()).any(|window| window == secret.as_bytes()));
         assert!(!format!("{client:?}").contains(secret));
-        assert_ne!(new_client("ci pipeline", 5).unwrap().client_secret, client.client_secret);
+        assert_ne!(new_client("ci pipeline", ClientScope::default(), 5).unwrap().client_secret, client.client_secret);
     }
 
     #[test]
     fn only_the_exact_secret_matches() {
-        let client = new_client("a", 0).unwrap();
+        let client = new_client("a", ClientScope::default(), 0).unwrap();
         let secret = client.client_secret.expose();
         assert!(secret_matches(&client.record, secret));
         assert!(!secret_matches(&client.record, &secret[1..]));
         assert!(!secret_matches(&client.record, ""));
         let empty_hash = ApiClientRecord::default();
         assert!(!secret_matches(&empty_hash, secret));
+    }
+
+    #[test]
+    fn scopes_are_validated_and_stored() {
+        let scope = ClientScope { read_only: true, allowed_owners: vec!["bob".into(), "alice".into(), "bob".into()] };
+        let client = new_client("portal", scope, 0).unwrap();
+        assert!(client.record.read_only);
+        assert_eq!(client.record.allowed_owners, ["alice", "bob"]);
+        let too_many = ClientScope {
+            allowed_owners: (0..=MAX_ALLOWED_OWNERS).map(|i| i.to_string()).collect(),
+            ..Default::default()
+        };
+        for bad in [
+            too_many,
+            ClientScope { allowed_owners: vec![" ".into()], ..Default::default() },
+            ClientScope { allowed_owners: vec!["x".repeat(MAX_OWNER_CHARS + 1)], ..Default::default() },
+            ClientScope { allowed_owners: vec!["a\nb".into()], ..Default::default() },
+        ] {
+            assert!(matches!(new_client("p", bad, 0), Err(Error::InvalidArgument(_))));
+        }
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! replicas racing to create the first key both succeed; the extra key is simply another entry in
 //! the key set and tokens it signed keep verifying.
 //!
+//! Rotation ([`rotate`], `renew-auth-server-api-key`) publishes a new key at once but lets it sign
+//! only from `active_from` (now + the publish delay, longer than verifiers' key-set refresh), and
+//! retires the keys it replaces at that same instant; a retired key stays in the key set for one
+//! token lifetime (plus grace) after it stops signing, so no token ever outlives its key.
+//!
 //! Note: the prost `Debug` of [`SigningKeyRecord`] includes the private key, so records are never
 //! logged; log the `kid` instead.
 
@@ -52,11 +57,16 @@ fn random_kid() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The key new tokens are signed with: the newest non-retired key already active, ordered by
-/// (`active_from`, `kid`). If every live key is still pending (clock skew between replicas), the
+/// Whether a key may sign at `now_ms`: not retired, or retired only from a later time.
+fn signs_at(key: &SigningKeyRecord, now_ms: i64) -> bool {
+    key.retired_unix_ms == 0 || key.retired_unix_ms > now_ms
+}
+
+/// The key new tokens are signed with: the newest key already active and not yet retired, ordered
+/// by (`active_from`, `kid`). If every live key is still pending (clock skew between replicas), the
 /// earliest pending one, since it is published already.
 pub fn current_key(keys: &[SigningKeyRecord], now_ms: i64) -> Option<&SigningKeyRecord> {
-    let live = keys.iter().filter(|key| key.retired_unix_ms == 0 && key.algorithm == ALGORITHM);
+    let live = keys.iter().filter(|key| signs_at(key, now_ms) && key.algorithm == ALGORITHM);
     let order = |key: &&SigningKeyRecord| (key.active_from_unix_ms, key.kid.clone());
     live.clone().filter(|key| key.active_from_unix_ms <= now_ms).max_by_key(order).or_else(|| live.min_by_key(order))
 }
@@ -99,6 +109,55 @@ pub async fn ensure_signing_key(backend: &dyn Backend) -> Result<SigningKeyRecor
     backend.put_signing_key(created.clone()).await?;
     let keys = backend.list_signing_keys().await?;
     Ok(current_key(&keys, now_ms).cloned().unwrap_or(created))
+}
+
+/// What [`rotate`] did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// `kid` of the new key.
+    pub kid: String,
+    /// When it starts signing, ms since epoch.
+    pub active_from_unix_ms: i64,
+    /// Keys that stop signing at that moment.
+    pub retiring_kids: Vec<String>,
+}
+
+/// Creates and publishes a new key that signs from `now_ms + publish_delay_ms`, retires every older
+/// live key at that instant, and deletes keys no longer published. Safe on several replicas at
+/// once: keys are only retired in favour of a *newer* one, so the newest rotation's key wins and
+/// every key stays published for as long as a token it signed can be live.
+pub async fn rotate(
+    backend: &dyn Backend,
+    now_ms: i64,
+    publish_delay_ms: i64,
+    token_lifetime_seconds: u32,
+) -> Result<Rotation> {
+    let mut created = generate_signing_key(now_ms)?;
+    // Strictly after every existing key, so the new key is the newest in the shared ordering.
+    let newest = backend.list_signing_keys().await?.iter().map(|key| key.active_from_unix_ms).max();
+    created.active_from_unix_ms = (now_ms + publish_delay_ms.max(0)).max(newest.map_or(i64::MIN, |at| at + 1));
+    // Published (written) before any key is retired in its favour.
+    backend.put_signing_key(created.clone()).await?;
+    let order = |key: &SigningKeyRecord| (key.active_from_unix_ms, key.kid.clone());
+    let mut retiring_kids = Vec::new();
+    for mut key in backend.list_signing_keys().await? {
+        if key.kid == created.kid {
+            continue;
+        }
+        if !is_published(&key, now_ms, token_lifetime_seconds) {
+            backend.remove_signing_key(&key.kid).await?;
+            tracing::info!(kid = %key.kid, "removed expired signing key");
+            continue;
+        }
+        let retires_later = key.retired_unix_ms == 0 || key.retired_unix_ms > created.active_from_unix_ms;
+        if retires_later && order(&key) < order(&created) {
+            key.retired_unix_ms = created.active_from_unix_ms;
+            backend.put_signing_key(key.clone()).await?;
+            retiring_kids.push(key.kid);
+        }
+    }
+    tracing::info!(kid = %created.kid, active_from_unix_ms = created.active_from_unix_ms, retiring = ?retiring_kids, "rotated signing key");
+    Ok(Rotation { kid: created.kid, active_from_unix_ms: created.active_from_unix_ms, retiring_kids })
 }
 
 #[cfg(test)]
@@ -147,6 +206,54 @@ mod tests {
         let keys = vec![key("late", 600, 0), key("early", 500, 0)];
         assert_eq!(current_key(&keys, 100).unwrap().kid, "early");
         assert!(current_key(&[key("old", 1, 5)], 100).is_none());
+    }
+
+    #[test]
+    fn a_key_retiring_later_still_signs_until_then() {
+        let keys = vec![key("old", 100, 1_000), key("new", 1_000, 0)];
+        assert_eq!(current_key(&keys, 500).unwrap().kid, "old", "the new key is published but not used yet");
+        assert_eq!(current_key(&keys, 1_000).unwrap().kid, "new");
+    }
+
+    #[tokio::test]
+    async fn rotation_publishes_first_then_switches_and_old_tokens_keep_verifying() {
+        use switchboard_session_store::backend::embedded::EmbeddedBackend;
+        let backend = EmbeddedBackend::in_memory().unwrap();
+        let first = ensure_signing_key(&backend).await.unwrap();
+        let now = switchboard_common::time::now_ms();
+        let rotation = rotate(&backend, now, 60_000, 3600).await.unwrap();
+        assert_eq!(rotation.retiring_kids, std::slice::from_ref(&first.kid));
+        let keys = backend.list_signing_keys().await.unwrap();
+        // Until active_from the old key signs; the new one is already in the key set.
+        assert_eq!(current_key(&keys, now + 59_999).unwrap().kid, first.kid);
+        let jwks = jwks_json(&keys, now, 3600);
+        assert!(jwks.contains(&rotation.kid) && jwks.contains(&first.kid));
+        assert_eq!(current_key(&keys, now + 60_000).unwrap().kid, rotation.kid);
+        // The old key verifies for a token lifetime after it stopped signing, then leaves the set.
+        let after = now + 60_000 + 3_600_000;
+        assert!(jwks_json(&keys, after, 3600).contains(&first.kid));
+        assert!(!jwks_json(&keys, after + RETIRED_KEY_GRACE_MS, 3600).contains(&first.kid));
+        // A second rotation cleans up keys nobody can use any more.
+        let later = rotate(&backend, after + RETIRED_KEY_GRACE_MS, 0, 3600).await.unwrap();
+        let kids: Vec<String> = backend.list_signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
+        assert!(!kids.contains(&first.kid), "expired key removed: {kids:?}");
+        assert_eq!(later.retiring_kids, std::slice::from_ref(&rotation.kid));
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_leave_exactly_one_current_key() {
+        use switchboard_session_store::backend::embedded::EmbeddedBackend;
+        let backend = EmbeddedBackend::in_memory().unwrap();
+        ensure_signing_key(&backend).await.unwrap();
+        let now = switchboard_common::time::now_ms();
+        let (a, b) = tokio::join!(rotate(&backend, now, 0, 3600), rotate(&backend, now, 0, 3600));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let keys = backend.list_signing_keys().await.unwrap();
+        let current = current_key(&keys, now + 1).unwrap().kid.clone();
+        assert!(current == a.kid || current == b.kid);
+        // Every key stays published.
+        let jwks = jwks_json(&keys, now + 1, 3600);
+        assert!(keys.iter().all(|key| jwks.contains(&key.kid)));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - [`keys`]: Ed25519 signing keys in the shared [`Backend`], the current key, the JWKS document.
 //! - [`tokens`]: access-token claims and the [`tokens::Signer`] that issues JWTs.
-//! - [`clients`]: the API client registry (id, name, hash of a 256-bit secret) and credential checks.
+//! - [`clients`]: the API client registry (id, name, hash of a 256-bit secret, scope) and credential
+//!   checks.
+//! - [`servers`]: trusted external authorization servers (JWKS URL, pinned algorithm, issuer, audience).
 //! - [`verify`]: [`verify::TokenVerifier`], used by the gateway to check bearer tokens against the key set.
 //! - [`service`]: the `Auth` gRPC service (token issuance, key set, admin registry calls).
 //! - [`agent_admin`]: the `AgentAdmin` gRPC service (software statements, agent clients), admin-only.
@@ -16,6 +18,7 @@
 pub mod agent_admin;
 pub mod clients;
 pub mod keys;
+pub mod servers;
 pub mod service;
 pub mod tokens;
 pub mod verify;
@@ -41,6 +44,9 @@ pub struct AuthConfig {
     pub token_lifetime_seconds: u32,
     /// Lifetime of a connection token (the original broker's `connect-session-token-duration-minutes`).
     pub connection_token_lifetime_seconds: u32,
+    /// How long after `renew-auth-server-api-key` the new key starts signing; it is published at
+    /// once, so this must exceed the gateways' key-set refresh interval.
+    pub key_publish_delay_seconds: u32,
     /// SHA-256 of the admin token that guards the client registry RPCs ([`admin_token_hash`]);
     /// `None` disables those RPCs. Only the hash is kept so the token itself never sits in memory.
     pub admin_token_sha256: Option<[u8; 32]>,
@@ -53,6 +59,7 @@ impl Default for AuthConfig {
             audience: "switchboard-api".to_owned(),
             token_lifetime_seconds: 3600,
             connection_token_lifetime_seconds: 60 * 60,
+            key_publish_delay_seconds: 60,
             admin_token_sha256: None,
         }
     }
@@ -65,6 +72,7 @@ impl fmt::Debug for AuthConfig {
             .field("audience", &self.audience)
             .field("token_lifetime_seconds", &self.token_lifetime_seconds)
             .field("connection_token_lifetime_seconds", &self.connection_token_lifetime_seconds)
+            .field("key_publish_delay_seconds", &self.key_publish_delay_seconds)
             .field("admin_token_sha256", &self.admin_token_sha256.map(|_| "[redacted]"))
             .finish()
     }
@@ -93,6 +101,9 @@ pub enum Error {
     /// The named API client does not exist.
     #[error("api client not found")]
     ClientNotFound,
+    /// No authorization server is registered with that URL.
+    #[error("auth server not found")]
+    AuthServerNotFound,
     /// There is no signing key to issue tokens with.
     #[error("no signing key available")]
     NoSigningKey,
@@ -114,7 +125,7 @@ impl Error {
             Self::InvalidCredentials | Self::AdminUnauthenticated => ErrorCode::Unauthenticated,
             Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::AdminDisabled => ErrorCode::PermissionDenied,
-            Self::ClientNotFound => ErrorCode::NotFound,
+            Self::ClientNotFound | Self::AuthServerNotFound => ErrorCode::NotFound,
             Self::NoSigningKey => ErrorCode::Unavailable,
             Self::Key(_) | Self::Transport(_) => ErrorCode::Internal,
             Self::Backend(error) => error.code(),

@@ -28,6 +28,7 @@ struct Settings {
     internal_tls_cert_file: Option<PathBuf>,
     internal_tls_key_file: Option<PathBuf>,
     internal_tls_client_auth: bool,
+    key_publish_delay_seconds: u32,
     log_format: LogFormat,
     log_level: String,
 }
@@ -49,6 +50,7 @@ impl Default for Settings {
             internal_tls_cert_file: None,
             internal_tls_key_file: None,
             internal_tls_client_auth: false,
+            key_publish_delay_seconds: auth.key_publish_delay_seconds,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -86,6 +88,10 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     internal_tls: InternalTlsArgs,
+    /// Seconds between `renew-auth-server-api-key` publishing a new key and signing with it (must
+    /// exceed the gateways' `key_set_refresh_seconds`).
+    #[arg(long, env = "SWITCHBOARD_KEY_PUBLISH_DELAY_SECONDS")]
+    key_publish_delay_seconds: Option<u32>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -132,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             );
             minutes * 60
         },
+        key_publish_delay_seconds: settings.key_publish_delay_seconds,
         admin_token_sha256,
     };
     let backend = open_backend(&storage).await.context("opening the store")?;

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq as _;
 use switchboard_proto::auth_server::Auth;
 use switchboard_proto::{
-    ApiClientInfo, GetKeySetRequest, IssueConnectionTokenRequest, IssueConnectionTokenResponse, IssueTokenRequest,
-    IssueTokenResponse, KeySet, ListApiClientsRequest, ListApiClientsResponse, RegisterApiClientRequest,
-    RegisterApiClientResponse, UnregisterApiClientRequest, UnregisterApiClientResponse,
+    ApiClientInfo, ClientPolicy, GetClientPolicyRequest, GetKeySetRequest, IssueConnectionTokenRequest,
+    IssueConnectionTokenResponse, IssueTokenRequest, IssueTokenResponse, KeySet, ListApiClientsRequest,
+    ListApiClientsResponse, ListAuthServersRequest, ListAuthServersResponse, RegisterApiClientRequest,
+    RegisterApiClientResponse, RegisterAuthServerRequest, RegisterAuthServerResponse, RotateSigningKeyRequest,
+    RotateSigningKeyResponse, UnregisterApiClientRequest, UnregisterApiClientResponse, UnregisterAuthServerRequest,
+    UnregisterAuthServerResponse,
 };
 use switchboard_session_store::backend::Backend;
 use tonic::metadata::MetadataMap;
@@ -18,11 +21,15 @@ use tonic::{Request, Response, Status};
 use switchboard_session_store::agent_auth::connection_tokens::CONNECTION_TOKEN_AUDIENCE;
 
 use crate::tokens::{ConnectionTokenSubject, Signer};
-use crate::{AuthConfig, Error, Result, admin_token_hash, clients, keys};
+use crate::{AuthConfig, Error, Result, admin_token_hash, clients, keys, servers};
 
 /// How long a replica keeps signing with the key it loaded before re-reading the stored keys, so
-/// replicas converge on the newest key after a race or a rotation.
-const SIGNER_CACHE_TTL: Duration = Duration::from_secs(60);
+/// replicas converge on the newest key after a race or a rotation. A retired key may thus sign for
+/// up to this long after its retirement; `keys::RETIRED_KEY_GRACE_MS` (120 s) covers that.
+const SIGNER_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Longest client id accepted by `GetClientPolicy` (ids are UUIDs).
+const MAX_CLIENT_ID_CHARS: usize = 256;
 
 /// The `Auth` service of one replica. All state lives in the backend, except a short-lived cache
 /// of the signing key.
@@ -120,6 +127,7 @@ impl AuthService {
             issuer: self.config.issuer.clone(),
             audience: self.config.audience.clone(),
             connection_audience: CONNECTION_TOKEN_AUDIENCE.to_owned(),
+            external_servers: servers::list(self.backend.as_ref()).await?,
         })
     }
 }
@@ -146,7 +154,9 @@ impl Auth for AuthService {
         request: Request<RegisterApiClientRequest>,
     ) -> Result<Response<RegisterApiClientResponse>, Status> {
         self.check_admin(request.metadata())?;
-        let client = clients::register(self.backend.as_ref(), &request.get_ref().client_name).await?;
+        let request = request.into_inner();
+        let scope = clients::ClientScope { read_only: request.read_only, allowed_owners: request.allowed_owners };
+        let client = clients::register(self.backend.as_ref(), &request.client_name, scope).await?;
         Ok(Response::new(RegisterApiClientResponse {
             client_id: client.record.client_id,
             client_secret: client.client_secret.expose().to_owned(),
@@ -165,6 +175,8 @@ impl Auth for AuthService {
                 client_id: record.client_id,
                 client_name: record.client_name,
                 created_unix_ms: record.created_unix_ms,
+                read_only: record.read_only,
+                allowed_owners: record.allowed_owners,
             })
             .collect();
         Ok(Response::new(ListApiClientsResponse { clients }))
@@ -177,6 +189,62 @@ impl Auth for AuthService {
         self.check_admin(request.metadata())?;
         clients::unregister(self.backend.as_ref(), &request.get_ref().client_id).await?;
         Ok(Response::new(UnregisterApiClientResponse {}))
+    }
+
+    async fn get_client_policy(
+        &self,
+        request: Request<GetClientPolicyRequest>,
+    ) -> Result<Response<ClientPolicy>, Status> {
+        let client_id = &request.get_ref().client_id;
+        if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID_CHARS {
+            return Ok(Response::new(ClientPolicy::default()));
+        }
+        Ok(Response::new(clients::policy(self.backend.as_ref(), client_id).await?))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<RotateSigningKeyRequest>,
+    ) -> Result<Response<RotateSigningKeyResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        let now_ms = switchboard_common::time::now_ms();
+        let delay_ms = i64::from(self.config.key_publish_delay_seconds) * 1000;
+        let rotation =
+            keys::rotate(self.backend.as_ref(), now_ms, delay_ms, self.config.token_lifetime_seconds).await?;
+        Ok(Response::new(RotateSigningKeyResponse {
+            kid: rotation.kid,
+            active_from_unix_ms: rotation.active_from_unix_ms,
+            retiring_kids: rotation.retiring_kids,
+        }))
+    }
+
+    async fn register_auth_server(
+        &self,
+        request: Request<RegisterAuthServerRequest>,
+    ) -> Result<Response<RegisterAuthServerResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        let Some(server) = request.into_inner().server else {
+            return Err(Error::InvalidArgument("server is required".to_owned()).into());
+        };
+        servers::register(self.backend.as_ref(), &server).await?;
+        Ok(Response::new(RegisterAuthServerResponse {}))
+    }
+
+    async fn list_auth_servers(
+        &self,
+        request: Request<ListAuthServersRequest>,
+    ) -> Result<Response<ListAuthServersResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        Ok(Response::new(ListAuthServersResponse { servers: servers::list(self.backend.as_ref()).await? }))
+    }
+
+    async fn unregister_auth_server(
+        &self,
+        request: Request<UnregisterAuthServerRequest>,
+    ) -> Result<Response<UnregisterAuthServerResponse>, Status> {
+        self.check_admin(request.metadata())?;
+        servers::unregister(self.backend.as_ref(), &request.get_ref().url).await?;
+        Ok(Response::new(UnregisterAuthServerResponse {}))
     }
 }
 

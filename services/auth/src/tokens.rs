@@ -159,8 +159,14 @@ mod tests {
     fn connection_tokens_carry_the_dcv_claims() {
         let record = crate::keys::generate_signing_key(0).unwrap();
         let signer = Signer::from_record(&record).unwrap();
-        let (token, claims) =
-            signer.issue_connection_token("iss", ConnectionTokenSubject { session_id: "s-1", session_owner: "alice", user: "bob" }, 1_000, 3600).unwrap();
+        let (token, claims) = signer
+            .issue_connection_token(
+                "iss",
+                ConnectionTokenSubject { session_id: "s-1", session_owner: "alice", user: "bob" },
+                1_000,
+                3600,
+            )
+            .unwrap();
         assert_eq!(claims.exp, 4_600);
         let payload = token.split('.').nth(1).unwrap();
         let json: serde_json::Value = serde_json::from_slice(

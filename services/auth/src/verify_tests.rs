@@ -142,10 +142,11 @@ async fn expired_and_not_yet_valid_tokens_are_rejected() {
 async fn wrong_issuer_or_audience_is_rejected() {
     let fixture = fixture();
     let now = now_seconds();
-    for (issuer, audience) in [("someone-else", AUDIENCE), (ISSUER, "other-api")] {
-        let token = fixture.signer.issue(issuer, audience, "client-7", now, 3600).unwrap().access_token;
-        assert_eq!(unauthenticated(fixture.verifier.verify(&token).await), "access token not issued for this service");
-    }
+    let token = fixture.signer.issue(ISSUER, "other-api", "client-7", now, 3600).unwrap().access_token;
+    assert_eq!(unauthenticated(fixture.verifier.verify(&token).await), "access token not issued for this service");
+    // Another issuer is routed to external servers only, and none is registered for it.
+    let token = fixture.signer.issue("someone-else", AUDIENCE, "client-7", now, 3600).unwrap().access_token;
+    assert_eq!(unauthenticated(fixture.verifier.verify(&token).await), "access token issuer is not trusted");
 }
 
 #[tokio::test]
@@ -199,4 +200,132 @@ fn unsupported_keys_in_the_set_are_ignored() {
     let kids: Vec<&String> = state.keys.keys().collect();
     assert_eq!(kids, [&record.kid]);
     assert!(TokenVerifier::from_key_set(&KeySet { jwks_json: "nope".to_owned(), ..set }).is_err());
+}
+
+// ----- external authorization servers -----
+
+use switchboard_proto::AuthServerInfo;
+use switchboard_testkit::FakeIdp;
+use switchboard_testkit::idp::{EC_KID, RSA_KID};
+
+const IDP_AUDIENCE: &str = "api://switchboard";
+
+fn with_idp(idp: &FakeIdp, algorithm: &str, check_issuer: bool) -> TokenVerifier {
+    let mut set = key_set(&[keys::generate_signing_key(0).unwrap()]);
+    set.external_servers = vec![AuthServerInfo {
+        url: idp.jwks_url.clone(),
+        algorithm: algorithm.to_owned(),
+        issuer: if check_issuer { idp.issuer.clone() } else { String::new() },
+        audience: IDP_AUDIENCE.to_owned(),
+        created_unix_ms: 0,
+    }];
+    TokenVerifier::from_key_set(&set).unwrap().with_min_refresh_interval(Duration::from_secs(3600))
+}
+
+#[tokio::test]
+async fn rs256_and_es256_tokens_of_a_registered_idp_verify() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "", true);
+    let claims = idp.claims("portal-app", IDP_AUDIENCE, 0, 600);
+    for token in [idp.sign_rs256(&claims, None), idp.sign_es256(&claims)] {
+        let verified = verifier.verify(&token).await.unwrap();
+        assert_eq!(verified.client_id, "portal-app");
+        assert_eq!(verified.source, TokenSource::External { url: idp.jwks_url.clone() });
+    }
+    assert_eq!(verifier.jwks_fetches(), 1, "the JWKS is cached");
+}
+
+#[tokio::test]
+async fn idp_tokens_with_bad_claims_are_rejected() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "", true);
+    let expired = idp.claims("a", IDP_AUDIENCE, -7200, 600);
+    assert_eq!(unauthenticated(verifier.verify(&idp.sign_rs256(&expired, None)).await), "access token expired");
+    let early = idp.claims("a", IDP_AUDIENCE, 3600, 600);
+    assert_eq!(unauthenticated(verifier.verify(&idp.sign_es256(&early)).await), "access token not yet valid");
+    let wrong_audience = idp.claims("a", "someone-else", 0, 600);
+    assert_eq!(
+        unauthenticated(verifier.verify(&idp.sign_rs256(&wrong_audience, None)).await),
+        "access token not issued for this service"
+    );
+    let mut no_client = idp.claims("a", IDP_AUDIENCE, 0, 600);
+    no_client.as_object_mut().unwrap().remove("sub");
+    assert_eq!(
+        unauthenticated(verifier.verify(&idp.sign_rs256(&no_client, None)).await),
+        "access token names no client"
+    );
+    // An issuer nobody registered is not routed anywhere.
+    let mut stranger = idp.claims("a", IDP_AUDIENCE, 0, 600);
+    stranger["iss"] = "https://evil.example/".into();
+    assert_eq!(
+        unauthenticated(verifier.verify(&idp.sign_rs256(&stranger, None)).await),
+        "access token issuer is not trusted"
+    );
+}
+
+#[tokio::test]
+async fn idp_algorithm_confusion_and_symmetric_keys_are_refused() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "", true);
+    let claims = idp.claims("attacker", IDP_AUDIENCE, 0, 600);
+    // HS256 keyed with the RSA public modulus, naming the RSA key.
+    let confused = FakeIdp::sign_hs256(&claims, RSA_KID, idp.rsa_public_n.as_bytes());
+    assert_eq!(unauthenticated(verifier.verify(&confused).await), "access token algorithm does not match its key");
+    // The `oct` key in the JWKS is never loaded, so its secret forges nothing.
+    let symmetric = FakeIdp::sign_hs256(&claims, "idp-hmac", b"shared");
+    assert_eq!(unauthenticated(verifier.verify(&symmetric).await), "access token signed by an unknown key");
+    // alg none naming the EC key.
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let header = URL_SAFE_NO_PAD.encode(serde_json::json!({ "alg": "none", "kid": EC_KID }).to_string());
+    unauthenticated(verifier.verify(&format!("{header}.{payload}.")).await);
+    // A forged signature.
+    let good = idp.sign_es256(&claims);
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+    assert_eq!(unauthenticated(verifier.verify(&forged).await), "access token signature invalid");
+}
+
+#[tokio::test]
+async fn a_pinned_algorithm_excludes_keys_of_other_types() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "ES256", false);
+    let claims = idp.claims("a", IDP_AUDIENCE, 0, 600);
+    assert!(verifier.verify(&idp.sign_es256(&claims)).await.is_ok());
+    assert_eq!(
+        unauthenticated(verifier.verify(&idp.sign_rs256(&claims, None)).await),
+        "access token signed by an unknown key"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_idp_kid_refreshes_the_jwks_once() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "", true).with_min_refresh_interval(Duration::ZERO);
+    let claims = idp.claims("a", IDP_AUDIENCE, 0, 600);
+    assert!(verifier.verify(&idp.sign_rs256(&claims, None)).await.is_ok());
+    assert_eq!(idp.jwks_fetches(), 1);
+    let unknown = idp.sign_rs256(&claims, Some("rotated-in"));
+    assert_eq!(unauthenticated(verifier.verify(&unknown).await), "access token signed by an unknown key");
+    assert_eq!(idp.jwks_fetches(), 2, "exactly one refresh for the unknown kid");
+}
+
+#[tokio::test]
+async fn unknown_idp_kids_cannot_hammer_the_idp() {
+    let idp = FakeIdp::start().await;
+    let verifier = with_idp(&idp, "", true);
+    let claims = idp.claims("a", IDP_AUDIENCE, 0, 600);
+    assert!(verifier.verify(&idp.sign_rs256(&claims, None)).await.is_ok());
+    for attempt in 0..20 {
+        let unknown = idp.sign_rs256(&claims, Some(&format!("garbage-{attempt}")));
+        assert_eq!(unauthenticated(verifier.verify(&unknown).await), "access token signed by an unknown key");
+    }
+    assert_eq!(idp.jwks_fetches(), 1, "no refresh within the minimum refresh interval");
+    assert!(verifier.verify(&idp.sign_es256(&claims)).await.is_ok(), "known keys still verify");
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_rejected_before_parsing() {
+    let fixture = fixture();
+    let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(unauthenticated(fixture.verifier.verify(&huge).await), "access token too large");
 }

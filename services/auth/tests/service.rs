@@ -58,7 +58,8 @@ fn as_admin<T>(message: T, token: &str) -> Request<T> {
 }
 
 async fn register(client: &mut AuthClient<Channel>, name: &str) -> RegisterApiClientResponse {
-    let request = as_admin(RegisterApiClientRequest { client_name: name.to_owned() }, ADMIN_TOKEN);
+    let request =
+        as_admin(RegisterApiClientRequest { client_name: name.to_owned(), ..Default::default() }, ADMIN_TOKEN);
     client.register_api_client(request).await.unwrap().into_inner()
 }
 
@@ -72,7 +73,9 @@ async fn admin_calls_need_the_admin_token() {
     let mut replica = Replica::start(admin_config(), backend()).await;
     let client = &mut replica.client;
 
-    let anonymous = client.register_api_client(RegisterApiClientRequest { client_name: "x".to_owned() }).await;
+    let anonymous = client
+        .register_api_client(RegisterApiClientRequest { client_name: "x".to_owned(), ..Default::default() })
+        .await;
     assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
     let wrong = client.list_api_clients(as_admin(ListApiClientsRequest {}, "correct horse")).await;
     assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
@@ -235,5 +238,72 @@ async fn connection_tokens_verify_with_the_key_set_and_the_connection_audience_o
     let empty_user = IssueConnectionTokenRequest { user: String::new(), ..Default::default() };
     let refused = replica.client.issue_connection_token(empty_user).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn new_admin_calls_need_the_admin_token_too() {
+    use switchboard_proto::{
+        AuthServerInfo, ListAuthServersRequest, RegisterAuthServerRequest, RotateSigningKeyRequest,
+        UnregisterAuthServerRequest,
+    };
+    let mut replica = Replica::start(admin_config(), backend()).await;
+    let client = &mut replica.client;
+    let server = AuthServerInfo { url: "https://idp.example/jwks".into(), ..Default::default() };
+    let register = || RegisterAuthServerRequest { server: Some(server.clone()) };
+    assert_eq!(client.rotate_signing_key(RotateSigningKeyRequest {}).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(client.register_auth_server(register()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(client.list_auth_servers(ListAuthServersRequest {}).await.unwrap_err().code(), Code::Unauthenticated);
+    let unregister = UnregisterAuthServerRequest { url: server.url.clone() };
+    assert_eq!(client.unregister_auth_server(unregister.clone()).await.unwrap_err().code(), Code::Unauthenticated);
+
+    client.register_auth_server(as_admin(register(), ADMIN_TOKEN)).await.unwrap();
+    let listed = client.list_auth_servers(as_admin(ListAuthServersRequest {}, ADMIN_TOKEN)).await.unwrap();
+    assert_eq!(listed.into_inner().servers[0].url, server.url);
+    // Gateways learn trusted servers with the key set.
+    let key_set = client.get_key_set(switchboard_proto::GetKeySetRequest {}).await.unwrap().into_inner();
+    assert_eq!(key_set.external_servers.len(), 1);
+    let bad = RegisterAuthServerRequest {
+        server: Some(AuthServerInfo { url: "http://idp.example/jwks".into(), ..Default::default() }),
+    };
+    assert_eq!(
+        client.register_auth_server(as_admin(bad, ADMIN_TOKEN)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    client.unregister_auth_server(as_admin(unregister.clone(), ADMIN_TOKEN)).await.unwrap();
+    let again = client.unregister_auth_server(as_admin(unregister, ADMIN_TOKEN)).await;
+    assert_eq!(again.unwrap_err().code(), Code::NotFound);
+
+    let rotated = client.rotate_signing_key(as_admin(RotateSigningKeyRequest {}, ADMIN_TOKEN)).await.unwrap();
+    let rotated = rotated.into_inner();
+    let key_set = client.get_key_set(switchboard_proto::GetKeySetRequest {}).await.unwrap().into_inner();
+    assert!(key_set.jwks_json.contains(&rotated.kid), "the new key is published at once");
+    assert_eq!(rotated.retiring_kids.len(), 1);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn client_policy_reports_scope_and_unregistration() {
+    use switchboard_proto::GetClientPolicyRequest;
+    let mut replica = Replica::start(admin_config(), backend()).await;
+    let client = &mut replica.client;
+    let request = RegisterApiClientRequest {
+        client_name: "tenant".into(),
+        read_only: true,
+        allowed_owners: vec!["bob".into(), "alice".into()],
+    };
+    let registered = client.register_api_client(as_admin(request, ADMIN_TOKEN)).await.unwrap().into_inner();
+    let policy_of = |id: &str| GetClientPolicyRequest { client_id: id.to_owned() };
+    let policy = client.get_client_policy(policy_of(&registered.client_id)).await.unwrap().into_inner();
+    assert!(policy.exists && policy.read_only);
+    assert_eq!(policy.allowed_owners, ["alice", "bob"]);
+    let listed = client.list_api_clients(as_admin(ListApiClientsRequest {}, ADMIN_TOKEN)).await.unwrap().into_inner();
+    assert!(listed.clients[0].read_only && listed.clients[0].allowed_owners == ["alice", "bob"]);
+
+    let unregister = UnregisterApiClientRequest { client_id: registered.client_id.clone() };
+    client.unregister_api_client(as_admin(unregister, ADMIN_TOKEN)).await.unwrap();
+    let policy = client.get_client_policy(policy_of(&registered.client_id)).await.unwrap().into_inner();
+    assert!(!policy.exists);
+    let oversized = client.get_client_policy(policy_of(&"x".repeat(10_000))).await.unwrap().into_inner();
+    assert!(!oversized.exists);
     replica.stop().await;
 }

@@ -22,6 +22,17 @@ pub enum ApiError {
     /// No valid credentials.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Valid credentials, but the client's scope does not cover the request.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A rate limit refused the request; answered with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Text for the caller.
+        message: String,
+        /// Seconds until a retry can succeed.
+        retry_after_seconds: u64,
+    },
     /// The body exceeds the configured limit.
     #[error("Request body is too large")]
     PayloadTooLarge,
@@ -60,6 +71,8 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => ErrorCode::InvalidArgument,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::PermissionDenied,
+            Self::TooManyRequests { .. } => ErrorCode::ResourceExhausted,
             Self::PayloadTooLarge => ErrorCode::InvalidArgument,
             Self::NotFound | Self::NotFoundWith(_) => ErrorCode::NotFound,
             Self::MethodNotAllowed => ErrorCode::InvalidArgument,
@@ -104,7 +117,14 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, status = status.as_u16(), "request failed");
         }
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            _ => None,
+        };
         let mut response = error_body(status, self.public_message());
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }

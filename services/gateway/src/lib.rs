@@ -5,7 +5,9 @@
 //! - [`convert`]: proto records to API shapes and createSessions items to specs.
 //! - [`extract`]: JSON body extraction with `{"error": ...}` rejections.
 //! - [`error`]: [`ApiError`], the one error type, and its JSON responses.
-//! - [`auth`]: the bearer-token middleware and the [`auth::TokenCheck`] seam.
+//! - [`auth`]: the bearer-token middleware, [`auth::Caller`] and the [`auth::TokenCheck`] seam.
+//! - [`scope`]: the table of operations and the access each needs (scoped API clients).
+//! - [`limits`]: rate limits and the header size limit.
 //! - [`routes`]: the handlers (`/oauth2/token`, the nine API operations, the served spec, `/health*`).
 //! - [`spec`]: the served OpenAPI document (official file + documented additions) and its check.
 //! - [`resolver`]: the Connection Gateway session resolver (`POST /resolveSession`, its own port).
@@ -17,9 +19,11 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod model;
 pub mod resolver;
 pub mod routes;
+pub mod scope;
 pub mod spec;
 
 use std::{sync::Arc, time::Duration};
@@ -50,6 +54,12 @@ pub struct GatewayConfig {
     pub screenshot_format: String,
     /// How long a host command (permissions, screenshot) may take.
     pub command_timeout: Duration,
+    /// Rate limits and the header size limit.
+    pub limits: limits::LimitsConfig,
+    /// Key-set refresh behaviour of the token verifier.
+    pub verifier: switchboard_auth::verify::VerifierConfig,
+    /// How long a client's policy (existence, scope) is cached: the revocation bound.
+    pub client_cache_ttl: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +72,9 @@ impl Default for GatewayConfig {
             screenshot_max_height: 100,
             screenshot_format: "png".to_owned(),
             command_timeout: Duration::from_secs(30),
+            limits: limits::LimitsConfig::default(),
+            verifier: switchboard_auth::verify::VerifierConfig::default(),
+            client_cache_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +115,8 @@ pub struct AppState {
     pub upstreams: Upstreams,
     /// Bearer-token verification.
     pub tokens: Arc<dyn auth::TokenCheck>,
+    /// Rate limiters of this replica.
+    pub limits: Arc<limits::Limits>,
     /// Cancelled when the process drains; readiness turns false.
     pub shutdown: Shutdown,
 }
@@ -109,7 +124,7 @@ pub struct AppState {
 impl AppState {
     /// State verifying tokens with the auth service's key set.
     pub fn new(config: GatewayConfig, upstreams: Upstreams, shutdown: Shutdown) -> Self {
-        let tokens = auth::token_verifier(upstreams.auth.clone());
+        let tokens = auth::token_verifier(upstreams.auth.clone(), config.verifier, config.client_cache_ttl);
         Self::with_token_check(config, upstreams, tokens, shutdown)
     }
 
@@ -120,7 +135,8 @@ impl AppState {
         tokens: Arc<dyn auth::TokenCheck>,
         shutdown: Shutdown,
     ) -> Self {
-        Self { config: Arc::new(config), upstreams, tokens, shutdown }
+        let limits = Arc::new(limits::Limits::new(config.limits));
+        Self { config: Arc::new(config), upstreams, tokens, limits, shutdown }
     }
 }
 
@@ -135,6 +151,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<()> {
     let grace = config.request_timeout;
+    let max_header_bytes = config.limits.max_header_bytes;
     let app = router(AppState::new(config, upstreams, shutdown.clone()));
     let handle = axum_server::Handle::new();
     let watcher = handle.clone();
@@ -149,13 +166,25 @@ pub async fn serve(
             let tls_config = switchboard_common::tls::https_server_config(&identity)?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
             tracing::info!(?addr, "gateway serving https");
-            axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app.into_make_service()).await?;
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
+            bound_headers(server.http_builder(), max_header_bytes);
+            server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
         }
         None => {
             tracing::info!(?addr, "gateway serving plain http");
-            axum_server::from_tcp(listener)?.handle(handle).serve(app.into_make_service()).await?;
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            bound_headers(server.http_builder(), max_header_bytes);
+            server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
         }
     }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Bounds what hyper buffers for request heads (HTTP/1 read buffer, HTTP/2 header list), so an
+/// oversized head is refused before it reaches the router's exact check (`limits::limit_headers`).
+fn bound_headers(builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, max: usize) {
+    let head = max.saturating_add(8 * 1024).max(8 * 1024);
+    builder.http1().max_buf_size(head);
+    builder.http2().max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
 }

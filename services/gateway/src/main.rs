@@ -7,9 +7,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use switchboard_auth::verify::VerifierConfig;
 use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, TlsArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
+use switchboard_gateway::limits::{LimitsConfig, RateLimit};
 use switchboard_gateway::{GatewayConfig, Upstreams};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
@@ -39,6 +41,15 @@ struct Settings {
     internal_tls_cert_file: Option<PathBuf>,
     internal_tls_key_file: Option<PathBuf>,
     internal_tls_client_auth: bool,
+    max_header_bytes: usize,
+    token_rate_per_minute: u32,
+    token_rate_burst: u32,
+    token_rate_overall_per_minute: u32,
+    token_rate_overall_burst: u32,
+    api_rate_per_minute: u32,
+    api_rate_burst: u32,
+    client_cache_seconds: u64,
+    key_set_refresh_seconds: u64,
     log_format: LogFormat,
     log_level: String,
 }
@@ -67,6 +78,15 @@ impl Default for Settings {
             internal_tls_cert_file: None,
             internal_tls_key_file: None,
             internal_tls_client_auth: false,
+            max_header_bytes: gateway.limits.max_header_bytes,
+            token_rate_per_minute: gateway.limits.token_per_address.per_minute,
+            token_rate_burst: gateway.limits.token_per_address.burst,
+            token_rate_overall_per_minute: gateway.limits.token_overall.per_minute,
+            token_rate_overall_burst: gateway.limits.token_overall.burst,
+            api_rate_per_minute: gateway.limits.api_per_client.per_minute,
+            api_rate_burst: gateway.limits.api_per_client.burst,
+            client_cache_seconds: gateway.client_cache_ttl.as_secs(),
+            key_set_refresh_seconds: gateway.verifier.key_set_max_age.as_secs(),
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
         }
@@ -123,6 +143,33 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     internal_tls: InternalTlsArgs,
+    /// Largest total size of request headers in bytes (larger: 431).
+    #[arg(long, env = "SWITCHBOARD_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Token requests per minute per peer address, per replica (0: no limit).
+    #[arg(long, env = "SWITCHBOARD_TOKEN_RATE_PER_MINUTE")]
+    token_rate_per_minute: Option<u32>,
+    /// Token requests per peer address allowed at once.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_RATE_BURST")]
+    token_rate_burst: Option<u32>,
+    /// Token requests per minute over all callers, per replica (0: no limit).
+    #[arg(long, env = "SWITCHBOARD_TOKEN_RATE_OVERALL_PER_MINUTE")]
+    token_rate_overall_per_minute: Option<u32>,
+    /// Token requests over all callers allowed at once.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_RATE_OVERALL_BURST")]
+    token_rate_overall_burst: Option<u32>,
+    /// API calls per minute per client, per replica (0: no limit).
+    #[arg(long, env = "SWITCHBOARD_API_RATE_PER_MINUTE")]
+    api_rate_per_minute: Option<u32>,
+    /// API calls per client allowed at once.
+    #[arg(long, env = "SWITCHBOARD_API_RATE_BURST")]
+    api_rate_burst: Option<u32>,
+    /// Seconds a client's policy (existence, scope) is cached: the revocation bound.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_CACHE_SECONDS")]
+    client_cache_seconds: Option<u64>,
+    /// Seconds after which the token key set (and external JWKS) is fetched again.
+    #[arg(long, env = "SWITCHBOARD_KEY_SET_REFRESH_SECONDS")]
+    key_set_refresh_seconds: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     log: LogArgs,
@@ -163,6 +210,23 @@ async fn main() -> anyhow::Result<()> {
         screenshot_max_height: settings.session_screenshot_max_height,
         screenshot_format: settings.session_screenshot_format,
         command_timeout: Duration::from_secs(settings.command_timeout_seconds),
+        limits: LimitsConfig {
+            token_per_address: RateLimit {
+                per_minute: settings.token_rate_per_minute,
+                burst: settings.token_rate_burst,
+            },
+            token_overall: RateLimit {
+                per_minute: settings.token_rate_overall_per_minute,
+                burst: settings.token_rate_overall_burst,
+            },
+            api_per_client: RateLimit { per_minute: settings.api_rate_per_minute, burst: settings.api_rate_burst },
+            max_header_bytes: settings.max_header_bytes,
+        },
+        verifier: VerifierConfig {
+            key_set_max_age: Duration::from_secs(settings.key_set_refresh_seconds),
+            ..VerifierConfig::default()
+        },
+        client_cache_ttl: Duration::from_secs(settings.client_cache_seconds),
     };
     gateway_config.validate().map_err(anyhow::Error::msg)?;
     let bind = |addr: SocketAddr| -> anyhow::Result<std::net::TcpListener> {

@@ -387,7 +387,8 @@ pub struct DeleteSessionsResponse {
 }
 
 /// The OAuth 2.0 token response (snake_case, as RFC 6749 defines it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `Debug` redacts the token.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct TokenResponse {
     /// The JWT.
     pub access_token: String,
@@ -642,4 +643,14 @@ pub struct ResolvedSession {
     pub port: u32,
     /// Web URL path of that endpoint.
     pub web_url_path: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }

@@ -208,7 +208,8 @@ async fn baseline_decisions(store: SessionStoreClient<Channel>, ids: Vec<String>
             let mut servers = Vec::new();
             let mut after_id = String::new();
             loop {
-                let request = ListServersRequest { server_ids: Vec::new(), page_size: 1000, after_id, ..Default::default() };
+                let request =
+                    ListServersRequest { server_ids: Vec::new(), page_size: 1000, after_id, ..Default::default() };
                 let page = store.list_servers(request).await.unwrap().into_inner();
                 servers.extend(page.servers);
                 if page.last_id.is_empty() {

@@ -215,12 +215,20 @@ async fn serve_agent_port(
             let config = switchboard_common::tls::https_server_config(&identity)?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
-            server.http_builder().http2().keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL)).keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
+            server
+                .http_builder()
+                .http2()
+                .keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL))
+                .keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
             server.handle(handle).serve(service).await?;
         }
         None => {
             let mut server = axum_server::from_tcp(listener)?;
-            server.http_builder().http2().keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL)).keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
+            server
+                .http_builder()
+                .http2()
+                .keep_alive_interval(Some(AGENT_KEEPALIVE_INTERVAL))
+                .keep_alive_timeout(AGENT_KEEPALIVE_TIMEOUT);
             server.handle(handle).serve(service).await?;
         }
     }

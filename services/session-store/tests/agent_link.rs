@@ -309,7 +309,12 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     eventually("server unhealthy", || {
         let mut replica_store = replica.store.clone();
         async move {
-            let request = ListServersRequest { server_ids: vec!["h1".into()], page_size: 10, after_id: String::new(), ..Default::default() };
+            let request = ListServersRequest {
+                server_ids: vec!["h1".into()],
+                page_size: 10,
+                after_id: String::new(),
+                ..Default::default()
+            };
             let server = replica_store.list_servers(request).await.unwrap().into_inner().servers.pop().unwrap();
             !server.dcv_healthy
         }

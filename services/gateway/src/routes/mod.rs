@@ -1,6 +1,6 @@
 //! The HTTP routes and the layers around them.
 //!
-//! - [`token`]: `POST /oauth2/token` (no bearer token needed).
+//! - [`token`]: `POST /oauth2/token` and `GET /.well-known/jwks.json` (no bearer token needed).
 //! - [`sessions`]: `POST /createSessions`, `/describeSessions`, `/deleteSessions`.
 //! - [`permissions`]: `PUT /sessionPermissions`.
 //! - [`connection`]: `GET /sessionConnectionData/{sessionId}/{user}`.
@@ -12,9 +12,9 @@
 pub mod connection;
 pub mod health;
 pub mod permissions;
+pub mod placement;
 pub mod screenshots;
 pub mod servers;
-pub mod placement;
 pub mod sessions;
 pub mod spec;
 pub mod token;
@@ -32,8 +32,8 @@ use crate::{
     AppState,
     auth::require_bearer,
     error::{ApiError, Result},
+    limits::limit_headers,
 };
-
 /// Largest `MaxResults` (and default page size) of describeSessions and describeServers.
 pub const MAX_RESULTS: u32 = 1000;
 
@@ -62,7 +62,25 @@ pub fn page_size(max_results: Option<i64>) -> Result<u32> {
     }
 }
 
+/// Every authenticated route; each must have a row in [`crate::scope::OPERATIONS`] (a unit test
+/// checks it).
+pub const API_PATHS: &[&str] = &[
+    "/createSessions",
+    "/describeSessions",
+    "/deleteSessions",
+    "/sessionPermissions",
+    "/sessionConnectionData/{session_id}/{user}",
+    "/getSessionScreenshots",
+    "/describeServers",
+    "/openServers",
+    "/closeServers",
+    "/explainPlacement",
+];
+
 /// The whole API. Every response body is JSON, errors included.
+///
+/// Every route of `api` is behind [`require_bearer`] (token, scope, per-client rate limit): add
+/// new API routes to `api`, before its `route_layer`, and to [`API_PATHS`].
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let api = Router::new()
@@ -81,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/oauth2/token", post(token::issue_token))
         .route(spec::PATH, get(spec::served_spec))
+        .route("/.well-known/jwks.json", get(token::jwks))
         .route("/health", get(health::live))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -98,6 +117,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(config.request_timeout),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -5,14 +5,16 @@
 
 use std::collections::HashMap;
 
-use axum::{Json, extract::State};
+use axum::{Extension, Json, extract::State};
 use switchboard_proto::{
     CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
     ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
 };
 
 use crate::{
-    AppState, convert,
+    AppState,
+    auth::Caller,
+    convert,
     error::{ApiError, Result},
     extract::{ApiJson, OptionalApiJson},
     model::{
@@ -24,12 +26,17 @@ use crate::{
 };
 
 /// `POST /createSessions`. Items failing JSON-level checks (type string,
-/// client count, base64) are answered here and never reach placement.
+/// client count, base64) are answered here and never reach placement. An
+/// owner-restricted client is refused (403) if any item names another owner.
 pub async fn create_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<CreateSessionRequestData>>,
 ) -> Result<Json<CreateSessionsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
+    for item in &items {
+        caller.require_owner(item.owner.as_deref().unwrap_or_default())?;
+    }
     let request_id = request_id();
     let mut verdicts: Vec<Result<(), String>> = Vec::with_capacity(items.len());
     let mut specs = Vec::new();
@@ -119,7 +126,9 @@ fn matches(filters: &Filters, session: &SessionRecord, server: Option<&ServerRec
     owner_ok && tags_ok
 }
 
-/// `POST /describeSessions`. The body is optional.
+/// `POST /describeSessions`. The body is optional. An owner-restricted
+/// client sees only sessions of its owners (an owner filter outside them
+/// matches nothing).
 ///
 /// `NextToken` is made by session-store: opaque, stable, HMAC-signed with a
 /// key every replica shares, so any gateway accepts any page's token and a
@@ -127,11 +136,21 @@ fn matches(filters: &Filters, session: &SessionRecord, server: Option<&ServerRec
 /// match is returned in one page.
 pub async fn describe_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     OptionalApiJson(request): OptionalApiJson<DescribeSessionsRequestData>,
 ) -> Result<Json<DescribeSessionsResponse>> {
     let request_id = request_id();
     let page_size = page_size(request.max_results)?;
-    let filters = parse_filters(&request)?;
+    let mut filters = parse_filters(&request)?;
+    if let Some(allowed) = caller.allowed_owners() {
+        match &filters.owner {
+            Some(owner) if !allowed.contains(owner) => filters.contradictory = true,
+            Some(_) => {}
+            // One owner: let the store filter; several: filtered below.
+            None if allowed.len() == 1 => filters.owner = allowed.iter().next().cloned(),
+            None => {}
+        }
+    }
     let next_token = request.next_token.clone().filter(|token| !token.is_empty());
     let session_ids: Vec<String> = request.session_ids.clone().unwrap_or_default();
     let mut store = state.upstreams.store.clone();
@@ -163,7 +182,8 @@ pub async fn describe_sessions(
         .iter()
         .filter_map(|session| {
             let server = servers.get(session.server_id.as_str()).copied();
-            matches(&filters, session, server).then(|| convert::session(session, server))
+            (matches(&filters, session, server) && caller.may_act_for(&session.owner))
+                .then(|| convert::session(session, server))
         })
         .collect();
     tracing::debug!(%request_id, count = sessions.len(), "describeSessions");
@@ -171,12 +191,22 @@ pub async fn describe_sessions(
 }
 
 /// `POST /deleteSessions`. Store failure reasons (e.g. an unknown id) pass
-/// through verbatim as `FailureReason`.
+/// through verbatim as `FailureReason`. An owner-restricted client is refused
+/// (403) if any item names another owner; the store checks that each named
+/// owner is the session's.
 pub async fn delete_sessions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<DeleteSessionRequestData>>,
 ) -> Result<Json<DeleteSessionsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
+    for item in &items {
+        if let Some(owner) = item.owner.as_deref().filter(|owner| !owner.is_empty()) {
+            caller.require_owner(owner)?;
+        } else if caller.allowed_owners().is_some() {
+            return Err(ApiError::Forbidden("An owner-restricted API client must give Owner on every item".into()));
+        }
+    }
     let request_id = request_id();
     let mut response = DeleteSessionsResponse {
         request_id: request_id.clone(),

@@ -5,6 +5,10 @@
 //! `client_id`/`client_secret` form fields. `grant_type` may be in the query
 //! string (as in the developer guide) or the form body. Errors use the OAuth
 //! JSON shape (RFC 6749 §5.2), not the API's `{"error": "..."}` text.
+//!
+//! Rate limited per peer address and overall (`crate::limits`): 429 with `Retry-After` and the
+//! OAuth error `slow_down`-style body `{"error": "rate_limited", ...}`, checked before anything
+//! is parsed or any upstream call is made. The client secret is never logged.
 
 use axum::{
     Form, Json,
@@ -19,10 +23,10 @@ use serde_json::json;
 use switchboard_common::ErrorCode;
 use switchboard_proto::IssueTokenRequest;
 
-use crate::{AppState, model::TokenResponse};
+use crate::{AppState, error::ApiError, model::TokenResponse};
 
-/// Parameters from the query string or the form body.
-#[derive(Debug, Default, Deserialize)]
+/// Parameters from the query string or the form body. `Debug` redacts the secret.
+#[derive(Default, Deserialize)]
 pub struct TokenParams {
     /// Must be `client_credentials`.
     grant_type: Option<String>,
@@ -30,6 +34,16 @@ pub struct TokenParams {
     client_id: Option<String>,
     /// Client secret, when not sent with HTTP Basic.
     client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenParams")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -83,8 +97,36 @@ async fn body_params(request: Request, state: &AppState) -> Result<TokenParams, 
     }
 }
 
+/// `GET /.well-known/jwks.json`: the public keys that verify our access tokens (RFC 7517), for
+/// resource servers that want to check tokens themselves. Public data; rate limited like the token
+/// endpoint and cacheable for a minute (rotation publishes keys well before they sign).
+pub async fn jwks(State(state): State<AppState>, request: Request) -> Response {
+    if let Err(error) = state.limits.check_token(crate::limits::peer_address(&request)) {
+        return error.into_response();
+    }
+    match state.upstreams.auth.clone().get_key_set(switchboard_proto::GetKeySetRequest {}).await {
+        Ok(key_set) => {
+            let mut response = key_set.into_inner().jwks_json.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+            response
+        }
+        Err(status) => ApiError::Upstream(status).into_response(),
+    }
+}
+
 /// Exchanges client credentials for an access token.
 pub async fn issue_token(State(state): State<AppState>, request: Request) -> Response {
+    if let Err(ApiError::TooManyRequests { retry_after_seconds, .. }) =
+        state.limits.check_token(crate::limits::peer_address(&request))
+    {
+        tracing::info!(peer = ?crate::limits::peer_address(&request), "token request rate limited");
+        let mut response =
+            oauth_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many token requests; retry later");
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        return response;
+    }
     let Ok(Query(query)) = Query::<TokenParams>::try_from_uri(request.uri()) else {
         return invalid_request("malformed query string");
     };
@@ -129,7 +171,7 @@ pub async fn issue_token(State(state): State<AppState>, request: Request) -> Res
                 oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
             }
             ErrorCode::InvalidArgument => invalid_request("invalid token request"),
-            ErrorCode::Unavailable | ErrorCode::Timeout => {
+            ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::ResourceExhausted => {
                 oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again later")
             }
             _ => {
@@ -137,5 +179,25 @@ pub async fn issue_token(State(state): State<AppState>, request: Request) -> Res
                 oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_params_never_print_the_secret() {
+        let params = TokenParams {
+            grant_type: Some("client_credentials".into()),
+            client_id: Some("id-1".into()),
+            client_secret: Some("s3cr3t-value".into()),
+        };
+        let printed = format!("{params:?}");
+        assert!(printed.contains("id-1") && printed.contains("[redacted]"), "{printed}");
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+        let response =
+            TokenResponse { access_token: "eyJ.secret.jwt".into(), token_type: "Bearer".into(), expires_in: 1 };
+        assert!(!format!("{response:?}").contains("eyJ.secret.jwt"));
     }
 }

@@ -9,7 +9,7 @@ use http::{Request, StatusCode};
 use switchboard_common::{Shutdown, grpc::lazy_channel};
 use switchboard_gateway::{
     AppState, GatewayConfig, Upstreams,
-    auth::{Caller, TokenCheck},
+    auth::{Caller, Scope, TokenCheck},
     error::ApiError,
 };
 use switchboard_proto::{
@@ -87,6 +87,37 @@ impl Auth for Fakes {
             connection_token: format!("conn-{}-{}", request.session_id, request.user),
             expires_in_seconds: 3600,
         }))
+    }
+
+    async fn get_client_policy(
+        &self,
+        _: GrpcRequest<pb::GetClientPolicyRequest>,
+    ) -> Result<Response<pb::ClientPolicy>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn rotate_signing_key(
+        &self,
+        _: GrpcRequest<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn register_auth_server(
+        &self,
+        _: GrpcRequest<pb::RegisterAuthServerRequest>,
+    ) -> Result<Response<pb::RegisterAuthServerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_auth_servers(
+        &self,
+        _: GrpcRequest<pb::ListAuthServersRequest>,
+    ) -> Result<Response<pb::ListAuthServersResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn unregister_auth_server(
+        &self,
+        _: GrpcRequest<pb::UnregisterAuthServerRequest>,
+    ) -> Result<Response<pb::UnregisterAuthServerResponse>, Status> {
+        Err(Status::unimplemented("fake"))
     }
 }
 
@@ -366,14 +397,20 @@ impl SessionStore for Fakes {
     }
 }
 
-/// Accepts the token `valid`.
+/// Accepts the token `valid` (full access), `read-only` (a read-only client) and `tenant` (a
+/// client restricted to owners `user1` and `user2`).
 pub struct FakeTokens;
 
 #[async_trait::async_trait]
 impl TokenCheck for FakeTokens {
     async fn verify(&self, bearer_token: &str) -> Result<Caller, ApiError> {
         match bearer_token {
-            "valid" => Ok(Caller { client_id: "client-1".into() }),
+            "valid" => Ok(Caller::full("client-1")),
+            "read-only" => Ok(Caller::with_scope("reader", Scope { read_only: true, allowed_owners: None })),
+            "tenant" => Ok(Caller::with_scope(
+                "tenant",
+                Scope { read_only: false, allowed_owners: Some(["user1".to_owned(), "user2".to_owned()].into()) },
+            )),
             _ => Err(ApiError::Unauthenticated("Invalid access token".into())),
         }
     }

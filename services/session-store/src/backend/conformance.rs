@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
 
-use super::{ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, SigningKeyRecord};
+use super::{
+    ApiClientRecord, AssignOutcome, AssignRejection, AuthServerRecord, Backend, BackendError, SigningKeyRecord,
+};
 
 /// Runs every check, each against a fresh backend from `make`.
 pub async fn run_all<F, Fut>(make: F)
@@ -33,6 +35,7 @@ where
     api_clients(make().await).await;
     signing_keys(make().await).await;
     shared_secrets(make().await).await;
+    auth_servers(make().await).await;
     super::conformance_fencing::fenced_writes(make().await).await;
     super::conformance_fencing::forget_server_keeps_open_flag(make().await).await;
     super::conformance_fencing::deleted_sessions_expire(make().await).await;
@@ -349,6 +352,8 @@ async fn api_clients(backend: Arc<dyn Backend>) {
         client_name: format!("client {id}"),
         secret_sha256: vec![7; 32],
         created_unix_ms: 42,
+        read_only: id == "a",
+        allowed_owners: vec![format!("owner-{id}"), "shared".to_owned()],
     };
     backend.insert_api_client(client("b")).await.unwrap();
     backend.insert_api_client(client("a")).await.unwrap();
@@ -406,4 +411,27 @@ async fn shared_secrets(backend: Arc<dyn Backend>) {
         seen.insert(racer.await.unwrap());
     }
     assert_eq!(seen.len(), 1, "every racer of shared_secret gets the same secret");
+}
+
+async fn auth_servers(backend: Arc<dyn Backend>) {
+    let server = |url: &str, algorithm: &str| AuthServerRecord {
+        url: url.to_owned(),
+        algorithm: algorithm.to_owned(),
+        issuer: format!("iss {url}"),
+        audience: "api".to_owned(),
+        created_unix_ms: 7,
+    };
+    assert!(backend.list_auth_servers().await.unwrap().is_empty(), "no auth servers at first");
+    backend.put_auth_server(server("https://b/jwks", "RS256")).await.unwrap();
+    backend.put_auth_server(server("https://a/jwks", "")).await.unwrap();
+    let listed = backend.list_auth_servers().await.unwrap();
+    assert_eq!(listed, [server("https://a/jwks", ""), server("https://b/jwks", "RS256")], "listed in url order");
+    backend.put_auth_server(server("https://a/jwks", "ES256")).await.unwrap();
+    let listed = backend.list_auth_servers().await.unwrap();
+    assert_eq!(listed.len(), 2, "put_auth_server replaces by url");
+    assert_eq!(listed[0].algorithm, "ES256", "the replacement is stored");
+    assert!(backend.remove_auth_server("https://a/jwks").await.unwrap(), "removing a registered server: true");
+    assert!(!backend.remove_auth_server("https://a/jwks").await.unwrap(), "removing a missing server: false");
+    let urls: Vec<String> = backend.list_auth_servers().await.unwrap().into_iter().map(|s| s.url).collect();
+    assert_eq!(urls, ["https://b/jwks"]);
 }

@@ -28,7 +28,8 @@ use switchboard_common::time::now_ms;
 use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
 
 use super::{
-    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, AuthServerRecord, Backend,
+    BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 use durable::Durable;
 
@@ -656,5 +657,17 @@ impl Backend for EmbeddedBackend {
                 Ok(true)
             }
         }
+    }
+
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        self.durable.put_auth_server(&server)
+    }
+
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.durable.list_auth_servers()
+    }
+
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        self.durable.remove_auth_server(url)
     }
 }

@@ -282,6 +282,33 @@ pub struct ApiClientRecord {
     /// Registration time, ms since epoch.
     #[prost(int64, tag = "4")]
     pub created_unix_ms: i64,
+    /// Read-only client: describe operations and connection data only.
+    #[prost(bool, tag = "5")]
+    pub read_only: bool,
+    /// When not empty, the client may only touch sessions of these owners
+    /// (and no server operations).
+    #[prost(string, repeated, tag = "6")]
+    pub allowed_owners: Vec<String>,
+}
+
+/// A trusted external authorization server (its tokens are accepted by the API).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct AuthServerRecord {
+    /// JWKS URL; the key of the record.
+    #[prost(string, tag = "1")]
+    pub url: String,
+    /// JWS algorithm pinned for its keys; empty: from each JWK.
+    #[prost(string, tag = "2")]
+    pub algorithm: String,
+    /// Required `iss`; empty: not checked.
+    #[prost(string, tag = "3")]
+    pub issuer: String,
+    /// Required `aud`; empty: not checked.
+    #[prost(string, tag = "4")]
+    pub audience: String,
+    /// Registration time, ms since epoch.
+    #[prost(int64, tag = "5")]
+    pub created_unix_ms: i64,
 }
 
 /// A token-signing key. The private half never leaves the auth service, and
@@ -595,4 +622,14 @@ pub trait Backend: Send + Sync + 'static {
     /// (ms since epoch): `true` the first time, `false` for every later call
     /// until it expires. Atomic across replicas.
     async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool>;
+    // ----- external authorization servers (durable) -----
+
+    /// Inserts or replaces a trusted authorization server by `url`.
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()>;
+
+    /// Every trusted authorization server, in URL order.
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>>;
+
+    /// Stops trusting an authorization server; returns whether it was registered.
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool>;
 }

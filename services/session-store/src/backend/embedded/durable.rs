@@ -13,6 +13,7 @@ use std::path::Path;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::backend::AuthServerRecord;
 use crate::backend::{
     AgentClientRecord, ApiClientRecord, BackendError, BackendResult, SigningKeyRecord, SoftwareStatementRecord,
 };
@@ -25,6 +26,7 @@ const SOFTWARE_STATEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_clients");
 /// Server id → the agent client bound to it.
 const AGENT_SERVERS: TableDefinition<&str, &str> = TableDefinition::new("agent_servers");
+const AUTH_SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_servers");
 
 /// Maps any redb failure to `Unavailable`, keeping the cause for logs.
 fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
@@ -60,6 +62,7 @@ impl Durable {
         txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
         txn.open_table(AGENT_CLIENTS).map_err(storage)?;
         txn.open_table(AGENT_SERVERS).map_err(storage)?;
+        txn.open_table(AUTH_SERVERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -139,6 +142,29 @@ impl Durable {
         };
         txn.commit().map_err(storage)?;
         Ok(secret)
+    }
+
+    pub(super) fn put_auth_server(&self, server: &AuthServerRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.insert(server.url.as_str(), server.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.list(AUTH_SERVERS)
+    }
+
+    pub(super) fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.remove(url).map_err(storage)?.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
     }
 
     /// The stored `open` flag of a server, if an operator ever set one.

@@ -28,6 +28,7 @@
 //! | `P agent-client-servers` | hash | agent client id → the server id it is bound to |
 //! | `P agent-servers` | hash | server id → the agent client bound to it |
 //! | `P token-used:{jti}` | string | a used single-use token id, expiring with the token |
+//! | `P auth-servers` | hash | JWKS URL → protobuf record (trusted external authorization servers) |
 //!
 //! Leases are measured on the Redis server's clock (`TIME` inside the
 //! scripts), so replicas with skewed clocks agree on who owns a stream.

@@ -7,7 +7,8 @@ use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState
 
 use super::{RedisBackend, fence_args, reply};
 use crate::backend::{
-    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, Backend, BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
+    AgentClientRecord, AgentOwnership, ApiClientRecord, AssignOutcome, AssignRejection, AuthServerRecord, Backend,
+    BackendError, BackendResult, Fence, QueuePush, ServerChanges, SigningKeyRecord, SoftwareStatementRecord,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
@@ -480,6 +481,24 @@ impl Backend for RedisBackend {
 
     async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
         self.token_once(token_id, expires_at_ms).await
+    }
+
+    async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
+        let command =
+            redis::cmd("HSET").arg(self.key("auth-servers")).arg(&server.url).arg(server.encode_to_vec()).to_owned();
+        self.query::<i64>(&command).await.map(|_| ())
+    }
+
+    async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        let mut servers: Vec<AuthServerRecord> =
+            self.hash_records("auth-servers").await?.into_iter().map(|(_, server)| server).collect();
+        servers.sort_by(|a, b| a.url.cmp(&b.url));
+        Ok(servers)
+    }
+
+    async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        let removed: i64 = self.query(redis::cmd("HDEL").arg(self.key("auth-servers")).arg(url)).await?;
+        Ok(removed == 1)
     }
 }
 
