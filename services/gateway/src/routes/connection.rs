@@ -7,10 +7,12 @@
 //! (or the same with `dcv://` for the native client) from the answer.
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, State, rejection::PathRejection},
 };
 use switchboard_proto::{IssueConnectionTokenRequest, SessionState};
+
+use crate::auth::Caller;
 
 use crate::{
     AppState, convert,
@@ -27,6 +29,7 @@ pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
 /// `GET /sessionConnectionData/{sessionId}/{user}`.
 pub async fn get_session_connection_data(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<GetSessionConnectionDataResponse>> {
     let Path((session_id, user)) = path.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
@@ -36,6 +39,7 @@ pub async fn get_session_connection_data(
         }
     }
     let sessions = lookup_sessions(&state, vec![session_id.clone()]).await?;
+    super::require_owners(&caller, &sessions)?;
     let Some((session, server)) = sessions.get(&session_id).filter(|(s, _)| s.state() != SessionState::Deleted) else {
         return Err(ApiError::NotFoundWith(SESSION_NOT_FOUND.into()));
     };

@@ -123,6 +123,24 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Sessions by id with their servers (unknown ids are absent).
+/// Refuses the whole request when an owner-restricted caller names a session of another owner (the
+/// sessions as [`lookup_sessions`] found them).
+pub fn require_owners(
+    caller: &crate::auth::Caller,
+    sessions: &std::collections::HashMap<
+        String,
+        (switchboard_proto::SessionRecord, Option<switchboard_proto::ServerRecord>),
+    >,
+) -> Result<()> {
+    match sessions.values().find(|(session, _)| !caller.may_act_for(&session.owner)) {
+        Some((session, _)) => {
+            Err(ApiError::Forbidden(format!("The API client may not access session \"{}\"", session.id)))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The sessions with these ids (and their servers), by id.
 pub async fn lookup_sessions(
     state: &AppState,
     ids: Vec<String>,

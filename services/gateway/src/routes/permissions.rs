@@ -2,7 +2,9 @@
 //! permissions file is sent to the session's host, where the agent validates
 //! and applies it.
 
-use axum::{Json, extract::State};
+use axum::{Extension, Json, extract::State};
+
+use crate::auth::Caller;
 use base64::Engine as _;
 use switchboard_proto::{SessionState, SetPermissionsCommand, host_command::Action};
 
@@ -40,12 +42,14 @@ pub fn decode_permissions(encoded: Option<&str>) -> Result<Vec<u8>, String> {
 /// `PUT /sessionPermissions`.
 pub async fn update_session_permissions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<UpdateSessionPermissionsRequestData>>,
 ) -> Result<Json<UpdateSessionPermissionsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
     let request_id = request_id();
     let ids = items.iter().filter_map(|item| item.session_id.clone()).filter(|id| !id.is_empty()).collect();
     let sessions = lookup_sessions(&state, ids).await?;
+    super::require_owners(&caller, &sessions)?;
     let jobs = items.into_iter().map(|item| {
         let (state, sessions) = (&state, &sessions);
         async move {

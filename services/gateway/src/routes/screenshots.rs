@@ -2,7 +2,9 @@
 //! session's host. Sizes default to the configured 160x100; the agent never
 //! returns an image larger than the session's display.
 
-use axum::{Json, extract::State};
+use axum::{Extension, Json, extract::State};
+
+use crate::auth::Caller;
 use base64::Engine as _;
 use switchboard_proto::{
     CommandErrorKind, ScreenshotCommand, SessionState, command_result::Payload, host_command::Action,
@@ -39,12 +41,14 @@ pub fn dimensions(item: &GetSessionScreenshotRequestData, default: (u32, u32)) -
 /// `POST /getSessionScreenshots`.
 pub async fn get_session_screenshots(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(items): ApiJson<Vec<GetSessionScreenshotRequestData>>,
 ) -> Result<Json<GetSessionScreenshotsResponse>> {
     check_batch(items.len(), state.config.max_batch, "session")?;
     let request_id = request_id();
     let ids = items.iter().filter_map(|item| item.session_id.clone()).filter(|id| !id.is_empty()).collect();
     let sessions = lookup_sessions(&state, ids).await?;
+    super::require_owners(&caller, &sessions)?;
     let config = state.config.clone();
     let jobs = items.into_iter().map(|item| {
         let (state, sessions, config) = (&state, &sessions, &config);
