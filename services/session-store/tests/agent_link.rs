@@ -323,8 +323,12 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     assert_eq!(replica.session_state("s1").await, SessionState::Ready, "the cached session is kept");
     assert_eq!(replica.server("h1").await.unwrap().virtual_session_count, 1);
 
-    // A reconnect with an unavailable inventory keeps it too.
+    // A reconnect with an unavailable inventory keeps it too. `connect` enrols a new agent client, so free
+    // the server id from the first one (as `unregister-agent-client` would before a re-enrolment).
     drop(agent);
+    for client in replica.backend.list_agent_clients().await.unwrap() {
+        replica.backend.remove_agent_client(&client.client_id).await.unwrap();
+    }
     let again = AgentHello {
         dcv_healthy: false,
         inventory_unavailable: true,
