@@ -180,6 +180,20 @@ pub struct InternalTlsArgs {
     pub internal_tls_client_auth: Option<bool>,
 }
 
+/// Reads the internal TLS settings ([`internal_tls`]) and installs them for this process's gRPC servers and
+/// channels; nothing when they are unset.
+pub fn configure_internal_tls(
+    ca_file: Option<&Path>,
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    client_auth: bool,
+) -> ConfigResult<()> {
+    if let Some(tls) = internal_tls(ca_file, cert_file, key_file, client_auth)? {
+        crate::internal_tls::configure(tls);
+    }
+    Ok(())
+}
+
 /// The internal TLS the `internal_tls_*` settings describe: `None` when no CA is set (plaintext). The
 /// certificate and key go together; client auth needs them (a server cannot require certificates
 /// without serving TLS).

@@ -104,14 +104,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
-    if let Some(tls) = config::internal_tls(
+    config::configure_internal_tls(
         settings.internal_tls_ca_file.as_deref(),
         settings.internal_tls_cert_file.as_deref(),
         settings.internal_tls_key_file.as_deref(),
         settings.internal_tls_client_auth,
-    )? {
-        switchboard_common::internal_tls::configure(tls);
-    }
+    )?;
     let storage: BackendConfig = config::storage_choice(
         settings.redis_url.as_deref(),
         &settings.redis_key_prefix,

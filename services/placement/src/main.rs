@@ -126,14 +126,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
-    if let Some(tls) = config::internal_tls(
+    config::configure_internal_tls(
         settings.internal_tls_ca_file.as_deref(),
         settings.internal_tls_cert_file.as_deref(),
         settings.internal_tls_key_file.as_deref(),
         settings.internal_tls_client_auth,
-    )? {
-        switchboard_common::internal_tls::configure(tls);
-    }
+    )?;
     let placement_config = PlacementConfig {
         retries_on_failure: settings.retries_on_failure,
         max_batch: settings.max_batch,

@@ -134,14 +134,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     telemetry::init(&settings.log_level, settings.log_format);
-    if let Some(tls) = config::internal_tls(
+    config::configure_internal_tls(
         settings.internal_tls_ca_file.as_deref(),
         settings.internal_tls_cert_file.as_deref(),
         settings.internal_tls_key_file.as_deref(),
         settings.internal_tls_client_auth,
-    )? {
-        switchboard_common::internal_tls::configure(tls);
-    }
+    )?;
     switchboard_common::tls::install_crypto_provider();
 
     let storage: BackendConfig = config::storage_choice(
