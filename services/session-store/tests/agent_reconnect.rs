@@ -38,6 +38,9 @@ async fn start(grpc: SocketAddr, agent: SocketAddr, backend: Arc<dyn Backend>) -
         advertised_address: format!("http://{grpc_address}"),
         update_interval_seconds: 1,
         agent_lease_seconds: 3,
+        // Enrolment is covered by tests/security_agents.rs; here the hosts are anonymous so that the
+        // empty-store restart tests the inventory rebuild alone.
+        require_agent_credentials: false,
         ..StoreConfig::default()
     };
     let shutdown = Shutdown::new();
