@@ -147,6 +147,12 @@ pub struct UpArgs {
     /// Connection Gateway session resolver (HTTPS, `POST /resolveSession`) listen address, or `off`.
     #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN", default_value = "127.0.0.1:8447")]
     pub resolver_listen: String,
+    /// API calls per minute per client before 429 + Retry-After; 0 turns the limit off.
+    #[arg(long, env = "SWITCHBOARD_API_RATE_PER_MINUTE", default_value_t = 3_000)]
+    pub api_rate_per_minute: u32,
+    /// API calls per client allowed at once.
+    #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 100)]
+    pub api_rate_burst: u32,
     /// Log format: pretty or json (filter with RUST_LOG).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "pretty", value_parser = parse_log_format)]
     pub log_format: LogFormat,
@@ -305,6 +311,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         update_interval_seconds: args.update_interval,
         tls_names: args.tls_names,
         resolver_listen: parse_optional_addr(&args.resolver_listen).map_err(anyhow::Error::msg)?,
+        gateway: switchboard_gateway::GatewayConfig {
+            limits: switchboard_gateway::limits::LimitsConfig {
+                api_per_client: switchboard_gateway::limits::RateLimit {
+                    per_minute: args.api_rate_per_minute,
+                    burst: args.api_rate_burst,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         ..UpConfig::default()
     };
     let cluster = Cluster::start(config).await?;
