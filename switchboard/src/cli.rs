@@ -110,13 +110,32 @@ pub struct Target {
     /// File holding the admin token (with `--auth-url`); the auth pod mounts it and sets this.
     #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// With an `https://` `--auth-url`: the internal CA to trust (the services' `internal_tls_ca_file`;
+    /// inside an auth pod the same environment variable is already set).
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CA_FILE")]
+    pub internal_tls_ca_file: Option<PathBuf>,
+    /// Client certificate to present to auth when its internal port requires one (mTLS).
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CERT_FILE")]
+    pub internal_tls_cert_file: Option<PathBuf>,
+    /// Key of `--internal-tls-cert-file`.
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_KEY_FILE")]
+    pub internal_tls_key_file: Option<PathBuf>,
 }
 
 impl Target {
     /// The admin channel this target names.
     pub fn channel(&self) -> anyhow::Result<AdminChannel> {
         match (&self.auth_url, &self.admin_token_file) {
-            (Some(url), Some(file)) => AdminChannel::from_token_file(url.clone(), file),
+            (Some(url), Some(file)) => {
+                // `https://` auth URLs dial with the internal TLS settings, as the services do.
+                switchboard_common::config::configure_internal_tls(
+                    self.internal_tls_ca_file.as_deref(),
+                    self.internal_tls_cert_file.as_deref(),
+                    self.internal_tls_key_file.as_deref(),
+                    false,
+                )?;
+                AdminChannel::from_token_file(url.clone(), file)
+            }
             (Some(_), None) => anyhow::bail!("--auth-url needs --admin-token-file (or SWITCHBOARD_ADMIN_TOKEN_FILE)"),
             (None, _) => AdminChannel::read(&self.data_dir),
         }

@@ -4,7 +4,7 @@
 //! created and deleted again (a close command for a host owned by the other replica is forwarded over TLS).
 
 use switchboard_tests::client::ApiClient;
-use switchboard_tests::cluster::{ClusterSpec, ProcessCluster};
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, Service, binary};
 use switchboard_tests::fleet;
 use switchboard_tests::load::SETTLE_TIMEOUT;
 
@@ -41,4 +41,29 @@ async fn the_cluster_works_with_mutual_tls_on_internal_ports() {
         }
     }
     println!("internal mTLS: 8 sessions created and deleted across 2 replicas of every service");
+
+    // The admin CLI against an auth replica that requires client certificates (Kubernetes: `kubectl exec`
+    // into an auth pod, where the SWITCHBOARD_INTERNAL_TLS_* variables are already set).
+    let dir = cluster.log_dir();
+    let auth_url = cluster.grpc_urls(Service::Auth).split(',').next().expect("an auth replica").to_owned();
+    let admin = |with_certificate: bool| {
+        let mut command = std::process::Command::new(binary("switchboard").expect("switchboard binary"));
+        command
+            .args(["describe-api-clients", "--auth-url", &auth_url])
+            .arg("--admin-token-file")
+            .arg(dir.join("admin-token"))
+            .env("SWITCHBOARD_INTERNAL_TLS_CA_FILE", dir.join("tls/ca.pem"));
+        if with_certificate {
+            command
+                .env("SWITCHBOARD_INTERNAL_TLS_CERT_FILE", dir.join("tls/server.pem"))
+                .env("SWITCHBOARD_INTERNAL_TLS_KEY_FILE", dir.join("tls/server-key.pem"));
+        }
+        command.output().expect("switchboard runs")
+    };
+    let listed = admin(true);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "admin CLI over mTLS failed: {}", String::from_utf8_lossy(&listed.stderr));
+    assert!(stdout.contains("client-name: mtls"), "the registered client is listed: {stdout}");
+    let refused = admin(false);
+    assert!(!refused.status.success(), "auth answered a CLI without a client certificate");
 }
