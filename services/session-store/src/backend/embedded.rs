@@ -149,7 +149,9 @@ impl EmbeddedBackend {
     fn restored(durable: Durable) -> BackendResult<Self> {
         let restored = durable.restore(now_ms())?;
         let mut memory = Memory::default();
-        for session in restored.sessions {
+        let queued: BTreeSet<&str> = restored.queue.iter().map(|e| e.session_id.as_str()).collect();
+        // A record is stored only while its entry is; never restore one without it.
+        for session in restored.sessions.into_iter().filter(|s| queued.contains(s.id.as_str())) {
             memory.index(&session);
             memory.sessions.insert(session.id.clone(), session);
         }
