@@ -57,7 +57,9 @@ pub struct EmbeddedBackend {
     token_writes: Mutex<()>,
 }
 
-/// Everything that is rebuilt from agents after a restart.
+/// Everything that is rebuilt from agents after a restart, except `queue`
+/// (with its sessions' records) and `used_tokens`, which are written through
+/// to the file and restored from it.
 #[derive(Default)]
 struct Memory {
     sessions: BTreeMap<String, SessionRecord>,
