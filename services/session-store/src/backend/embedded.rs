@@ -2,15 +2,23 @@
 //!
 //! API clients, signing keys, server `open` flags and agent enrolment live in
 //! a redb file (`<dir>/switchboard.redb`, see [`durable`]) and survive
-//! restarts. Used single-use token ids are kept in memory only: a restart of
-//! the all-in-one forgets them (documented in docs/security.md). Sessions,
-//! server reports and agent ownership live in memory: after a restart every
-//! agent reconnects and its hello carries the full inventory, which rebuilds
-//! them (a server's stored `open` flag is applied when it reports again).
+//! restarts. Sessions, server reports and agent ownership live in memory:
+//! after a restart every agent reconnects and its hello carries the full
+//! inventory, which rebuilds them (a server's stored `open` flag is applied
+//! when it reports again). The fleet change feed lives in memory too (a new
+//! generation after a restart tells readers to read it again).
 //!
-//! The create-sessions queue and the fleet change feed live in memory too:
-//! they describe sessions and servers that are themselves rebuilt after a
-//! restart (a queued session is a CREATING record, which a restart loses).
+//! Two in-memory structures are also written through to the redb file, since
+//! no agent could rebuild them, and are read back by [`EmbeddedBackend::open`]:
+//! - the create-sessions queue: each entry, the record of its session (a
+//!   queued session is on no host yet) and the last sequence handed out, so
+//!   FIFO per class holds across a restart. Claims are not stored: they are
+//!   leases of live workers, and a restarted process has none.
+//! - the used single-use token ids with their expiry (expired ids are dropped
+//!   on open and pruned as the map grows), so a restart opens no replay window.
+//!
+//! Queue writes hit the file while the memory lock is held, before memory
+//! changes, so the file and memory agree and a failed write changes nothing.
 //!
 //! The in-memory state sits behind one `std::sync::Mutex`: every operation is
 //! a short critical section with no `.await` inside, which is also what makes
@@ -33,6 +41,9 @@ use super::{
 };
 use durable::Durable;
 
+#[cfg(test)]
+mod tests;
+
 /// Substate of a session just assigned to a host.
 const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
 
@@ -40,9 +51,15 @@ const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
 pub struct EmbeddedBackend {
     durable: Durable,
     memory: Mutex<Memory>,
+    /// Orders the file writes of used token ids like their memory changes:
+    /// taken before the memory lock is released, held across the write (lock
+    /// order: `memory`, then this).
+    token_writes: Mutex<()>,
 }
 
-/// Everything that is rebuilt from agents after a restart.
+/// Everything that is rebuilt from agents after a restart, except `queue`
+/// (with its sessions' records) and `used_tokens`, which are written through
+/// to the file and restored from it.
 #[derive(Default)]
 struct Memory {
     sessions: BTreeMap<String, SessionRecord>,
@@ -119,20 +136,53 @@ const USED_TOKENS_PRUNE_MIN: usize = 1024;
 
 impl EmbeddedBackend {
     /// Opens the backend with its durable file `<dir>/switchboard.redb`
-    /// (created if missing).
+    /// (created if missing), restoring the create-sessions queue and the used
+    /// token ids stored there.
     pub fn open(dir: &Path) -> BackendResult<Self> {
-        Ok(Self { durable: Durable::open(dir)?, memory: Mutex::default() })
+        Self::restored(Durable::open(dir)?)
     }
 
     /// A backend that writes nothing to disk (tests).
     pub fn in_memory() -> BackendResult<Self> {
-        Ok(Self { durable: Durable::in_memory()?, memory: Mutex::default() })
+        Self::restored(Durable::in_memory()?)
+    }
+
+    /// Rebuilds the written-through part of memory from `durable`.
+    fn restored(durable: Durable) -> BackendResult<Self> {
+        let restored = durable.restore(now_ms())?;
+        let mut memory = Memory::default();
+        let queued: BTreeSet<&str> = restored.queue.iter().map(|e| e.session_id.as_str()).collect();
+        // A record is stored only while its entry is; never restore one without it.
+        for session in restored.sessions.into_iter().filter(|s| queued.contains(s.id.as_str())) {
+            memory.index(&session);
+            memory.sessions.insert(session.id.clone(), session);
+        }
+        let queue = &mut memory.queue;
+        queue.sequence = restored.queue_sequence;
+        for entry in restored.queue {
+            queue.classes.entry(entry.class_id.clone()).or_default().insert(entry.sequence, entry.session_id.clone());
+            queue.entries.insert(entry.session_id.clone(), entry);
+        }
+        memory.used_tokens = restored.used_tokens.into_iter().collect();
+        memory.used_tokens_prune_at = memory.used_tokens.len() * 2;
+        Ok(Self { durable, memory: Mutex::new(memory), token_writes: Mutex::default() })
     }
 
     fn memory(&self) -> MutexGuard<'_, Memory> {
         // A panic while holding the lock cannot leave a half-applied write:
         // every operation validates first and mutates last.
         self.memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl EmbeddedBackend {
+    /// Writes `session` through to the file when it is queued (memory lock
+    /// held, before memory changes).
+    fn write_queued_session(&self, memory: &Memory, session: &SessionRecord) -> BackendResult<()> {
+        if memory.queue.entries.contains_key(&session.id) {
+            self.durable.put_queued_session(session)?;
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +290,7 @@ impl Backend for EmbeddedBackend {
             return Err(BackendError::AlreadyExists(format!("session {}", session.id)));
         }
         session.revision = 1;
+        self.write_queued_session(&memory, &session)?;
         memory.index(&session);
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(session)
@@ -278,6 +329,7 @@ impl Backend for EmbeddedBackend {
         }
         let stored = stored.clone();
         session.revision = stored.revision + 1;
+        self.write_queued_session(&memory, &session)?;
         memory.unindex(&stored);
         memory.index(&session);
         memory.sessions.insert(session.id.clone(), session.clone());
@@ -286,6 +338,9 @@ impl Backend for EmbeddedBackend {
 
     async fn remove_session(&self, id: &str) -> BackendResult<()> {
         let mut memory = self.memory();
+        if memory.sessions.contains_key(id) && memory.queue.entries.contains_key(id) {
+            self.durable.remove_queued_sessions(&[id])?;
+        }
         if let Some(stored) = memory.sessions.remove(id) {
             memory.unindex(&stored);
         }
@@ -301,6 +356,9 @@ impl Backend for EmbeddedBackend {
             .take(limit)
             .cloned()
             .collect();
+        let queued: Vec<&str> =
+            expired.iter().map(|s| s.id.as_str()).filter(|id| memory.queue.entries.contains_key(*id)).collect();
+        self.durable.remove_queued_sessions(&queued)?;
         for session in &expired {
             memory.sessions.remove(&session.id);
             memory.unindex(session);
@@ -320,6 +378,7 @@ impl Backend for EmbeddedBackend {
         session.server_id = server_id.to_owned();
         session.substate = PENDING_PREPARATION.to_owned();
         session.revision += 1;
+        self.write_queued_session(&memory, &session)?;
         memory.index(&session);
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(AssignOutcome::Assigned(session))
@@ -425,20 +484,21 @@ impl Backend for EmbeddedBackend {
         max_size: usize,
     ) -> BackendResult<QueuePush> {
         let mut memory = self.memory();
-        let queue = &mut memory.queue;
-        if queue.entries.contains_key(&entry.session_id) {
+        if memory.queue.entries.contains_key(&entry.session_id) {
             return Ok(QueuePush::AlreadyQueued);
         }
-        if queue.entries.len() >= max_size {
+        if memory.queue.entries.len() >= max_size {
             return Ok(QueuePush::Full);
         }
         let now = now_ms();
-        queue.sequence += 1;
-        entry.sequence = queue.sequence;
+        entry.sequence = memory.queue.sequence + 1;
         entry.enqueued_unix_ms = now;
         entry.deadline_unix_ms = now.saturating_add(i64::try_from(max_wait_ms).unwrap_or(i64::MAX));
         entry.claim_id.clear();
         entry.claimed_until_unix_ms = 0;
+        self.durable.queue_push(&entry, memory.sessions.get(&entry.session_id))?;
+        let queue = &mut memory.queue;
+        queue.sequence = entry.sequence;
         queue.classes.entry(entry.class_id.clone()).or_default().insert(entry.sequence, entry.session_id.clone());
         queue.entries.insert(entry.session_id.clone(), entry.clone());
         Ok(QueuePush::Queued(entry))
@@ -513,6 +573,10 @@ impl Backend for EmbeddedBackend {
 
     async fn queue_remove(&self, session_id: &str) -> BackendResult<bool> {
         let mut memory = self.memory();
+        if !memory.queue.entries.contains_key(session_id) {
+            return Ok(false);
+        }
+        self.durable.queue_remove(session_id)?;
         let queue = &mut memory.queue;
         let Some(entry) = queue.entries.remove(session_id) else { return Ok(false) };
         if let Some(members) = queue.classes.get_mut(&entry.class_id) {
@@ -645,18 +709,39 @@ impl Backend for EmbeddedBackend {
 
     async fn use_token_once(&self, token_id: &str, expires_at_ms: i64) -> BackendResult<bool> {
         let now = now_ms();
-        let mut memory = self.memory();
-        if memory.used_tokens.len() >= memory.used_tokens_prune_at.max(USED_TOKENS_PRUNE_MIN) {
-            memory.used_tokens.retain(|_, expires| *expires > now);
-            memory.used_tokens_prune_at = memory.used_tokens.len() * 2;
-        }
-        match memory.used_tokens.get(token_id) {
-            Some(expires) if *expires > now => Ok(false),
-            _ => {
-                memory.used_tokens.insert(token_id.to_owned(), expires_at_ms);
-                Ok(true)
+        let mut expired = Vec::new();
+        let written = {
+            let mut memory = self.memory();
+            if memory.used_tokens.get(token_id).is_some_and(|expires| *expires > now) {
+                return Ok(false);
             }
+            if memory.used_tokens.len() >= memory.used_tokens_prune_at.max(USED_TOKENS_PRUNE_MIN) {
+                // Pruned from memory here and from the file by the write below.
+                memory.used_tokens.retain(|id, expires| {
+                    let keep = *expires > now;
+                    if !keep {
+                        expired.push(id.clone());
+                    }
+                    keep
+                });
+                memory.used_tokens_prune_at = memory.used_tokens.len() * 2;
+            }
+            // Taken in memory first: concurrent uses see it as used while the
+            // file is written outside the memory lock (an fsync per token).
+            memory.used_tokens.insert(token_id.to_owned(), expires_at_ms);
+            let _order = self.token_writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            drop(memory);
+            self.durable.use_token(token_id, expires_at_ms, &expired)
+        };
+        if let Err(error) = written {
+            // Not recorded, so not accepted: give the id back so a retry can use it.
+            let mut memory = self.memory();
+            if memory.used_tokens.get(token_id) == Some(&expires_at_ms) {
+                memory.used_tokens.remove(token_id);
+            }
+            return Err(error);
         }
+        Ok(true)
     }
 
     async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {

@@ -1,17 +1,22 @@
 //! The durable half of the embedded backend: API clients, signing keys,
 //! server `open` flags and agent enrolment (software statements, agent
-//! clients and their server bindings) in one redb file.
+//! clients and their server bindings) in one redb file; plus the write-through
+//! copy of the create-sessions queue (each entry, its session's record and the
+//! queue's sequence counter) and of the used single-use token ids, which the
+//! backend reads back into memory when it opens ([`Durable::restore`]).
 //!
-//! Every call is a short synchronous redb transaction. These are rare admin
-//! operations (registering a client, rotating a key, opening a server) plus
-//! cheap MVCC reads, so they run inline on the async worker instead of
-//! `spawn_blocking`; redb serialises writers itself, which also makes
-//! check-then-insert atomic.
+//! Every call is a short synchronous redb transaction, committed with
+//! `Durability::Immediate` (an fsync). These are rare admin operations
+//! (registering a client, rotating a key, opening a server), one or two writes
+//! per queued request and one per single-use token, plus cheap MVCC reads, so
+//! they run inline on the async worker instead of `spawn_blocking`; redb
+//! serialises writers itself, which also makes check-then-insert atomic.
 
 use std::path::Path;
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use switchboard_proto::{QueuedRequest, SessionRecord};
 
 use crate::backend::AuthServerRecord;
 use crate::backend::{
@@ -27,6 +32,30 @@ const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_
 /// Server id → the agent client bound to it.
 const AGENT_SERVERS: TableDefinition<&str, &str> = TableDefinition::new("agent_servers");
 const AUTH_SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_servers");
+/// Session id → its create-sessions queue entry (claim fields empty: claims
+/// are leases of live processes and do not survive a restart).
+const QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("queue");
+/// Session id → the record of a queued session (kept while its entry exists).
+const QUEUED_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("queued_sessions");
+/// Named counters; [`QUEUE_SEQUENCE`] keeps queue sequences growing across
+/// restarts, even when the queue was empty.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const QUEUE_SEQUENCE: &str = "queue_sequence";
+/// Used single-use token id → its expiry (ms since epoch).
+const USED_TOKENS: TableDefinition<&str, i64> = TableDefinition::new("used_tokens");
+
+/// What [`Durable::restore`] reads back for the in-memory state.
+#[derive(Debug, Default)]
+pub(super) struct Restored {
+    /// Queue entries, in sequence order.
+    pub(super) queue: Vec<QueuedRequest>,
+    /// The last queue sequence handed out.
+    pub(super) queue_sequence: u64,
+    /// Records of queued sessions.
+    pub(super) sessions: Vec<SessionRecord>,
+    /// Used token ids not yet expired, with their expiry.
+    pub(super) used_tokens: Vec<(String, i64)>,
+}
 
 /// Maps any redb failure to `Unavailable`, keeping the cause for logs.
 fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
@@ -63,6 +92,10 @@ impl Durable {
         txn.open_table(AGENT_CLIENTS).map_err(storage)?;
         txn.open_table(AGENT_SERVERS).map_err(storage)?;
         txn.open_table(AUTH_SERVERS).map_err(storage)?;
+        txn.open_table(QUEUE).map_err(storage)?;
+        txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+        txn.open_table(COUNTERS).map_err(storage)?;
+        txn.open_table(USED_TOKENS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -320,6 +353,125 @@ impl Durable {
             clients.insert(client_id, client.encode_to_vec().as_slice()).map_err(storage)?;
         }
         txn.commit().map_err(storage)
+    }
+
+    /// Reads back the queue, its sessions and the used token ids still valid
+    /// at `now_ms`, deleting the expired ids (one write transaction).
+    pub(super) fn restore(&self, now_ms: i64) -> BackendResult<Restored> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let mut restored = Restored::default();
+        {
+            let queue = txn.open_table(QUEUE).map_err(storage)?;
+            for entry in queue.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                restored.queue.push(decode(key.value(), value.value())?);
+            }
+            restored.queue.sort_by_key(|entry| entry.sequence);
+            let sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            for entry in sessions.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                restored.sessions.push(decode(key.value(), value.value())?);
+            }
+            let counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let stored = counters.get(QUEUE_SEQUENCE).map_err(storage)?.map_or(0, |v| v.value());
+            let newest = restored.queue.last().map_or(0, |entry| entry.sequence);
+            restored.queue_sequence = stored.max(newest);
+            let mut tokens = txn.open_table(USED_TOKENS).map_err(storage)?;
+            let mut expired = Vec::new();
+            for entry in tokens.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                let (id, expires) = (key.value().to_owned(), value.value());
+                if expires > now_ms {
+                    restored.used_tokens.push((id, expires));
+                } else {
+                    expired.push(id);
+                }
+            }
+            for id in &expired {
+                tokens.remove(id.as_str()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(restored)
+    }
+
+    /// Stores a new queue entry (claim fields dropped), the record of its
+    /// session if there is one, and the entry's sequence as the last one.
+    pub(super) fn queue_push(&self, entry: &QueuedRequest, session: Option<&SessionRecord>) -> BackendResult<()> {
+        let entry = QueuedRequest { claim_id: String::new(), claimed_until_unix_ms: 0, ..entry.clone() };
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            queue.insert(entry.session_id.as_str(), entry.encode_to_vec().as_slice()).map_err(storage)?;
+            if let Some(session) = session {
+                let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+                sessions.insert(session.id.as_str(), session.encode_to_vec().as_slice()).map_err(storage)?;
+            }
+            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+            counters.insert(QUEUE_SEQUENCE, entry.sequence).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Forgets a queue entry and its session's record.
+    pub(super) fn queue_remove(&self, session_id: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(QUEUE).map_err(storage)?.remove(session_id).map_err(storage)?;
+            txn.open_table(QUEUED_SESSIONS).map_err(storage)?.remove(session_id).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Replaces the stored record of a queued session.
+    pub(super) fn put_queued_session(&self, session: &SessionRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            sessions.insert(session.id.as_str(), session.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Forgets the stored records of queued sessions (their entries stay).
+    pub(super) fn remove_queued_sessions(&self, ids: &[&str]) -> BackendResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            for id in ids {
+                sessions.remove(*id).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Records a used token id with its expiry and deletes the `expired` ids
+    /// (one write transaction).
+    pub(super) fn use_token(&self, token_id: &str, expires_at_ms: i64, expired: &[String]) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut tokens = txn.open_table(USED_TOKENS).map_err(storage)?;
+            for id in expired {
+                tokens.remove(id.as_str()).map_err(storage)?;
+            }
+            tokens.insert(token_id, expires_at_ms).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The used token ids in the file (tests).
+    #[cfg(test)]
+    pub(super) fn used_token_ids(&self) -> BackendResult<Vec<String>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(USED_TOKENS).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            ids.push(entry.map_err(storage)?.0.value().to_owned());
+        }
+        Ok(ids)
     }
 
     /// Every record of a prost-encoded table, in key order.
