@@ -13,13 +13,17 @@ use switchboard::{Cluster, UpConfig};
 struct Harness {
     cluster: Cluster,
     http: reqwest::Client,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl Harness {
     async fn start(sim_hosts: usize) -> Harness {
+        Self::start_in(tempfile::tempdir().unwrap(), sim_hosts).await
+    }
+
+    /// A cluster on `data_dir` (a restart: the same dir again).
+    async fn start_in(data_dir: tempfile::TempDir, sim_hosts: usize) -> Harness {
         switchboard_common::telemetry::init_for_tests();
-        let data_dir = tempfile::tempdir().unwrap();
         let config = UpConfig {
             data_dir: data_dir.path().to_owned(),
             sim_hosts,
@@ -39,7 +43,7 @@ impl Harness {
             .https_only(true)
             .build()
             .unwrap();
-        Harness { cluster, http, _data_dir: data_dir }
+        Harness { cluster, http, data_dir }
     }
 
     fn url(&self, path: &str) -> String {
@@ -475,5 +479,51 @@ async fn every_operation_over_https() {
     let (status, answer) = harness.send(&token, Method::GET, "/createSessions", None).await;
     assert_eq!((status, answer), (405, json!({ "error": "Method not allowed" })));
 
+    harness.cluster.stop().await;
+}
+
+/// A queued create request survives a restart of the all-in-one (embedded store): both hosts closed, the
+/// request is queued; after the restart it is still CREATING and queued, and opening a host places it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_survives_a_restart() {
+    let harness = Harness::start(2).await;
+    let token = harness.token().await;
+    let servers = harness.call(&token, "/describeServers", json!({})).await;
+    let ids: Vec<String> =
+        servers["Servers"].as_array().unwrap().iter().map(|s| s["Id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 2, "{servers}");
+    let closed = harness
+        .call(&token, "/closeServers", json!(ids.iter().map(|id| json!({ "ServerId": id })).collect::<Vec<_>>()))
+        .await;
+    assert_eq!(closed["UnsuccessfulList"], json!([]), "{closed}");
+    let created = harness
+        .call(&token, "/createSessions", json!([{ "Owner": "alice", "Type": "VIRTUAL", "EnqueueRequest": true }]))
+        .await;
+    let id = created["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("queued: {created}")).to_owned();
+    let queued = |session: &Value| {
+        session["State"] == "CREATING" && session["StateReason"].as_str().is_some_and(|r| r.starts_with("queued:"))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = harness.call(&token, "/describeSessions", json!({ "SessionIds": [id] })).await;
+        if queued(&body["Sessions"][0]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never queued: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Restart on the same data dir: clients, keys, open flags and the queue are durable.
+    let Harness { cluster, data_dir, .. } = harness;
+    cluster.stop().await;
+    let harness = Harness::start_in(data_dir, 2).await;
+    let token = harness.token().await;
+    let body = harness.call(&token, "/describeSessions", json!({ "SessionIds": [id] })).await;
+    assert!(queued(&body["Sessions"][0]), "still queued after the restart: {body}");
+
+    let opened = harness.call(&token, "/openServers", json!([{ "ServerId": ids[1] }])).await;
+    assert_eq!(opened["UnsuccessfulList"], json!([]), "{opened}");
+    let ready = harness.wait_for_state(&token, &id, "READY").await;
+    assert_eq!(ready["Server"]["Id"], ids[1].as_str(), "{ready}");
     harness.cluster.stop().await;
 }
