@@ -6,7 +6,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::admin::{AdminChannel, explain};
+use crate::admin::explain;
 use crate::cli::Target;
 
 /// Agent enrolment commands.
@@ -53,7 +53,7 @@ fn time(unix_ms: i64) -> String {
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::GenerateSoftwareStatement { target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let request = switchboard_proto::GenerateSoftwareStatementRequest {};
             let response = channel
                 .agent_admin_client()?
@@ -64,7 +64,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             println!("software-statement: {}", response.software_statement);
         }
         AgentCommand::DescribeSoftwareStatements { target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let request = switchboard_proto::ListSoftwareStatementsRequest {};
             let response = channel
                 .agent_admin_client()?
@@ -86,7 +86,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             println!("Software Statements\n{}", serde_json::to_string_pretty(&listed)?);
         }
         AgentCommand::DeactivateSoftwareStatement { software_statement, target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let request = switchboard_proto::DeactivateSoftwareStatementRequest { software_statement };
             let response = channel
                 .agent_admin_client()?
@@ -97,7 +97,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             println!("Software statement {} deactivated", response.software_statement_id);
         }
         AgentCommand::DescribeAgentClients { target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let response = channel
                 .agent_admin_client()?
                 .list_agent_clients(switchboard_proto::ListAgentClientsRequest {})
@@ -121,7 +121,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             println!("Session manager agent clients\n{}", serde_json::to_string_pretty(&listed)?);
         }
         AgentCommand::UnregisterAgentClient { client_id, target } => {
-            let channel = AdminChannel::read(&target.data_dir)?;
+            let channel = target.channel()?;
             let request = switchboard_proto::UnregisterAgentClientRequest { client_id: client_id.clone() };
             channel
                 .agent_admin_client()?

@@ -218,15 +218,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|status| explain(status, &channel.auth_url))?
                 .into_inner();
-            for client in response.clients {
-                let created = switchboard_common::time::rfc3339_ms(client.created_unix_ms).unwrap_or_default();
-                println!(
-                    "client-id: {}  client-name: {}  created: {created}  scope: {}",
-                    client.client_id,
-                    client.client_name,
-                    scope_text(client.read_only, &client.allowed_owners)
-                );
-            }
+            // The original broker's format (`Api clients` and a JSON array of name / id / active), with
+            // Switchboard's additions after them: creation time and scope.
+            let listed: Vec<_> = response
+                .clients
+                .iter()
+                .map(|client| {
+                    serde_json::json!({
+                        "name": client.client_name,
+                        "id": client.client_id,
+                        "active": true,
+                        "created": switchboard_common::time::rfc3339_ms(client.created_unix_ms).unwrap_or_default(),
+                        "scope": scope_text(client.read_only, &client.allowed_owners),
+                    })
+                })
+                .collect();
+            println!("Api clients\n{}", serde_json::to_string_pretty(&listed)?);
             Ok(())
         }
         Command::Agents(command) => crate::agents_cli::run(command).await,

@@ -120,7 +120,13 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
     assert_eq!(out.lines().count(), 2, "{out}");
     let (ok, out, err) = run(remote(&["describe-api-clients"])).await;
     assert!(ok, "{err}");
-    assert!(out.contains("client-name: portal") && out.contains("scope: read-only owners=alice,bob"), "{out}");
+    let (heading, listed) = out.split_once('\n').expect("a heading line and JSON");
+    assert_eq!(heading, "Api clients", "the original broker's heading: {out}");
+    let listed: serde_json::Value = serde_json::from_str(listed).expect("a JSON array");
+    let portal = listed.as_array().unwrap().iter().find(|c| c["name"] == "portal").expect("portal listed");
+    assert_eq!(portal["active"], true, "{out}");
+    assert!(portal["id"].is_string(), "{out}");
+    assert_eq!(portal["scope"], "read-only owners=alice,bob", "{out}");
 
     let url = "https://idp.example.com/.well-known/jwks.json";
     let (ok, out, err) = run(remote(&[
@@ -148,6 +154,21 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
     let (ok, out, err) = run(remote(&["renew-auth-server-api-key"])).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("new key: ") && out.contains("retiring key: "), "{out}");
+
+    // The agent enrolment commands take the same target.
+    let (ok, out, err) = run(remote(&["generate-software-statement"])).await;
+    assert!(ok, "{err}");
+    let statement = out.trim().strip_prefix("software-statement: ").expect("software-statement line").to_owned();
+    let (ok, out, err) = run(remote(&["describe-software-statements"])).await;
+    assert!(ok && out.starts_with("Software Statements\n") && out.contains("\"is-active\": \"true\""), "{out} {err}");
+    let (ok, out, err) = run(remote(&["deactivate-software-statement", "--software-statement", &statement])).await;
+    assert!(ok && out.contains("deactivated"), "{out} {err}");
+    let (ok, out, err) = run(remote(&["describe-software-statements"])).await;
+    assert!(ok && out.contains("\"is-active\": \"false\""), "{out} {err}");
+    let (ok, out, err) = run(remote(&["describe-agent-clients"])).await;
+    assert!(ok && out.starts_with("Session manager agent clients\n"), "{out} {err}");
+    let (ok, _, err) = run(remote(&["unregister-agent-client", "--client-id", "no-such-client"])).await;
+    assert!(!ok && !err.is_empty(), "an unknown agent client is an error: {err}");
 
     // The same commands through admin.json.
     let (ok, out, err) = run(args(&["list-auth-servers", "--data-dir", data_dir.path().to_str().unwrap()])).await;

@@ -63,7 +63,7 @@ async fn the_cluster_works_with_mutual_tls_on_internal_ports() {
     let listed = admin(true);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "admin CLI over mTLS failed: {}", String::from_utf8_lossy(&listed.stderr));
-    assert!(stdout.contains("client-name: mtls"), "the registered client is listed: {stdout}");
+    assert!(stdout.contains("\"name\": \"mtls\""), "the registered client is listed: {stdout}");
     let refused = admin(false);
     assert!(!refused.status.success(), "auth answered a CLI without a client certificate");
 }
