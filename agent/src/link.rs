@@ -170,14 +170,33 @@ impl Link {
                 }
                 _ = updates.tick() => {
                     let update = self.update().await;
-                    outgoing_tx
-                        .send(message(agent_message::Kind::Update(update)))
-                        .await
-                        .map_err(|_| Error::Link("outgoing stream closed".into()))?;
+                    // Never wait on a slow broker here: every update carries the full state, so when the
+                    // outgoing queue is full this one is skipped and the next one catches up.
+                    match outgoing_tx.try_send(message(agent_message::Kind::Update(update))) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::warn!("the broker is not reading; skipping this update");
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            return Err(Error::Link("outgoing stream closed".into()));
+                        }
+                    }
                 }
                 received = inbound.message() => match received {
                     Ok(Some(BrokerMessage { kind: Some(broker_message::Kind::Command(command)) })) => {
-                        self.spawn_command(command, outgoing_tx.clone()).await;
+                        // All command slots busy: stop reading (HTTP/2 flow control pushes back on the
+                        // broker) until one frees, or until shutdown.
+                        let permit = tokio::select! {
+                            permit = self.commands.clone().acquire_owned() => {
+                                permit.expect("the command semaphore is never closed")
+                            }
+                            () = shutdown.cancelled() => {
+                                tracing::info!("closing broker link");
+                                self.drain(outgoing_tx, &mut inbound).await;
+                                return Ok(());
+                            }
+                        };
+                        self.spawn_command(command, permit, outgoing_tx.clone());
                     }
                     Ok(Some(_)) => tracing::debug!("ignoring a broker message that is not a command"),
                     Ok(None) => return Err(Error::Link("broker closed the stream".into())),
@@ -222,9 +241,13 @@ impl Link {
         Duration::from_secs(u64::from(seconds.max(1)))
     }
 
-    /// Runs `command` on its own task once a command slot is free; its result goes to `outgoing_tx`.
-    async fn spawn_command(&self, command: HostCommand, outgoing_tx: mpsc::Sender<AgentMessage>) {
-        let permit = self.commands.clone().acquire_owned().await.expect("the command semaphore is never closed");
+    /// Runs `command` on its own task, holding one command slot; its result goes to `outgoing_tx`.
+    fn spawn_command(
+        &self,
+        command: HostCommand,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        outgoing_tx: mpsc::Sender<AgentMessage>,
+    ) {
         let driver = self.driver.clone();
         tokio::spawn(async move {
             let command_id = command.command_id.clone();
