@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration, time::Instant};
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard_common::telemetry::LogFormat;
 
@@ -147,6 +148,13 @@ pub struct UpArgs {
     /// Connection Gateway session resolver (HTTPS, `POST /resolveSession`) listen address, or `off`.
     #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN", default_value = "127.0.0.1:8447")]
     pub resolver_listen: String,
+    /// PEM CA of agent client certificates: the agent port then requires one (mutual TLS). The simulated
+    /// hosts present certificates from the development CA (`<data-dir>/tls/ca.pem`), so include it.
+    #[arg(long, env = "SWITCHBOARD_AGENT_CLIENT_CA_FILE")]
+    pub agent_client_ca_file: Option<PathBuf>,
+    /// PEM CA of the session resolver's clients: the resolver then requires a client certificate.
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_CLIENT_CA_FILE")]
+    pub resolver_client_ca_file: Option<PathBuf>,
     /// Log format: pretty or json (filter with RUST_LOG).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "pretty", value_parser = parse_log_format)]
     pub log_format: LogFormat,
@@ -305,6 +313,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         update_interval_seconds: args.update_interval,
         tls_names: args.tls_names,
         resolver_listen: parse_optional_addr(&args.resolver_listen).map_err(anyhow::Error::msg)?,
+        agent_client_ca_pem: switchboard_common::config::client_ca(args.agent_client_ca_file.as_deref())
+            .context("agent_client_ca_file")?,
+        resolver_client_ca_pem: switchboard_common::config::client_ca(args.resolver_client_ca_file.as_deref())
+            .context("resolver_client_ca_file")?,
         ..UpConfig::default()
     };
     let cluster = Cluster::start(config).await?;
