@@ -18,6 +18,8 @@
 //!   it reads the DCV server's endpoints.
 //! - `query_aws_metadata` (default true): read EC2 instance metadata (IMDSv2) when the host is on EC2.
 //! - `keepalive_interval_seconds` (default 30, at least 10): HTTP/2 keepalive pings to the broker.
+//! - `cert_file`, `key_file` (together): PEM client certificate and private key presented to the broker,
+//!   for a broker whose agent port requires client certificates (`agent_client_ca_file`, mutual TLS).
 //! - `[log] max_files`: rotated log files kept when `[log] directory` is set.
 //!
 //! The original's `enable_query_logged_in_users` (default true) is honoured: `false` reports no users.
@@ -68,6 +70,10 @@ pub struct AgentSection {
     pub broker_port: u16,
     /// PEM CA certificate to trust for the broker; the system bundle when absent.
     pub ca_file: Option<PathBuf>,
+    /// Switchboard: PEM client certificate (chain, leaf first) presented to the broker; with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Switchboard: PEM private key of `cert_file`; keep it readable by the agent only.
+    pub key_file: Option<PathBuf>,
     /// Accepted for compatibility; certificate verification is always strict.
     #[serde(default = "default_true")]
     pub tls_strict: bool,
@@ -228,6 +234,9 @@ impl AgentConfig {
                 "agent.conf: `agent.keepalive_interval_seconds` must be at least 10 (servers refuse ping floods)"
                     .into(),
             ));
+        }
+        if config.agent.cert_file.is_some() != config.agent.key_file.is_some() {
+            return Err(Error::Config("agent.conf: `agent.cert_file` and `agent.key_file` go together".into()));
         }
         config.log.rotation()?;
         Ok(config)
@@ -436,5 +445,16 @@ rotation = 'daily'
     fn a_zero_update_interval_is_an_error() {
         let text = "version = '0.1'\n[agent]\nbroker_host = 'b'\nbroker_update_interval = 0\n";
         assert!(AgentConfig::parse(text).is_err());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let text = "version = '0.1'\n[agent]\nbroker_host = 'b'\ncert_file = '/etc/agent.pem'\n";
+        let error = AgentConfig::parse(text).unwrap_err();
+        assert!(error.to_string().contains("go together"), "{error}");
+        let both = format!("{text}key_file = '/etc/agent-key.pem'\n");
+        let config = AgentConfig::parse(&both).unwrap();
+        assert_eq!(config.agent.key_file.as_deref(), Some(Path::new("/etc/agent-key.pem")));
+        assert!(config.ignored_keys().is_empty());
     }
 }

@@ -303,7 +303,8 @@ fn message(kind: agent_message::Kind) -> AgentMessage {
 }
 
 /// The endpoint of the broker replica at `url`: TLS for `https://` (trusting the configured CA, else the
-/// system bundle), plaintext for `http://` (tests and in-process use only), HTTP/2 keepalive either way.
+/// system bundle; presenting the client certificate when configured), plaintext for `http://` (tests and
+/// in-process use only), HTTP/2 keepalive either way.
 fn broker_endpoint(url: &str, options: &AgentOptions) -> Result<Endpoint> {
     let invalid = |why: String| Error::Config(format!("broker url `{url}`: {why}"));
     let mut endpoint = Endpoint::from_shared(url.to_owned())
@@ -324,6 +325,9 @@ fn broker_endpoint(url: &str, options: &AgentOptions) -> Result<Endpoint> {
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
         if let Some(domain) = &options.tls_domain {
             tls = tls.domain_name(domain.clone());
+        }
+        if let Some(identity) = &options.client_identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem));
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| invalid(e.to_string()))?;
     } else if !url.starts_with("http://") {

@@ -29,6 +29,9 @@ pub struct AgentOptions {
     pub fallback_broker_urls: Vec<String>,
     /// PEM CA certificates trusted for the broker; the system bundle when `None`.
     pub ca_pem: Option<String>,
+    /// Client certificate and key presented to the broker (`cert_file`, `key_file`), for an agent port that
+    /// requires client certificates; `None`: none presented.
+    pub client_identity: Option<switchboard_common::tls::Identity>,
     /// Name expected in the broker's certificate, when it differs from the URL's host.
     pub tls_domain: Option<String>,
     /// Stable server id the broker knows this host by.
@@ -81,6 +84,16 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?),
         None => None,
     };
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
+    let client_identity = match (&agent.cert_file, &agent.key_file) {
+        (Some(cert), Some(key)) => {
+            let identity = switchboard_common::tls::Identity { cert_pem: read(cert)?, key_pem: read(key)? };
+            // Checked here so a bad file fails at start, not at every reconnect.
+            identity.check().map_err(|e| Error::Config(format!("agent.conf: `cert_file` / `key_file`: {e}")))?;
+            Some(identity)
+        }
+        _ => None,
+    };
     let tags = match &agent.tags_folder {
         Some(folder) => read_tags(folder)?,
         None => Vec::new(),
@@ -106,6 +119,7 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         broker_url,
         fallback_broker_urls: broker_urls.collect(),
         ca_pem,
+        client_identity,
         tls_domain: None,
         server_id,
         hostname,
@@ -131,6 +145,7 @@ pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<Str
         broker_url: broker_url.to_owned(),
         fallback_broker_urls: Vec::new(),
         ca_pem,
+        client_identity: None,
         tls_domain: None,
         server_id: derive_server_id(&hostname, &ip),
         hostname,
@@ -200,6 +215,31 @@ mod tests {
         assert_eq!(options.max_virtual_sessions, 3);
         assert_eq!(options.tags.get(), [KeyValue { key: "gpu".into(), value: "none".into() }]);
         assert_eq!(options.endpoints, [default_endpoint("127.0.0.1")]);
+    }
+
+    #[test]
+    fn a_client_certificate_is_read_and_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = switchboard_common::tls::DevCa::load_or_create(dir.path(), &[]).unwrap();
+        let identity = ca.issue_client_identity("h1").unwrap();
+        let (cert, key) = (dir.path().join("agent.pem"), dir.path().join("agent-key.pem"));
+        std::fs::write(&cert, &identity.cert_pem).unwrap();
+        std::fs::write(&key, &identity.key_pem).unwrap();
+        let text = |key: &std::path::Path| {
+            format!(
+                "version = '0.1'\n[agent]\nbroker_host = '127.0.0.1'\ndriver = 'simulated'\ncert_file = '{}'\n\
+                 key_file = '{}'\n",
+                cert.display(),
+                key.display()
+            )
+        };
+        let (options, _driver) = options_from_config(&AgentConfig::parse(&text(&key)).unwrap()).unwrap();
+        let presented = options.client_identity.expect("the client certificate is presented");
+        assert_eq!(presented.cert_pem, identity.cert_pem);
+
+        // A key file holding no key fails at start.
+        let error = options_from_config(&AgentConfig::parse(&text(&cert)).unwrap()).err().unwrap();
+        assert!(error.to_string().contains("cert_file"), "{error}");
     }
 
     #[test]

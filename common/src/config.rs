@@ -235,6 +235,15 @@ pub fn internal_tls(
     Ok(Some(crate::internal_tls::InternalTls { ca_pem, identity, require_client_cert: client_auth }))
 }
 
+/// The PEM CA certificates in `file` (a `*_client_ca_file` setting: the agent port's or the session
+/// resolver's client CA), checked to hold at least one certificate; `None` when unset.
+pub fn client_ca(file: Option<&Path>) -> ConfigResult<Option<String>> {
+    let Some(path) = file else { return Ok(None) };
+    let pem = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    crate::tls::parse_certs(&pem)?;
+    Ok(Some(pem))
+}
+
 /// The effective settings: `S::default()`, overlaid with the TOML file at `file` (when given), overlaid
 /// with `overrides` (the clap struct: flags and `SWITCHBOARD_*` variables; its `None` fields are skipped).
 /// Unknown file keys are errors when `S` denies unknown fields, which every binary's settings do.

@@ -4,6 +4,10 @@
 //! start it writes a development CA and a server certificate (for `localhost`,
 //! `127.0.0.1` and `::1` plus any extra names) into `<data-dir>/tls/`. Clients
 //! trust `ca.pem`. Production deployments pass their own certificate instead.
+//!
+//! The public TLS ports (the agent port 8445, the session resolver 8447) can require client certificates
+//! ([`https_server_config_with_client_ca`]); the development CA can issue them
+//! ([`DevCa::issue_client_identity`]).
 
 use std::{
     fs,
@@ -11,7 +15,9 @@ use std::{
     sync::Arc,
 };
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// TLS setup failures.
@@ -34,6 +40,9 @@ pub enum TlsError {
     /// The PEM held no certificate or no key.
     #[error("{0}")]
     Pem(String),
+    /// The client CA could not make a certificate verifier.
+    #[error("client CA: {0}")]
+    ClientCa(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// A server identity: certificate chain and private key, both PEM.
@@ -48,6 +57,18 @@ pub struct Identity {
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity").field("key_pem", &"[redacted]").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Checks that the PEM holds a certificate and a private key rustls accepts together, so a bad file is
+    /// reported at start rather than at the first handshake.
+    pub fn check(&self) -> Result<(), TlsError> {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_client_auth_cert(parse_certs(&self.cert_pem)?, parse_key(&self.key_pem)?)?;
+        Ok(())
     }
 }
 
@@ -84,6 +105,30 @@ impl DevCa {
             ca_path,
         })
     }
+
+    /// A new client certificate (extended key usage `clientAuth`) for `common_name`, signed by this CA with
+    /// its key (`ca-key.pem` next to `ca.pem`): what the all-in-one's simulated hosts and the tests present
+    /// to a port with a client CA.
+    pub fn issue_client_identity(&self, common_name: &str) -> Result<Identity, TlsError> {
+        let ca_key = KeyPair::from_pem(&read_file(&self.ca_path.with_file_name("ca-key.pem"))?)?;
+        let issuer = Issuer::new(dev_ca_params()?, &ca_key);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Identity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+/// The development CA's parameters. Deterministic, so the CA can issue again after a restart from its key
+/// alone (an issuer is its name and key).
+fn dev_ca_params() -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "Switchboard development CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(params)
 }
 
 struct Generated {
@@ -94,11 +139,7 @@ struct Generated {
 
 fn generate(extra_names: &[String]) -> Result<Generated, TlsError> {
     let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "Switchboard development CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_params = dev_ca_params()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
@@ -160,26 +201,60 @@ fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
         .ok_or_else(|| TlsError::Pem("no private key in PEM".into()))
 }
 
-/// A rustls server config for HTTPS (ALPN h2 and http/1.1).
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1) without client certificates.
 pub fn https_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?;
+    https_server_config_with_client_ca(identity, None)
+}
+
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1). With `client_ca_pem` (one or more PEM CA
+/// certificates) every client must present a certificate chaining to one of them, or the handshake fails
+/// (mutual TLS); without, no client certificate is asked for.
+pub fn https_server_config_with_client_ca(
+    identity: &Identity,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in parse_certs(pem)? {
+                roots.add(cert)?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// A rustls client config trusting only the given CA certificates.
 pub fn client_config_trusting(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_with_identity(ca_pem, None)
+}
+
+/// A rustls client config trusting only the given CA certificates and presenting `identity` as its client
+/// certificate when given (for ports with a client CA).
+pub fn client_config_with_identity(
+    ca_pem: &str,
+    identity: Option<&Identity>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in parse_certs(ca_pem)? {
         roots.add(cert)?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(identity) => {
+            builder.with_client_auth_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?
+        }
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
@@ -202,5 +277,63 @@ mod tests {
             let mode = fs::metadata(dir.path().join("server-key.pem")).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "private key must not be group/world readable");
         }
+    }
+
+    #[test]
+    fn client_ca_configs_accept_ca_pem_and_refuse_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(dir.path(), &[]).unwrap();
+        let client = ca.issue_client_identity("host-1").unwrap();
+        assert_ne!(client.cert_pem, ca.server.cert_pem);
+        https_server_config_with_client_ca(&ca.server, Some(&ca.ca_pem)).unwrap();
+        client_config_with_identity(&ca.ca_pem, Some(&client)).unwrap();
+        let error = https_server_config_with_client_ca(&ca.server, Some("not a pem")).unwrap_err();
+        assert!(error.to_string().contains("no certificate"), "{error}");
+    }
+
+    /// Runs a TLS handshake between the two configs in memory; the first error either side reports.
+    fn handshake(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>) -> Result<(), rustls::Error> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client, name)?;
+        let mut server = rustls::ServerConnection::new(server)?;
+        for _ in 0..20 {
+            let mut bytes = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut bytes).unwrap();
+            }
+            server.read_tls(&mut bytes.as_slice()).unwrap();
+            server.process_new_packets()?;
+            let mut bytes = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut bytes).unwrap();
+            }
+            client.read_tls(&mut bytes.as_slice()).unwrap();
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn a_client_ca_admits_only_its_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(dir.path(), &[]).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = DevCa::load_or_create(other_dir.path(), &[]).unwrap();
+        let mutual = https_server_config_with_client_ca(&ca.server, Some(&ca.ca_pem)).unwrap();
+        let client = |identity: Option<&Identity>| client_config_with_identity(&ca.ca_pem, identity).unwrap();
+
+        let ours = ca.issue_client_identity("host-1").unwrap();
+        handshake(mutual.clone(), client(Some(&ours))).expect("a certificate from the client CA is admitted");
+        let anonymous = handshake(mutual.clone(), client(None)).unwrap_err();
+        assert!(matches!(anonymous, rustls::Error::NoCertificatesPresented), "{anonymous:?}");
+        let stranger = other.issue_client_identity("host-1").unwrap();
+        let refused = handshake(mutual, client(Some(&stranger))).unwrap_err();
+        assert!(matches!(refused, rustls::Error::InvalidCertificate(_)), "{refused:?}");
+
+        // Without a client CA nothing is asked for.
+        handshake(https_server_config(&ca.server).unwrap(), client(None)).expect("plain TLS");
     }
 }

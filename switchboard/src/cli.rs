@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration, time::Instant};
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard_common::telemetry::LogFormat;
 
@@ -172,6 +173,13 @@ pub struct UpArgs {
     /// API calls per client allowed at once.
     #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 100)]
     pub api_rate_burst: u32,
+    /// PEM CA of agent client certificates: the agent port then requires one (mutual TLS). The simulated
+    /// hosts present certificates from the development CA (`<data-dir>/tls/ca.pem`), so include it.
+    #[arg(long, env = "SWITCHBOARD_AGENT_CLIENT_CA_FILE")]
+    pub agent_client_ca_file: Option<PathBuf>,
+    /// PEM CA of the session resolver's clients: the resolver then requires a client certificate.
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_CLIENT_CA_FILE")]
+    pub resolver_client_ca_file: Option<PathBuf>,
     /// Log format: pretty or json (filter with RUST_LOG).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "pretty", value_parser = parse_log_format)]
     pub log_format: LogFormat,
@@ -347,6 +355,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             },
             ..Default::default()
         },
+        agent_client_ca_pem: switchboard_common::config::client_ca(args.agent_client_ca_file.as_deref())
+            .context("agent_client_ca_file")?,
+        resolver_client_ca_pem: switchboard_common::config::client_ca(args.resolver_client_ca_file.as_deref())
+            .context("resolver_client_ca_file")?,
         ..UpConfig::default()
     };
     let cluster = Cluster::start(config).await?;

@@ -41,6 +41,12 @@ pub struct UpConfig {
     pub tls_names: Vec<String>,
     /// Connection Gateway session resolver (HTTPS) address; `None`: not served.
     pub resolver_listen: Option<SocketAddr>,
+    /// PEM CA the agent port requires client certificates from (`agent_client_ca_file`); `None`: none
+    /// required. Simulated hosts present certificates from the development CA, so with simulated hosts it
+    /// must include `<data-dir>/tls/ca.pem`.
+    pub agent_client_ca_pem: Option<String>,
+    /// PEM CA the session resolver requires client certificates from (`resolver_client_ca_file`).
+    pub resolver_client_ca_pem: Option<String>,
     /// Gateway settings (limits, token-verifier refresh, client-cache time).
     pub gateway: switchboard_gateway::GatewayConfig,
     /// Auth settings (issuer, audience, token lifetime, key publish delay); the admin token hash
@@ -58,6 +64,8 @@ impl Default for UpConfig {
             update_interval_seconds: 10,
             tls_names: Vec::new(),
             resolver_listen: None,
+            agent_client_ca_pem: None,
+            resolver_client_ca_pem: None,
             gateway: switchboard_gateway::GatewayConfig::default(),
             auth: switchboard_auth::AuthConfig::default(),
         }
@@ -96,6 +104,12 @@ async fn bind_loopback() -> anyhow::Result<(TcpListener, String)> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
     let url = format!("http://{}", listener.local_addr()?);
     Ok((listener, url))
+}
+
+/// Whether the PEM bundle `client_ca` holds the certificate `ca_pem`.
+fn trusts(client_ca: &str, ca_pem: &str) -> anyhow::Result<bool> {
+    let ca = switchboard_common::tls::parse_certs(ca_pem)?;
+    Ok(switchboard_common::tls::parse_certs(client_ca)?.iter().any(|cert| ca.contains(cert)))
 }
 
 /// Where simulated host `index` keeps its agent credentials.
@@ -149,6 +163,19 @@ impl Cluster {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
+        if config.resolver_client_ca_pem.is_some() && config.resolver_listen.is_none() {
+            anyhow::bail!("resolver_client_ca_file is set but the session resolver is off");
+        }
+        if let Some(client_ca) = &config.agent_client_ca_pem
+            && config.sim_hosts > 0
+            && !trusts(client_ca, &tls.ca_pem)?
+        {
+            anyhow::bail!(
+                "simulated hosts present client certificates from the development CA {}: include it in \
+                 agent_client_ca_file, or run with --sim-hosts 0",
+                tls.ca_path.display()
+            );
+        }
         let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(&config.data_dir).with_context(|| {
             format!(
                 "cannot open the store in {} (is another switchboard already running with this --data-dir?)",
@@ -177,6 +204,7 @@ impl Cluster {
             replica_id: format!("all-in-one-{}", uuid::Uuid::new_v4()),
             advertised_address: store_url.clone(),
             update_interval_seconds: config.update_interval_seconds,
+            agent_client_ca_pem: config.agent_client_ca_pem.clone(),
             ..Default::default()
         };
         let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };
@@ -218,8 +246,10 @@ impl Cluster {
         if let Some(listener) = resolver_listener {
             let listener = listener.into_std()?;
             let (identity, upstreams, shutdown) = (tls.server.clone(), upstreams.clone(), shutdown.clone());
+            let client_ca = config.resolver_client_ca_pem.clone();
             tasks.spawn(async move {
-                let result = switchboard_gateway::resolver::serve(listener, Some(identity), upstreams, shutdown);
+                let result =
+                    switchboard_gateway::resolver::serve(listener, Some(identity), client_ca, upstreams, shutdown);
                 ("session resolver", result.await.map_err(anyhow::Error::from))
             });
         }
@@ -238,6 +268,9 @@ impl Cluster {
         for (index, enrolment) in enrolments.into_iter().enumerate() {
             let mut options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
             options.enrolment = Some(enrolment);
+            if config.agent_client_ca_pem.is_some() {
+                options.client_identity = Some(tls.issue_client_identity(&format!("sim-host-{index}"))?);
+            }
             let driver = Arc::new(switchboard_agent::driver::simulated::SimulatedDriver::default());
             let shutdown = shutdown.clone();
             tasks.spawn(async move {

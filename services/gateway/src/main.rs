@@ -33,6 +33,7 @@ struct Settings {
     request_timeout_seconds: u64,
     max_batch: usize,
     resolver_listen: Option<SocketAddr>,
+    resolver_client_ca_file: Option<PathBuf>,
     session_screenshot_max_width: u32,
     session_screenshot_max_height: u32,
     session_screenshot_format: String,
@@ -70,6 +71,7 @@ impl Default for Settings {
             request_timeout_seconds: gateway.request_timeout.as_secs(),
             max_batch: gateway.max_batch,
             resolver_listen: None,
+            resolver_client_ca_file: None,
             session_screenshot_max_width: gateway.screenshot_max_width,
             session_screenshot_max_height: gateway.screenshot_max_height,
             session_screenshot_format: gateway.screenshot_format,
@@ -128,6 +130,10 @@ struct Cli {
     /// `0.0.0.0:8447`; off when unset.
     #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN")]
     resolver_listen: Option<SocketAddr>,
+    /// PEM CA of the session resolver's clients: when set, the resolver requires a client certificate
+    /// chaining to it (mutual TLS), i.e. from the Connection Gateway.
+    #[arg(long, env = "SWITCHBOARD_RESOLVER_CLIENT_CA_FILE")]
+    resolver_client_ca_file: Option<PathBuf>,
     /// Default largest screenshot width (getSessionScreenshots without MaxWidth).
     #[arg(long, env = "SWITCHBOARD_SESSION_SCREENSHOT_MAX_WIDTH")]
     session_screenshot_max_width: Option<u32>,
@@ -234,11 +240,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener = bind(settings.listen)?;
     let resolver = settings.resolver_listen.map(bind).transpose()?;
+    let resolver_client_ca =
+        config::client_ca(settings.resolver_client_ca_file.as_deref()).context("resolver_client_ca_file")?;
+    if resolver_client_ca.is_some() && resolver.is_none() {
+        anyhow::bail!("resolver_client_ca_file is set but resolver_listen is not");
+    }
     tracing::info!(listen = %listener.local_addr()?, resolver = ?settings.resolver_listen, "gateway starting");
     let shutdown = switchboard_common::shutdown::on_signals();
     let resolver_task = resolver.map(|listener| {
         let (identity, upstreams, shutdown) = (identity.clone(), upstreams.clone(), shutdown.clone());
-        tokio::spawn(switchboard_gateway::resolver::serve(listener, Some(identity), upstreams, shutdown))
+        tokio::spawn(switchboard_gateway::resolver::serve(
+            listener,
+            Some(identity),
+            resolver_client_ca,
+            upstreams,
+            shutdown,
+        ))
     });
     switchboard_gateway::serve(gateway_config, listener, Some(identity), upstreams, shutdown).await?;
     if let Some(task) = resolver_task {

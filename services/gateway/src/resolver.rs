@@ -4,9 +4,10 @@
 //! `POST /resolveSession?sessionId=ID&transport=HTTP|QUIC&clientIpAddress=IP`
 //! answers `200 {SessionId, TransportProtocol, DcvServerEndpoint, Port, WebUrlPath}`
 //! for a READY session whose host has an endpoint of that transport, and
-//! `404` otherwise. No bearer token: the port is meant for the gateway only
-//! (bind it to an internal address; TLS always, client certificates are not
-//! checked yet). `transport` defaults to `HTTP`; `clientIpAddress` is logged.
+//! `404` otherwise. No bearer token: the port is meant for the Connection Gateway only. Bind it to an
+//! internal address; it always speaks TLS, and with `resolver_client_ca_file` it requires a client
+//! certificate chaining to that CA (mutual TLS), so only the Connection Gateway (configured with that
+//! certificate) is answered. `transport` defaults to `HTTP`; `clientIpAddress` is logged.
 
 use std::collections::HashMap;
 
@@ -77,13 +78,18 @@ async fn resolve_session(
 }
 
 /// Serves the resolver on `listener` (HTTPS with `tls`, plain HTTP without,
-/// for tests) until `shutdown`.
+/// for tests) until `shutdown`. With `client_ca_pem` a client must present a
+/// certificate chaining to it, or the TLS handshake fails.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Option<Identity>,
+    client_ca_pem: Option<String>,
     upstreams: Upstreams,
     shutdown: Shutdown,
 ) -> Result<()> {
+    if tls.is_none() && client_ca_pem.is_some() {
+        return Err(ApiError::Internal("a resolver client CA needs the resolver to serve TLS".into()));
+    }
     let app = router(upstreams);
     let handle = axum_server::Handle::new();
     let watcher = handle.clone();
@@ -94,9 +100,10 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     match tls {
         Some(identity) => {
-            let tls_config = switchboard_common::tls::https_server_config(&identity)?;
+            let tls_config =
+                switchboard_common::tls::https_server_config_with_client_ca(&identity, client_ca_pem.as_deref())?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
-            tracing::info!(?addr, "session resolver serving https");
+            tracing::info!(?addr, client_certificates = client_ca_pem.is_some(), "session resolver serving https");
             axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app.into_make_service()).await?;
         }
         None => {

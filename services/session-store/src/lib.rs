@@ -93,6 +93,10 @@ pub struct StoreConfig {
     pub connection_token_issuer: String,
     /// Whether a DCV connection token passes the verifier only once.
     pub connection_token_single_use: bool,
+    /// PEM CA certificates of the agent port's clients (`agent_client_ca_file`): when set, every connection
+    /// to the agent port (agents, and the DCV server calling the token verifier) must present a certificate
+    /// chaining to one of them, or the TLS handshake fails. `None`: no client certificates (the default).
+    pub agent_client_ca_pem: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -111,6 +115,7 @@ impl Default for StoreConfig {
             require_agent_credentials: true,
             connection_token_issuer: "switchboard".to_owned(),
             connection_token_single_use: false,
+            agent_client_ca_pem: None,
         }
     }
 }
@@ -130,7 +135,8 @@ pub const AGENT_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::f
 pub const AGENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Serves `SessionStore` on `listeners.grpc` and `AgentLink` on
-/// `listeners.agent` (TLS with `agent_tls`) until `shutdown` is cancelled,
+/// `listeners.agent` (TLS with `agent_tls`, mutual with `config.agent_client_ca_pem`) until `shutdown` is
+/// cancelled,
 /// then ends the agent streams and lets in-flight calls finish. Also runs the
 /// liveness sweep.
 ///
@@ -177,7 +183,13 @@ pub async fn serve(
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
         async { serve_router(grpc_router, listeners.grpc, shutdown.clone()).await.map_err(Error::from) },
-        serve_agent_port(agent_router, listeners.agent, agent_tls, shutdown.clone()),
+        serve_agent_port(
+            agent_router,
+            listeners.agent,
+            agent_tls,
+            config.agent_client_ca_pem.as_deref(),
+            shutdown.clone()
+        ),
     );
     // Stops the sweep also when a server failed before shutdown was requested.
     stop_liveness.cancel();
@@ -191,13 +203,19 @@ pub async fn serve(
 const AGENT_PORT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves the agent port: HTTPS (h2 for gRPC, http/1.1 for the DCV verifier)
-/// with `tls`, plaintext h2c/http1 without (tests).
+/// with `tls` (requiring client certificates from `client_ca_pem` when given),
+/// plaintext h2c/http1 without (tests).
 async fn serve_agent_port(
     router: axum::Router,
     listener: tokio::net::TcpListener,
     tls: Option<switchboard_common::tls::Identity>,
+    client_ca_pem: Option<&str>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    if tls.is_none() && client_ca_pem.is_some() {
+        let why = "a client CA (agent_client_ca_file) needs the agent port to serve TLS";
+        return Err(Error::AgentPort(std::io::Error::new(std::io::ErrorKind::InvalidInput, why)));
+    }
     let handle = axum_server::Handle::new();
     let watcher = handle.clone();
     tokio::spawn(async move {
@@ -212,7 +230,8 @@ async fn serve_agent_port(
     match tls {
         Some(identity) => {
             switchboard_common::tls::install_crypto_provider();
-            let config = switchboard_common::tls::https_server_config(&identity)?;
+            let config = switchboard_common::tls::https_server_config_with_client_ca(&identity, client_ca_pem)?;
+            tracing::info!(client_certificates = client_ca_pem.is_some(), "agent port serving https");
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
             server

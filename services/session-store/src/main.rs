@@ -33,6 +33,7 @@ struct Settings {
     require_agent_credentials: bool,
     connection_token_issuer: String,
     connection_token_single_use: bool,
+    agent_client_ca_file: Option<PathBuf>,
     internal_tls_ca_file: Option<PathBuf>,
     internal_tls_cert_file: Option<PathBuf>,
     internal_tls_key_file: Option<PathBuf>,
@@ -63,6 +64,7 @@ impl Default for Settings {
             require_agent_credentials: store.require_agent_credentials,
             connection_token_issuer: store.connection_token_issuer,
             connection_token_single_use: store.connection_token_single_use,
+            agent_client_ca_file: None,
             internal_tls_ca_file: None,
             internal_tls_cert_file: None,
             internal_tls_key_file: None,
@@ -119,6 +121,10 @@ struct Cli {
     /// Whether a DCV connection token passes the verifier only once.
     #[arg(long, env = "SWITCHBOARD_CONNECTION_TOKEN_SINGLE_USE")]
     connection_token_single_use: Option<bool>,
+    /// PEM CA of agent client certificates: when set, the agent port requires a client certificate
+    /// chaining to it (mutual TLS) from agents and from the DCV server calling the token verifier.
+    #[arg(long, env = "SWITCHBOARD_AGENT_CLIENT_CA_FILE")]
+    agent_client_ca_file: Option<PathBuf>,
     #[command(flatten)]
     #[serde(flatten)]
     internal_tls: InternalTlsArgs,
@@ -154,6 +160,8 @@ async fn main() -> anyhow::Result<()> {
         settings.dev_tls_dir.as_deref(),
         &settings.tls_names,
     )?;
+    let agent_client_ca_pem =
+        config::client_ca(settings.agent_client_ca_file.as_deref()).context("agent_client_ca_file")?;
     let backend = open_backend(&storage).await.context("opening the store")?;
 
     let grpc =
@@ -181,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         require_agent_credentials: settings.require_agent_credentials,
         connection_token_issuer: settings.connection_token_issuer,
         connection_token_single_use: settings.connection_token_single_use,
+        agent_client_ca_pem,
         ..Default::default()
     };
     tracing::info!(
