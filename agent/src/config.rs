@@ -20,6 +20,8 @@
 //! - `keepalive_interval_seconds` (default 30, at least 10): HTTP/2 keepalive pings to the broker.
 //! - `cert_file`, `key_file` (together): PEM client certificate and private key presented to the broker,
 //!   for a broker whose agent port requires client certificates (`agent_client_ca_file`, mutual TLS).
+//! - `credentials_path`: where the credentials received at registration are kept (default: systemd's
+//!   `$STATE_DIRECTORY`, else next to the software statement; see `enrol`).
 //! - `[log] max_files`: rotated log files kept when `[log] directory` is set.
 //!
 //! The original's `enable_query_logged_in_users` (default true) is honoured: `false` reports no users.
@@ -93,6 +95,9 @@ pub struct AgentSection {
     /// File holding the software statement the agent registers with (see `enrol`); its credentials are
     /// kept next to it. Without it the agent connects without credentials.
     pub software_statement_path: Option<PathBuf>,
+    /// Switchboard: where the agent keeps the credentials it registered (default: systemd's
+    /// `$STATE_DIRECTORY` when set, else next to the statement file; see `enrol`).
+    pub credentials_path: Option<PathBuf>,
     /// Whether logged-in users are reported (the original's Windows switch; honoured on every OS).
     #[serde(default = "default_true")]
     pub enable_query_logged_in_users: bool,
@@ -379,6 +384,12 @@ rotation = 'daily'
         let config = AgentConfig::parse(include_str!("../agent.conf.example")).unwrap();
         assert_eq!(config.agent.driver, DriverKind::Simulated);
         assert!(config.ignored_keys().is_empty());
+        let with_credentials = include_str!("../agent.conf.example").replace(
+            "#credentials_path = '/var/lib/switchboard-agent/credentials.toml'",
+            "credentials_path = '/c.toml'",
+        );
+        let config = AgentConfig::parse(&with_credentials).unwrap();
+        assert_eq!(config.agent.credentials_path.as_deref(), Some(Path::new("/c.toml")));
     }
 
     #[test]

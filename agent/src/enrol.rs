@@ -3,9 +3,16 @@
 //! An operator generates a software statement on the broker (`switchboard generate-software-statement`)
 //! and puts it in the file `agent.conf` names with `software_statement_path`. On its first connection the
 //! agent registers with it (`AgentEnrolment.Register`, RFC 7591 style) and receives its own client id and
-//! secret, which it keeps next to the statement in `<statement file stem>.credentials.toml` (mode 0600) and
-//! uses from then on: every `AgentLink.Connect` carries `authorization: Basic base64(id:secret)`. The broker
-//! binds the client to this host's server id at the first hello.
+//! secret, which it keeps in a credentials file (mode 0600) and uses from then on: every `AgentLink.Connect`
+//! carries `authorization: Basic base64(id:secret)`. The broker binds the client to this host's server id at
+//! the first hello.
+//!
+//! The credentials file is `credentials_path` from agent.conf when set; else
+//! `$STATE_DIRECTORY/<statement file stem>.credentials.toml` when systemd provides a state directory (the
+//! shipped unit does: `/var/lib/switchboard-agent`, writable under `ProtectSystem=strict`); else
+//! `<statement file stem>.credentials.toml` next to the statement. Before registering, the agent checks that
+//! it can write that file: a registration whose credentials could not be kept would leave an orphan agent
+//! client on the broker at every retry.
 //!
 //! The agent registers only when it has no stored credentials. If the broker refuses them (the client was
 //! unregistered, or the store lost its data), the agent does not re-register on its own: it reads the
@@ -46,8 +53,19 @@ pub struct Enrolment {
 impl Enrolment {
     /// Enrolment with the statement in `path`; credentials in `<stem>.credentials.toml` next to it.
     pub fn from_statement_file(path: &Path) -> Self {
+        Self::for_statement_file(path, None, None)
+    }
+
+    /// Enrolment with the statement in `path`; credentials at `credentials_path` when given, else
+    /// `<state_directory>/<stem>.credentials.toml` when there is a state directory, else next to the statement.
+    pub fn for_statement_file(path: &Path, credentials_path: Option<&Path>, state_directory: Option<&Path>) -> Self {
         let stem = path.file_stem().map_or_else(|| "software_statement".into(), |s| s.to_string_lossy().into_owned());
-        let credentials_path = path.with_file_name(format!("{stem}.credentials.toml"));
+        let file_name = format!("{stem}.credentials.toml");
+        let credentials_path = match (credentials_path, state_directory) {
+            (Some(explicit), _) => explicit.to_owned(),
+            (None, Some(directory)) => directory.join(file_name),
+            (None, None) => path.with_file_name(file_name),
+        };
         Self { statement: StatementSource::File(path.to_owned()), credentials_path }
     }
 
@@ -141,6 +159,8 @@ async fn register(enrolment: &Enrolment, channel: Channel, client_name: &str) ->
             Secret::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?.trim().to_owned())
         }
     };
+    // Registering creates a client on the broker: make sure its credentials can be kept first.
+    check_writable(&enrolment.credentials_path)?;
     let request =
         RegisterAgentRequest { software_statement: statement.expose().to_owned(), client_name: client_name.to_owned() };
     let response = AgentEnrolmentClient::new(channel)
@@ -152,6 +172,17 @@ async fn register(enrolment: &Enrolment, channel: Channel, client_name: &str) ->
     write_private(&enrolment.credentials_path, &toml::to_string(&credentials).expect("credentials serialise"))?;
     tracing::info!(client_id = %credentials.client_id, path = %enrolment.credentials_path.display(), "registered with the broker");
     Ok(credentials)
+}
+
+/// Fails unless a file can be written at `path` (its directory is created if missing).
+fn check_writable(path: &Path) -> Result<()> {
+    write_private(path, "").map_err(|error| {
+        Error::Config(format!(
+            "cannot keep agent credentials at {}: {error}; set credentials_path in agent.conf to a writable file",
+            path.display()
+        ))
+    })?;
+    std::fs::remove_file(path).map_err(|e| Error::io(path, e))
 }
 
 /// Writes `text` to `path` readable by the owner only (via a temporary file renamed into place).
@@ -197,5 +228,34 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "credentials must be private");
         }
         assert!(read_credentials(&dir.path().join("missing.toml")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_credentials_file_is_explicit_or_in_the_state_directory_or_next_to_the_statement() {
+        let statement = Path::new("/etc/agent/software_statement.txt");
+        let explicit = Enrolment::for_statement_file(
+            statement,
+            Some(Path::new("/srv/creds.toml")),
+            Some(Path::new("/var/lib/switchboard-agent")),
+        );
+        assert_eq!(explicit.credentials_path, Path::new("/srv/creds.toml"));
+        let state = Enrolment::for_statement_file(statement, None, Some(Path::new("/var/lib/switchboard-agent")));
+        assert_eq!(state.credentials_path, Path::new("/var/lib/switchboard-agent/software_statement.credentials.toml"));
+        let beside = Enrolment::for_statement_file(statement, None, None);
+        assert_eq!(beside.credentials_path, Path::new("/etc/agent/software_statement.credentials.toml"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_unwritable_credentials_path_fails_before_registering() {
+        // A path under a regular file cannot be created, even by root.
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-directory");
+        std::fs::write(&blocker, "").unwrap();
+        let enrolment = Enrolment::inline(Secret::new("statement"), blocker.join("creds.toml"));
+        // A channel to nowhere: reaching the broker would fail differently ("registration … refused").
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let error = register(&enrolment, channel, "host").await.err().expect("registration must not proceed");
+        assert!(error.to_string().contains("cannot keep agent credentials"), "{error}");
     }
 }

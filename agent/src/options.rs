@@ -130,7 +130,14 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         max_concurrent_sessions_per_user: agent.max_concurrent_sessions_per_user.unwrap_or(0),
         update_interval_seconds: agent.broker_update_interval,
         keepalive_interval: Duration::from_secs(u64::from(agent.keepalive_interval_seconds)),
-        enrolment: agent.software_statement_path.as_deref().map(crate::enrol::Enrolment::from_statement_file),
+        enrolment: agent.software_statement_path.as_deref().map(|statement| {
+            let state_directory = std::env::var_os("STATE_DIRECTORY").map(std::path::PathBuf::from);
+            crate::enrol::Enrolment::for_statement_file(
+                statement,
+                agent.credentials_path.as_deref(),
+                state_directory.as_deref(),
+            )
+        }),
     };
     Ok((options, driver))
 }

@@ -10,8 +10,7 @@
 //! retires the keys it replaces at that same instant; a retired key stays in the key set for one
 //! token lifetime (plus grace) after it stops signing, so no token ever outlives its key.
 //!
-//! Note: the prost `Debug` of [`SigningKeyRecord`] includes the private key, so records are never
-//! logged; log the `kid` instead.
+//! [`SigningKeyRecord`]'s `Debug` redacts the private key; still, log the `kid`, not records.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
