@@ -35,7 +35,7 @@ use crate::{
     PlacementConfig, Placements,
     driver::Driver,
     fleet::FleetView,
-    place::{self, PlacementRequest},
+    place::{self, PlacementRequest, SessionKind},
     queue::QueueWorker,
     requirements::Requirements,
     validate::{REQUIREMENTS_MAX_CHARS, validate_spec},
@@ -133,7 +133,7 @@ impl PlacementService {
         let requirements = Requirements::parse(&spec.requirements).ok()?;
         let excluded = HashMap::new();
         let request =
-            PlacementRequest { session_type: spec.r#type(), requirements: &requirements, excluded: &excluded };
+            PlacementRequest { kind: SessionKind::of(spec), requirements: &requirements, excluded: &excluded };
         let ranking = self.fleet.read(|fleet| place::rank(fleet, &request, &self.config.strategy, 1));
         ranking.candidates.is_empty().then(|| ranking.census.explanation())
     }
@@ -217,7 +217,8 @@ impl Placement for PlacementService {
         }
         self.fleet.sync().await?;
         let excluded = HashMap::new();
-        let placement = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+        let placement =
+            PlacementRequest { kind: session_type.into(), requirements: &requirements, excluded: &excluded };
         let ranking =
             self.fleet.read(|fleet| place::rank(fleet, &placement, &self.config.strategy, max_servers as usize));
         let census = &ranking.census;
