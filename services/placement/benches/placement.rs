@@ -189,7 +189,7 @@ async fn view_decisions(
             let requirements = Requirements::parse(REQUIREMENT).unwrap();
             let excluded = HashMap::new();
             let request = PlacementRequest {
-                session_type: SessionType::Virtual,
+                kind: SessionType::Virtual.into(),
                 requirements: &requirements,
                 excluded: &excluded,
             };
@@ -220,7 +220,7 @@ async fn baseline_decisions(store: SessionStoreClient<Channel>, ids: Vec<String>
             let requirements = Requirements::parse(REQUIREMENT).unwrap();
             let excluded = HashMap::new();
             let request = PlacementRequest {
-                session_type: SessionType::Virtual,
+                kind: SessionType::Virtual.into(),
                 requirements: &requirements,
                 excluded: &excluded,
             };

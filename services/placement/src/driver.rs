@@ -24,7 +24,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use switchboard_common::time::now_ms;
 use switchboard_proto::{
     CreateSessionCommand, CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, GetSessionsRequest, HostCommand,
-    HostSession, QueuedRequest, SendCommandRequest, SessionRecord, SessionState, SessionType, UpdateSessionRequest,
+    HostSession, QueuedRequest, SendCommandRequest, SessionRecord, SessionState, UpdateSessionRequest,
     command_result::Payload, host_command::Action, session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
@@ -33,7 +33,7 @@ use tonic::{Code, transport::Channel};
 use crate::{
     Error, PlacementConfig, Result,
     fleet::FleetView,
-    place::{self, Assignment, Exclusion, PlacementRequest},
+    place::{self, Assignment, Exclusion, PlacementRequest, SessionKind},
     requirements::Requirements,
     service::SESSION_PLACING,
 };
@@ -83,11 +83,15 @@ enum Start {
     Assigned(String),
 }
 
-/// The queue class of a request: its session type and canonical requirements,
-/// hashed (FNV-1a, 64 bits) to a short stable id.
-pub fn class_id(session_type: SessionType, requirements: &Requirements) -> String {
+/// The queue class of a request: its [`SessionKind`] (type, and whether a
+/// console session has an `AutorunFile`) and canonical requirements, hashed
+/// (FNV-1a, 64 bits) to a short stable id. Requests of one class are judged
+/// alike by every rule, so FIFO within a class never holds back a request
+/// that another host could serve.
+pub fn class_id(kind: SessionKind, requirements: &Requirements) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let text = format!("{}|{}", session_type.as_str_name(), requirements.canonical());
+    let autorun = if kind.console_autorun { "+AUTORUN" } else { "" };
+    let text = format!("{}{autorun}|{}", kind.session_type.as_str_name(), requirements.canonical());
     for byte in text.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -169,7 +173,7 @@ impl Driver {
                 Some(server_id) => server_id,
                 None => {
                     let request = PlacementRequest {
-                        session_type: spec.r#type(),
+                        kind: SessionKind::of(&spec),
                         requirements: &requirements,
                         excluded: &excluded,
                     };
@@ -235,7 +239,7 @@ impl Driver {
     ) -> Result<()> {
         let entry = QueuedRequest {
             session_id: session_id.to_owned(),
-            class_id: class_id(spec.r#type(), requirements),
+            class_id: class_id(SessionKind::of(spec), requirements),
             requirements: spec.requirements.clone(),
             r#type: spec.r#type,
             owner: spec.owner.clone(),

@@ -31,7 +31,7 @@ use switchboard_proto::{ServerChangesRequest, ServerRecord, SessionType, session
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 
-use crate::{Error, Result, requirements::Requirements};
+use crate::{Error, Result, place::SessionKind, requirements::Requirements};
 
 /// Servers asked for per `ServerChanges` page.
 const PAGE_SIZE: u32 = 1000;
@@ -156,8 +156,8 @@ fn only_counts_differ(old: &ServerRecord, new: &ServerRecord) -> bool {
     old == *new
 }
 
-/// Servers that pass every rule but room for one requirement class, cached
-/// per class until the fleet's static epoch moves.
+/// Servers that pass every rule but room for one requirement class and
+/// session kind, cached until the fleet's static epoch moves.
 #[derive(Debug)]
 struct Eligible {
     /// Keeps the compiled expression (and so the key's address) alive.
@@ -187,7 +187,10 @@ pub struct FleetView {
     sync_lock: tokio::sync::Mutex<()>,
     changes: Mutex<Changes>,
     changed: Notify,
-    eligible: Mutex<HashMap<(usize, i32), Eligible>>,
+    /// Keyed by the compiled expression's address and the [`SessionKind`]
+    /// (type and console autorun): everything `place::eligible` reads of the
+    /// request.
+    eligible: Mutex<HashMap<(usize, SessionKind), Eligible>>,
 }
 
 impl FleetView {
@@ -209,15 +212,16 @@ impl FleetView {
     }
 
     /// The slots of `fleet` (the view as read under its lock) that pass every
-    /// rule but room for this class; computed once per class and static epoch.
-    pub fn eligible(&self, fleet: &Fleet, session_type: SessionType, requirements: &Requirements) -> Arc<Vec<u32>> {
-        let key = (requirements.expression().map_or(0, |e| e as *const _ as usize), session_type as i32);
+    /// rule but room for this class and kind; computed once per class, kind
+    /// and static epoch.
+    pub fn eligible(&self, fleet: &Fleet, kind: SessionKind, requirements: &Requirements) -> Arc<Vec<u32>> {
+        let key = (requirements.expression().map_or(0, |e| e as *const _ as usize), kind);
         let mut cache = self.eligible.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = cache.get(&key).filter(|entry| entry.epoch == fleet.static_epoch) {
             return entry.slots.clone();
         }
         let slots: Vec<u32> = (0..fleet.servers.len() as u32)
-            .filter(|&slot| crate::place::eligible(&fleet.servers[slot as usize], session_type, requirements))
+            .filter(|&slot| crate::place::eligible(&fleet.servers[slot as usize], kind, requirements))
             .collect();
         let slots = Arc::new(slots);
         if cache.len() >= ELIGIBLE_CLASSES {

@@ -41,11 +41,14 @@ pub use service::PlacementService;
 #[derive(Debug, Clone)]
 pub struct PlacementConfig {
     /// How many other hosts to try after creation fails on one (unless the
-    /// item sets `DisableRetryOnFailure`).
+    /// item sets `DisableRetryOnFailure`; DCV's
+    /// `create-sessions-number-of-retries-on-failure`).
     pub retries_on_failure: u32,
-    /// Most `AutorunFileArguments` items accepted.
+    /// Most `AutorunFileArguments` items accepted (DCV's
+    /// `autorun-file-arguments-max-size`).
     pub autorun_args_max: usize,
-    /// Longest accepted autorun argument, in characters.
+    /// Longest accepted autorun argument, in characters (DCV's
+    /// `autorun-file-arguments-max-argument-length`).
     pub autorun_arg_max_len: usize,
     /// Most items in one CreateSessions call.
     pub max_batch: usize,
@@ -194,5 +197,22 @@ impl Placements {
     /// before this call run before it returns.
     pub async fn drain(&self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.0.acquire_many(Self::CONCURRENCY)).await.is_ok_and(|permit| permit.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_original_brokers() {
+        let config = PlacementConfig::default();
+        // create-sessions-number-of-retries-on-failure, create-sessions-queue-max-size,
+        // create-sessions-queue-max-time-seconds, autorun-file-arguments-max-size and
+        // autorun-file-arguments-max-argument-length.
+        assert_eq!(config.retries_on_failure, 2);
+        assert_eq!(config.queue_max_size, 1000);
+        assert_eq!(config.queue_max_time, Duration::from_secs(1800));
+        assert_eq!((config.autorun_args_max, config.autorun_arg_max_len), (50, 150));
     }
 }

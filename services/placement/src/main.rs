@@ -24,7 +24,14 @@ use switchboard_proto::session_store_client::SessionStoreClient;
 struct Settings {
     listen: SocketAddr,
     store_url: String,
-    retries_on_failure: u32,
+    create_sessions_number_of_retries_on_failure: u32,
+    /// Former name of `create_sessions_number_of_retries_on_failure`: still
+    /// read (file, `--retries-on-failure`, `SWITCHBOARD_RETRIES_ON_FAILURE`),
+    /// never written.
+    #[serde(skip_serializing)]
+    retries_on_failure: Option<u32>,
+    autorun_file_arguments_max_size: usize,
+    autorun_file_arguments_max_argument_length: usize,
     max_batch: usize,
     create_timeout_seconds: u64,
     strategy: Strategy,
@@ -48,7 +55,10 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:7002".parse().expect("valid address"),
             store_url: "http://127.0.0.1:7003".to_owned(),
-            retries_on_failure: placement.retries_on_failure,
+            create_sessions_number_of_retries_on_failure: placement.retries_on_failure,
+            retries_on_failure: None,
+            autorun_file_arguments_max_size: placement.autorun_args_max,
+            autorun_file_arguments_max_argument_length: placement.autorun_arg_max_len,
             max_batch: placement.max_batch,
             create_timeout_seconds: placement.create_timeout.as_secs(),
             strategy: placement.strategy.strategy,
@@ -82,8 +92,17 @@ struct Cli {
     #[arg(long, env = "SWITCHBOARD_STORE_URL")]
     store_url: Option<String>,
     /// Other hosts tried after creation fails on one (unless the item disables retries).
-    #[arg(long, env = "SWITCHBOARD_RETRIES_ON_FAILURE")]
+    #[arg(long, env = "SWITCHBOARD_CREATE_SESSIONS_NUMBER_OF_RETRIES_ON_FAILURE")]
+    create_sessions_number_of_retries_on_failure: Option<u32>,
+    /// Former name of `--create-sessions-number-of-retries-on-failure`.
+    #[arg(long, env = "SWITCHBOARD_RETRIES_ON_FAILURE", hide = true)]
     retries_on_failure: Option<u32>,
+    /// Most `AutorunFileArguments` items accepted per session.
+    #[arg(long, env = "SWITCHBOARD_AUTORUN_FILE_ARGUMENTS_MAX_SIZE")]
+    autorun_file_arguments_max_size: Option<usize>,
+    /// Longest accepted `AutorunFileArguments` item, in characters.
+    #[arg(long, env = "SWITCHBOARD_AUTORUN_FILE_ARGUMENTS_MAX_ARGUMENT_LENGTH")]
+    autorun_file_arguments_max_argument_length: Option<usize>,
     /// Most items in one CreateSessions call.
     #[arg(long, env = "SWITCHBOARD_MAX_BATCH")]
     max_batch: Option<usize>,
@@ -132,8 +151,41 @@ async fn main() -> anyhow::Result<()> {
         settings.internal_tls_key_file.as_deref(),
         settings.internal_tls_client_auth,
     )?;
-    let placement_config = PlacementConfig {
-        retries_on_failure: settings.retries_on_failure,
+    let placement_config = placement_config(&settings)?;
+    let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
+    let listener =
+        tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %settings.store_url, "placement starting");
+    let shutdown = switchboard_common::shutdown::on_signals();
+    switchboard_placement::serve(placement_config, listener, store, shutdown).await?;
+    Ok(())
+}
+
+/// The placement settings, checked.
+fn placement_config(settings: &Settings) -> anyhow::Result<PlacementConfig> {
+    let default = PlacementConfig::default();
+    let retries_on_failure = match settings.retries_on_failure {
+        None => settings.create_sessions_number_of_retries_on_failure,
+        // The former name alone (the new one is at its default, or agrees).
+        Some(old)
+            if settings.create_sessions_number_of_retries_on_failure == default.retries_on_failure
+                || settings.create_sessions_number_of_retries_on_failure == old =>
+        {
+            old
+        }
+        Some(_) => anyhow::bail!(
+            "set create_sessions_number_of_retries_on_failure or its former name retries_on_failure, not both"
+        ),
+    };
+    anyhow::ensure!(settings.autorun_file_arguments_max_size > 0, "autorun_file_arguments_max_size must be above 0");
+    anyhow::ensure!(
+        settings.autorun_file_arguments_max_argument_length > 0,
+        "autorun_file_arguments_max_argument_length must be above 0"
+    );
+    Ok(PlacementConfig {
+        retries_on_failure,
+        autorun_args_max: settings.autorun_file_arguments_max_size,
+        autorun_arg_max_len: settings.autorun_file_arguments_max_argument_length,
         max_batch: settings.max_batch,
         create_timeout: Duration::from_secs(settings.create_timeout_seconds),
         strategy: StrategyConfig {
@@ -145,13 +197,67 @@ async fn main() -> anyhow::Result<()> {
         queue_max_time: Duration::from_secs(settings.create_sessions_queue_max_time_seconds),
         fleet_sync_interval: Duration::from_millis(settings.fleet_sync_interval_ms.max(10)),
         queue_poll_interval: Duration::from_millis(settings.queue_poll_interval_ms.max(10)),
-        ..PlacementConfig::default()
-    };
-    let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
-    let listener =
-        tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = %settings.store_url, "placement starting");
-    let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_placement::serve(placement_config, listener, store, shutdown).await?;
-    Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings from flags (and no file), as `main` loads them.
+    fn settings(flags: &[&str]) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from(std::iter::once("switchboard-placement").chain(flags.iter().copied()))?;
+        Ok(config::load::<Settings>(None, &cli)?)
+    }
+
+    fn config_of(flags: &[&str]) -> anyhow::Result<PlacementConfig> {
+        placement_config(&settings(flags)?)
+    }
+
+    /// Settings from a config file's text.
+    fn from_file(text: &str) -> anyhow::Result<PlacementConfig> {
+        let path = std::env::temp_dir().join(format!("placement-settings-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text)?;
+        let cli = Cli::try_parse_from(["switchboard-placement"])?;
+        let loaded = config::load::<Settings>(Some(&path), &cli);
+        std::fs::remove_file(&path)?;
+        placement_config(&loaded?)
+    }
+
+    #[test]
+    fn defaults_follow_the_placement_config() {
+        let config = config_of(&[]).unwrap();
+        assert_eq!(
+            (config.retries_on_failure, config.autorun_args_max, config.autorun_arg_max_len, config.queue_max_size),
+            (2, 50, 150, 1000)
+        );
+        let dumped = config::dump(&Settings::default()).unwrap();
+        assert!(dumped.contains("create_sessions_number_of_retries_on_failure = 2"), "{dumped}");
+        assert!(!dumped.contains("\nretries_on_failure"), "the former name is never written: {dumped}");
+    }
+
+    #[test]
+    fn retries_take_the_original_name_and_the_former_one() {
+        let config = config_of(&["--create-sessions-number-of-retries-on-failure", "5"]).unwrap();
+        assert_eq!(config.retries_on_failure, 5);
+        assert_eq!(config_of(&["--retries-on-failure", "0"]).unwrap().retries_on_failure, 0);
+        assert_eq!(from_file("create_sessions_number_of_retries_on_failure = 4\n").unwrap().retries_on_failure, 4);
+        assert_eq!(from_file("retries_on_failure = 3\n").unwrap().retries_on_failure, 3);
+        let both = config_of(&["--create-sessions-number-of-retries-on-failure", "5", "--retries-on-failure", "1"]);
+        assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn autorun_limits_are_settings_and_must_be_positive() {
+        let flags = ["--autorun-file-arguments-max-size", "3", "--autorun-file-arguments-max-argument-length", "20"];
+        let config = config_of(&flags).unwrap();
+        assert_eq!((config.autorun_args_max, config.autorun_arg_max_len), (3, 20));
+        let file = "autorun_file_arguments_max_size = 7\nautorun_file_arguments_max_argument_length = 9\n";
+        let config = from_file(file).unwrap();
+        assert_eq!((config.autorun_args_max, config.autorun_arg_max_len), (7, 9));
+        let zero = config_of(&["--autorun-file-arguments-max-size", "0"]).unwrap_err();
+        assert_eq!(zero.to_string(), "autorun_file_arguments_max_size must be above 0");
+        let zero = config_of(&["--autorun-file-arguments-max-argument-length", "0"]).unwrap_err();
+        assert_eq!(zero.to_string(), "autorun_file_arguments_max_argument_length must be above 0");
+    }
 }

@@ -8,7 +8,10 @@
 //! 2. it satisfies the `Requirements` expression (the first unmet clause of a
 //!    top-level `and` is what the explanation names);
 //! 3. the session type fits the host: virtual sessions (and so `DcvGlEnabled`,
-//!    which validation only accepts for virtual sessions) need a Linux host;
+//!    which validation only accepts for virtual sessions) need a Linux host,
+//!    and a console session with an `AutorunFile` needs a Windows host (the
+//!    guide: autorun files are supported with console sessions on Windows and
+//!    virtual sessions on Linux, not with console sessions on Linux);
 //! 4. it has room: no console session yet for a console session,
 //!    `max_virtual_sessions` not reached for a virtual one.
 //!
@@ -42,7 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use switchboard_proto::{
-    AssignSessionRequest, ServerRecord, SessionRecord, SessionType, assign_session_response,
+    AssignSessionRequest, CreateSessionSpec, ServerRecord, SessionRecord, SessionType, assign_session_response,
     session_store_client::SessionStoreClient,
 };
 use tonic::transport::Channel;
@@ -95,11 +98,41 @@ pub enum Exclusion {
     Rejected(String),
 }
 
+/// What a session asks of a host besides its `Requirements`: the rules of
+/// judgement that depend on the request (not on the expression) read only
+/// this, so it is also part of every cache and queue class key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKind {
+    /// Console or virtual.
+    pub session_type: SessionType,
+    /// A console session with a non-empty `AutorunFile`: needs a Windows host.
+    pub console_autorun: bool,
+}
+
+impl SessionKind {
+    /// The kind of a session of `session_type` with `autorun_file` (empty: none).
+    pub fn new(session_type: SessionType, autorun_file: &str) -> Self {
+        Self { session_type, console_autorun: session_type == SessionType::Console && !autorun_file.is_empty() }
+    }
+
+    /// The kind of the session `spec` asks for.
+    pub fn of(spec: &CreateSessionSpec) -> Self {
+        Self::new(spec.r#type(), &spec.autorun_file)
+    }
+}
+
+impl From<SessionType> for SessionKind {
+    /// A session of this type without an `AutorunFile`.
+    fn from(session_type: SessionType) -> Self {
+        Self::new(session_type, "")
+    }
+}
+
 /// What is being placed.
 #[derive(Debug, Clone, Copy)]
 pub struct PlacementRequest<'a> {
-    /// Console or virtual.
-    pub session_type: SessionType,
+    /// Console or virtual, and whether a console session has an `AutorunFile`.
+    pub kind: SessionKind,
     /// The compiled `Requirements`.
     pub requirements: &'a Requirements,
     /// Servers to skip, with why.
@@ -121,20 +154,22 @@ pub enum Verdict {
     Clause(usize),
     /// Virtual sessions need a Linux host.
     NotLinux,
+    /// Console sessions with an `AutorunFile` need a Windows host.
+    NotWindows,
     /// A console session exists already.
     ConsoleTaken,
     /// `max_virtual_sessions` reached.
     Full,
 }
 
-fn is_linux(server: &ServerRecord) -> bool {
-    server.host.as_ref().and_then(|host| host.os.as_ref()).is_some_and(|os| os.family.eq_ignore_ascii_case("linux"))
+fn os_family_is(server: &ServerRecord, family: &str) -> bool {
+    server.host.as_ref().and_then(|host| host.os.as_ref()).is_some_and(|os| os.family.eq_ignore_ascii_case(family))
 }
 
 /// Whether `server` passes every rule but room (what the fleet view caches
-/// per requirement class).
-pub fn eligible(server: &ServerRecord, session_type: SessionType, requirements: &Requirements) -> bool {
-    matches!(judge(server, session_type, requirements), Verdict::Fits | Verdict::ConsoleTaken | Verdict::Full)
+/// per requirement class and [`SessionKind`]).
+pub fn eligible(server: &ServerRecord, kind: SessionKind, requirements: &Requirements) -> bool {
+    matches!(judge(server, kind, requirements), Verdict::Fits | Verdict::ConsoleTaken | Verdict::Full)
 }
 
 /// Whether an eligible `server` has room for a session of `session_type`.
@@ -145,8 +180,8 @@ fn has_room(server: &ServerRecord, session_type: SessionType) -> bool {
     }
 }
 
-/// Judges `server` for a session of `session_type` with `requirements`.
-pub fn judge(server: &ServerRecord, session_type: SessionType, requirements: &Requirements) -> Verdict {
+/// Judges `server` for a session of `kind` with `requirements`.
+pub fn judge(server: &ServerRecord, kind: SessionKind, requirements: &Requirements) -> Verdict {
     if !server.open {
         return Verdict::Closed;
     }
@@ -159,10 +194,11 @@ pub fn judge(server: &ServerRecord, session_type: SessionType, requirements: &Re
     if let Some(clause) = requirements.failing_clause(server) {
         return Verdict::Clause(clause);
     }
-    match session_type {
+    match kind.session_type {
+        SessionType::Console if kind.console_autorun && !os_family_is(server, "windows") => Verdict::NotWindows,
         SessionType::Console if server.console_session_count > 0 => Verdict::ConsoleTaken,
         SessionType::Console => Verdict::Fits,
-        _ if !is_linux(server) => Verdict::NotLinux,
+        _ if !os_family_is(server, "linux") => Verdict::NotLinux,
         _ if server.max_virtual_sessions > 0 && server.virtual_session_count >= server.max_virtual_sessions => {
             Verdict::Full
         }
@@ -190,6 +226,8 @@ pub struct Census {
     pub requirements: Requirements,
     /// Not Linux, for a virtual session.
     pub not_linux: usize,
+    /// Not Windows, for a console session with an `AutorunFile`.
+    pub not_windows: usize,
     /// Console session exists, for a console session.
     pub console_taken: usize,
     /// `max_virtual_sessions` reached.
@@ -214,6 +252,7 @@ impl Census {
                 self.by_clause[index] += 1;
             }
             Verdict::NotLinux => self.not_linux += 1,
+            Verdict::NotWindows => self.not_windows += 1,
             Verdict::ConsoleTaken => self.console_taken += 1,
             Verdict::Full => self.full += 1,
         }
@@ -235,6 +274,7 @@ impl Census {
             (self.unreachable, "unreachable"),
             (self.unhealthy, "DCV server unhealthy"),
             (self.not_linux, "not Linux (virtual sessions need Linux)"),
+            (self.not_windows, "not Windows (console sessions with an AutorunFile need Windows)"),
             (self.console_taken, "console session exists"),
             (self.full, "full"),
             (self.already_failed, "creation failed there"),
@@ -327,7 +367,7 @@ pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConf
             }
             continue;
         }
-        let verdict = judge(server, request.session_type, request.requirements);
+        let verdict = judge(server, request.kind, request.requirements);
         census.count(verdict);
         if verdict == Verdict::Fits {
             fitting.push((key(server, &rare_os, config), slot as u32));
@@ -367,7 +407,7 @@ pub fn candidates(
         .iter()
         .filter_map(|&slot| {
             let server = servers.get(slot as usize)?;
-            let fits = has_room(server, request.session_type)
+            let fits = has_room(server, request.kind.session_type)
                 && (request.excluded.is_empty() || !request.excluded.contains_key(&server.id));
             fits.then(|| (key(server, &rare_os, config), slot))
         })
@@ -411,7 +451,7 @@ pub async fn place(
     loop {
         let round = PlacementRequest { excluded: &excluded, ..*request };
         let fast = fleet.read(|view| {
-            let eligible = fleet.eligible(view, request.session_type, request.requirements);
+            let eligible = fleet.eligible(view, request.kind, request.requirements);
             candidates(view, &eligible, &round, config, CANDIDATES)
         });
         let ranking = match fast.is_empty() || attempts >= MAX_ASSIGN_ATTEMPTS {
@@ -436,7 +476,7 @@ pub async fn place(
             let response = store.assign_session(assign).await.map_err(Error::Store)?.into_inner();
             match response.outcome {
                 Some(assign_session_response::Outcome::Session(session)) => {
-                    fleet.note_assigned(&server_id, request.session_type);
+                    fleet.note_assigned(&server_id, request.kind.session_type);
                     return Ok(Assignment::Assigned { server_id, session: Box::new(session) });
                 }
                 Some(assign_session_response::Outcome::Rejected(reason)) if reason == SESSION_NOT_PLACEABLE => {
@@ -479,10 +519,15 @@ mod tests {
         }
     }
 
-    fn ranked(servers: Vec<ServerRecord>, session_type: SessionType, text: &str, config: &StrategyConfig) -> Ranking {
+    fn ranked(
+        servers: Vec<ServerRecord>,
+        kind: impl Into<SessionKind>,
+        text: &str,
+        config: &StrategyConfig,
+    ) -> Ranking {
         let requirements = Requirements::parse(text).unwrap();
         let excluded = HashMap::new();
-        let request = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+        let request = PlacementRequest { kind: kind.into(), requirements: &requirements, excluded: &excluded };
         rank(&Fleet::from_servers(servers), &request, config, 100)
     }
 
@@ -546,6 +591,50 @@ mod tests {
     }
 
     #[test]
+    fn a_console_session_with_an_autorun_file_needs_windows() {
+        let servers = vec![
+            server("linux", 0),
+            ServerRecord { host: host("Windows"), ..server("windows", 0) },
+            ServerRecord { host: host("windows"), console_session_count: 1, ..server("windows-taken", 0) },
+            ServerRecord { host: None, ..server("unknown-os", 0) },
+        ];
+        let autorun = SessionKind::new(SessionType::Console, "app.exe");
+        assert!(autorun.console_autorun);
+        let ranking = ranked(servers.clone(), autorun, "", &spread());
+        assert_eq!(ranking.candidates, ["windows"], "only a Windows host with its console free");
+        assert_eq!((ranking.census.not_windows, ranking.census.console_taken), (2, 1));
+        let plain = ranked(servers.clone(), SessionType::Console, "", &spread());
+        assert_eq!(plain.candidates.len(), 3, "without an AutorunFile any OS will do: {:?}", plain.candidates);
+        assert_eq!(plain.census.not_windows, 0);
+        let refused = ranked(servers[..1].to_vec(), autorun, "", &spread());
+        assert_eq!(
+            refused.census.explanation(),
+            "no server matches: 1 server; 1 not Windows (console sessions with an AutorunFile need Windows)"
+        );
+        // The rule is about console sessions: a virtual session's AutorunFile
+        // still needs Linux, not Windows.
+        let virtual_autorun = SessionKind::new(SessionType::Virtual, "app.sh");
+        assert!(!virtual_autorun.console_autorun);
+        assert_eq!(ranked(servers, virtual_autorun, "", &spread()).candidates, ["linux"]);
+    }
+
+    #[tokio::test]
+    async fn the_eligibility_cache_keeps_console_autorun_apart_from_plain_console() {
+        let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
+            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        ));
+        let fleet =
+            Fleet::from_servers([server("linux", 0), ServerRecord { host: host("windows"), ..server("win", 0) }]);
+        let all = Requirements::default();
+        let plain = view.eligible(&fleet, SessionType::Console.into(), &all);
+        assert_eq!(plain.len(), 2);
+        let autorun = view.eligible(&fleet, SessionKind::new(SessionType::Console, "app.exe"), &all);
+        let ids: Vec<&str> = autorun.iter().map(|&slot| fleet.servers()[slot as usize].id.as_str()).collect();
+        assert_eq!(ids, ["win"], "a cached plain-console answer must not serve an autorun request");
+        assert_eq!(view.eligible(&fleet, SessionType::Console.into(), &all).len(), 2, "and the other way round");
+    }
+
+    #[test]
     fn scarce_hosts_are_used_last_unless_only_they_fit() {
         let mut gpu = server("gpu", 0);
         gpu.host.as_mut().unwrap().gpus.push(Gpu { vendor: "NVIDIA".into(), model_name: "A100".into() });
@@ -568,7 +657,7 @@ mod tests {
         let requirements = Requirements::default();
         let excluded = HashMap::from([("s49".to_owned(), Exclusion::CreationFailed)]);
         let request =
-            PlacementRequest { session_type: SessionType::Virtual, requirements: &requirements, excluded: &excluded };
+            PlacementRequest { kind: SessionType::Virtual.into(), requirements: &requirements, excluded: &excluded };
         let ranking = rank(&Fleet::from_servers(servers), &request, &spread(), 3);
         assert_eq!(ranking.candidates, ["s48", "s47", "s46"]);
         assert_eq!((ranking.census.fitting, ranking.census.already_failed), (49, 1));
@@ -597,11 +686,16 @@ mod tests {
         let excluded = HashMap::from([("s01".to_owned(), Exclusion::CreationFailed)]);
         for text in ["", "tag:os = 'linux'", "not tag:os = 'linux'"] {
             let requirements = Requirements::parse(text).unwrap();
-            for session_type in [SessionType::Virtual, SessionType::Console] {
-                let request = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
-                let eligible = view.eligible(&fleet, session_type, &requirements);
+            let kinds = [
+                SessionKind::from(SessionType::Virtual),
+                SessionKind::from(SessionType::Console),
+                SessionKind::new(SessionType::Console, "app.exe"),
+            ];
+            for kind in kinds {
+                let request = PlacementRequest { kind, requirements: &requirements, excluded: &excluded };
+                let eligible = view.eligible(&fleet, kind, &requirements);
                 let fast = candidates(&fleet, &eligible, &request, &spread(), 5);
-                assert_eq!(fast, rank(&fleet, &request, &spread(), 5).candidates, "{text:?} {session_type:?}");
+                assert_eq!(fast, rank(&fleet, &request, &spread(), 5).candidates, "{text:?} {kind:?}");
             }
         }
     }
@@ -613,13 +707,13 @@ mod tests {
         ));
         let mut fleet = Fleet::from_servers([server("a", 0), server("b", 0)]);
         let all = Requirements::default();
-        assert_eq!(view.eligible(&fleet, SessionType::Virtual, &all).len(), 2);
+        assert_eq!(view.eligible(&fleet, SessionType::Virtual.into(), &all).len(), 2);
         let epoch = fleet.static_epoch();
         fleet.upsert(server("a", 3));
         assert_eq!(fleet.static_epoch(), epoch, "a count change keeps the cache");
         fleet.upsert(ServerRecord { open: false, ..server("a", 3) });
         assert_ne!(fleet.static_epoch(), epoch);
-        assert_eq!(*view.eligible(&fleet, SessionType::Virtual, &all), [1], "closing a server is seen");
+        assert_eq!(*view.eligible(&fleet, SessionType::Virtual.into(), &all), [1], "closing a server is seen");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! replicas), bounded by `queue_max_size`, due after `queue_max_time`; the
 //! session stays CREATING / SESSION_PLACING with `queued: <why>`.
 //!
-//! Entries are grouped by **requirement class** (session type + canonical
+//! Entries are grouped by **requirement class** (session kind — type, and
+//! whether a console session has an `AutorunFile` — plus canonical
 //! requirements, [`crate::driver::class_id`]): FIFO holds within a class, and
 //! classes are served independently, so a head that cannot be placed never
 //! blocks another class (no head-of-line blocking between classes).
@@ -15,8 +16,12 @@
 //! this replica queues something). A class is retried only when it is new or
 //! when the fleet view reports a changed server (a host opened, an agent
 //! joined, a session ended, telemetry changed) that the class's requirements
-//! and session type would fit; the work per event is one check per class per
-//! changed server, never per queued request.
+//! and session kind would fit; the work per event is one check per class per
+//! changed server, never per queued request. A queue entry carries the type
+//! but not the `AutorunFile`: a class learns whether it is a console-autorun
+//! class from the first of its sessions the worker reads, and until then
+//! wakes as a plain console class would (more often, never less). Each entry
+//! is placed by its own session's spec.
 //!
 //! **Claims.** Before working on an entry the worker claims it (an atomic
 //! claim with a lease in the backend), so replicas never work on the same
@@ -47,7 +52,7 @@ use crate::{
     Error, PlacementConfig, Placements, Result,
     driver::Driver,
     fleet::FleetView,
-    place::{self, Assignment, PlacementRequest, Verdict},
+    place::{self, Assignment, PlacementRequest, SessionKind, Verdict},
     requirements::Requirements,
 };
 
@@ -59,10 +64,20 @@ const EXPIRED_PER_POLL: u32 = 100;
 /// What is known of one requirement class.
 struct Class {
     session_type: SessionType,
+    /// Whether its console sessions have an `AutorunFile`: learnt from the
+    /// first session read (`None` before; wakes as `false` would).
+    console_autorun: Option<bool>,
     requirements: Requirements,
     heads: Vec<QueuedRequest>,
     /// Worth trying now: new heads, or a fitting server changed.
     dirty: bool,
+}
+
+impl Class {
+    /// The kind its wake-up is judged by.
+    fn kind(&self) -> SessionKind {
+        SessionKind { session_type: self.session_type, console_autorun: self.console_autorun.unwrap_or(false) }
+    }
 }
 
 /// Outcome of working on one entry.
@@ -134,9 +149,11 @@ impl QueueWorker {
             self.fleet.read(|fleet| {
                 for class in classes.values_mut().filter(|class| !class.dirty) {
                     class.dirty = changes.everything
-                        || changes.ids.iter().filter_map(|id| fleet.get(id)).any(|server| {
-                            place::judge(server, class.session_type, &class.requirements) == Verdict::Fits
-                        });
+                        || changes
+                            .ids
+                            .iter()
+                            .filter_map(|id| fleet.get(id))
+                            .any(|server| place::judge(server, class.kind(), &class.requirements) == Verdict::Fits);
                 }
             });
         }
@@ -184,7 +201,8 @@ impl QueueWorker {
                         }
                         continue;
                     };
-                    classes.insert(id, Class { session_type, requirements, heads, dirty: true });
+                    let class = Class { session_type, console_autorun: None, requirements, heads, dirty: true };
+                    classes.insert(id, class);
                 }
             }
         }
@@ -228,7 +246,7 @@ impl QueueWorker {
         Ok(true)
     }
 
-    async fn serve_entry(&self, entry: &QueuedRequest, class: &Class) -> Result<Served> {
+    async fn serve_entry(&self, entry: &QueuedRequest, class: &mut Class) -> Result<Served> {
         let mut store = self.store.clone();
         let page = store
             .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()] })
@@ -241,12 +259,10 @@ impl QueueWorker {
         if session.state() != SessionState::Creating || !session.server_id.is_empty() {
             return Ok(Served::Gone);
         }
+        let kind = session.spec.as_ref().map_or_else(|| class.session_type.into(), SessionKind::of);
+        class.console_autorun = Some(kind.console_autorun);
         let excluded = HashMap::new();
-        let request = PlacementRequest {
-            session_type: class.session_type,
-            requirements: &class.requirements,
-            excluded: &excluded,
-        };
+        let request = PlacementRequest { kind, requirements: &class.requirements, excluded: &excluded };
         match place::place(&mut store, &self.fleet, &session.id, &request, &self.config.strategy).await? {
             Assignment::Assigned { server_id, session } => {
                 tracing::info!(session_id = %session.id, %server_id, "queued session placed");
@@ -272,12 +288,27 @@ impl QueueWorker {
             limit: EXPIRED_PER_POLL,
         };
         let expired = self.store.clone().claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        // The explanation judges by each session's own kind (its AutorunFile
+        // is in the session's spec, not in the entry).
+        let session_ids = expired.iter().map(|entry| entry.session_id.clone()).collect();
+        let sessions =
+            self.store.clone().get_sessions(GetSessionsRequest { session_ids }).await.map_err(Error::Store)?;
+        let kinds: HashMap<String, SessionKind> = sessions
+            .into_inner()
+            .sessions
+            .into_iter()
+            .filter_map(|session| Some((session.id, SessionKind::of(session.spec.as_ref()?))))
+            .collect();
         for entry in expired {
             let why = Requirements::parse(&entry.requirements)
                 .map(|requirements| {
                     let session_type = SessionType::try_from(entry.r#type).unwrap_or(SessionType::Virtual);
+                    let kind = kinds.get(&entry.session_id).copied().unwrap_or_else(|| session_type.into());
                     let excluded = HashMap::new();
-                    let request = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+                    let request = PlacementRequest { kind, requirements: &requirements, excluded: &excluded };
                     self.fleet.read(|fleet| place::rank(fleet, &request, &self.config.strategy, 1)).census.explanation()
                 })
                 .unwrap_or_else(|reason| reason);

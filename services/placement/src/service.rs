@@ -16,6 +16,16 @@
 //! to wait for capacity. The pre-check is only advisory; the store's atomic
 //! `AssignSession` remains the authority.
 //!
+//! Known difference: `max_concurrent_sessions_per_user` is not part of the
+//! pre-check (the owner's sessions per host are known only to the store, and
+//! the view holds no per-owner counts). An item without `EnqueueRequest`
+//! whose every otherwise fitting host has its owner at that limit is
+//! therefore returned as successful (CREATING), and moments later becomes
+//! DELETED with a `StateReason` such as `no server matches: 1 server; 1
+//! refused by the store (USER_SESSION_LIMIT)` instead of being in the
+//! unsuccessful list at once. With `EnqueueRequest` it is queued as usual and
+//! woken when one of the owner's sessions on such a host ends.
+//!
 //! `ExplainPlacement` validates an expression and dry-runs it against the
 //! fleet view (synced first): the servers that would take such a session,
 //! best first, and the rejection counts by reason.
@@ -35,7 +45,7 @@ use crate::{
     PlacementConfig, Placements,
     driver::Driver,
     fleet::FleetView,
-    place::{self, PlacementRequest},
+    place::{self, PlacementRequest, SessionKind},
     queue::QueueWorker,
     requirements::Requirements,
     validate::{REQUIREMENTS_MAX_CHARS, validate_spec},
@@ -133,7 +143,7 @@ impl PlacementService {
         let requirements = Requirements::parse(&spec.requirements).ok()?;
         let excluded = HashMap::new();
         let request =
-            PlacementRequest { session_type: spec.r#type(), requirements: &requirements, excluded: &excluded };
+            PlacementRequest { kind: SessionKind::of(spec), requirements: &requirements, excluded: &excluded };
         let ranking = self.fleet.read(|fleet| place::rank(fleet, &request, &self.config.strategy, 1));
         ranking.candidates.is_empty().then(|| ranking.census.explanation())
     }
@@ -217,7 +227,8 @@ impl Placement for PlacementService {
         }
         self.fleet.sync().await?;
         let excluded = HashMap::new();
-        let placement = PlacementRequest { session_type, requirements: &requirements, excluded: &excluded };
+        let placement =
+            PlacementRequest { kind: session_type.into(), requirements: &requirements, excluded: &excluded };
         let ranking =
             self.fleet.read(|fleet| place::rank(fleet, &placement, &self.config.strategy, max_servers as usize));
         let census = &ranking.census;

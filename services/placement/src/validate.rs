@@ -197,7 +197,11 @@ mod tests {
         };
         assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments is supported with VIRTUAL sessions only");
         let spec = CreateSessionSpec { autorun_file: "app.exe".into(), r#type: SessionType::Console as i32, ..valid() };
-        assert_eq!(check(&spec), Ok(()), "console autorun files are for Windows hosts, decided at placement");
+        assert_eq!(
+            check(&spec),
+            Ok(()),
+            "valid: a console AutorunFile needs a Windows host, a placement rule (place::judge), not a validation one"
+        );
         let spec = CreateSessionSpec { storage_root: "s".repeat(PATH_MAX_CHARS + 1), ..valid() };
         assert_eq!(check(&spec).unwrap_err(), "StorageRoot must be at most 1024 characters");
         let spec = CreateSessionSpec { permissions_file: vec![b'a'; PERMISSIONS_MAX_BYTES + 1], ..valid() };

@@ -57,6 +57,9 @@ struct TestStore {
     unavailable_assigns: Arc<AtomicUsize>,
     /// Successful writes that made a session DELETED, per session.
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
+    /// `ListServers` and `ListSessions` calls: placement decides from its
+    /// fleet view, so a scan of the store per decision shows here.
+    scans: Arc<AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -70,6 +73,7 @@ impl SessionStore for TestStore {
     }
 
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.list_sessions(request).await
     }
 
@@ -100,6 +104,7 @@ impl SessionStore for TestStore {
     }
 
     async fn list_servers(&self, request: Request<ListServersRequest>) -> Result<Response<ServersPage>, Status> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.list_servers(request).await
     }
 
@@ -215,6 +220,7 @@ impl Harness {
             hosts: Arc::default(),
             unavailable_assigns: Arc::default(),
             deleted_writes: Arc::default(),
+            scans: Arc::default(),
         };
         let shutdown = Shutdown::new();
         let store_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -306,6 +312,11 @@ impl Harness {
 
     async fn queue_len(&self) -> usize {
         self.backend.queue_len().await.unwrap()
+    }
+
+    /// How many times the store was listed (servers or sessions).
+    fn scans(&self) -> usize {
+        self.store.scans.load(Ordering::SeqCst)
     }
 }
 
@@ -528,6 +539,36 @@ async fn a_host_that_joins_after_start_is_seen_without_listing_the_store() {
     harness.backend.upsert_server_report(server("late"), true, None).await.unwrap();
     let session = harness.create_one(spec()).await;
     assert_eq!(harness.settled(&session.id).await.server_id, "late");
+    harness.backend.upsert_server_report(server("later"), true, None).await.unwrap();
+    let sessions = harness.create(vec![spec(), spec(), spec()]).await;
+    for outcome in &sessions {
+        assert_eq!(harness.settled(&session_of(outcome).id).await.state(), SessionState::Ready);
+    }
+    assert_eq!(harness.scans(), 0, "placement decided from its view, never by listing the store");
+}
+
+#[tokio::test]
+async fn a_console_session_with_an_autorun_file_needs_a_windows_host() {
+    let mut harness = Harness::start(vec![server("lin"), windows("win")]).await;
+    let console = || CreateSessionSpec { r#type: SessionType::Console as i32, ..spec() };
+    let autorun = || CreateSessionSpec { autorun_file: "start.cmd".into(), ..console() };
+    // Both hosts are idle; without the rule the tie would go to "lin" (by id).
+    let first = harness.create_one(autorun()).await;
+    assert_eq!(harness.settled(&first.id).await.server_id, "win");
+    let refused = harness.create(vec![autorun()]).await;
+    assert_eq!(
+        refused,
+        [Outcome::FailureReason(
+            "no server matches: 2 servers; 1 not Windows (console sessions with an AutorunFile need Windows), \
+             1 console session exists"
+                .into()
+        )]
+    );
+    let plain = harness.create_one(console()).await;
+    assert_eq!(harness.settled(&plain.id).await.server_id, "lin", "without an AutorunFile a Linux console is fine");
+    let virtual_autorun = harness.create_one(CreateSessionSpec { autorun_file: "start.sh".into(), ..spec() }).await;
+    assert_eq!(harness.settled(&virtual_autorun.id).await.server_id, "lin", "virtual sessions autorun on Linux");
+    assert_eq!(harness.scans(), 0);
 }
 
 // ----- the queue -----
@@ -558,6 +599,38 @@ async fn a_queued_request_wakes_when_an_agent_joins_or_a_session_ends() {
     harness.queued(&second.id).await;
     harness.backend.upsert_server_report(server("joined"), true, None).await.unwrap();
     assert_eq!(harness.settled(&second.id).await.server_id, "joined", "a new agent brings capacity");
+}
+
+#[tokio::test]
+async fn a_queued_request_wakes_when_a_host_reports_a_tag_it_needs() {
+    let mut harness = Harness::start(vec![server("a"), server("b")]).await;
+    let session =
+        harness.create_one(CreateSessionSpec { requirements: "tag:pool = 'gpu'".into(), ..queued_spec() }).await;
+    let queued = harness.queued(&session.id).await;
+    assert_eq!(queued.state_reason, "queued: no server matches: 2 servers; 2 rejected by tag:pool = 'gpu'");
+    // The agent's next update reports the tag (a telemetry change, no host
+    // opened or joined, no session ended).
+    harness.backend.upsert_server_report(tagged(server("b"), "pool", "gpu"), true, None).await.unwrap();
+    let settled = harness.settled(&session.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "b"));
+    assert_eq!(harness.queue_len().await, 0);
+    assert_eq!(harness.scans(), 0, "the wake-up came from the fleet view's changes, not a listing");
+}
+
+#[tokio::test]
+async fn a_queued_console_autorun_request_waits_for_a_windows_host() {
+    let mut harness = Harness::start(vec![windows("win")]).await;
+    harness.fill("win", "bob", 1, SessionType::Console).await;
+    let spec =
+        CreateSessionSpec { r#type: SessionType::Console as i32, autorun_file: "app.exe".into(), ..queued_spec() };
+    let session = harness.create_one(spec).await;
+    let queued = harness.queued(&session.id).await;
+    assert_eq!(queued.state_reason, "queued: no server matches: 1 server; 1 console session exists");
+    // A Linux host joining is a change the class hears about, but cannot use.
+    harness.backend.upsert_server_report(server("lin"), true, None).await.unwrap();
+    harness.backend.upsert_server_report(windows("win-2"), true, None).await.unwrap();
+    let settled = harness.settled(&session.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "win-2"));
 }
 
 #[tokio::test]
