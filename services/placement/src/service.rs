@@ -227,8 +227,11 @@ impl Placement for PlacementService {
         }
         self.fleet.sync().await?;
         let excluded = HashMap::new();
-        let placement =
-            PlacementRequest { kind: session_type.into(), requirements: &requirements, excluded: &excluded };
+        let placement = PlacementRequest {
+            kind: SessionKind::new(session_type, &request.autorun_file),
+            requirements: &requirements,
+            excluded: &excluded,
+        };
         let ranking =
             self.fleet.read(|fleet| place::rank(fleet, &placement, &self.config.strategy, max_servers as usize));
         let census = &ranking.census;

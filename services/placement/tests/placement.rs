@@ -734,6 +734,16 @@ async fn explain_placement_dry_runs_against_the_fleet() {
     assert_eq!(answer.matching_servers, ["gpu-2", "gpu-1"], "best first");
     assert_eq!(answer.rejections, HashMap::from([("tag:gpu = 'a100'".into(), 1), ("closed".into(), 1)]));
 
+    // A console session with an AutorunFile: only Windows hosts (there are none here).
+    let console_autorun = ExplainPlacementRequest {
+        r#type: SessionType::Console as i32,
+        autorun_file: "start.cmd".into(),
+        ..Default::default()
+    };
+    let answer = harness.client.explain_placement(console_autorun).await.unwrap().into_inner();
+    assert_eq!(answer.matching_count, 0, "{answer:?}");
+    assert_eq!(answer.rejections.get("not Windows (console sessions with an AutorunFile need Windows)"), Some(&3));
+
     let bad = ExplainPlacementRequest { requirements: "tag:gpu = ".into(), ..Default::default() };
     let answer = harness.client.explain_placement(bad).await.unwrap().into_inner();
     assert!(!answer.valid);

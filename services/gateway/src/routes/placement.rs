@@ -7,7 +7,8 @@
 //! unknown fields refused):
 //!
 //! ```json
-//! { "Requirements": "tag:gpu = 'a100'", "Type": "VIRTUAL", "Owner": "alice", "DcvGlEnabled": false, "MaxServers": 100 }
+//! { "Requirements": "tag:gpu = 'a100'", "Type": "VIRTUAL", "Owner": "alice", "DcvGlEnabled": false,
+//!   "AutorunFile": "app.bat", "MaxServers": 100 }
 //! ```
 //!
 //! Answer: `{ "RequestId", "Valid", "Error", "ErrorColumn", "TotalServers",
@@ -47,6 +48,9 @@ pub struct ExplainPlacementBody {
     /// Most matching server ids returned (default 100, at most 1000).
     #[serde(default)]
     pub max_servers: Option<u32>,
+    /// AutorunFile (a console session with one needs a Windows host).
+    #[serde(default)]
+    pub autorun_file: Option<String>,
 }
 
 /// The answer.
@@ -97,6 +101,7 @@ pub async fn explain_placement(
         owner: body.owner.unwrap_or_default(),
         dcv_gl_enabled: body.dcv_gl_enabled.unwrap_or(false),
         max_servers: body.max_servers.unwrap_or(0),
+        autorun_file: body.autorun_file.unwrap_or_default(),
     };
     let answer = state.upstreams.placement.clone().explain_placement(request).await?.into_inner();
     Ok(Json(ExplainPlacementAnswer {
