@@ -72,6 +72,23 @@ impl Default for UpConfig {
     }
 }
 
+impl UpConfig {
+    /// A cluster on `data_dir` with `sim_hosts` simulated hosts, every listener (API, agent port, resolver)
+    /// on a free loopback port and agents reporting every second: what tests and embedders start from.
+    pub fn ephemeral(data_dir: &std::path::Path, sim_hosts: usize) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        Self {
+            data_dir: data_dir.to_owned(),
+            sim_hosts,
+            listen: any,
+            agent_listen: any,
+            update_interval_seconds: 1,
+            resolver_listen: Some(any),
+            ..Self::default()
+        }
+    }
+}
+
 /// A running all-in-one cluster.
 pub struct Cluster {
     /// Base URL of the REST API, e.g. `https://localhost:8443`.

@@ -12,13 +12,7 @@ fn switchboard(args: &[&str]) -> std::process::Output {
 async fn register_describe_unregister_api_client() {
     let data_dir = tempfile::tempdir().unwrap();
     let dir = data_dir.path().to_str().unwrap().to_owned();
-    let config = UpConfig {
-        data_dir: data_dir.path().to_owned(),
-        sim_hosts: 0,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        agent_listen: "127.0.0.1:0".parse().unwrap(),
-        ..UpConfig::default()
-    };
+    let config = UpConfig::ephemeral(data_dir.path(), 0);
     let cluster = Cluster::start(config).await.unwrap();
     cluster.wait_ready(0, Duration::from_secs(10)).await.unwrap();
 
@@ -93,13 +87,7 @@ fn args(list: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token_file() {
     let data_dir = tempfile::tempdir().unwrap();
-    let config = UpConfig {
-        data_dir: data_dir.path().to_owned(),
-        sim_hosts: 0,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        agent_listen: "127.0.0.1:0".parse().unwrap(),
-        ..UpConfig::default()
-    };
+    let config = UpConfig::ephemeral(data_dir.path(), 0);
     let cluster = Cluster::start(config).await.unwrap();
     cluster.wait_ready(0, Duration::from_secs(10)).await.unwrap();
     // As in a Kubernetes auth pod: no admin.json, the auth URL and the mounted token file instead.

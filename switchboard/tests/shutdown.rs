@@ -11,13 +11,7 @@ async fn requested_shutdown_is_not_reported_as_a_failure() {
         // A fresh data dir per round: agent-stream tasks may still be draining (and holding the store
         // file's lock) for a moment after `run_until_stopped` returns; the process exits at that point.
         let data_dir = tempfile::tempdir().unwrap();
-        let config = UpConfig {
-            data_dir: data_dir.path().to_owned(),
-            sim_hosts: 1,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            agent_listen: "127.0.0.1:0".parse().unwrap(),
-            ..UpConfig::default()
-        };
+        let config = UpConfig::ephemeral(data_dir.path(), 1);
         let cluster = Cluster::start(config).await.unwrap();
         cluster.wait_ready(1, Duration::from_secs(10)).await.unwrap();
         let token = cluster.shutdown_token();

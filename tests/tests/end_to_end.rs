@@ -24,16 +24,7 @@ impl Harness {
     /// A cluster on `data_dir` (a restart: the same dir again).
     async fn start_in(data_dir: tempfile::TempDir, sim_hosts: usize) -> Harness {
         switchboard_common::telemetry::init_for_tests();
-        let config = UpConfig {
-            data_dir: data_dir.path().to_owned(),
-            sim_hosts,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            agent_listen: "127.0.0.1:0".parse().unwrap(),
-            update_interval_seconds: 1,
-            tls_names: Vec::new(),
-            resolver_listen: Some("127.0.0.1:0".parse().unwrap()),
-            ..UpConfig::default()
-        };
+        let config = UpConfig::ephemeral(data_dir.path(), sim_hosts);
         let cluster = Cluster::start(config).await.expect("cluster starts");
         cluster.wait_ready(sim_hosts, Duration::from_secs(20)).await.expect("hosts connect");
         let ca = reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).unwrap();

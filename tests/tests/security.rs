@@ -57,17 +57,12 @@ impl Suite {
         switchboard_common::telemetry::init_for_tests();
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = UpConfig {
-            data_dir: data_dir.path().to_owned(),
-            sim_hosts: 1,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            agent_listen: "127.0.0.1:0".parse().unwrap(),
-            update_interval_seconds: 1,
             gateway: GatewayConfig {
                 client_cache_ttl: Duration::ZERO,
                 verifier: VerifierConfig { min_refresh_interval: Duration::ZERO, key_set_max_age: Duration::ZERO },
                 ..GatewayConfig::default()
             },
-            ..UpConfig::default()
+            ..UpConfig::ephemeral(data_dir.path(), 1)
         };
         config.auth.key_publish_delay_seconds = 0;
         tune(&mut config);

@@ -37,16 +37,7 @@ struct Harness {
 async fn start() -> Harness {
     switchboard_common::telemetry::init_for_tests();
     let data_dir = tempfile::tempdir().unwrap();
-    let config = UpConfig {
-        data_dir: data_dir.path().to_owned(),
-        sim_hosts: 1,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        agent_listen: "127.0.0.1:0".parse().unwrap(),
-        update_interval_seconds: 1,
-        tls_names: Vec::new(),
-        resolver_listen: None,
-        ..UpConfig::default()
-    };
+    let config = UpConfig::ephemeral(data_dir.path(), 1);
     let cluster = Cluster::start(config).await.expect("cluster starts");
     // The simulated host enrolled with the cluster's statement and connected.
     cluster.wait_ready(1, WAIT).await.expect("the simulated host enrols and connects");

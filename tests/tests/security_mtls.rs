@@ -36,15 +36,9 @@ async fn start() -> Harness {
     let stranger_dir = tempfile::tempdir().unwrap();
     let stranger = DevCa::load_or_create(stranger_dir.path(), &[]).unwrap();
     let config = UpConfig {
-        data_dir: data_dir.path().to_owned(),
-        sim_hosts: 1,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        agent_listen: "127.0.0.1:0".parse().unwrap(),
-        update_interval_seconds: 1,
-        resolver_listen: Some("127.0.0.1:0".parse().unwrap()),
         agent_client_ca_pem: Some(ca.ca_pem.clone()),
         resolver_client_ca_pem: Some(ca.ca_pem.clone()),
-        ..UpConfig::default()
+        ..UpConfig::ephemeral(data_dir.path(), 1)
     };
     let cluster = Cluster::start(config).await.expect("cluster starts");
     cluster.wait_ready(1, WAIT).await.expect("the simulated host presents its client certificate and connects");
@@ -169,14 +163,8 @@ async fn simulated_hosts_need_the_development_ca_among_the_agent_client_cas() {
     let data_dir = tempfile::tempdir().unwrap();
     let other_dir = tempfile::tempdir().unwrap();
     let other = DevCa::load_or_create(other_dir.path(), &[]).unwrap();
-    let config = UpConfig {
-        data_dir: data_dir.path().to_owned(),
-        sim_hosts: 1,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        agent_listen: "127.0.0.1:0".parse().unwrap(),
-        agent_client_ca_pem: Some(other.ca_pem.clone()),
-        ..UpConfig::default()
-    };
+    let config =
+        UpConfig { agent_client_ca_pem: Some(other.ca_pem.clone()), ..UpConfig::ephemeral(data_dir.path(), 1) };
     let error = Cluster::start(config).await.err().expect("refused: the simulated hosts could never connect");
     assert!(error.to_string().contains("--sim-hosts 0"), "{error:#}");
 }
