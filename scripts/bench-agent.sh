@@ -19,8 +19,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 "$BIN_UP" up --data-dir "$WORK/data" --sim-hosts 0 --update-interval 1 \
   --listen 127.0.0.1:18443 --agent-listen 127.0.0.1:18445 >"$WORK/up.log" 2>&1 &
-for _ in $(seq 100); do [ -f "$WORK/data/tls/ca.pem" ] && break; sleep 0.2; done
+for _ in $(seq 100); do [ -f "$WORK/data/admin.json" ] && break; sleep 0.2; done
 sleep 2
+# Agents enrol (the broker requires agent credentials): one software statement for all of them.
+"$BIN_UP" generate-software-statement --data-dir "$WORK/data" | sed -n 's/^software-statement: //p' >"$WORK/statement"
 
 cat >"$WORK/agent.conf" <<CONF
 version = '0.1'
@@ -30,6 +32,8 @@ broker_port = 18445
 ca_file = '$WORK/data/tls/ca.pem'
 driver = 'simulated'
 hostname = 'bench-host'
+software_statement_path = '$WORK/statement'
+credentials_path = '$WORK/bench-host.credentials.toml'
 [log]
 level = 'warn'
 CONF
@@ -50,9 +54,11 @@ kill %1; wait %1 2>/dev/null || true
 # The fleet: the broker's default 10 s interval (a 1 s interval would measure the broker, not the agents).
 "$BIN_UP" up --data-dir "$WORK/data" --sim-hosts 0 --update-interval 10 \
   --listen 127.0.0.1:18443 --agent-listen 127.0.0.1:18445 >"$WORK/up2.log" 2>&1 &
-sleep 3
+for _ in $(seq 100); do [ -f "$WORK/data/admin.json" ] && break; sleep 0.2; done
+sleep 1
 for hosts in ${FLEETS[*]}; do
   echo "sim_fleet: $hosts hosts"
   "$BIN/examples/sim_fleet" --broker https://localhost:18445 --ca "$WORK/data/tls/ca.pem" \
-    --hosts "$hosts" --sessions 5 --seconds 60 | tail -3
+    --hosts "$hosts" --sessions 5 --seconds 60 \
+    --software-statement "$WORK/statement" --credentials-dir "$WORK/fleet-credentials" | tail -3
 done

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p switchboard-agent --example sim_fleet -- \
-//!     --broker https://localhost:8445 --ca switchboard-data/tls/ca.pem --hosts 2000 --sessions 5 --seconds 120
+//!     --broker https://localhost:8445 --ca switchboard-data/tls/ca.pem --hosts 2000 --sessions 5 --seconds 120 \
+//!     --software-statement statement.txt --credentials-dir /tmp/fleet-credentials
 //! ```
 //!
 //! Each host is a full agent (its own stream, driver, telemetry) with `--sessions` simulated sessions. Every
@@ -82,6 +83,11 @@ async fn main() -> anyhow::Result<()> {
     let hosts: usize = arg("--hosts").map_or(Ok(100), |v| v.parse())?;
     let sessions: usize = arg("--sessions").map_or(Ok(0), |v| v.parse())?;
     let seconds: u64 = arg("--seconds").map_or(Ok(60), |v| v.parse())?;
+    // Brokers that require agent credentials (the default): every host enrols with this statement and
+    // keeps its credentials in `--credentials-dir`.
+    let statement = arg("--software-statement").map(std::fs::read_to_string).transpose()?;
+    let credentials_dir =
+        std::path::PathBuf::from(arg("--credentials-dir").unwrap_or_else(|| "sim-fleet-credentials".into()));
     let (rss_start, _) = usage();
     let clock = Arc::new(AtomicU64::new(1));
     let shutdown = Shutdown::new();
@@ -97,6 +103,12 @@ async fn main() -> anyhow::Result<()> {
         let mut options = simulated_host_options(10_000 + index, &broker, ca.clone());
         options.hostname = format!("fleet-host-{index}");
         options.server_id = switchboard_agent::identity::derive_server_id(&options.hostname, &options.ip);
+        options.enrolment = statement.as_ref().map(|statement| {
+            switchboard_agent::enrol::Enrolment::inline(
+                switchboard_common::Secret::new(statement.trim()),
+                credentials_dir.join(format!("{}.toml", options.hostname)),
+            )
+        });
         let seed = index as u64;
         tokio::spawn(switchboard_agent::run(
             options,
