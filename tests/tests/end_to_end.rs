@@ -420,6 +420,13 @@ async fn every_operation_over_https() {
     let response =
         harness.http.post(format!("{resolver}/resolveSession?sessionId=nope&transport=HTTP")).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    // The simulated hosts serve HTTP only (no QUIC endpoint in their dcv.conf), so QUIC does not resolve.
+    let response =
+        harness.http.post(format!("{resolver}/resolveSession?sessionId={id}&transport=quic")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let response =
+        harness.http.post(format!("{resolver}/resolveSession?sessionId={id}&transport=UDP")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
 
     // closeServers: refused while sessions run unless forced; openServers undoes it.
     let closed = harness.call(&token, "/closeServers", json!([{ "ServerId": host }, { "ServerId": "nope" }])).await;
