@@ -13,13 +13,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. The filter comes from `RUST_LOG` when set,
+/// Installs the global subscriber (to standard output). The filter comes from `RUST_LOG` when set,
 /// else `default_filter` (e.g. `info`). Calling it twice is harmless (tests).
 pub fn init(default_filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init(),
+        // Colours only on a terminal: redirected logs (files, journald, kubectl logs) stay plain text.
+        LogFormat::Pretty => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry.with(fmt::layer().with_target(true).with_ansi(ansi)).try_init()
+        }
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
     };
 }
