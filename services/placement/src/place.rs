@@ -19,7 +19,9 @@
 //! which the view does not hold; the store's `AssignSession` checks it (with
 //! every other limit, atomically), and a refusal moves on to the next
 //! candidate. The store is the authority: two replicas placing at once never
-//! oversubscribe a host.
+//! oversubscribe a host. (The service's synchronous pre-check reads the
+//! owner's sessions itself and passes hosts where the owner is at the limit
+//! in as [`Exclusion::OwnerLimit`], so that the census can name them.)
 //!
 //! # Strategy
 //!
@@ -96,6 +98,9 @@ pub enum Exclusion {
     CreationFailed,
     /// The store refused the assignment (the reason code).
     Rejected(String),
+    /// The owner already has `max_concurrent_sessions_per_user` live sessions
+    /// there (seen by reading the owner's sessions, before any assignment).
+    OwnerLimit,
 }
 
 /// What a session asks of a host besides its `Requirements`: the rules of
@@ -234,6 +239,8 @@ pub struct Census {
     pub full: usize,
     /// Skipped because creation already failed there for this session.
     pub already_failed: usize,
+    /// Skipped because the owner is at the host's `max_concurrent_sessions_per_user`.
+    pub owner_limit: usize,
     /// Candidates whose `AssignSession` was refused, by store reason.
     pub rejected: BTreeMap<String, usize>,
 }
@@ -278,6 +285,7 @@ impl Census {
             (self.console_taken, "console session exists"),
             (self.full, "full"),
             (self.already_failed, "creation failed there"),
+            (self.owner_limit, "at the owner's session limit"),
         ];
         let fixed = fixed.into_iter().filter(|(count, _)| *count > 0);
         reasons.extend(fixed.map(|(count, what)| (what.to_owned(), count, false)));
@@ -364,6 +372,7 @@ pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConf
             match exclusion {
                 Exclusion::CreationFailed => census.already_failed += 1,
                 Exclusion::Rejected(reason) => *census.rejected.entry(reason.clone()).or_default() += 1,
+                Exclusion::OwnerLimit => census.owner_limit += 1,
             }
             continue;
         }
@@ -413,6 +422,17 @@ pub fn candidates(
         })
         .collect();
     best(servers, fitting, limit)
+}
+
+/// Every server among `eligible` (the view's cached slots for `kind`) with
+/// room for a session of `kind` now: the candidates of a request without
+/// exclusions, unordered.
+pub fn fitting<'a>(fleet: &'a Fleet, eligible: &'a [u32], kind: SessionKind) -> impl Iterator<Item = &'a ServerRecord> {
+    let servers = fleet.servers();
+    eligible
+        .iter()
+        .filter_map(|&slot| servers.get(slot as usize))
+        .filter(move |server| has_room(server, kind.session_type))
 }
 
 /// Outcome of a placement decision.

@@ -55,6 +55,8 @@ struct TestStore {
     hosts: Arc<Mutex<Hosts>>,
     /// AssignSession answers UNAVAILABLE this many times first (a dying store replica).
     unavailable_assigns: Arc<AtomicUsize>,
+    /// ListSessions answers UNAVAILABLE this many times first.
+    unavailable_listings: Arc<AtomicUsize>,
     /// Successful writes that made a session DELETED, per session.
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
@@ -74,6 +76,10 @@ impl SessionStore for TestStore {
 
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
         self.scans.fetch_add(1, Ordering::SeqCst);
+        let outage = self.unavailable_listings.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if outage.is_ok() {
+            return Err(Status::unavailable("tcp connect error"));
+        }
         self.inner.list_sessions(request).await
     }
 
@@ -219,6 +225,7 @@ impl Harness {
             inner: Arc::new(StoreService::new(backend.clone(), router)),
             hosts: Arc::default(),
             unavailable_assigns: Arc::default(),
+            unavailable_listings: Arc::default(),
             deleted_writes: Arc::default(),
             scans: Arc::default(),
         };
@@ -455,14 +462,103 @@ async fn max_virtual_sessions_and_per_user_limits_hold() {
     let limited = ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 1, ..server("limited") };
     let mut harness = Harness::start(vec![limited]).await;
     harness.fill("limited", "alice", 1, SessionType::Virtual).await;
-    let alice = harness.create_one(spec()).await;
-    let settled = harness.settled(&alice.id).await;
-    assert_eq!(settled.state(), SessionState::Deleted, "alice is at her per-user limit");
-    assert_eq!(settled.state_reason, "no server matches: 1 server; 1 refused by the store (USER_SESSION_LIMIT)");
+    let alice = harness.create(vec![spec()]).await;
+    let at_limit = "no server matches: 1 server; 1 at the owner's session limit";
+    assert_eq!(alice, [Outcome::FailureReason(at_limit.into())], "alice is at her per-user limit");
     let bob = harness.create_one(CreateSessionSpec { owner: "bob".into(), ..spec() }).await;
     assert_eq!(harness.settled(&bob.id).await.state(), SessionState::Ready);
     let carol = harness.create(vec![CreateSessionSpec { owner: "carol".into(), ..spec() }]).await;
     assert_eq!(carol, [Outcome::FailureReason("no server matches: 1 server; 1 full".into())], "max_virtual_sessions");
+}
+
+/// Hosts limiting sessions per owner: "a" to 1, "b" to 2, and a closed one.
+fn per_user_limited() -> Vec<ServerRecord> {
+    vec![
+        ServerRecord { max_concurrent_sessions_per_user: 1, ..server("a") },
+        ServerRecord { max_concurrent_sessions_per_user: 2, ..server("b") },
+        ServerRecord { open: false, max_concurrent_sessions_per_user: 1, ..server("closed") },
+    ]
+}
+
+#[tokio::test]
+async fn an_owner_at_the_per_user_limit_on_every_host_fails_at_once() {
+    let mut harness = Harness::start(per_user_limited()).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    let on_b = harness.fill("b", "alice", 2, SessionType::Virtual).await;
+    let recorded = harness.backend.list_sessions("", 100).await.unwrap().len();
+    let scans = harness.scans();
+    let refused = harness.create(vec![spec(), CreateSessionSpec { name: "s2".into(), ..spec() }]).await;
+    let reason = "no server matches: 3 servers; 1 closed, 2 at the owner's session limit";
+    assert_eq!(refused, [Outcome::FailureReason(reason.into()), Outcome::FailureReason(reason.into())]);
+    assert_eq!(harness.backend.list_sessions("", 100).await.unwrap().len(), recorded, "nothing may be recorded");
+    assert_eq!(harness.scans() - scans, 1, "the owner's sessions are read once per request");
+
+    let bob = harness.create_one(CreateSessionSpec { owner: "bob".into(), ..spec() }).await;
+    assert_eq!(harness.settled(&bob.id).await.state(), SessionState::Ready, "another owner still fits");
+
+    // A DELETED session does not count against the limit.
+    harness.end_session(&on_b[0]).await;
+    let again = harness.create_one(spec()).await;
+    let settled = harness.settled(&again.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "b"));
+
+    // At the limit everywhere again: with EnqueueRequest the item waits.
+    let queued = harness.create_one(queued_spec()).await;
+    let waiting = harness.queued(&queued.id).await;
+    assert_eq!(
+        waiting.state_reason,
+        "queued: no server matches: 3 servers; 1 closed, 2 refused by the store (USER_SESSION_LIMIT)"
+    );
+    harness.end_session(&on_b[1]).await;
+    let placed = harness.settled(&queued.id).await;
+    assert_eq!((placed.state(), placed.server_id.as_str()), (SessionState::Ready, "b"), "woken when hers ends");
+}
+
+#[tokio::test]
+async fn a_host_without_a_per_user_limit_takes_the_item_without_listing_the_owner() {
+    let mut servers = per_user_limited();
+    servers.push(ServerRecord { max_virtual_sessions: 1, ..server("unlimited") });
+    let mut harness = Harness::start(servers).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    harness.fill("b", "alice", 2, SessionType::Virtual).await;
+    let session = harness.create_one(spec()).await;
+    assert_eq!(harness.settled(&session.id).await.server_id, "unlimited");
+    assert_eq!(harness.scans(), 0, "a candidate without a per-user limit needs no listing");
+    // Now full, it is no candidate: the limited hosts decide.
+    let refused = harness.create(vec![spec()]).await;
+    let reason = "no server matches: 4 servers; 1 closed, 1 full, 2 at the owner's session limit";
+    assert_eq!(refused, [Outcome::FailureReason(reason.into())]);
+}
+
+#[tokio::test]
+async fn a_failed_or_too_long_owner_listing_leaves_the_limit_to_the_store() {
+    let mut harness = Harness::start(vec![ServerRecord { max_concurrent_sessions_per_user: 1, ..server("a") }]).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    let store_refusal = "no server matches: 1 server; 1 refused by the store (USER_SESSION_LIMIT)";
+
+    harness.store.unavailable_listings.store(1, Ordering::SeqCst);
+    let accepted = harness.create_one(spec()).await;
+    assert_eq!(harness.store.unavailable_listings.load(Ordering::SeqCst), 0, "the listing was tried");
+    let settled = harness.settled(&accepted.id).await;
+    assert_eq!((settled.state(), settled.state_reason.as_str()), (SessionState::Deleted, store_refusal));
+
+    // More of alice's records than the pre-check reads (2 pages of 1000;
+    // DELETED ones are read too): it is skipped, not failed.
+    for i in 0..2000 {
+        let session = SessionRecord {
+            id: format!("old-{i:04}"),
+            owner: "alice".into(),
+            r#type: SessionType::Virtual as i32,
+            state: SessionState::Deleted as i32,
+            ..Default::default()
+        };
+        harness.backend.insert_session(session, None).await.unwrap();
+    }
+    let scans = harness.scans();
+    let accepted = harness.create_one(spec()).await;
+    assert_eq!(harness.scans() - scans, 2, "at most two pages are read");
+    let settled = harness.settled(&accepted.id).await;
+    assert_eq!((settled.state(), settled.state_reason.as_str()), (SessionState::Deleted, store_refusal));
 }
 
 #[tokio::test]
