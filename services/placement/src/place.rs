@@ -716,6 +716,13 @@ mod tests {
                 let eligible = view.eligible(&fleet, kind, &requirements);
                 let fast = candidates(&fleet, &eligible, &request, &spread(), 5);
                 assert_eq!(fast, rank(&fleet, &request, &spread(), 5).candidates, "{text:?} {kind:?}");
+                let mut all: Vec<&str> = fitting(&fleet, &eligible, kind).map(|s| s.id.as_str()).collect();
+                all.sort_unstable();
+                let none = HashMap::new();
+                let unexcluded = PlacementRequest { excluded: &none, ..request };
+                let mut ranked = rank(&fleet, &unexcluded, &spread(), usize::MAX).candidates;
+                ranked.sort_unstable();
+                assert_eq!(all, ranked, "fitting is every candidate: {text:?} {kind:?}");
             }
         }
     }
@@ -760,6 +767,18 @@ mod tests {
         assert_eq!(
             census.explanation(),
             "no server matches: 3 servers; 1 closed, 1 full, 1 refused by the store (USER_SESSION_LIMIT)"
+        );
+        let servers = vec![server("a", 0), server("b", 0), ServerRecord { open: false, ..server("c", 0) }];
+        let requirements = Requirements::default();
+        let excluded =
+            HashMap::from([("a".to_owned(), Exclusion::OwnerLimit), ("b".to_owned(), Exclusion::OwnerLimit)]);
+        let request =
+            PlacementRequest { kind: SessionType::Virtual.into(), requirements: &requirements, excluded: &excluded };
+        let ranking = rank(&Fleet::from_servers(servers), &request, &spread(), 1);
+        assert!(ranking.candidates.is_empty());
+        assert_eq!(
+            ranking.census.explanation(),
+            "no server matches: 3 servers; 1 closed, 2 at the owner's session limit"
         );
     }
 }

@@ -292,7 +292,13 @@ impl PlacementService {
                 None
             }
             Ok(Err(status)) => {
-                tracing::warn!(owner, code = ?status.code(), message = status.message(), "listing the owner's sessions failed; leaving the per-user limit to the store");
+                let (code, message) = (status.code(), status.message());
+                tracing::warn!(
+                    owner,
+                    ?code,
+                    message,
+                    "listing the owner's sessions failed; leaving the limit to the store"
+                );
                 None
             }
             Err(_) => {
