@@ -20,8 +20,9 @@
 //! every other limit, atomically), and a refusal moves on to the next
 //! candidate. The store is the authority: two replicas placing at once never
 //! oversubscribe a host. (The service's synchronous pre-check reads the
-//! owner's sessions itself and passes hosts where the owner is at the limit
-//! in as [`Exclusion::OwnerLimit`], so that the census can name them.)
+//! owner's per-host session counters from the store and passes hosts where
+//! the owner is at the limit in as [`Exclusion::OwnerLimit`], so that the
+//! census can name them.)
 //!
 //! # Strategy
 //!
@@ -99,7 +100,7 @@ pub enum Exclusion {
     /// The store refused the assignment (the reason code).
     Rejected(String),
     /// The owner already has `max_concurrent_sessions_per_user` live sessions
-    /// there (seen by reading the owner's sessions, before any assignment).
+    /// there (seen in the store's per-host counters, before any assignment).
     OwnerLimit,
 }
 

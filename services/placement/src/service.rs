@@ -17,17 +17,18 @@
 //! of the owner's sessions on such a host ends).
 //!
 //! The view holds no per-owner counts, so when every server that could take
-//! an item limits `max_concurrent_sessions_per_user`, the pre-check reads the
-//! owner's sessions (`SessionStore.ListSessions` with `owner`; non-DELETED
-//! sessions on a server count, as in the store's `AssignSession`) and drops
-//! the hosts where the owner is at the limit; if none is left the item fails
-//! at once, e.g. `no server matches: 3 servers; 3 at the owner's session
-//! limit`. The listing is skipped when some candidate has no per-user limit
-//! or the candidates' limits add up to more than it may read; it reads at
-//! most [`OWNER_PAGES`] pages of [`OWNER_PAGE_SIZE`] of the owner's records
-//! within [`OWNER_LISTING_TIMEOUT`], and an owner with more records, a slow or
-//! a failed listing leaves the item to the background placement (logged,
-//! never an error).
+//! an item limits `max_concurrent_sessions_per_user`, the pre-check makes one
+//! store read of the owner's per-host counters, the same counters
+//! `AssignSession` checks (`SessionStore.OwnerSessionCounts` for those
+//! servers; no scan of the sessions), and drops the hosts where the owner is
+//! at the limit; if none is left the item fails at once, e.g. `no server
+//! matches: 3 servers; 3 at the owner's session limit`. The read is skipped
+//! when some candidate has no per-user limit, or when there are more limited
+//! candidates than one call may name ([`OWNER_COUNTS_MAX_IDS`]); it is made
+//! at most once per owner per request (a later item of the owner needing a
+//! host that read did not cover is not refused), and a slow (over
+//! [`OWNER_COUNTS_TIMEOUT`]) or failed read leaves the item to the
+//! background placement (logged, never an error).
 //!
 //! The pre-check is only advisory, for the immediate answer; the store's
 //! atomic `AssignSession` remains the authority (with several replicas, or
@@ -48,8 +49,9 @@ use std::{
 use switchboard_common::{ErrorCode, time::now_ms};
 use switchboard_proto::{
     CreateSessionOutcome, CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, CreateSessionsResponse,
-    ExplainPlacementRequest, ExplainPlacementResponse, ListSessionsRequest, SessionRecord, SessionState, SessionType,
-    create_session_outcome::Outcome, placement_server::Placement, session_store_client::SessionStoreClient,
+    ExplainPlacementRequest, ExplainPlacementResponse, OwnerSessionCountsRequest, SessionRecord, SessionState,
+    SessionType, create_session_outcome::Outcome, placement_server::Placement,
+    session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, transport::Channel};
@@ -70,17 +72,16 @@ pub const SESSION_PLACING: &str = "SESSION_PLACING";
 const EXPLAIN_DEFAULT_SERVERS: u32 = 100;
 /// Most matching servers `ExplainPlacement` lists.
 const EXPLAIN_MAX_SERVERS: u32 = 1000;
-/// Sessions per page when the pre-check reads an owner's sessions.
-pub const OWNER_PAGE_SIZE: u32 = 1000;
-/// Most pages of an owner's sessions the pre-check reads.
-pub const OWNER_PAGES: usize = 2;
-/// How long the pre-check waits for an owner's sessions.
-pub const OWNER_LISTING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most records of an owner the pre-check reads.
-const OWNER_RECORDS_MAX: u64 = OWNER_PAGE_SIZE as u64 * OWNER_PAGES as u64;
+/// Most server ids the pre-check names in one `OwnerSessionCounts` call:
+/// the store's bound (`OWNER_COUNTS_MAX_SERVERS` in session-store). With more
+/// limited candidates the read is skipped and the store decides.
+pub const OWNER_COUNTS_MAX_IDS: usize = 5000;
+/// How long the pre-check waits for an owner's session counts.
+pub const OWNER_COUNTS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Live sessions of one owner per server id.
-type OwnerCounts = Arc<HashMap<String, usize>>;
+/// An owner's sessions counted against `max_concurrent_sessions_per_user`,
+/// per server id read (a server not in the map was not read).
+type OwnerCounts = Arc<HashMap<String, u32>>;
 
 /// What the pre-check concludes from the fleet view.
 #[derive(Debug)]
@@ -89,10 +90,10 @@ enum Precheck {
     Fits,
     /// No server could take it: the explanation.
     Refused(String),
-    /// Every server that could take it limits sessions per owner (and their
-    /// limits add up to no more than the listing reads): the owner's
-    /// sessions decide.
-    OwnerLimited,
+    /// Every server that could take it (these, at most
+    /// [`OWNER_COUNTS_MAX_IDS`]) limits sessions per owner: the owner's
+    /// counts there decide.
+    OwnerLimited(Vec<String>),
 }
 
 /// The `Placement` gRPC service.
@@ -178,7 +179,7 @@ impl PlacementService {
     /// The pre-check of a valid item without `EnqueueRequest`:
     /// `Some(explanation)` when no server could take it now. Syncs the view
     /// once (per request, `synced`) before a refusal; reads an owner's
-    /// sessions at most once per request (`owners`).
+    /// session counts at most once per request (`owners`).
     async fn refusal(
         &self,
         spec: &CreateSessionSpec,
@@ -189,14 +190,16 @@ impl PlacementService {
         loop {
             match self.precheck(spec, counts.as_deref()) {
                 Precheck::Fits => return Ok(None),
-                Precheck::OwnerLimited => {
-                    let listed = match owners.entry(spec.owner.clone()) {
+                Precheck::OwnerLimited(server_ids) => {
+                    let read = match owners.entry(spec.owner.clone()) {
                         Entry::Occupied(entry) => entry.get().clone(),
-                        Entry::Vacant(entry) => entry.insert(self.owner_sessions(&spec.owner).await).clone(),
+                        Entry::Vacant(entry) => {
+                            entry.insert(self.owner_session_counts(&spec.owner, server_ids).await).clone()
+                        }
                     };
                     // Unknown: leave the item to the store's check.
-                    let Some(listed) = listed else { return Ok(None) };
-                    counts = Some(listed);
+                    let Some(read) = read else { return Ok(None) };
+                    counts = Some(read);
                 }
                 Precheck::Refused(explanation) if *synced => return Ok(Some(explanation)),
                 Precheck::Refused(_) => {
@@ -208,42 +211,41 @@ impl PlacementService {
         }
     }
 
-    /// The pre-check against the view. With `counts` (the owner's live
-    /// sessions per server) hosts where the owner is at its
-    /// `max_concurrent_sessions_per_user` are passed over; without, an item
-    /// only such hosts could take is [`Precheck::OwnerLimited`].
-    fn precheck(&self, spec: &CreateSessionSpec, counts: Option<&HashMap<String, usize>>) -> Precheck {
+    /// The pre-check against the view. With `counts` (the owner's sessions
+    /// per server read from the store) hosts where the owner is at its
+    /// `max_concurrent_sessions_per_user` are passed over, and a limited host
+    /// the counts do not cover fits (the store decides); without, an item
+    /// only limited hosts could take is [`Precheck::OwnerLimited`].
+    fn precheck(&self, spec: &CreateSessionSpec, counts: Option<&HashMap<String, u32>>) -> Precheck {
         let Ok(requirements) = Requirements::parse(&spec.requirements) else { return Precheck::Fits };
         let kind = SessionKind::of(spec);
         self.fleet.read(|fleet| {
             let eligible = self.fleet.eligible(fleet, kind, &requirements);
             let mut excluded = HashMap::new();
-            let mut limits = 0u64;
+            let mut limited = Vec::new();
             for server in place::fitting(fleet, &eligible, kind) {
                 let limit = server.max_concurrent_sessions_per_user;
                 if limit == 0 {
                     return Precheck::Fits;
                 }
-                match counts {
-                    Some(counts) if counts.get(&server.id).copied().unwrap_or_default() < limit as usize => {
-                        return Precheck::Fits;
-                    }
-                    Some(_) => {
+                match counts.map(|counts| counts.get(&server.id)) {
+                    Some(Some(&count)) if count >= limit => {
                         excluded.insert(server.id.clone(), Exclusion::OwnerLimit);
                     }
-                    None => {
-                        // At the limit everywhere needs at least this many
-                        // sessions; more than the listing reads is never
-                        // refused, so do not list.
-                        limits += u64::from(limit);
-                        if limits > OWNER_RECORDS_MAX {
-                            return Precheck::Fits;
-                        }
+                    // Below the limit, or not read.
+                    Some(_) => return Precheck::Fits,
+                    None if limited.len() == OWNER_COUNTS_MAX_IDS => {
+                        tracing::debug!(
+                            owner = spec.owner,
+                            "more limited candidates than one read covers; leaving the per-user limit to the store"
+                        );
+                        return Precheck::Fits;
                     }
+                    None => limited.push(server.id.clone()),
                 }
             }
-            if counts.is_none() && limits > 0 {
-                return Precheck::OwnerLimited;
+            if !limited.is_empty() {
+                return Precheck::OwnerLimited(limited);
             }
             let request = PlacementRequest { kind, requirements: &requirements, excluded: &excluded };
             let ranking = place::rank(fleet, &request, &self.config.strategy, 1);
@@ -254,42 +256,25 @@ impl PlacementService {
         })
     }
 
-    /// The live (non-DELETED, placed) sessions of `owner` per server, as the
-    /// store's `AssignSession` counts them; `None` when the owner has more
-    /// records than the pre-check reads, or the listing failed or was slow.
-    async fn owner_sessions(&self, owner: &str) -> Option<OwnerCounts> {
+    /// `owner`'s sessions counted against `max_concurrent_sessions_per_user`
+    /// on each of `server_ids` (one `OwnerSessionCounts` call); `None` when
+    /// the call failed or took longer than [`OWNER_COUNTS_TIMEOUT`].
+    async fn owner_session_counts(&self, owner: &str, server_ids: Vec<String>) -> Option<OwnerCounts> {
         let mut store = self.store.clone();
-        let listing = async move {
-            let mut counts: HashMap<String, usize> = HashMap::new();
-            let mut after_id = String::new();
-            for _ in 0..OWNER_PAGES {
-                let request = ListSessionsRequest {
-                    owner: Some(owner.to_owned()),
-                    page_size: OWNER_PAGE_SIZE,
-                    after_id,
-                    ..Default::default()
-                };
-                let page = store.list_sessions(request).await?.into_inner();
-                let live =
-                    page.sessions.iter().filter(|s| s.state() != SessionState::Deleted && !s.server_id.is_empty());
-                for session in live {
-                    *counts.entry(session.server_id.clone()).or_default() += 1;
+        let request = OwnerSessionCountsRequest { owner: owner.to_owned(), server_ids: server_ids.clone() };
+        match tokio::time::timeout(OWNER_COUNTS_TIMEOUT, store.owner_session_counts(request)).await {
+            Ok(Ok(response)) => {
+                let counts = response.into_inner().counts;
+                if counts.len() != server_ids.len() {
+                    tracing::warn!(
+                        owner,
+                        asked = server_ids.len(),
+                        answered = counts.len(),
+                        "the store answered a different number of session counts; leaving the limit to the store"
+                    );
+                    return None;
                 }
-                if page.last_id.is_empty() {
-                    return Ok(Some(Arc::new(counts)));
-                }
-                after_id = page.last_id;
-            }
-            Ok::<_, Status>(None)
-        };
-        match tokio::time::timeout(OWNER_LISTING_TIMEOUT, listing).await {
-            Ok(Ok(Some(counts))) => Some(counts),
-            Ok(Ok(None)) => {
-                tracing::debug!(
-                    owner,
-                    "the owner has more sessions than the pre-check reads; leaving the per-user limit to the store"
-                );
-                None
+                Some(Arc::new(server_ids.into_iter().zip(counts).collect()))
             }
             Ok(Err(status)) => {
                 let (code, message) = (status.code(), status.message());
@@ -297,15 +282,12 @@ impl PlacementService {
                     owner,
                     ?code,
                     message,
-                    "listing the owner's sessions failed; leaving the limit to the store"
+                    "reading the owner's session counts failed; leaving the limit to the store"
                 );
                 None
             }
             Err(_) => {
-                tracing::warn!(
-                    owner,
-                    "listing the owner's sessions timed out; leaving the per-user limit to the store"
-                );
+                tracing::warn!(owner, "reading the owner's session counts timed out; leaving the limit to the store");
                 None
             }
         }
