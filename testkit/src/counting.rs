@@ -115,6 +115,9 @@ impl Backend for CountingBackend {
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
         self.write().assign_session(session_id, server_id).await
     }
+    async fn owner_session_counts(&self, owner: &str, server_ids: &[String]) -> BackendResult<Vec<u32>> {
+        self.read().owner_session_counts(owner, server_ids).await
+    }
     async fn upsert_server_report(
         &self,
         report: ServerRecord,

@@ -19,7 +19,10 @@
 //! which the view does not hold; the store's `AssignSession` checks it (with
 //! every other limit, atomically), and a refusal moves on to the next
 //! candidate. The store is the authority: two replicas placing at once never
-//! oversubscribe a host.
+//! oversubscribe a host. (The service's synchronous pre-check reads the
+//! owner's per-host session counters from the store and passes hosts where
+//! the owner is at the limit in as [`Exclusion::OwnerLimit`], so that the
+//! census can name them.)
 //!
 //! # Strategy
 //!
@@ -96,6 +99,9 @@ pub enum Exclusion {
     CreationFailed,
     /// The store refused the assignment (the reason code).
     Rejected(String),
+    /// The owner already has `max_concurrent_sessions_per_user` live sessions
+    /// there (seen in the store's per-host counters, before any assignment).
+    OwnerLimit,
 }
 
 /// What a session asks of a host besides its `Requirements`: the rules of
@@ -234,6 +240,8 @@ pub struct Census {
     pub full: usize,
     /// Skipped because creation already failed there for this session.
     pub already_failed: usize,
+    /// Skipped because the owner is at the host's `max_concurrent_sessions_per_user`.
+    pub owner_limit: usize,
     /// Candidates whose `AssignSession` was refused, by store reason.
     pub rejected: BTreeMap<String, usize>,
 }
@@ -278,6 +286,7 @@ impl Census {
             (self.console_taken, "console session exists"),
             (self.full, "full"),
             (self.already_failed, "creation failed there"),
+            (self.owner_limit, "at the owner's session limit"),
         ];
         let fixed = fixed.into_iter().filter(|(count, _)| *count > 0);
         reasons.extend(fixed.map(|(count, what)| (what.to_owned(), count, false)));
@@ -364,6 +373,7 @@ pub fn rank(fleet: &Fleet, request: &PlacementRequest<'_>, config: &StrategyConf
             match exclusion {
                 Exclusion::CreationFailed => census.already_failed += 1,
                 Exclusion::Rejected(reason) => *census.rejected.entry(reason.clone()).or_default() += 1,
+                Exclusion::OwnerLimit => census.owner_limit += 1,
             }
             continue;
         }
@@ -413,6 +423,17 @@ pub fn candidates(
         })
         .collect();
     best(servers, fitting, limit)
+}
+
+/// Every server among `eligible` (the view's cached slots for `kind`) with
+/// room for a session of `kind` now: the candidates of a request without
+/// exclusions, unordered.
+pub fn fitting<'a>(fleet: &'a Fleet, eligible: &'a [u32], kind: SessionKind) -> impl Iterator<Item = &'a ServerRecord> {
+    let servers = fleet.servers();
+    eligible
+        .iter()
+        .filter_map(|&slot| servers.get(slot as usize))
+        .filter(move |server| has_room(server, kind.session_type))
 }
 
 /// Outcome of a placement decision.
@@ -696,6 +717,13 @@ mod tests {
                 let eligible = view.eligible(&fleet, kind, &requirements);
                 let fast = candidates(&fleet, &eligible, &request, &spread(), 5);
                 assert_eq!(fast, rank(&fleet, &request, &spread(), 5).candidates, "{text:?} {kind:?}");
+                let mut all: Vec<&str> = fitting(&fleet, &eligible, kind).map(|s| s.id.as_str()).collect();
+                all.sort_unstable();
+                let none = HashMap::new();
+                let unexcluded = PlacementRequest { excluded: &none, ..request };
+                let mut ranked = rank(&fleet, &unexcluded, &spread(), usize::MAX).candidates;
+                ranked.sort_unstable();
+                assert_eq!(all, ranked, "fitting is every candidate: {text:?} {kind:?}");
             }
         }
     }
@@ -740,6 +768,18 @@ mod tests {
         assert_eq!(
             census.explanation(),
             "no server matches: 3 servers; 1 closed, 1 full, 1 refused by the store (USER_SESSION_LIMIT)"
+        );
+        let servers = vec![server("a", 0), server("b", 0), ServerRecord { open: false, ..server("c", 0) }];
+        let requirements = Requirements::default();
+        let excluded =
+            HashMap::from([("a".to_owned(), Exclusion::OwnerLimit), ("b".to_owned(), Exclusion::OwnerLimit)]);
+        let request =
+            PlacementRequest { kind: SessionType::Virtual.into(), requirements: &requirements, excluded: &excluded };
+        let ranking = rank(&Fleet::from_servers(servers), &request, &spread(), 1);
+        assert!(ranking.candidates.is_empty());
+        assert_eq!(
+            ranking.census.explanation(),
+            "no server matches: 3 servers; 1 closed, 2 at the owner's session limit"
         );
     }
 }

@@ -13,30 +13,45 @@
 //! of the right OS and not visibly full), with the explanation in numbers. The
 //! view is synced once before such a refusal, so a host that just joined is
 //! not missed. Items with `EnqueueRequest` skip the pre-check: they are meant
-//! to wait for capacity. The pre-check is only advisory; the store's atomic
-//! `AssignSession` remains the authority.
+//! to wait for capacity (one refused by the per-user limit is woken when one
+//! of the owner's sessions on such a host ends).
 //!
-//! Known difference: `max_concurrent_sessions_per_user` is not part of the
-//! pre-check (the owner's sessions per host are known only to the store, and
-//! the view holds no per-owner counts). An item without `EnqueueRequest`
-//! whose every otherwise fitting host has its owner at that limit is
-//! therefore returned as successful (CREATING), and moments later becomes
-//! DELETED with a `StateReason` such as `no server matches: 1 server; 1
-//! refused by the store (USER_SESSION_LIMIT)` instead of being in the
-//! unsuccessful list at once. With `EnqueueRequest` it is queued as usual and
-//! woken when one of the owner's sessions on such a host ends.
+//! The view holds no per-owner counts, so when every server that could take
+//! an item limits `max_concurrent_sessions_per_user`, the pre-check makes one
+//! store read of the owner's per-host counters, the same counters
+//! `AssignSession` checks (`SessionStore.OwnerSessionCounts` for those
+//! servers; no scan of the sessions), and drops the hosts where the owner is
+//! at the limit; if none is left the item fails at once, e.g. `no server
+//! matches: 3 servers; 3 at the owner's session limit`. The read is skipped
+//! when some candidate has no per-user limit, or when there are more limited
+//! candidates than one call may name ([`OWNER_COUNTS_MAX_IDS`]); it is made
+//! at most once per owner per request (a later item of the owner needing a
+//! host that read did not cover is not refused), and a slow (over
+//! [`OWNER_COUNTS_TIMEOUT`]) or failed read leaves the item to the
+//! background placement (logged, never an error).
+//!
+//! The pre-check is only advisory, for the immediate answer; the store's
+//! atomic `AssignSession` remains the authority (with several replicas, or
+//! several items of one owner in one request, an accepted item can still be
+//! refused there and become DELETED with `… refused by the store
+//! (USER_SESSION_LIMIT)`).
 //!
 //! `ExplainPlacement` validates an expression and dry-runs it against the
 //! fleet view (synced first): the servers that would take such a session,
 //! best first, and the rejection counts by reason.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+    time::Duration,
+};
 
 use switchboard_common::{ErrorCode, time::now_ms};
 use switchboard_proto::{
     CreateSessionOutcome, CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, CreateSessionsResponse,
-    ExplainPlacementRequest, ExplainPlacementResponse, SessionRecord, SessionState, SessionType,
-    create_session_outcome::Outcome, placement_server::Placement, session_store_client::SessionStoreClient,
+    ExplainPlacementRequest, ExplainPlacementResponse, OwnerSessionCountsRequest, SessionRecord, SessionState,
+    SessionType, create_session_outcome::Outcome, placement_server::Placement,
+    session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, transport::Channel};
@@ -45,7 +60,7 @@ use crate::{
     PlacementConfig, Placements,
     driver::Driver,
     fleet::FleetView,
-    place::{self, PlacementRequest, SessionKind},
+    place::{self, Exclusion, PlacementRequest, SessionKind},
     queue::QueueWorker,
     requirements::Requirements,
     validate::{REQUIREMENTS_MAX_CHARS, validate_spec},
@@ -57,6 +72,29 @@ pub const SESSION_PLACING: &str = "SESSION_PLACING";
 const EXPLAIN_DEFAULT_SERVERS: u32 = 100;
 /// Most matching servers `ExplainPlacement` lists.
 const EXPLAIN_MAX_SERVERS: u32 = 1000;
+/// Most server ids the pre-check names in one `OwnerSessionCounts` call:
+/// the store's bound (`OWNER_COUNTS_MAX_SERVERS` in session-store). With more
+/// limited candidates the read is skipped and the store decides.
+pub const OWNER_COUNTS_MAX_IDS: usize = 5000;
+/// How long the pre-check waits for an owner's session counts.
+pub const OWNER_COUNTS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An owner's sessions counted against `max_concurrent_sessions_per_user`,
+/// per server id read (a server not in the map was not read).
+type OwnerCounts = Arc<HashMap<String, u32>>;
+
+/// What the pre-check concludes from the fleet view.
+#[derive(Debug)]
+enum Precheck {
+    /// Some server could take the item (or the pre-check does not apply).
+    Fits,
+    /// No server could take it: the explanation.
+    Refused(String),
+    /// Every server that could take it (these, at most
+    /// [`OWNER_COUNTS_MAX_IDS`]) limits sessions per owner: the owner's
+    /// counts there decide.
+    OwnerLimited(Vec<String>),
+}
 
 /// The `Placement` gRPC service.
 #[derive(Debug, Clone)]
@@ -138,14 +176,121 @@ impl PlacementService {
         Ok(stored)
     }
 
-    /// The pre-check: `Some(explanation)` when no server in the view could take `spec`.
-    fn no_candidate(&self, spec: &CreateSessionSpec) -> Option<String> {
-        let requirements = Requirements::parse(&spec.requirements).ok()?;
-        let excluded = HashMap::new();
-        let request =
-            PlacementRequest { kind: SessionKind::of(spec), requirements: &requirements, excluded: &excluded };
-        let ranking = self.fleet.read(|fleet| place::rank(fleet, &request, &self.config.strategy, 1));
-        ranking.candidates.is_empty().then(|| ranking.census.explanation())
+    /// The pre-check of a valid item without `EnqueueRequest`:
+    /// `Some(explanation)` when no server could take it now. Syncs the view
+    /// once (per request, `synced`) before a refusal; reads an owner's
+    /// session counts at most once per request (`owners`).
+    async fn refusal(
+        &self,
+        spec: &CreateSessionSpec,
+        synced: &mut bool,
+        owners: &mut HashMap<String, Option<OwnerCounts>>,
+    ) -> Result<Option<String>, Status> {
+        let mut counts: Option<OwnerCounts> = None;
+        loop {
+            match self.precheck(spec, counts.as_deref()) {
+                Precheck::Fits => return Ok(None),
+                Precheck::OwnerLimited(server_ids) => {
+                    let read = match owners.entry(spec.owner.clone()) {
+                        Entry::Occupied(entry) => entry.get().clone(),
+                        Entry::Vacant(entry) => {
+                            entry.insert(self.owner_session_counts(&spec.owner, server_ids).await).clone()
+                        }
+                    };
+                    // Unknown: leave the item to the store's check.
+                    let Some(read) = read else { return Ok(None) };
+                    counts = Some(read);
+                }
+                Precheck::Refused(explanation) if *synced => return Ok(Some(explanation)),
+                Precheck::Refused(_) => {
+                    // Refuse only on a fresh view.
+                    self.fleet.sync().await?;
+                    *synced = true;
+                }
+            }
+        }
+    }
+
+    /// The pre-check against the view. With `counts` (the owner's sessions
+    /// per server read from the store) hosts where the owner is at its
+    /// `max_concurrent_sessions_per_user` are passed over, and a limited host
+    /// the counts do not cover fits (the store decides); without, an item
+    /// only limited hosts could take is [`Precheck::OwnerLimited`].
+    fn precheck(&self, spec: &CreateSessionSpec, counts: Option<&HashMap<String, u32>>) -> Precheck {
+        let Ok(requirements) = Requirements::parse(&spec.requirements) else { return Precheck::Fits };
+        let kind = SessionKind::of(spec);
+        self.fleet.read(|fleet| {
+            let eligible = self.fleet.eligible(fleet, kind, &requirements);
+            let mut excluded = HashMap::new();
+            let mut limited = Vec::new();
+            for server in place::fitting(fleet, &eligible, kind) {
+                let limit = server.max_concurrent_sessions_per_user;
+                if limit == 0 {
+                    return Precheck::Fits;
+                }
+                match counts.map(|counts| counts.get(&server.id)) {
+                    Some(Some(&count)) if count >= limit => {
+                        excluded.insert(server.id.clone(), Exclusion::OwnerLimit);
+                    }
+                    // Below the limit, or not read.
+                    Some(_) => return Precheck::Fits,
+                    None if limited.len() == OWNER_COUNTS_MAX_IDS => {
+                        tracing::debug!(
+                            owner = spec.owner,
+                            "more limited candidates than one read covers; leaving the per-user limit to the store"
+                        );
+                        return Precheck::Fits;
+                    }
+                    None => limited.push(server.id.clone()),
+                }
+            }
+            if !limited.is_empty() {
+                return Precheck::OwnerLimited(limited);
+            }
+            let request = PlacementRequest { kind, requirements: &requirements, excluded: &excluded };
+            let ranking = place::rank(fleet, &request, &self.config.strategy, 1);
+            match ranking.candidates.is_empty() {
+                true => Precheck::Refused(ranking.census.explanation()),
+                false => Precheck::Fits,
+            }
+        })
+    }
+
+    /// `owner`'s sessions counted against `max_concurrent_sessions_per_user`
+    /// on each of `server_ids` (one `OwnerSessionCounts` call); `None` when
+    /// the call failed or took longer than [`OWNER_COUNTS_TIMEOUT`].
+    async fn owner_session_counts(&self, owner: &str, server_ids: Vec<String>) -> Option<OwnerCounts> {
+        let mut store = self.store.clone();
+        let request = OwnerSessionCountsRequest { owner: owner.to_owned(), server_ids: server_ids.clone() };
+        match tokio::time::timeout(OWNER_COUNTS_TIMEOUT, store.owner_session_counts(request)).await {
+            Ok(Ok(response)) => {
+                let counts = response.into_inner().counts;
+                if counts.len() != server_ids.len() {
+                    tracing::warn!(
+                        owner,
+                        asked = server_ids.len(),
+                        answered = counts.len(),
+                        "the store answered a different number of session counts; leaving the limit to the store"
+                    );
+                    return None;
+                }
+                Some(Arc::new(server_ids.into_iter().zip(counts).collect()))
+            }
+            Ok(Err(status)) => {
+                let (code, message) = (status.code(), status.message());
+                tracing::warn!(
+                    owner,
+                    ?code,
+                    message,
+                    "reading the owner's session counts failed; leaving the limit to the store"
+                );
+                None
+            }
+            Err(_) => {
+                tracing::warn!(owner, "reading the owner's session counts timed out; leaving the limit to the store");
+                None
+            }
+        }
     }
 }
 
@@ -161,18 +306,14 @@ impl Placement for PlacementService {
                 .status(format!("at most {} sessions may be created per request", self.config.max_batch)));
         }
         let verdicts: Vec<_> = specs.iter().map(|spec| validate_spec(spec, &self.config)).collect();
-        let precheck = |spec: &CreateSessionSpec, verdict: &Result<(), String>| {
-            verdict.is_ok() && !spec.enqueue_request && self.no_candidate(spec).is_some()
-        };
-        if specs.iter().zip(&verdicts).any(|(spec, verdict)| precheck(spec, verdict)) {
-            // Refuse only on a fresh view.
-            self.fleet.sync().await?;
-        }
+        let mut synced = false;
+        let mut owners = HashMap::new();
         let mut outcomes = Vec::with_capacity(specs.len());
         for (spec, verdict) in specs.into_iter().zip(verdicts) {
             let result = match verdict {
                 Err(reason) => Err(reason),
-                Ok(()) => match (!spec.enqueue_request).then(|| self.no_candidate(&spec)).flatten() {
+                Ok(()) if spec.enqueue_request => self.accept(&request_id, spec).await,
+                Ok(()) => match self.refusal(&spec, &mut synced, &mut owners).await? {
                     Some(explanation) => Err(explanation),
                     None => self.accept(&request_id, spec).await,
                 },

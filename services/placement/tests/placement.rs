@@ -14,16 +14,19 @@ use std::{
 };
 
 use switchboard_common::{Shutdown, grpc::lazy_channel};
-use switchboard_placement::{PlacementConfig, serve};
+use switchboard_placement::{
+    PlacementConfig, serve,
+    service::{OWNER_COUNTS_MAX_IDS, OWNER_COUNTS_TIMEOUT},
+};
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
     CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest,
     DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse, EnqueueSessionRequest,
     EnqueueSessionResponse, ExplainPlacementRequest, GetSessionsRequest, HostInfo, HostSession, KeyValue,
-    ListServersRequest, ListSessionsRequest, Os, QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest,
-    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
-    SessionRecord, SessionState, SessionType, SessionsPage, SetServersOpenRequest, SetServersOpenResponse,
-    UpdateSessionRequest, command_result,
+    ListServersRequest, ListSessionsRequest, Os, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
+    QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
+    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionType,
+    SessionsPage, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, command_result,
     create_session_outcome::Outcome,
     host_command,
     placement_client::PlacementClient,
@@ -32,7 +35,7 @@ use switchboard_proto::{
 };
 use switchboard_session_store::{
     agent_link::hub::AgentHub,
-    backend::{AssignOutcome, Backend, embedded::EmbeddedBackend},
+    backend::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS, embedded::EmbeddedBackend},
     routing::CommandRouter,
     service::StoreService,
 };
@@ -55,6 +58,12 @@ struct TestStore {
     hosts: Arc<Mutex<Hosts>>,
     /// AssignSession answers UNAVAILABLE this many times first (a dying store replica).
     unavailable_assigns: Arc<AtomicUsize>,
+    /// OwnerSessionCounts answers UNAVAILABLE this many times first.
+    unavailable_counts: Arc<AtomicUsize>,
+    /// OwnerSessionCounts answers only after this long (a stuck store).
+    counts_delay: Arc<Mutex<Duration>>,
+    /// `OwnerSessionCounts` calls, and the server ids of the last one.
+    owner_counts: Arc<Mutex<(usize, Vec<String>)>>,
     /// Successful writes that made a session DELETED, per session.
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
@@ -75,6 +84,24 @@ impl SessionStore for TestStore {
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
         self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.list_sessions(request).await
+    }
+
+    async fn owner_session_counts(
+        &self,
+        request: Request<OwnerSessionCountsRequest>,
+    ) -> Result<Response<OwnerSessionCountsResponse>, Status> {
+        {
+            let mut calls = self.owner_counts.lock().unwrap();
+            calls.0 += 1;
+            calls.1 = request.get_ref().server_ids.clone();
+        }
+        let outage = self.unavailable_counts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if outage.is_ok() {
+            return Err(Status::unavailable("tcp connect error"));
+        }
+        let delay = *self.counts_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        self.inner.owner_session_counts(request).await
     }
 
     async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
@@ -219,6 +246,9 @@ impl Harness {
             inner: Arc::new(StoreService::new(backend.clone(), router)),
             hosts: Arc::default(),
             unavailable_assigns: Arc::default(),
+            unavailable_counts: Arc::default(),
+            counts_delay: Arc::default(),
+            owner_counts: Arc::default(),
             deleted_writes: Arc::default(),
             scans: Arc::default(),
         };
@@ -317,6 +347,18 @@ impl Harness {
     /// How many times the store was listed (servers or sessions).
     fn scans(&self) -> usize {
         self.store.scans.load(Ordering::SeqCst)
+    }
+
+    /// `OwnerSessionCounts` calls so far.
+    fn owner_count_reads(&self) -> usize {
+        self.store.owner_counts.lock().unwrap().0
+    }
+
+    /// The server ids named by the last `OwnerSessionCounts` call, sorted.
+    fn last_owner_count_ids(&self) -> Vec<String> {
+        let mut ids = self.store.owner_counts.lock().unwrap().1.clone();
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -455,14 +497,128 @@ async fn max_virtual_sessions_and_per_user_limits_hold() {
     let limited = ServerRecord { max_virtual_sessions: 2, max_concurrent_sessions_per_user: 1, ..server("limited") };
     let mut harness = Harness::start(vec![limited]).await;
     harness.fill("limited", "alice", 1, SessionType::Virtual).await;
-    let alice = harness.create_one(spec()).await;
-    let settled = harness.settled(&alice.id).await;
-    assert_eq!(settled.state(), SessionState::Deleted, "alice is at her per-user limit");
-    assert_eq!(settled.state_reason, "no server matches: 1 server; 1 refused by the store (USER_SESSION_LIMIT)");
+    let alice = harness.create(vec![spec()]).await;
+    let at_limit = "no server matches: 1 server; 1 at the owner's session limit";
+    assert_eq!(alice, [Outcome::FailureReason(at_limit.into())], "alice is at her per-user limit");
     let bob = harness.create_one(CreateSessionSpec { owner: "bob".into(), ..spec() }).await;
     assert_eq!(harness.settled(&bob.id).await.state(), SessionState::Ready);
     let carol = harness.create(vec![CreateSessionSpec { owner: "carol".into(), ..spec() }]).await;
     assert_eq!(carol, [Outcome::FailureReason("no server matches: 1 server; 1 full".into())], "max_virtual_sessions");
+}
+
+/// Hosts limiting sessions per owner: "a" to 1, "b" to 2, and a closed one.
+fn per_user_limited() -> Vec<ServerRecord> {
+    vec![
+        ServerRecord { max_concurrent_sessions_per_user: 1, ..server("a") },
+        ServerRecord { max_concurrent_sessions_per_user: 2, ..server("b") },
+        ServerRecord { open: false, max_concurrent_sessions_per_user: 1, ..server("closed") },
+    ]
+}
+
+#[tokio::test]
+async fn an_owner_at_the_per_user_limit_on_every_host_fails_at_once() {
+    let mut harness = Harness::start(per_user_limited()).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    let on_b = harness.fill("b", "alice", 2, SessionType::Virtual).await;
+    let recorded = harness.backend.list_sessions("", 100).await.unwrap().len();
+    let scans = harness.scans();
+    let refused = harness.create(vec![spec(), CreateSessionSpec { name: "s2".into(), ..spec() }]).await;
+    let reason = "no server matches: 3 servers; 1 closed, 2 at the owner's session limit";
+    assert_eq!(refused, [Outcome::FailureReason(reason.into()), Outcome::FailureReason(reason.into())]);
+    assert_eq!(harness.backend.list_sessions("", 100).await.unwrap().len(), recorded, "nothing may be recorded");
+    assert_eq!(harness.owner_count_reads(), 1, "the owner's counters are read once per request");
+    assert_eq!(harness.last_owner_count_ids(), ["a", "b"], "for the fitting candidates only");
+    assert_eq!(harness.scans(), scans, "no listing of the store");
+
+    let bob = harness.create_one(CreateSessionSpec { owner: "bob".into(), ..spec() }).await;
+    assert_eq!(harness.settled(&bob.id).await.state(), SessionState::Ready, "another owner still fits");
+    assert_eq!(harness.owner_count_reads(), 2, "bob's counters, in his own request");
+
+    // A DELETED session does not count against the limit.
+    harness.end_session(&on_b[0]).await;
+    let again = harness.create_one(spec()).await;
+    let settled = harness.settled(&again.id).await;
+    assert_eq!((settled.state(), settled.server_id.as_str()), (SessionState::Ready, "b"));
+
+    // At the limit everywhere again: with EnqueueRequest the item waits,
+    // without reading the counters.
+    let reads = harness.owner_count_reads();
+    let queued = harness.create_one(queued_spec()).await;
+    let waiting = harness.queued(&queued.id).await;
+    assert_eq!(
+        waiting.state_reason,
+        "queued: no server matches: 3 servers; 1 closed, 2 refused by the store (USER_SESSION_LIMIT)"
+    );
+    assert_eq!(harness.owner_count_reads(), reads, "queued items skip the pre-check");
+    harness.end_session(&on_b[1]).await;
+    let placed = harness.settled(&queued.id).await;
+    assert_eq!((placed.state(), placed.server_id.as_str()), (SessionState::Ready, "b"), "woken when hers ends");
+    assert_eq!(harness.scans(), scans, "still no listing of the store");
+}
+
+#[tokio::test]
+async fn a_host_without_a_per_user_limit_takes_the_item_without_reading_the_owner() {
+    let mut servers = per_user_limited();
+    servers.push(ServerRecord { max_virtual_sessions: 1, ..server("unlimited") });
+    let mut harness = Harness::start(servers).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    harness.fill("b", "alice", 2, SessionType::Virtual).await;
+    let session = harness.create_one(spec()).await;
+    assert_eq!(harness.settled(&session.id).await.server_id, "unlimited");
+    assert_eq!(harness.owner_count_reads(), 0, "a candidate without a per-user limit needs no read");
+    // Now full, it is no candidate: the limited hosts decide.
+    let refused = harness.create(vec![spec()]).await;
+    let reason = "no server matches: 4 servers; 1 closed, 1 full, 2 at the owner's session limit";
+    assert_eq!(refused, [Outcome::FailureReason(reason.into())]);
+    assert_eq!(harness.owner_count_reads(), 1);
+    assert_eq!(harness.scans(), 0, "no listing of the store");
+}
+
+#[tokio::test]
+async fn a_failed_or_slow_owner_count_read_leaves_the_limit_to_the_store() {
+    let mut harness = Harness::start(vec![ServerRecord { max_concurrent_sessions_per_user: 1, ..server("a") }]).await;
+    harness.fill("a", "alice", 1, SessionType::Virtual).await;
+    let store_refusal = "no server matches: 1 server; 1 refused by the store (USER_SESSION_LIMIT)";
+
+    harness.store.unavailable_counts.store(1, Ordering::SeqCst);
+    let accepted = harness.create_one(spec()).await;
+    assert_eq!(harness.store.unavailable_counts.load(Ordering::SeqCst), 0, "the read was tried");
+    let settled = harness.settled(&accepted.id).await;
+    assert_eq!((settled.state(), settled.state_reason.as_str()), (SessionState::Deleted, store_refusal));
+
+    // A store slower than the pre-check's timeout: accepted, the store decides.
+    *harness.store.counts_delay.lock().unwrap() = OWNER_COUNTS_TIMEOUT + Duration::from_secs(1);
+    let accepted = harness.create_one(spec()).await;
+    assert_eq!(harness.owner_count_reads(), 2, "one read per request, given up after the timeout");
+    let settled = harness.settled(&accepted.id).await;
+    assert_eq!((settled.state(), settled.state_reason.as_str()), (SessionState::Deleted, store_refusal));
+
+    // Back to normal: refused at once.
+    *harness.store.counts_delay.lock().unwrap() = Duration::ZERO;
+    let refused = harness.create(vec![spec()]).await;
+    let reason = "no server matches: 1 server; 1 at the owner's session limit";
+    assert_eq!(refused, [Outcome::FailureReason(reason.into())]);
+    assert_eq!(harness.scans(), 0, "no listing of the store");
+}
+
+#[tokio::test]
+async fn more_limited_candidates_than_one_read_covers_leave_the_limit_to_the_store() {
+    assert_eq!(OWNER_COUNTS_MAX_IDS, OWNER_COUNTS_MAX_SERVERS, "placement names no more ids than the store takes");
+    let limited = |i: usize| ServerRecord { max_concurrent_sessions_per_user: 1, ..server(&format!("h{i:04}")) };
+    let mut servers: Vec<ServerRecord> = (0..OWNER_COUNTS_MAX_IDS).map(|i| tagged(limited(i), "pool", "x")).collect();
+    servers.push(limited(OWNER_COUNTS_MAX_IDS));
+    let mut harness = Harness::start(servers).await;
+    // One more limited candidate than a read may name: no read, accepted.
+    let accepted = harness.create_one(spec()).await;
+    assert_eq!(harness.owner_count_reads(), 0, "too many candidates for one read: skipped");
+    assert_eq!(harness.settled(&accepted.id).await.state(), SessionState::Ready);
+    // Exactly as many as a read may name: one read, of all of them.
+    let pooled = CreateSessionSpec { requirements: "tag:pool = 'x'".into(), ..spec() };
+    let accepted = harness.create_one(pooled).await;
+    assert_eq!(harness.owner_count_reads(), 1, "within the bound: one read");
+    assert_eq!(harness.last_owner_count_ids().len(), OWNER_COUNTS_MAX_IDS);
+    assert_eq!(harness.settled(&accepted.id).await.state(), SessionState::Ready);
+    assert_eq!(harness.scans(), 0, "no listing of the store");
 }
 
 #[tokio::test]

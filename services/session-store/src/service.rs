@@ -12,14 +12,14 @@ use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
     CreateSessionRequest, DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest,
     DequeueSessionResponse, EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest,
-    KeyValue, ListServersRequest, ListSessionsRequest, QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest,
-    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
-    SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
-    UpdateSessionRequest, assign_session_response,
+    KeyValue, ListServersRequest, ListSessionsRequest, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
+    QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
+    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
+    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
-use crate::backend::{AssignOutcome, Backend, BackendError, QueuePush};
+use crate::backend::{AssignOutcome, Backend, BackendError, OWNER_COUNTS_MAX_SERVERS, QueuePush};
 use crate::deletion;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{CommandRouter, FORWARDED_HEADER};
@@ -33,6 +33,9 @@ const MAX_HEADS_PER_CLASS: u32 = 100;
 /// Longest accepted text field of a queue entry (ids, class, owner), in bytes;
 /// requirements are bounded by placement's own limit, checked here too.
 const MAX_QUEUE_FIELD_BYTES: usize = 16 * 1024;
+/// Longest owner `OwnerSessionCounts` accepts, in bytes (placement accepts
+/// owners of at most 256 characters, up to 4 bytes each).
+const MAX_OWNER_BYTES: usize = 1024;
 
 /// Maps a backend failure to a gRPC status; internal detail stays in the log.
 pub fn backend_status(error: BackendError) -> Status {
@@ -344,6 +347,22 @@ impl SessionStore for StoreService {
     ) -> Result<Response<DequeueSessionResponse>, Status> {
         let removed = self.backend.queue_remove(&request.into_inner().session_id).await.map_err(backend_status)?;
         Ok(Response::new(DequeueSessionResponse { removed }))
+    }
+
+    async fn owner_session_counts(
+        &self,
+        request: Request<OwnerSessionCountsRequest>,
+    ) -> Result<Response<OwnerSessionCountsResponse>, Status> {
+        let request = request.into_inner();
+        if request.owner.is_empty() || request.owner.len() > MAX_OWNER_BYTES {
+            return Err(Status::invalid_argument(format!("owner is required, at most {MAX_OWNER_BYTES} bytes")));
+        }
+        if request.server_ids.len() > OWNER_COUNTS_MAX_SERVERS {
+            return Err(Status::invalid_argument(format!("at most {OWNER_COUNTS_MAX_SERVERS} server ids")));
+        }
+        let counts =
+            self.backend.owner_session_counts(&request.owner, &request.server_ids).await.map_err(backend_status)?;
+        Ok(Response::new(OwnerSessionCountsResponse { counts }))
     }
 }
 

@@ -9,11 +9,11 @@ use switchboard_common::grpc::lazy_channel;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{
     AssignSessionRequest, CreateSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue,
-    ListSessionsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
+    ListSessionsRequest, OwnerSessionCountsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
 };
 use switchboard_session_store::backend::conformance::{server, session};
 use switchboard_session_store::backend::embedded::EmbeddedBackend;
-use switchboard_session_store::backend::{AssignOutcome, Backend};
+use switchboard_session_store::backend::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS};
 use switchboard_session_store::{Listeners, StoreConfig, serve};
 
 async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<tonic::transport::Channel>, Shutdown) {
@@ -134,5 +134,42 @@ async fn deletes_without_a_host_and_placement_calls() {
     })
     .await
     .expect("close failure recorded");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn owner_session_counts_answers_per_server_and_validates() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    backend.upsert_server_report(server("h1"), true, None).await.unwrap();
+    backend.upsert_server_report(server("h2"), true, None).await.unwrap();
+    for (id, owner, host) in [("a", "alice", "h1"), ("b", "alice", "h1"), ("c", "alice", "h2"), ("d", "bob", "h2")] {
+        backend.insert_session(session(id, owner, SessionType::Virtual), None).await.unwrap();
+        assert!(matches!(backend.assign_session(id, host).await.unwrap(), AssignOutcome::Assigned(_)));
+    }
+    let (mut client, shutdown) = start(backend).await;
+    let request = |owner: &str, ids: &[&str]| OwnerSessionCountsRequest {
+        owner: owner.to_owned(),
+        server_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+    };
+
+    let alice = client.owner_session_counts(request("alice", &["h2", "h1", "nowhere"])).await.unwrap();
+    assert_eq!(alice.into_inner().counts, [1, 2, 0], "per server id, in the order asked");
+    let bob = client.owner_session_counts(request("bob", &["h1", "h2"])).await.unwrap();
+    assert_eq!(bob.into_inner().counts, [0, 1]);
+    let none = client.owner_session_counts(request("alice", &[])).await.unwrap();
+    assert!(none.into_inner().counts.is_empty());
+
+    let invalid = |status: tonic::Status| status.code() == tonic::Code::InvalidArgument;
+    assert!(invalid(client.owner_session_counts(request("", &["h1"])).await.unwrap_err()), "owner is required");
+    let long = "x".repeat(1025);
+    assert!(invalid(client.owner_session_counts(request(&long, &["h1"])).await.unwrap_err()), "owner is bounded");
+    let longest = "x".repeat(1024);
+    let at_bound = client.owner_session_counts(request(&longest, &["h1"])).await.unwrap();
+    assert_eq!(at_bound.into_inner().counts, [0]);
+    let too_many = vec!["h1"; OWNER_COUNTS_MAX_SERVERS + 1];
+    assert!(invalid(client.owner_session_counts(request("alice", &too_many)).await.unwrap_err()), "ids are bounded");
+    let most = vec!["h1"; OWNER_COUNTS_MAX_SERVERS];
+    let answered = client.owner_session_counts(request("alice", &most)).await.unwrap().into_inner().counts;
+    assert_eq!((answered.len(), answered[0]), (OWNER_COUNTS_MAX_SERVERS, 2));
     shutdown.cancel();
 }

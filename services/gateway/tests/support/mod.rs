@@ -395,6 +395,12 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::DequeueSessionResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn owner_session_counts(
+        &self,
+        _: GrpcRequest<pb::OwnerSessionCountsRequest>,
+    ) -> Result<Response<pb::OwnerSessionCountsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Accepts the token `valid` (full access), `read-only` (a read-only client) and `tenant` (a

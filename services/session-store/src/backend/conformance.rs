@@ -29,6 +29,7 @@ where
     assign_limits(make().await).await;
     concurrent_assigns_respect_limits(make().await).await;
     concurrent_assigns_place_a_session_once(make().await).await;
+    super::conformance_counts::owner_session_counts_are_what_assign_checks(make().await).await;
     server_reports_keep_open(make().await).await;
     list_and_remove_servers(make().await).await;
     agent_ownership(make().await).await;

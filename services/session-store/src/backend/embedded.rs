@@ -209,6 +209,14 @@ impl Memory {
             .filter(|s| is_live(s))
     }
 
+    /// `owner`'s sessions counted against `max_concurrent_sessions_per_user`
+    /// on `server_id`: its non-DELETED sessions there (what both
+    /// `check_assign` and `owner_session_counts` use). Walks the server's
+    /// index entry only, never the whole store.
+    fn owned_on(&self, server_id: &str, owner: &str) -> usize {
+        self.live_sessions_on(server_id).filter(|s| s.owner == owner).count()
+    }
+
     /// A server record with its counts derived from its sessions.
     fn server_view(&self, server: &ServerRecord) -> ServerRecord {
         let mut view = server.clone();
@@ -272,7 +280,7 @@ impl Memory {
             _ => {}
         }
         if server.max_concurrent_sessions_per_user > 0 {
-            let owned = live.iter().filter(|s| s.owner == session.owner).count();
+            let owned = self.owned_on(server_id, &session.owner);
             if owned >= server.max_concurrent_sessions_per_user as usize {
                 return Some(AssignRejection::UserLimit);
             }
@@ -382,6 +390,14 @@ impl Backend for EmbeddedBackend {
         memory.index(&session);
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(AssignOutcome::Assigned(session))
+    }
+
+    async fn owner_session_counts(&self, owner: &str, server_ids: &[String]) -> BackendResult<Vec<u32>> {
+        if let Some(error) = super::check_owner_counts_ids(server_ids) {
+            return Err(error);
+        }
+        let memory = self.memory();
+        Ok(server_ids.iter().map(|id| u32::try_from(memory.owned_on(id, owner)).unwrap_or(u32::MAX)).collect())
     }
 
     async fn upsert_server_report(

@@ -19,6 +19,7 @@
 
 pub mod conformance;
 mod conformance_agents;
+mod conformance_counts;
 mod conformance_fencing;
 mod conformance_queue;
 pub mod embedded;
@@ -52,6 +53,9 @@ pub enum BackendError {
     /// longer current (or, for an unowned write, a live owner exists).
     #[error("fenced off: {0}")]
     Fenced(String),
+    /// The call's arguments are out of bounds (e.g. too many ids).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl BackendError {
@@ -65,12 +69,26 @@ impl BackendError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Corrupt(_) => ErrorCode::Internal,
             Self::Fenced(_) => ErrorCode::Conflict,
+            Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
         }
     }
 }
 
 /// Result alias for backend calls.
 pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Most server ids one [`Backend::owner_session_counts`] call takes; more is
+/// `InvalidArgument`. Bounds the work of one call (one Redis pipeline, one
+/// hold of the embedded lock).
+pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;
+
+/// The `InvalidArgument` error of an [`Backend::owner_session_counts`] call
+/// with more than [`OWNER_COUNTS_MAX_SERVERS`] ids, `None` within the bound.
+pub(crate) fn check_owner_counts_ids(server_ids: &[String]) -> Option<BackendError> {
+    (server_ids.len() > OWNER_COUNTS_MAX_SERVERS).then(|| {
+        BackendError::InvalidArgument(format!("at most {OWNER_COUNTS_MAX_SERVERS} server ids per owner_session_counts"))
+    })
+}
 
 /// Why [`Backend::assign_session`] refused a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,6 +465,18 @@ pub trait Backend: Send + Sync + 'static {
     /// host), assigns the session to it with substate `PENDING_PREPARATION`.
     /// Concurrent calls never oversubscribe a host nor assign one session twice.
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome>;
+
+    /// For each of `server_ids`, in the order asked, how many of `owner`'s
+    /// sessions count against `max_concurrent_sessions_per_user` there: the
+    /// owner's non-DELETED sessions assigned to that server id, exactly the
+    /// number [`Backend::assign_session`] compares with the limit (so it
+    /// refuses `UserLimit` for this owner iff the count is at the limit).
+    /// Unknown servers, and servers without the owner's sessions, count 0.
+    /// Each count is exact when read; the counts of different servers may be
+    /// read at slightly different moments (Redis). At most
+    /// [`OWNER_COUNTS_MAX_SERVERS`] ids, else `InvalidArgument`. Reads only
+    /// the per-server counters, never the session records.
+    async fn owner_session_counts(&self, owner: &str, server_ids: &[String]) -> BackendResult<Vec<u32>>;
 
     // ----- servers -----
 

@@ -179,6 +179,36 @@ impl Backend for RedisBackend {
         }
     }
 
+    async fn owner_session_counts(&self, owner: &str, server_ids: &[String]) -> BackendResult<Vec<u32>> {
+        if let Some(error) = crate::backend::check_owner_counts_ids(server_ids) {
+            return Err(error);
+        }
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The counters `count` (prelude.lua) keeps and session_assign.lua
+        // compares with the limit: field `u:<owner>` of `server:<id>:counts`,
+        // absent when 0. One pipelined round trip of HGETs.
+        let field = format!("u:{owner}");
+        let mut pipeline = redis::pipe();
+        for id in server_ids {
+            pipeline.cmd("HGET").arg(self.key(&format!("server:{id}:counts"))).arg(&field);
+        }
+        let mut connection = self.connection.clone();
+        let counts: Vec<Option<i64>> = pipeline.query_async(&mut connection).await.map_err(super::unavailable)?;
+        if counts.len() != server_ids.len() {
+            return Err(BackendError::Corrupt(format!(
+                "owner_session_counts: {} replies for {} servers",
+                counts.len(),
+                server_ids.len()
+            )));
+        }
+        Ok(counts
+            .into_iter()
+            .map(|count| u32::try_from(count.unwrap_or_default().max(0)).unwrap_or(u32::MAX))
+            .collect())
+    }
+
     async fn upsert_server_report(
         &self,
         report: ServerRecord,
