@@ -2,7 +2,7 @@
 //! so building needs no system protobuf compiler.
 
 /// Messages whose `Debug` must not print their secrets.
-const REDACTED: [&str; 7] = [
+const REDACTED: [&str; 8] = [
     "switchboard.v1.IssueTokenRequest",
     "switchboard.v1.IssueTokenResponse",
     "switchboard.v1.RegisterApiClientResponse",
@@ -11,6 +11,8 @@ const REDACTED: [&str; 7] = [
     "switchboard.v1.RegisterAgentResponse",
     "switchboard.v1.GenerateSoftwareStatementResponse",
     "switchboard.v1.DeactivateSoftwareStatementRequest",
+    // The private key of a signing key (records.proto).
+    "switchboard.v1.SigningKeyRecord",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let files = [
         "proto/switchboard/v1/types.proto",
+        "proto/switchboard/v1/records.proto",
         "proto/switchboard/v1/agent.proto",
         "proto/switchboard/v1/store.proto",
         "proto/switchboard/v1/placement.proto",

@@ -8,8 +8,10 @@
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
 //! - [`internal_tls`]: optional TLS / mTLS of the internal gRPC ports, configured once per process.
 //! - [`time`]: wall-clock milliseconds and RFC 3339 formatting as the API uses it.
-//! - [`secret`]: a wrapper that never prints its contents.
+//! - [`secret`]: a wrapper that never prints its contents; generating, hashing and checking secrets.
+//! - [`claims`]: the claims of the JWTs Switchboard signs (access and connection tokens).
 
+pub mod claims;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -20,6 +22,6 @@ pub mod telemetry;
 pub mod time;
 pub mod tls;
 
-pub use error::ErrorCode;
+pub use error::{ErrorCode, ServiceError};
 pub use secret::Secret;
 pub use shutdown::Shutdown;

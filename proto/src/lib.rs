@@ -1,10 +1,14 @@
 //! The gRPC contracts of Switchboard, generated from `proto/switchboard/v1/*.proto`.
 //!
 //! - `types.proto`: domain records (sessions, servers, host telemetry), also the storage format.
+//! - `records.proto`: the durable records of the auth and enrolment roles (API clients, signing keys,
+//!   authorization servers, software statements, agent clients), also the storage format.
 //! - `agent.proto`: the `AgentLink` stream between agents and session-store.
 //! - `store.proto`: the `SessionStore` service (sessions, servers, capacity, host commands).
 //! - `placement.proto`: the `Placement` service (CreateSessions).
 //! - `auth.proto`: the `Auth` service (tokens, key set, client registry).
+//!
+//! [`contract`] holds the constants both sides of a call agree on (failure texts, substates, bounds).
 
 #![allow(clippy::large_enum_variant, missing_docs)]
 
@@ -14,6 +18,8 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+pub mod contract;
 
 /// Version of the agent link protocol this build speaks.
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
@@ -129,6 +135,38 @@ mod redacted_agent {
             for text in texts {
                 assert!(!text.contains("s3cr3t") && text.contains("[redacted]"), "{text}");
             }
+        }
+    }
+}
+
+mod redacted_records {
+    //! `Debug` for stored records that carry a secret: a signing key's private half is never printed.
+    use std::fmt;
+
+    use super::v1::SigningKeyRecord;
+
+    impl fmt::Debug for SigningKeyRecord {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SigningKeyRecord")
+                .field("kid", &self.kid)
+                .field("algorithm", &self.algorithm)
+                .field("private_key_pem", &"[redacted]")
+                .field("created_unix_ms", &self.created_unix_ms)
+                .field("active_from_unix_ms", &self.active_from_unix_ms)
+                .field("retired_unix_ms", &self.retired_unix_ms)
+                .finish_non_exhaustive()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_private_key_never_reaches_debug_output() {
+            let key = SigningKeyRecord { kid: "k1".into(), private_key_pem: "s3cr3t".into(), ..Default::default() };
+            let text = format!("{key:?}");
+            assert!(!text.contains("s3cr3t") && text.contains("[redacted]") && text.contains("k1"), "{text}");
         }
     }
 }

@@ -19,7 +19,7 @@ use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
 };
-use switchboard_session_store::backend::{Backend, embedded::EmbeddedBackend};
+use switchboard_store::{Backend, embedded::EmbeddedBackend};
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::admin::AdminChannel;
@@ -158,7 +158,7 @@ async fn sim_host_enrolments(
         }
     }
     let statement = if missing {
-        let generated = switchboard_session_store::agent_auth::statements::generate(backend)
+        let generated = switchboard_store::enrolment::statements::generate(backend)
             .await
             .context("generating the simulated hosts' software statement")?;
         generated.text
@@ -239,7 +239,7 @@ impl Cluster {
         tasks.spawn({
             let (backend, shutdown) = (backend.clone(), shutdown.clone());
             async move {
-                let result = switchboard_auth::serve(auth_config, auth_listener, backend, shutdown);
+                let result = switchboard_auth::serve(auth_config, auth_listener, backend.clone(), backend, shutdown);
                 ("auth", result.await.map_err(anyhow::Error::from))
             }
         });

@@ -3,14 +3,10 @@
 //! Module map:
 //! - [`redis`]: [`RedisServer`], a real `redis-server` per test on a free
 //!   loopback port, with kill/restart for outage and persistence tests;
-//! - [`counting`]: [`CountingBackend`], a `Backend` decorator that counts
-//!   reads and writes, to test that store traffic follows change;
 //! - [`idp`]: [`FakeIdp`], an external identity provider (JWKS endpoint and RS256/ES256 keys).
 
-pub mod counting;
 pub mod idp;
 pub mod redis;
 
-pub use counting::{CountingBackend, Counts};
 pub use idp::FakeIdp;
 pub use redis::RedisServer;

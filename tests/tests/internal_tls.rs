@@ -9,8 +9,8 @@ use std::time::Duration;
 use switchboard_common::internal_tls::{self, InternalTls};
 use switchboard_proto::ListServersRequest;
 use switchboard_proto::session_store_client::SessionStoreClient;
-use switchboard_session_store::backend::Backend;
-use switchboard_session_store::backend::embedded::EmbeddedBackend;
+use switchboard_store::Backend;
+use switchboard_store::embedded::EmbeddedBackend;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -19,11 +19,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::{Cluster, UpConfig};
-use switchboard_auth::verify::VerifierConfig;
 use switchboard_gateway::GatewayConfig;
 use switchboard_gateway::limits::{LimitsConfig, RateLimit};
+use switchboard_gateway::verify::VerifierConfig;
 use switchboard_proto::{AuthServerInfo, RegisterApiClientRequest, RegisterAuthServerRequest};
-use switchboard_session_store::backend::SigningKeyRecord;
+use switchboard_store::SigningKeyRecord;
 use switchboard_testkit::FakeIdp;
 use switchboard_testkit::idp::RSA_KID;
 

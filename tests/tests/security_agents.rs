@@ -19,7 +19,7 @@ use switchboard_proto::{
     GenerateSoftwareStatementRequest, ListAgentClientsRequest, RegisterAgentRequest, SessionRecord, SessionState,
     SessionType, UnregisterAgentClientRequest,
 };
-use switchboard_session_store::backend::Backend;
+use switchboard_store::Backend;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -336,8 +336,7 @@ async fn connection_tokens_open_only_their_session_for_its_owner_until_they_expi
 async fn a_single_use_connection_token_is_refused_on_replay() {
     switchboard_common::telemetry::init_for_tests();
     switchboard_common::tls::install_crypto_provider();
-    let backend: Arc<dyn Backend> =
-        Arc::new(switchboard_session_store::backend::embedded::EmbeddedBackend::in_memory().unwrap());
+    let backend: Arc<dyn Backend> = Arc::new(switchboard_store::embedded::EmbeddedBackend::in_memory().unwrap());
     let key = switchboard_auth::keys::ensure_signing_key(backend.as_ref()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tls = switchboard_common::tls::DevCa::load_or_create(dir.path(), &[]).unwrap();

@@ -90,10 +90,8 @@ async fn the_agent_port_admits_only_clients_with_a_certificate_from_its_ca() {
     let harness = start().await;
 
     // An agent presenting a certificate from the client CA enrols, connects, and its session appears.
-    let statement = switchboard_session_store::agent_auth::statements::generate(harness.cluster.backend.as_ref())
-        .await
-        .unwrap()
-        .text;
+    let statement =
+        switchboard_store::enrolment::statements::generate(harness.cluster.backend.as_ref()).await.unwrap().text;
     let mut options =
         switchboard_agent::simulated_host_options(7, &harness.agent_url(), Some(harness.ca.ca_pem.clone()));
     options.client_identity = Some(harness.ca.issue_client_identity("host-7").unwrap());

@@ -1,7 +1,7 @@
 //! The `AgentAdmin` gRPC service: agent enrolment administration behind the admin token (software
-//! statements, agent clients). The records and their rules live in session-store's
-//! [`switchboard_session_store::agent_auth`], next to the agent port that uses them; this service only
-//! exposes them to the `switchboard` admin commands.
+//! statements, agent clients). The records and their rules live in the store's enrolment role
+//! ([`switchboard_store::enrolment`]), shared with session-store's agent port; this service only exposes
+//! them to the `switchboard` admin commands.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use switchboard_proto::{
     ListAgentClientsResponse, ListSoftwareStatementsRequest, ListSoftwareStatementsResponse, SoftwareStatementInfo,
     UnregisterAgentClientRequest, UnregisterAgentClientResponse,
 };
-use switchboard_session_store::agent_auth::{clients, statements};
-use switchboard_session_store::backend::Backend;
+use switchboard_store::Enrolment;
+use switchboard_store::enrolment::{clients, statements};
 use tonic::{Request, Response, Status};
 
 use crate::service::AdminGuard;
@@ -21,12 +21,12 @@ use crate::service::AdminGuard;
 /// The tonic `AgentAdmin` implementation of one auth replica.
 pub struct AgentAdminService {
     guard: AdminGuard,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Enrolment>,
 }
 
 impl AgentAdminService {
     /// A service over `backend`, guarded by the admin token hash in `guard`.
-    pub fn new(guard: AdminGuard, backend: Arc<dyn Backend>) -> Self {
+    pub fn new(guard: AdminGuard, backend: Arc<dyn Enrolment>) -> Self {
         Self { guard, backend }
     }
 }
@@ -54,7 +54,7 @@ impl AgentAdmin for AgentAdminService {
             .backend
             .list_software_statements()
             .await
-            .map_err(switchboard_session_store::service::backend_status)?
+            .map_err(|error| switchboard_common::error::to_status(&error))?
             .into_iter()
             .map(|record| SoftwareStatementInfo {
                 software_statement_id: record.id,
@@ -83,7 +83,7 @@ impl AgentAdmin for AgentAdminService {
             .backend
             .list_agent_clients()
             .await
-            .map_err(switchboard_session_store::service::backend_status)?
+            .map_err(|error| switchboard_common::error::to_status(&error))?
             .into_iter()
             .map(|record| AgentClientInfo {
                 client_id: record.client_id,

@@ -7,21 +7,14 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::Rng as _;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq as _;
 use switchboard_common::Secret;
-use switchboard_session_store::backend::{ApiClientRecord, Backend, BackendError};
+use switchboard_common::secret::{random_secret, secret_hash};
+use switchboard_store::{ApiClientRecord, ApiRegistry, BackendError};
 
 use crate::{Error, Result};
 
 /// Longest accepted client name, in characters.
 pub const MAX_CLIENT_NAME_CHARS: usize = 128;
-
-/// Bytes of randomness in a client secret.
-pub const SECRET_BYTES: usize = 32;
 
 /// Most owners one client may be restricted to.
 pub const MAX_ALLOWED_OWNERS: usize = 100;
@@ -98,13 +91,11 @@ pub fn validate_client_name(name: &str) -> Result<()> {
 pub fn new_client(name: &str, scope: ClientScope, now_ms: i64) -> Result<NewClient> {
     validate_client_name(name)?;
     let scope = scope.validated()?;
-    let mut secret_bytes = [0u8; SECRET_BYTES];
-    rand::rng().fill(&mut secret_bytes);
-    let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
+    let secret = random_secret();
     let record = ApiClientRecord {
         client_id: uuid::Uuid::new_v4().to_string(),
         client_name: name.to_owned(),
-        secret_sha256: secret_hash(&secret).to_vec(),
+        secret_sha256: secret_hash(&secret),
         created_unix_ms: now_ms,
         read_only: scope.read_only,
         allowed_owners: scope.allowed_owners,
@@ -112,18 +103,13 @@ pub fn new_client(name: &str, scope: ClientScope, now_ms: i64) -> Result<NewClie
     Ok(NewClient { record, client_secret: Secret::new(secret) })
 }
 
-fn secret_hash(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
 /// Whether `secret` is the client's secret, compared in constant time.
 pub fn secret_matches(record: &ApiClientRecord, secret: &str) -> bool {
-    let presented = secret_hash(secret);
-    record.secret_sha256.len() == presented.len() && bool::from(presented.ct_eq(&record.secret_sha256[..]))
+    switchboard_common::secret::secret_matches(&record.secret_sha256, secret)
 }
 
 /// Registers a client named `name` with `scope` and returns it with its secret.
-pub async fn register(backend: &dyn Backend, name: &str, scope: ClientScope) -> Result<NewClient> {
+pub async fn register(backend: &dyn ApiRegistry, name: &str, scope: ClientScope) -> Result<NewClient> {
     let client = new_client(name, scope, switchboard_common::time::now_ms())?;
     backend.insert_api_client(client.record.clone()).await?;
     tracing::info!(
@@ -137,7 +123,7 @@ pub async fn register(backend: &dyn Backend, name: &str, scope: ClientScope) -> 
 }
 
 /// What `client_id` may do; `exists: false` for an unknown (or unregistered) client.
-pub async fn policy(backend: &dyn Backend, client_id: &str) -> Result<switchboard_proto::ClientPolicy> {
+pub async fn policy(backend: &dyn ApiRegistry, client_id: &str) -> Result<switchboard_proto::ClientPolicy> {
     Ok(match backend.get_api_client(client_id).await? {
         Some(record) => switchboard_proto::ClientPolicy {
             exists: true,
@@ -150,7 +136,7 @@ pub async fn policy(backend: &dyn Backend, client_id: &str) -> Result<switchboar
 
 /// The client whose credentials these are; [`Error::InvalidCredentials`] for an unknown client
 /// and for a wrong secret alike.
-pub async fn authenticate(backend: &dyn Backend, client_id: &str, secret: &str) -> Result<ApiClientRecord> {
+pub async fn authenticate(backend: &dyn ApiRegistry, client_id: &str, secret: &str) -> Result<ApiClientRecord> {
     let stored = backend.get_api_client(client_id).await?;
     // Hash and compare even for unknown clients so both failures take the same time.
     let record = stored.unwrap_or_else(|| ApiClientRecord { secret_sha256: vec![0u8; 32], ..Default::default() });
@@ -162,13 +148,13 @@ pub async fn authenticate(backend: &dyn Backend, client_id: &str, secret: &str) 
 }
 
 /// Every registered client, in id order.
-pub async fn list(backend: &dyn Backend) -> Result<Vec<ApiClientRecord>> {
+pub async fn list(backend: &dyn ApiRegistry) -> Result<Vec<ApiClientRecord>> {
     Ok(backend.list_api_clients().await?)
 }
 
 /// Removes a client; it can no longer obtain tokens, and gateways refuse the tokens it holds once
 /// their cached [`policy`] for it expires.
-pub async fn unregister(backend: &dyn Backend, client_id: &str) -> Result<()> {
+pub async fn unregister(backend: &dyn ApiRegistry, client_id: &str) -> Result<()> {
     match backend.remove_api_client(client_id).await {
         Ok(true) => {
             tracing::info!(client_id = %client_id, "unregistered api client");
@@ -181,6 +167,9 @@ pub async fn unregister(backend: &dyn Backend, client_id: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]
@@ -188,7 +177,7 @@ mod tests {
         let client = new_client("ci pipeline", ClientScope::default(), 5).unwrap();
         let secret = client.client_secret.expose();
         assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len() * 8, 256);
-        assert_eq!(client.record.secret_sha256, secret_hash(secret).to_vec());
+        assert_eq!(client.record.secret_sha256, secret_hash(secret));
         let encoded = prost::Message::encode_to_vec(&client.record);
         assert!(!encoded.windows(secret.len()).any(|window| window == secret.as_bytes()));
         assert!(!format!("{client:?}").contains(secret));

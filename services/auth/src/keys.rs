@@ -15,7 +15,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng as _;
-use switchboard_session_store::backend::{Backend, SigningKeyRecord};
+use switchboard_store::{ApiRegistry, SigningKeyRecord};
 
 use crate::{Error, Result};
 
@@ -97,7 +97,7 @@ pub fn jwks_json(keys: &[SigningKeyRecord], now_ms: i64, token_lifetime_seconds:
 /// Makes sure a signing key exists and returns the current one, creating a key if the backend
 /// has none. Safe to run on several replicas at once: after writing its key a replica re-reads
 /// the set and returns whichever key the shared ordering makes current.
-pub async fn ensure_signing_key(backend: &dyn Backend) -> Result<SigningKeyRecord> {
+pub async fn ensure_signing_key(backend: &dyn ApiRegistry) -> Result<SigningKeyRecord> {
     let now_ms = switchboard_common::time::now_ms();
     let keys = backend.list_signing_keys().await?;
     if let Some(key) = current_key(&keys, now_ms) {
@@ -126,7 +126,7 @@ pub struct Rotation {
 /// once: keys are only retired in favour of a *newer* one, so the newest rotation's key wins and
 /// every key stays published for as long as a token it signed can be live.
 pub async fn rotate(
-    backend: &dyn Backend,
+    backend: &dyn ApiRegistry,
     now_ms: i64,
     publish_delay_ms: i64,
     token_lifetime_seconds: u32,
@@ -216,7 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_publishes_first_then_switches_and_old_tokens_keep_verifying() {
-        use switchboard_session_store::backend::embedded::EmbeddedBackend;
+        use switchboard_store::embedded::EmbeddedBackend;
         let backend = EmbeddedBackend::in_memory().unwrap();
         let first = ensure_signing_key(&backend).await.unwrap();
         let now = switchboard_common::time::now_ms();
@@ -241,7 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_rotations_leave_exactly_one_current_key() {
-        use switchboard_session_store::backend::embedded::EmbeddedBackend;
+        use switchboard_store::embedded::EmbeddedBackend;
         let backend = EmbeddedBackend::in_memory().unwrap();
         ensure_signing_key(&backend).await.unwrap();
         let now = switchboard_common::time::now_ms();

@@ -1,18 +1,18 @@
 //! Switchboard auth: who may call the API, and the tokens that prove it.
 //!
-//! - [`keys`]: Ed25519 signing keys in the shared [`Backend`], the current key, the JWKS document.
+//! - [`keys`]: Ed25519 signing keys in the shared store, the current key, the JWKS document.
 //! - [`tokens`]: access-token claims and the [`tokens::Signer`] that issues JWTs.
 //! - [`clients`]: the API client registry (id, name, hash of a 256-bit secret, scope) and credential
 //!   checks.
 //! - [`servers`]: trusted external authorization servers (JWKS URL, pinned algorithm, issuer, audience).
-//! - [`verify`]: [`verify::TokenVerifier`], used by the gateway to check bearer tokens against the key set.
 //! - [`service`]: the `Auth` gRPC service (token issuance, key set, admin registry calls).
 //! - [`agent_admin`]: the `AgentAdmin` gRPC service (software statements, agent clients), admin-only.
 //!
 //! [`serve`] is the one entry point: it makes sure a signing key exists, then serves `Auth` plus
 //! gRPC health on a bound listener until shutdown.
 //!
-//! Every replica is equal: keys and clients live in the [`Backend`], two replicas racing to create
+//! Every replica is equal: keys and clients live in the store ([`ApiRegistry`]; agent enrolment in
+//! [`Enrolment`]), two replicas racing to create
 //! the first key is harmless (all keys in the set verify; each replica signs with the newest one).
 
 pub mod agent_admin;
@@ -21,16 +21,15 @@ pub mod keys;
 pub mod servers;
 pub mod service;
 pub mod tokens;
-pub mod verify;
 
 use std::fmt;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use switchboard_common::{ErrorCode, Shutdown};
+use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::agent_admin_server::AgentAdminServer;
 use switchboard_proto::auth_server::AuthServer;
-use switchboard_session_store::backend::{Backend, BackendError};
+use switchboard_store::{ApiRegistry, BackendError, Enrolment};
 use tokio::net::TcpListener;
 
 /// Settings of the auth service; every replica must use the same values.
@@ -118,9 +117,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
-impl Error {
-    /// The shared error code for this failure.
-    pub fn code(&self) -> ErrorCode {
+impl ServiceError for Error {
+    fn error_code(&self) -> ErrorCode {
         match self {
             Self::InvalidCredentials | Self::AdminUnauthenticated => ErrorCode::Unauthenticated,
             Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
@@ -128,26 +126,15 @@ impl Error {
             Self::ClientNotFound | Self::AuthServerNotFound => ErrorCode::NotFound,
             Self::NoSigningKey => ErrorCode::Unavailable,
             Self::Key(_) | Self::Transport(_) => ErrorCode::Internal,
-            Self::Backend(error) => error.code(),
+            Self::Backend(error) => error.error_code(),
         }
     }
 }
 
 impl From<Error> for tonic::Status {
-    /// Internal detail stays in the logs; callers get the code and a generic message.
+    /// Through the one policy: internal detail stays in the logs (`switchboard_common::error`).
     fn from(error: Error) -> Self {
-        let code = error.code();
-        match code {
-            ErrorCode::Internal => {
-                tracing::error!(error = %error, "auth request failed");
-                code.status("internal error")
-            }
-            ErrorCode::Unavailable => {
-                tracing::warn!(error = %error, "auth dependency unavailable");
-                code.status("service unavailable")
-            }
-            _ => code.status(error.to_string()),
-        }
+        switchboard_common::error::to_status(&error)
     }
 }
 
@@ -161,15 +148,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn serve(
     config: AuthConfig,
     listener: TcpListener,
-    backend: Arc<dyn Backend>,
+    registry: Arc<dyn ApiRegistry>,
+    enrolment: Arc<dyn Enrolment>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let key = keys::ensure_signing_key(backend.as_ref()).await?;
+    let key = keys::ensure_signing_key(registry.as_ref()).await?;
     tracing::info!(kid = %key.kid, issuer = %config.issuer, "auth signing key ready");
     let (health_reporter, health_service) = switchboard_common::grpc::health();
     let agent_admin =
-        agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), backend.clone());
-    let auth = service::AuthService::new(config, backend);
+        agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), enrolment);
+    let auth = service::AuthService::new(config, registry);
     health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
     let router = switchboard_common::grpc::server_builder()?
         .add_service(health_service)
@@ -197,7 +185,7 @@ mod tests {
     fn internal_errors_do_not_leak_detail() {
         let status: tonic::Status = Error::Key("pem parse error at byte 7".to_owned()).into();
         assert_eq!(status.code(), tonic::Code::Internal);
-        assert_eq!(status.message(), "internal error");
+        assert_eq!(status.message(), "Internal error");
         let status: tonic::Status = Error::InvalidCredentials.into();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert_eq!(status.message(), "invalid client credentials");

@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs};
 use switchboard_common::telemetry::{self, LogFormat};
-use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
+use switchboard_store::{BackendConfig, open_backend, redis::RedisConfig};
 
 /// Every setting; field names are the config file's keys.
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,6 +144,6 @@ async fn main() -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, admin = auth_config.admin_token_sha256.is_some(), "auth starting");
     let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_auth::serve(auth_config, listener, backend, shutdown).await?;
+    switchboard_auth::serve(auth_config, listener, backend.clone(), backend, shutdown).await?;
     Ok(())
 }

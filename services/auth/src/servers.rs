@@ -8,7 +8,7 @@
 
 use reqwest::Url;
 use switchboard_proto::AuthServerInfo;
-use switchboard_session_store::backend::{AuthServerRecord, Backend, BackendError};
+use switchboard_store::{ApiRegistry, AuthServerRecord, BackendError};
 
 use crate::{Error, Result};
 
@@ -92,7 +92,7 @@ pub fn info(record: AuthServerRecord) -> AuthServerInfo {
 }
 
 /// Trusts `info` (replacing an earlier registration of the same URL).
-pub async fn register(backend: &dyn Backend, info: &AuthServerInfo) -> Result<()> {
+pub async fn register(backend: &dyn ApiRegistry, info: &AuthServerInfo) -> Result<()> {
     let record = record(info, switchboard_common::time::now_ms())?;
     backend.put_auth_server(record.clone()).await?;
     tracing::info!(url = %record.url, algorithm = %record.algorithm, issuer = %record.issuer, "registered auth server");
@@ -100,12 +100,12 @@ pub async fn register(backend: &dyn Backend, info: &AuthServerInfo) -> Result<()
 }
 
 /// Every trusted server, in URL order.
-pub async fn list(backend: &dyn Backend) -> Result<Vec<AuthServerInfo>> {
+pub async fn list(backend: &dyn ApiRegistry) -> Result<Vec<AuthServerInfo>> {
     Ok(backend.list_auth_servers().await?.into_iter().map(info).collect())
 }
 
 /// Stops trusting the server registered with `url`.
-pub async fn unregister(backend: &dyn Backend, url: &str) -> Result<()> {
+pub async fn unregister(backend: &dyn ApiRegistry, url: &str) -> Result<()> {
     match backend.remove_auth_server(url).await {
         Ok(true) => {
             tracing::info!(url = %url, "unregistered auth server");

@@ -14,11 +14,11 @@ use switchboard_proto::{
     RotateSigningKeyResponse, UnregisterApiClientRequest, UnregisterApiClientResponse, UnregisterAuthServerRequest,
     UnregisterAuthServerResponse,
 };
-use switchboard_session_store::backend::Backend;
+use switchboard_store::ApiRegistry;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use switchboard_session_store::agent_auth::connection_tokens::CONNECTION_TOKEN_AUDIENCE;
+use switchboard_common::claims::CONNECTION_TOKEN_AUDIENCE;
 
 use crate::tokens::{ConnectionTokenSubject, Signer};
 use crate::{AuthConfig, Error, Result, admin_token_hash, clients, keys, servers};
@@ -35,7 +35,7 @@ const MAX_CLIENT_ID_CHARS: usize = 256;
 /// of the signing key.
 pub struct AuthService {
     config: AuthConfig,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn ApiRegistry>,
     /// The key currently used for signing and when it was loaded; std lock, never held across an
     /// await (the backend is read outside it).
     signer: Mutex<Option<(Instant, Arc<Signer>)>>,
@@ -49,7 +49,7 @@ impl fmt::Debug for AuthService {
 
 impl AuthService {
     /// A service over `backend` with `config`.
-    pub fn new(config: AuthConfig, backend: Arc<dyn Backend>) -> Self {
+    pub fn new(config: AuthConfig, backend: Arc<dyn ApiRegistry>) -> Self {
         Self { config, backend, signer: Mutex::new(None) }
     }
 

@@ -4,30 +4,11 @@
 use std::fmt;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
-use switchboard_session_store::agent_auth::connection_tokens::{CONNECTION_TOKEN_AUDIENCE, ConnectionTokenClaims};
-use switchboard_session_store::backend::SigningKeyRecord;
+
+use switchboard_common::claims::{CONNECTION_TOKEN_AUDIENCE, ConnectionTokenClaims, TokenClaims};
+use switchboard_proto::SigningKeyRecord;
 
 use crate::{Error, Result};
-
-/// The claims of an access token, as signed and as verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenClaims {
-    /// Issuer: [`crate::AuthConfig::issuer`].
-    pub iss: String,
-    /// Audience: [`crate::AuthConfig::audience`].
-    pub aud: String,
-    /// Subject: the API client id.
-    pub sub: String,
-    /// Expiry, seconds since epoch.
-    pub exp: i64,
-    /// Issue time, seconds since epoch.
-    pub iat: i64,
-    /// Not valid before, seconds since epoch.
-    pub nbf: i64,
-    /// Unique token id (UUID v4), for audit logs and revocation lists.
-    pub jti: String,
-}
 
 /// A freshly issued access token.
 #[derive(Clone)]

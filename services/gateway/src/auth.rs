@@ -6,7 +6,7 @@
 //! the handler (request extension), which enforces owner restrictions with
 //! [`Caller::require_owner`] / [`Caller::may_act_for`].
 //!
-//! Production uses [`VerifiedTokens`]: `switchboard_auth::verify::TokenVerifier` verifies JWTs
+//! Production uses [`VerifiedTokens`]: [`crate::verify::TokenVerifier`] verifies JWTs
 //! locally against the auth service's key set, and [`ClientPolicies`] looks up what the client
 //! may do (and whether it still exists) with `Auth.GetClientPolicy`, cached for
 //! `client_cache_ttl`. That cache time is the **revocation bound**: an unregistered client's
@@ -18,12 +18,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::verify::{TokenSource, TokenVerifier, VerifierConfig, VerifyError};
 use axum::{
     extract::{MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use switchboard_auth::verify::{TokenSource, TokenVerifier, VerifierConfig, VerifyError};
 use switchboard_common::ErrorCode;
 use switchboard_proto::{
     GetClientPolicyRequest, GetSessionsRequest, auth_client::AuthClient, session_store_client::SessionStoreClient,

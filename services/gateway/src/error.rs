@@ -2,9 +2,9 @@
 //!
 //! Every error is a JSON body `{"error": "..."}` with the status from
 //! [`ErrorCode::http_status`] (413 for an oversized body, which has no shared
-//! code). Upstream gRPC failures keep their code, but only client-side (4xx)
-//! messages pass through; server-side detail is logged and replaced by a
-//! generic text.
+//! code). Upstream gRPC failures keep their code, but only messages the
+//! serving service marked public pass through (`switchboard_common::error`,
+//! the one policy); anything else is logged and replaced by a generic text.
 
 use axum::{
     Json,
@@ -94,12 +94,8 @@ impl ApiError {
     /// The text API clients see.
     pub fn public_message(&self) -> String {
         match self {
-            Self::Upstream(status) => match ErrorCode::from_grpc(status.code()) {
-                ErrorCode::Unavailable => "Service temporarily unavailable".into(),
-                ErrorCode::Timeout => "Timed out waiting for a backing service".into(),
-                ErrorCode::Internal => "Internal error".into(),
-                _ => status.message().to_owned(),
-            },
+            // Only texts the serving service marked as written for API clients pass on.
+            Self::Upstream(status) => switchboard_common::error::public_message(status),
             Self::Internal(_) | Self::Serve(_) | Self::Tls(_) => "Internal error".into(),
             other => other.to_string(),
         }

@@ -11,6 +11,8 @@
 //! - [`routes`]: the handlers (`/oauth2/token`, the nine API operations, the served spec, `/health*`).
 //! - [`spec`]: the served OpenAPI document (official file + documented additions) and its check.
 //! - [`resolver`]: the Connection Gateway session resolver (`POST /resolveSession`, its own port).
+//! - [`verify`]: [`verify::TokenVerifier`], bearer tokens checked against the auth service's key set and
+//!   registered external JWKS (algorithm pinned per key).
 //!
 //! The gateway holds no state: every request becomes calls to auth,
 //! placement and session-store over gRPC, so any number of replicas may run.
@@ -25,6 +27,7 @@ pub mod resolver;
 pub mod routes;
 pub mod scope;
 pub mod spec;
+pub mod verify;
 
 use std::{sync::Arc, time::Duration};
 
@@ -57,7 +60,7 @@ pub struct GatewayConfig {
     /// Rate limits and the header size limit.
     pub limits: limits::LimitsConfig,
     /// Key-set refresh behaviour of the token verifier.
-    pub verifier: switchboard_auth::verify::VerifierConfig,
+    pub verifier: crate::verify::VerifierConfig,
     /// How long a client's policy (existence, scope) is cached: the revocation bound.
     pub client_cache_ttl: Duration,
 }
@@ -73,7 +76,7 @@ impl Default for GatewayConfig {
             screenshot_format: "png".to_owned(),
             command_timeout: Duration::from_secs(30),
             limits: limits::LimitsConfig::default(),
-            verifier: switchboard_auth::verify::VerifierConfig::default(),
+            verifier: crate::verify::VerifierConfig::default(),
             client_cache_ttl: Duration::from_secs(10),
         }
     }

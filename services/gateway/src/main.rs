@@ -7,11 +7,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard_auth::verify::VerifierConfig;
 use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, TlsArgs};
 use switchboard_common::grpc::replica_channel;
 use switchboard_common::telemetry::{self, LogFormat};
 use switchboard_gateway::limits::{LimitsConfig, RateLimit};
+use switchboard_gateway::verify::VerifierConfig;
 use switchboard_gateway::{GatewayConfig, Upstreams};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,

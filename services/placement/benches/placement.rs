@@ -36,12 +36,8 @@ use switchboard_proto::{
     SessionRecord, SessionState, SessionType, assign_session_response, session_store_client::SessionStoreClient,
     session_store_server::SessionStoreServer,
 };
-use switchboard_session_store::{
-    agent_link::hub::AgentHub,
-    backend::{Backend, embedded::EmbeddedBackend, redis::RedisBackend, redis::RedisConfig},
-    routing::CommandRouter,
-    service::StoreService,
-};
+use switchboard_session_store::{agent_link::hub::AgentHub, routing::CommandRouter, service::StoreService};
+use switchboard_store::{Backend, embedded::EmbeddedBackend, redis::RedisBackend, redis::RedisConfig};
 use tonic::transport::Channel;
 
 const SERVERS: usize = 5_000;

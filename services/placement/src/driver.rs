@@ -22,6 +22,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use switchboard_common::time::now_ms;
+use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{
     CreateSessionCommand, CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, GetSessionsRequest, HostCommand,
     HostSession, QueuedRequest, SendCommandRequest, SessionRecord, SessionState, UpdateSessionRequest,
@@ -35,7 +36,6 @@ use crate::{
     fleet::FleetView,
     place::{self, Assignment, Exclusion, PlacementRequest, SessionKind},
     requirements::Requirements,
-    service::SESSION_PLACING,
 };
 
 /// Exponential backoff (100 ms doubling to 2 s) until a deadline.

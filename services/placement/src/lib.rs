@@ -30,7 +30,7 @@ pub mod validate;
 
 use std::{sync::Arc, time::Duration};
 
-use switchboard_common::{ErrorCode, Shutdown};
+use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -103,9 +103,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
-impl Error {
-    /// The shared error code for this failure.
-    pub fn code(&self) -> ErrorCode {
+impl ServiceError for Error {
+    fn error_code(&self) -> ErrorCode {
         match self {
             Self::Store(status) => ErrorCode::from_grpc(status.code()),
             Self::Conflict(_) => ErrorCode::Conflict,
@@ -113,6 +112,16 @@ impl Error {
         }
     }
 
+    /// A store refusal passes on only what session-store marked public.
+    fn is_public(&self) -> bool {
+        match self {
+            Self::Store(status) => status.metadata().contains_key(switchboard_common::error::PUBLIC_MESSAGE_KEY),
+            _ => !self.error_code().is_server_side(),
+        }
+    }
+}
+
+impl Error {
     /// Whether retrying may succeed: session-store was unreachable or
     /// answered nothing (a replica died mid-call), not a refusal.
     pub fn is_transient(&self) -> bool {
@@ -127,13 +136,9 @@ impl Error {
 }
 
 impl From<Error> for tonic::Status {
+    /// Through the one policy (`switchboard_common::error::to_status`).
     fn from(error: Error) -> Self {
-        let code = error.code();
-        let message = match code {
-            ErrorCode::Internal => "internal error".to_owned(),
-            _ => error.to_string(),
-        };
-        code.status(message)
+        switchboard_common::error::to_status(&error)
     }
 }
 

@@ -47,6 +47,7 @@ use std::{
 };
 
 use switchboard_common::{ErrorCode, time::now_ms};
+use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{
     CreateSessionOutcome, CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, CreateSessionsResponse,
     ExplainPlacementRequest, ExplainPlacementResponse, OwnerSessionCountsRequest, SessionRecord, SessionState,
@@ -66,16 +67,13 @@ use crate::{
     validate::{REQUIREMENTS_MAX_CHARS, validate_spec},
 };
 
-/// Substate of a session waiting for a host.
-pub const SESSION_PLACING: &str = "SESSION_PLACING";
 /// Matching servers `ExplainPlacement` lists when the caller does not say.
 const EXPLAIN_DEFAULT_SERVERS: u32 = 100;
 /// Most matching servers `ExplainPlacement` lists.
 const EXPLAIN_MAX_SERVERS: u32 = 1000;
-/// Most server ids the pre-check names in one `OwnerSessionCounts` call:
-/// the store's bound (`OWNER_COUNTS_MAX_SERVERS` in session-store). With more
-/// limited candidates the read is skipped and the store decides.
-pub const OWNER_COUNTS_MAX_IDS: usize = 5000;
+/// Most server ids the pre-check names in one `OwnerSessionCounts` call: the store's bound. With
+/// more limited candidates the read is skipped and the store decides.
+pub use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS as OWNER_COUNTS_MAX_IDS;
 /// How long the pre-check waits for an owner's session counts.
 pub const OWNER_COUNTS_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -19,8 +19,8 @@ pub const NAME_MAX_CHARS: usize = 256;
 pub const REQUIREMENTS_MAX_CHARS: usize = crate::requirements::MAX_CHARS;
 /// Longest accepted path (`InitFile`, `AutorunFile`, `StorageRoot`), in characters.
 pub const PATH_MAX_CHARS: usize = 1024;
-/// Largest accepted (decoded) `PermissionsFile`, in bytes.
-pub const PERMISSIONS_MAX_BYTES: usize = 64 * 1024;
+/// Largest accepted (decoded) `PermissionsFile`, in bytes (the contract's bound).
+pub use switchboard_proto::contract::PERMISSIONS_FILE_MAX_BYTES as PERMISSIONS_MAX_BYTES;
 
 /// Checks a file path given relative to an agent folder: bounded, no control
 /// characters, and no `..` component (it must stay inside that folder).

@@ -33,12 +33,8 @@ use switchboard_proto::{
     session_store_client::SessionStoreClient,
     session_store_server::{SessionStore, SessionStoreServer},
 };
-use switchboard_session_store::{
-    agent_link::hub::AgentHub,
-    backend::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS, embedded::EmbeddedBackend},
-    routing::CommandRouter,
-    service::StoreService,
-};
+use switchboard_session_store::{agent_link::hub::AgentHub, routing::CommandRouter, service::StoreService};
+use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS, embedded::EmbeddedBackend};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 

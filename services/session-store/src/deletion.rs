@@ -15,9 +15,11 @@ use switchboard_proto::{
 };
 use tonic::Status;
 
-use crate::backend::{Backend, BackendError, BackendResult};
 use crate::routing::CommandRouter;
-use crate::service::{SESSION_NOT_FOUND, backend_status, deleted};
+use switchboard_proto::contract::SESSION_NOT_FOUND;
+use switchboard_store::{Backend, BackendError, BackendResult};
+
+use crate::service::{deleted, store_status};
 
 /// Attempts at a compare-and-set transition before giving up.
 const CAS_ATTEMPTS: usize = 5;
@@ -29,7 +31,7 @@ pub(crate) async fn start(
     item: &DeleteSessionItem,
 ) -> Result<Result<SessionState, String>, Status> {
     let not_found = || Ok(Err(SESSION_NOT_FOUND.to_owned()));
-    let current = backend.get_sessions(std::slice::from_ref(&item.session_id)).await.map_err(backend_status)?;
+    let current = backend.get_sessions(std::slice::from_ref(&item.session_id)).await.map_err(store_status)?;
     let Some(current) = current.into_iter().next() else { return not_found() };
     // An owner mismatch answers like an unknown id: existence is not leaked.
     if current.state() == SessionState::Deleted || current.owner != item.owner {
@@ -48,7 +50,7 @@ pub(crate) async fn start(
         }
     })
     .await
-    .map_err(backend_status)?;
+    .map_err(store_status)?;
     let Some(stored) = stored else { return not_found() };
     if stored.state() == SessionState::Deleted && stored.server_id.is_empty() {
         // A session waiting in the create-sessions queue: cancel its entry.

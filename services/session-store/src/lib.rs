@@ -2,15 +2,13 @@
 //! servers) and of the agent streams.
 //!
 //! Module map:
-//! - [`backend`]: the [`backend::Backend`] trait, the embedded and Redis
-//!   implementations, [`backend::open_backend`] and the shared conformance
-//!   suite;
 //! - [`service`]: the `SessionStore` gRPC service (sessions, servers, commands);
 //! - [`agent_link`]: the `AgentLink` gRPC service (one stream per host), its
 //!   registry of live streams, inventory reconciliation, fencing of stale
 //!   owners, change-only writes, liveness and the reapers;
-//! - [`agent_auth`]: software statements, agent client registration and
-//!   credential checks, DCV connection-token verification;
+//! - [`connection_tokens`]: DCV connection-token verification (agent
+//!   enrolment and credential checks are the store's enrolment role,
+//!   `switchboard_store::enrolment`);
 //! - [`routing`]: sending host commands to the replica owning the stream;
 //! - [`page_token`]: signed, replica-independent `NextToken`s;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
@@ -22,9 +20,8 @@
 //! listener (tonic routes merged into an axum router, served by axum-server
 //! with rustls, ALPN h2 and http/1.1).
 
-pub mod agent_auth;
 pub mod agent_link;
-pub mod backend;
+pub mod connection_tokens;
 mod deletion;
 pub mod error;
 pub mod page_token;
@@ -44,9 +41,9 @@ pub use error::{Error, Result};
 
 use agent_link::AgentLinkService;
 use agent_link::hub::AgentHub;
-use backend::Backend;
 use routing::CommandRouter;
 use service::StoreService;
+use switchboard_store::Backend;
 
 /// Largest gRPC message either service accepts or sends (screenshots).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -87,7 +84,7 @@ pub struct StoreConfig {
     /// Whether servers seen for the first time are open for placement.
     pub default_server_open: bool,
     /// Whether every agent stream must carry registered agent-client
-    /// credentials (see [`agent_auth`]). Off only for tests and migrations.
+    /// credentials (see `switchboard_store::enrolment`). Off only for tests and migrations.
     pub require_agent_credentials: bool,
     /// Expected `iss` of DCV connection tokens: the auth service's issuer.
     pub connection_token_issuer: String,
@@ -159,7 +156,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let enrolment = AgentEnrolmentServer::new(agent_link::enrolment::AgentEnrolmentService::new(backend.clone()));
-    let verifier = Arc::new(agent_auth::connection_tokens::ConnectionTokenVerifier::new(
+    let verifier = Arc::new(connection_tokens::ConnectionTokenVerifier::new(
         backend.clone(),
         config.connection_token_issuer.clone(),
         config.connection_token_single_use,

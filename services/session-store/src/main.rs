@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use switchboard_common::config::{self, ConfigArgs, InternalTlsArgs, LogArgs, StorageArgs, TlsArgs};
 use switchboard_common::telemetry::{self, LogFormat};
-use switchboard_session_store::backend::{BackendConfig, open_backend, redis::RedisConfig};
+use switchboard_store::{BackendConfig, open_backend, redis::RedisConfig};
 
 /// Every setting; field names are the config file's keys.
 #[derive(Debug, Serialize, Deserialize)]

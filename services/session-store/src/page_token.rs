@@ -17,7 +17,7 @@ use rand::Rng as _;
 use sha2::Sha256;
 use tokio::sync::OnceCell;
 
-use crate::backend::{Backend, BackendError};
+use switchboard_store::{Backend, BackendError};
 
 /// Name of the shared secret holding the HMAC key.
 pub const SECRET_NAME: &str = "page-token-hmac-v1";
@@ -116,7 +116,7 @@ impl PageTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::embedded::EmbeddedBackend;
+    use switchboard_store::embedded::EmbeddedBackend;
 
     fn backend() -> Arc<dyn Backend> {
         Arc::new(EmbeddedBackend::in_memory().unwrap())

@@ -14,9 +14,10 @@ use switchboard_proto::{CommandResult, HostCommand, SendCommandRequest};
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::Error;
 use crate::agent_link::hub::AgentHub;
-use crate::backend::Backend;
-use crate::service::backend_status;
+use crate::service::store_status;
+use switchboard_store::Backend;
 
 /// Metadata header marking a `SendCommand` forwarded by another replica.
 pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
@@ -56,11 +57,12 @@ impl CommandRouter {
         if let Some(outcome) = self.hub.send_local(server_id, command.clone(), timeout).await {
             return outcome;
         }
-        let not_connected = || Status::unavailable(format!("agent for server {server_id} is not connected"));
+        let not_connected =
+            || Status::from(Error::HostUnreachable(format!("agent for server {server_id} is not connected")));
         if forwarded {
             return Err(not_connected());
         }
-        let owner = self.backend.agent_owner(server_id).await.map_err(backend_status)?;
+        let owner = self.backend.agent_owner(server_id).await.map_err(store_status)?;
         let Some(owner) = owner.filter(|o| o.owner_id != self.replica_id) else {
             return Err(not_connected());
         };
@@ -84,7 +86,7 @@ impl CommandRouter {
         }
         let channel = switchboard_common::grpc::lazy_channel(address).map_err(|error| {
             tracing::warn!(address, %error, "bad peer replica address");
-            Status::unavailable("owning replica unreachable")
+            Status::from(Error::HostUnreachable("owning replica unreachable".to_owned()))
         })?;
         peers.insert(address.to_owned(), channel.clone());
         Ok(channel)

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_common::ErrorCode;
 use switchboard_common::time::now_ms;
+use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
 use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
@@ -19,13 +19,12 @@ use switchboard_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::backend::{AssignOutcome, Backend, BackendError, OWNER_COUNTS_MAX_SERVERS, QueuePush};
+use crate::Error;
 use crate::deletion;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{CommandRouter, FORWARDED_HEADER};
+use switchboard_store::{AssignOutcome, Backend, BackendError, QueuePush};
 
-/// The API's message for a session that does not exist (or is not the caller's).
-pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
 /// Largest page a list call returns.
 const MAX_PAGE_SIZE: u32 = 1000;
 /// Most queue entries returned per class by `QueueHeads`.
@@ -37,14 +36,14 @@ const MAX_QUEUE_FIELD_BYTES: usize = 16 * 1024;
 /// owners of at most 256 characters, up to 4 bytes each).
 const MAX_OWNER_BYTES: usize = 1024;
 
-/// Maps a backend failure to a gRPC status; internal detail stays in the log.
-pub fn backend_status(error: BackendError) -> Status {
-    let code = error.code();
-    if code == ErrorCode::Internal {
-        tracing::error!(%error, "backend failure");
-        return code.status("internal storage error");
-    }
-    code.status(error.to_string())
+/// A backend failure as a gRPC status, through the one policy (`switchboard_common::error`).
+/// A broken call contract as a gRPC status: the text is for the calling service, not API clients.
+fn contract(text: impl Into<String>) -> Status {
+    Error::Contract(text.into()).into()
+}
+
+pub(crate) fn store_status(error: BackendError) -> Status {
+    Error::from(error).into()
 }
 
 /// The tonic `SessionStore` implementation.
@@ -66,9 +65,9 @@ impl StoreService {
         if page_token.is_empty() {
             return Ok(after_id);
         }
-        match self.tokens.verify(kind, page_token).await.map_err(backend_status)? {
+        match self.tokens.verify(kind, page_token).await.map_err(store_status)? {
             Ok(after_id) => Ok(after_id),
-            Err(invalid) => Err(Status::invalid_argument(invalid.to_string())),
+            Err(invalid) => Err(Status::from(Error::InvalidPageToken(invalid.to_string()))),
         }
     }
 
@@ -77,7 +76,7 @@ impl StoreService {
         if last_id.is_empty() {
             return Ok(String::new());
         }
-        self.tokens.sign(kind, last_id).await.map_err(backend_status)
+        self.tokens.sign(kind, last_id).await.map_err(store_status)
     }
 
     /// The servers `sessions` reference, each once, in first-seen order.
@@ -91,13 +90,13 @@ impl StoreService {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.backend.get_servers(&ids).await.map_err(backend_status)
+        self.backend.get_servers(&ids).await.map_err(store_status)
     }
 }
 
 fn page_size(requested: u32) -> Result<usize, Status> {
     if !(1..=MAX_PAGE_SIZE).contains(&requested) {
-        return Err(Status::invalid_argument(format!("page_size must be 1..={MAX_PAGE_SIZE}")));
+        return Err(contract(format!("page_size must be 1..={MAX_PAGE_SIZE}")));
     }
     Ok(requested as usize)
 }
@@ -109,17 +108,17 @@ fn has_tags(server: Option<&ServerRecord>, tags: &[KeyValue]) -> bool {
 #[tonic::async_trait]
 impl SessionStore for StoreService {
     async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let session = request.into_inner().session.ok_or_else(|| Status::invalid_argument("session is required"))?;
+        let session = request.into_inner().session.ok_or_else(|| contract("session is required"))?;
         if session.id.is_empty() {
-            return Err(Status::invalid_argument("session id is required"));
+            return Err(contract("session id is required"));
         }
-        let stored = self.backend.insert_session(session, None).await.map_err(backend_status)?;
+        let stored = self.backend.insert_session(session, None).await.map_err(store_status)?;
         Ok(Response::new(stored))
     }
 
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
         let ids = request.into_inner().session_ids;
-        let sessions = self.backend.get_sessions(&ids).await.map_err(backend_status)?;
+        let sessions = self.backend.get_sessions(&ids).await.map_err(store_status)?;
         let servers = self.servers_of(&sessions).await?;
         Ok(Response::new(SessionsPage { sessions, servers, last_id: String::new(), next_token: String::new() }))
     }
@@ -131,7 +130,7 @@ impl SessionStore for StoreService {
         let mut page = Vec::new();
         let mut cursor = self.resume_after(PageKind::Sessions, &request.page_token, request.after_id).await?;
         'scan: loop {
-            let batch = self.backend.list_sessions(&cursor, limit).await.map_err(backend_status)?;
+            let batch = self.backend.list_sessions(&cursor, limit).await.map_err(store_status)?;
             let Some(last) = batch.last() else { break };
             cursor = last.id.clone();
             let batch_full = batch.len() == limit;
@@ -144,7 +143,7 @@ impl SessionStore for StoreService {
                 for id in &missing {
                     servers.insert(id.clone(), None);
                 }
-                for server in self.backend.get_servers(&missing).await.map_err(backend_status)? {
+                for server in self.backend.get_servers(&missing).await.map_err(store_status)? {
                     servers.insert(server.id.clone(), Some(server));
                 }
             }
@@ -171,9 +170,9 @@ impl SessionStore for StoreService {
 
     async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
         let request = request.into_inner();
-        let session = request.session.ok_or_else(|| Status::invalid_argument("session is required"))?;
+        let session = request.session.ok_or_else(|| contract("session is required"))?;
         let stored =
-            self.backend.update_session(session, request.expected_revision, None).await.map_err(backend_status)?;
+            self.backend.update_session(session, request.expected_revision, None).await.map_err(store_status)?;
         Ok(Response::new(stored))
     }
 
@@ -183,7 +182,7 @@ impl SessionStore for StoreService {
     ) -> Result<Response<AssignSessionResponse>, Status> {
         let request = request.into_inner();
         let outcome =
-            self.backend.assign_session(&request.session_id, &request.server_id).await.map_err(backend_status)?;
+            self.backend.assign_session(&request.session_id, &request.server_id).await.map_err(store_status)?;
         let outcome = match outcome {
             AssignOutcome::Assigned(session) => assign_session_response::Outcome::Session(session),
             AssignOutcome::Rejected(reason) => assign_session_response::Outcome::Rejected(reason.as_str().to_owned()),
@@ -219,9 +218,9 @@ impl SessionStore for StoreService {
         let limit = page_size(request.page_size)?;
         let after_id = self.resume_after(PageKind::Servers, &request.page_token, request.after_id).await?;
         let servers = if request.server_ids.is_empty() {
-            self.backend.list_servers(&after_id, limit).await.map_err(backend_status)?
+            self.backend.list_servers(&after_id, limit).await.map_err(store_status)?
         } else {
-            let found = self.backend.get_servers(&request.server_ids).await.map_err(backend_status)?;
+            let found = self.backend.get_servers(&request.server_ids).await.map_err(store_status)?;
             let sorted: BTreeMap<String, ServerRecord> = found.into_iter().map(|s| (s.id.clone(), s)).collect();
             sorted.into_values().filter(|s| s.id > after_id).take(limit).collect()
         };
@@ -255,7 +254,7 @@ impl SessionStore for StoreService {
     async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandResult>, Status> {
         let forwarded = request.metadata().contains_key(FORWARDED_HEADER);
         let request = request.into_inner();
-        let command = request.command.ok_or_else(|| Status::invalid_argument("command is required"))?;
+        let command = request.command.ok_or_else(|| contract("command is required"))?;
         let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)));
         let result = self.router.send(&request.server_id, command, timeout, forwarded).await?;
         Ok(Response::new(result))
@@ -267,7 +266,7 @@ impl SessionStore for StoreService {
     ) -> Result<Response<ServerChangesResponse>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size)?;
-        let changes = self.backend.server_changes(request.after_revision, limit).await.map_err(backend_status)?;
+        let changes = self.backend.server_changes(request.after_revision, limit).await.map_err(store_status)?;
         Ok(Response::new(ServerChangesResponse {
             generation: changes.generation,
             revision: changes.revision,
@@ -282,16 +281,16 @@ impl SessionStore for StoreService {
         request: Request<EnqueueSessionRequest>,
     ) -> Result<Response<EnqueueSessionResponse>, Status> {
         let request = request.into_inner();
-        let entry = request.entry.ok_or_else(|| Status::invalid_argument("entry is required"))?;
+        let entry = request.entry.ok_or_else(|| contract("entry is required"))?;
         if entry.session_id.is_empty() || entry.class_id.is_empty() {
-            return Err(Status::invalid_argument("session_id and class_id are required"));
+            return Err(contract("session_id and class_id are required"));
         }
         let longest = [&entry.session_id, &entry.class_id, &entry.owner, &entry.requirements].map(|f| f.len());
         if longest.into_iter().max().unwrap_or_default() > MAX_QUEUE_FIELD_BYTES {
-            return Err(Status::invalid_argument("queue entry field too long"));
+            return Err(contract("queue entry field too long"));
         }
         let max_size = usize::try_from(request.max_size).unwrap_or(usize::MAX);
-        let pushed = self.backend.queue_push(entry, request.max_wait_ms, max_size).await.map_err(backend_status)?;
+        let pushed = self.backend.queue_push(entry, request.max_wait_ms, max_size).await.map_err(store_status)?;
         let (outcome, entry) = match pushed {
             QueuePush::Queued(entry) => (EnqueueOutcome::Queued, Some(entry)),
             QueuePush::Full => (EnqueueOutcome::Full, None),
@@ -303,10 +302,10 @@ impl SessionStore for StoreService {
     async fn queue_heads(&self, request: Request<QueueHeadsRequest>) -> Result<Response<QueueHeadsResponse>, Status> {
         let per_class = request.into_inner().per_class;
         if !(1..=MAX_HEADS_PER_CLASS).contains(&per_class) {
-            return Err(Status::invalid_argument(format!("per_class must be 1..={MAX_HEADS_PER_CLASS}")));
+            return Err(contract(format!("per_class must be 1..={MAX_HEADS_PER_CLASS}")));
         }
-        let entries = self.backend.queue_heads(per_class as usize).await.map_err(backend_status)?;
-        let queue_size = self.backend.queue_len().await.map_err(backend_status)?;
+        let entries = self.backend.queue_heads(per_class as usize).await.map_err(store_status)?;
+        let queue_size = self.backend.queue_len().await.map_err(store_status)?;
         Ok(Response::new(QueueHeadsResponse { entries, queue_size: u32::try_from(queue_size).unwrap_or(u32::MAX) }))
     }
 
@@ -316,17 +315,14 @@ impl SessionStore for StoreService {
     ) -> Result<Response<ClaimQueuedResponse>, Status> {
         let request = request.into_inner();
         if request.claim_id.is_empty() || request.claim_id.len() > MAX_QUEUE_FIELD_BYTES {
-            return Err(Status::invalid_argument("claim_id is required"));
+            return Err(contract("claim_id is required"));
         }
         let entries = if request.session_id.is_empty() {
             let limit = page_size(request.limit)?;
-            self.backend
-                .queue_claim_expired(&request.claim_id, request.lease_ms, limit)
-                .await
-                .map_err(backend_status)?
+            self.backend.queue_claim_expired(&request.claim_id, request.lease_ms, limit).await.map_err(store_status)?
         } else {
             let claimed = self.backend.queue_claim(&request.session_id, &request.claim_id, request.lease_ms).await;
-            claimed.map_err(backend_status)?.into_iter().collect()
+            claimed.map_err(store_status)?.into_iter().collect()
         };
         Ok(Response::new(ClaimQueuedResponse { entries }))
     }
@@ -337,7 +333,7 @@ impl SessionStore for StoreService {
     ) -> Result<Response<ReleaseQueuedResponse>, Status> {
         let request = request.into_inner();
         let released =
-            self.backend.queue_release(&request.session_id, &request.claim_id).await.map_err(backend_status)?;
+            self.backend.queue_release(&request.session_id, &request.claim_id).await.map_err(store_status)?;
         Ok(Response::new(ReleaseQueuedResponse { released }))
     }
 
@@ -345,7 +341,7 @@ impl SessionStore for StoreService {
         &self,
         request: Request<DequeueSessionRequest>,
     ) -> Result<Response<DequeueSessionResponse>, Status> {
-        let removed = self.backend.queue_remove(&request.into_inner().session_id).await.map_err(backend_status)?;
+        let removed = self.backend.queue_remove(&request.into_inner().session_id).await.map_err(store_status)?;
         Ok(Response::new(DequeueSessionResponse { removed }))
     }
 
@@ -355,13 +351,13 @@ impl SessionStore for StoreService {
     ) -> Result<Response<OwnerSessionCountsResponse>, Status> {
         let request = request.into_inner();
         if request.owner.is_empty() || request.owner.len() > MAX_OWNER_BYTES {
-            return Err(Status::invalid_argument(format!("owner is required, at most {MAX_OWNER_BYTES} bytes")));
+            return Err(contract(format!("owner is required, at most {MAX_OWNER_BYTES} bytes")));
         }
         if request.server_ids.len() > OWNER_COUNTS_MAX_SERVERS {
-            return Err(Status::invalid_argument(format!("at most {OWNER_COUNTS_MAX_SERVERS} server ids")));
+            return Err(contract(format!("at most {OWNER_COUNTS_MAX_SERVERS} server ids")));
         }
         let counts =
-            self.backend.owner_session_counts(&request.owner, &request.server_ids).await.map_err(backend_status)?;
+            self.backend.owner_session_counts(&request.owner, &request.server_ids).await.map_err(store_status)?;
         Ok(Response::new(OwnerSessionCountsResponse { counts }))
     }
 }
@@ -374,11 +370,11 @@ async fn set_one_open(
     force: bool,
 ) -> Result<Option<(&'static str, &'static str)>, Status> {
     const NOT_FOUND: (&str, &str) = ("DCV_SERVER_NOT_FOUND", "Dcv server not found.");
-    if backend.get_servers(&[server_id.to_owned()]).await.map_err(backend_status)?.is_empty() {
+    if backend.get_servers(&[server_id.to_owned()]).await.map_err(store_status)?.is_empty() {
         return Ok(Some(NOT_FOUND));
     }
     if !open && !force {
-        let sessions = backend.sessions_on_server(server_id).await.map_err(backend_status)?;
+        let sessions = backend.sessions_on_server(server_id).await.map_err(store_status)?;
         if sessions.iter().any(|s| s.state() != SessionState::Deleted) {
             return Ok(Some(("SERVER_HAS_SESSIONS", "Dcv server has sessions; close it with force to proceed.")));
         }
@@ -386,7 +382,7 @@ async fn set_one_open(
     match backend.set_server_open(server_id, open).await {
         Ok(_) => Ok(None),
         Err(BackendError::NotFound(_)) => Ok(Some(NOT_FOUND)),
-        Err(error) => Err(backend_status(error)),
+        Err(error) => Err(store_status(error)),
     }
 }
 

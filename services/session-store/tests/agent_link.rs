@@ -17,10 +17,10 @@ use switchboard_proto::{
     DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest,
     ScreenshotCommand, SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
 };
-use switchboard_session_store::agent_auth;
-use switchboard_session_store::backend::Backend;
-use switchboard_session_store::backend::embedded::EmbeddedBackend;
 use switchboard_session_store::{Listeners, StoreConfig, serve};
+use switchboard_store::Backend;
+use switchboard_store::embedded::EmbeddedBackend;
+use switchboard_store::enrolment as agent_auth;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;

@@ -14,9 +14,9 @@ use switchboard_common::Shutdown;
 use switchboard_common::grpc::lazy_channel;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{CreateSessionSpec, ListSessionsRequest, SessionRecord, SessionState, SessionType};
-use switchboard_session_store::backend::Backend;
-use switchboard_session_store::backend::embedded::EmbeddedBackend;
 use switchboard_session_store::{Listeners, StoreConfig, serve};
+use switchboard_store::Backend;
+use switchboard_store::embedded::EmbeddedBackend;
 
 const HOSTS: usize = 3;
 const SESSIONS_PER_HOST: usize = 4;

@@ -11,10 +11,10 @@ use switchboard_proto::{
     AssignSessionRequest, CreateSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue,
     ListSessionsRequest, OwnerSessionCountsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
 };
-use switchboard_session_store::backend::conformance::{server, session};
-use switchboard_session_store::backend::embedded::EmbeddedBackend;
-use switchboard_session_store::backend::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS};
 use switchboard_session_store::{Listeners, StoreConfig, serve};
+use switchboard_store::conformance::{server, session};
+use switchboard_store::embedded::EmbeddedBackend;
+use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS};
 
 async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<tonic::transport::Channel>, Shutdown) {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,6 +74,11 @@ async fn list_sessions_filters_and_pages() {
     let forged = ListSessionsRequest { page_token: forged, ..list(Some("alice"), vec![], 2, "") };
     let status = client.list_sessions(forged).await.unwrap_err();
     assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "Invalid NextToken"));
+    assert_eq!(switchboard_common::error::public_message(&status), "Invalid NextToken", "marked for API clients");
+    // A broken call contract keeps its wording for the calling service, never for API clients.
+    let status = client.list_sessions(list(Some("alice"), vec![], 0, "")).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (tonic::Code::InvalidArgument, "page_size must be 1..=1000"));
+    assert_eq!(switchboard_common::error::public_message(&status), "Invalid request", "not for API clients");
 
     let tagged = client.list_sessions(list(None, gpu, 10, "")).await.unwrap().into_inner();
     assert_eq!(ids(&tagged), ["a", "b"], "only sessions on servers carrying every tag");

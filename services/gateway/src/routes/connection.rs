@@ -23,8 +23,7 @@ use crate::{
 
 /// Longest accepted session id or user name, in characters.
 pub const MAX_CHARS: usize = 256;
-/// The API's text for a session that does not exist.
-pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
+pub use switchboard_proto::contract::SESSION_NOT_FOUND;
 
 /// `GET /sessionConnectionData/{sessionId}/{user}`.
 pub async fn get_session_connection_data(

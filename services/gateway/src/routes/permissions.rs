@@ -19,10 +19,7 @@ use crate::{
     routes::{check_batch, lookup_sessions, request_id, send_command},
 };
 
-/// The API's text for a session that does not exist (or is not the owner's).
-pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
-/// Largest decoded permissions file.
-pub const MAX_PERMISSIONS_BYTES: usize = 64 * 1024;
+pub use switchboard_proto::contract::{PERMISSIONS_FILE_MAX_BYTES as MAX_PERMISSIONS_BYTES, SESSION_NOT_FOUND};
 
 /// Decodes and bounds a base64 permissions file; `Err` is the FailureReason.
 pub fn decode_permissions(encoded: Option<&str>) -> Result<Vec<u8>, String> {

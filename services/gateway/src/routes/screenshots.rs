@@ -22,8 +22,8 @@ use crate::{
     routes::{check_batch, lookup_sessions, request_id},
 };
 
-/// The API's text for an unknown session.
-pub const SESSION_NOT_FOUND: &str = "Dcv session not found.";
+/// The API's text for an unknown session (defined once, in the contract).
+pub use switchboard_proto::contract::SCREENSHOT_SESSION_NOT_FOUND as SESSION_NOT_FOUND;
 /// Largest accepted MaxWidth / MaxHeight.
 pub const MAX_DIMENSION: i64 = 16_384;
 

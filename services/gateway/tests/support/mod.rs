@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::{Router, body::Body};
 use http::{Request, StatusCode};
-use switchboard_common::{Shutdown, grpc::lazy_channel};
+use switchboard_common::{ErrorCode, Shutdown, grpc::lazy_channel};
 use switchboard_gateway::{
     AppState, GatewayConfig, Upstreams,
     auth::{Caller, Scope, TokenCheck},
@@ -240,7 +240,7 @@ impl SessionStore for Fakes {
         let request = request.into_inner();
         self.seen.lock().unwrap().list_requests.push(request.clone());
         if request.page_token == "%%%" {
-            return Err(Status::invalid_argument("Invalid NextToken"));
+            return Err(switchboard_common::error::public_status(ErrorCode::InvalidArgument, "Invalid NextToken"));
         }
         let next_token = if request.page_token.is_empty() { "signed-known-1".to_owned() } else { String::new() };
         Ok(Response::new(pb::SessionsPage {

@@ -1,5 +1,5 @@
 //! The `AgentEnrolment` service on the agent port: an agent registers once with a software statement and
-//! receives its own client id and secret (see [`crate::agent_auth::clients`]).
+//! receives its own client id and secret (see [`switchboard_store::enrolment::clients`]).
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use switchboard_proto::agent_enrolment_server::AgentEnrolment;
 use switchboard_proto::{RegisterAgentRequest, RegisterAgentResponse};
 use tonic::{Request, Response, Status};
 
-use crate::agent_auth::clients;
-use crate::backend::Backend;
+use switchboard_store::Backend;
+use switchboard_store::enrolment::clients;
 
 /// The tonic `AgentEnrolment` implementation.
 pub struct AgentEnrolmentService {

@@ -11,6 +11,8 @@ use switchboard_proto::{CommandResult, HostCommand};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
+use crate::Error;
+
 /// One live stream: its ownership epoch and the queue of its run loop.
 struct LocalStream {
     epoch: u64,
@@ -103,11 +105,11 @@ impl AgentHub {
         };
         Some(match tokio::time::timeout(timeout, exchange).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(Status::deadline_exceeded(format!("agent for server {server_id} did not answer in time"))),
+            Err(_) => Err(Error::HostTimeout(format!("agent for server {server_id} did not answer in time")).into()),
         })
     }
 }
 
 fn disconnected(server_id: &str) -> Status {
-    Status::unavailable(format!("agent for server {server_id} disconnected"))
+    Error::HostUnreachable(format!("agent for server {server_id} disconnected")).into()
 }

@@ -30,8 +30,8 @@ use switchboard_common::time::now_ms;
 use switchboard_proto::{ServerRecord, SessionState};
 
 use crate::StoreConfig;
-use crate::backend::{Backend, BackendError, BackendResult, Fence};
 use crate::service::deleted;
+use switchboard_store::{Backend, BackendError, BackendResult, Fence};
 
 /// Servers (and expired sessions) handled per backend call while sweeping.
 const PAGE: usize = 500;

@@ -30,9 +30,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::StoreConfig;
-use crate::backend::{Backend, BackendError, BackendResult, Fence};
 use hub::AgentHub;
 use reconcile::Change;
+use switchboard_store::{Backend, BackendError, BackendResult, Fence};
 
 /// Why a session's host went quiet.
 pub const AGENT_UNREACHABLE: &str = "the host's agent is unreachable";
@@ -67,7 +67,7 @@ impl AgentLink for AgentLinkService {
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let client = if self.context.config.require_agent_credentials {
             let backend = self.context.backend.as_ref();
-            Some(crate::agent_auth::clients::authenticate(backend, request.metadata()).await?)
+            Some(switchboard_store::enrolment::clients::authenticate(backend, request.metadata()).await?)
         } else {
             None
         };

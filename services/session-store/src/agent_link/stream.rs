@@ -19,8 +19,9 @@ use tonic::Status;
 
 use super::LinkContext;
 use super::changes;
-use crate::backend::{AgentClientRecord, BackendError, Fence};
-use crate::service::backend_status;
+use crate::Error;
+use crate::service::store_status;
+use switchboard_store::{AgentClientRecord, BackendError, Fence};
 
 /// How long an agent has to send its hello after opening the stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,32 +72,32 @@ impl AgentSession {
     {
         let first = tokio::time::timeout(HELLO_TIMEOUT, incoming.next())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello received"))?;
+            .map_err(|_| Status::from(Error::AgentProtocol("no hello received in time".to_owned())))?;
         let hello = match first {
             Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) })) => hello,
-            Some(Ok(_)) => return Err(Status::invalid_argument("the first message must be AgentHello")),
+            Some(Ok(_)) => return Err(Error::AgentProtocol("the first message must be AgentHello".to_owned()).into()),
             Some(Err(status)) => return Err(status),
-            None => return Err(Status::cancelled("stream closed before hello")),
+            None => return Err(Error::AgentProtocol("stream closed before hello".to_owned()).into()),
         };
         if hello.protocol_version != AGENT_PROTOCOL_VERSION {
-            return Err(Status::invalid_argument(format!(
+            return Err(Status::from(Error::AgentProtocol(format!(
                 "unsupported agent protocol version {} (this broker speaks {AGENT_PROTOCOL_VERSION})",
                 hello.protocol_version
-            )));
+            ))));
         }
         if hello.server_id.is_empty() {
-            return Err(Status::invalid_argument("server_id is required"));
+            return Err(Error::AgentProtocol("server_id is required".to_owned()).into());
         }
         let config = &context.config;
         let backend = &*context.backend;
         if let Some(client) = client {
-            crate::agent_auth::clients::bind(backend, client, &hello.server_id).await?;
+            switchboard_store::enrolment::clients::bind(backend, client, &hello.server_id).await?;
         }
         let lease_ms = i64::from(config.agent_lease_seconds) * 1000;
         let ownership = backend
             .claim_agent(&hello.server_id, &config.replica_id, &config.advertised_address, lease_ms)
             .await
-            .map_err(backend_status)?;
+            .map_err(store_status)?;
         let mut hello = hello;
         let inventory_known = !hello.inventory_unavailable;
         let sessions = std::mem::take(&mut hello.sessions);
@@ -106,10 +107,10 @@ impl AgentSession {
         backend
             .upsert_server_report(report.clone(), config.default_server_open, Some(&fence))
             .await
-            .map_err(backend_status)?;
+            .map_err(store_status)?;
         // An agent whose DCV server does not answer cannot tell its sessions: keep the cached ones.
         if inventory_known {
-            super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(backend_status)?;
+            super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(store_status)?;
         }
         tracing::info!(server_id, epoch = ownership.epoch, "agent connected");
         let now = Instant::now();
@@ -267,7 +268,7 @@ impl AgentSession {
         };
         tracing::info!(server_id, epoch = self.epoch, reason, "agent stream ended");
         if !matches!(end, End::AgentClosed) {
-            let _ = outgoing_tx.send(Err(Status::unavailable(reason))).await;
+            let _ = outgoing_tx.send(Err(Error::StreamSuperseded(reason.to_string()).into())).await;
         }
         if !still_ours {
             return;

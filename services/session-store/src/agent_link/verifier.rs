@@ -5,7 +5,7 @@
 //! expects `<auth result="yes"><username>USER</username></auth>` or
 //! `<auth result="no"><message>…</message></auth>`. Every answer is a 200 with that XML, bad input included:
 //! the DCV server only reads the result. The token checks are in
-//! [`crate::agent_auth::connection_tokens`].
+//! [`crate::connection_tokens`].
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde::Deserialize;
 
-use crate::agent_auth::connection_tokens::ConnectionTokenVerifier;
+use crate::connection_tokens::ConnectionTokenVerifier;
 
 /// The verifier's path, as the DCV documentation configures it.
 pub const PATH: &str = "/agent/validate-authentication-token";

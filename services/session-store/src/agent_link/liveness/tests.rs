@@ -3,8 +3,9 @@
 use switchboard_proto::{ServerRecord, SessionState, SessionType};
 
 use super::*;
-use crate::backend::conformance::{server, session};
-use crate::backend::embedded::EmbeddedBackend;
+use switchboard_store::conformance::{server, session};
+use switchboard_store::embedded::EmbeddedBackend;
+use switchboard_store::{Servers, Sessions, StreamOwnership};
 
 fn config() -> StoreConfig {
     StoreConfig {

@@ -1,0 +1,25 @@
+//! Contract constants every side of a call must agree on, defined once: API failure texts that the
+//! official broker's clients match on, substates, and the bounds of internal calls.
+
+/// Substates of a session (`SessionRecord.substate`, the API's `Substate`).
+pub mod substate {
+    /// A session waiting for a host (placement is choosing one, or it is queued).
+    pub const SESSION_PLACING: &str = "SESSION_PLACING";
+    /// A session assigned to a host whose agent has not created it yet.
+    pub const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
+}
+
+/// `FailureReason` of DeleteSessions, UpdateSessionPermissions and GetSessionConnectionData for an
+/// unknown (or not visible) session, as the original broker words it.
+pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";
+
+/// `FailureReason` of GetSessionScreenshots for an unknown session, as the original broker words it.
+pub const SCREENSHOT_SESSION_NOT_FOUND: &str = "Dcv session not found.";
+
+/// Largest DCV permissions file accepted (CreateSessions' and UpdateSessionPermissions'
+/// `PermissionsFile`, decoded), in bytes. The gateway, placement and the agent check the same bound.
+pub const PERMISSIONS_FILE_MAX_BYTES: usize = 64 * 1024;
+
+/// Most server ids one `OwnerSessionCounts` call (and the store's `owner_session_counts`) takes.
+/// Bounds one call's work (one Redis pipeline, one hold of the embedded lock).
+pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;

@@ -1,0 +1,130 @@
+//! CreateQueue: bounded and ordered, exclusive claims, expiry claimed once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use switchboard_proto::{QueuedRequest, SessionType};
+
+use crate::{Backend, QueuePush};
+
+/// Every queue check, each against a fresh backend from `make`.
+pub(super) async fn run<F, Fut>(make: &F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Backend>>,
+{
+    queue_is_bounded_and_ordered(make().await).await;
+    queue_claims_are_exclusive(make().await).await;
+    queue_expiry_is_claimed_once(make().await).await;
+}
+
+fn entry(session_id: &str, class_id: &str) -> QueuedRequest {
+    QueuedRequest {
+        session_id: session_id.to_owned(),
+        class_id: class_id.to_owned(),
+        requirements: "tag:gpu = 'a100'".to_owned(),
+        r#type: SessionType::Virtual as i32,
+        owner: "alice".to_owned(),
+        ..Default::default()
+    }
+}
+
+fn session_ids(entries: &[QueuedRequest]) -> Vec<&str> {
+    entries.iter().map(|e| e.session_id.as_str()).collect()
+}
+
+async fn push(backend: &dyn Backend, session_id: &str, class_id: &str) -> QueuedRequest {
+    match backend.queue_push(entry(session_id, class_id), 60_000, 10).await.unwrap() {
+        QueuePush::Queued(stored) => stored,
+        other => panic!("queue_push of {session_id} should queue it: {other:?}"),
+    }
+}
+
+async fn queue_is_bounded_and_ordered(backend: Arc<dyn Backend>) {
+    let a1 = push(&*backend, "a1", "A").await;
+    assert!(a1.enqueued_unix_ms > 0, "the store stamps the enqueue time");
+    assert_eq!(a1.deadline_unix_ms, a1.enqueued_unix_ms + 60_000, "deadline = enqueued + max wait");
+    assert_eq!(a1.requirements, "tag:gpu = 'a100'", "the entry keeps its fields");
+    assert_eq!((a1.r#type, a1.owner.as_str()), (SessionType::Virtual as i32, "alice"));
+    let b1 = push(&*backend, "b1", "B").await;
+    let a2 = push(&*backend, "a2", "A").await;
+    assert!(a1.sequence < b1.sequence && b1.sequence < a2.sequence, "sequences grow");
+    assert_eq!(
+        backend.queue_push(entry("a1", "A"), 60_000, 10).await.unwrap(),
+        QueuePush::AlreadyQueued,
+        "a session is queued once"
+    );
+    assert_eq!(backend.queue_push(entry("c1", "C"), 60_000, 3).await.unwrap(), QueuePush::Full, "max_size bounds it");
+    assert_eq!(backend.queue_len().await.unwrap(), 3);
+
+    let heads = backend.queue_heads(1).await.unwrap();
+    let heads: HashSet<&str> = session_ids(&heads).into_iter().collect();
+    assert_eq!(heads, HashSet::from(["a1", "b1"]), "one head per class: the oldest");
+    let two = backend.queue_heads(2).await.unwrap();
+    let class_a: Vec<&str> = two.iter().filter(|e| e.class_id == "A").map(|e| e.session_id.as_str()).collect();
+    assert_eq!(class_a, ["a1", "a2"], "FIFO within a class");
+
+    assert!(backend.queue_remove("a1").await.unwrap(), "remove reports a removal");
+    assert!(!backend.queue_remove("a1").await.unwrap(), "removing twice is not an error");
+    let heads = backend.queue_heads(1).await.unwrap();
+    assert!(session_ids(&heads).contains(&"a2"), "the next in line becomes the head");
+    backend.queue_remove("a2").await.unwrap();
+    backend.queue_remove("b1").await.unwrap();
+    assert_eq!(backend.queue_len().await.unwrap(), 0);
+    assert!(backend.queue_heads(5).await.unwrap().is_empty(), "emptied classes disappear");
+}
+
+async fn queue_claims_are_exclusive(backend: Arc<dyn Backend>) {
+    push(&*backend, "a1", "A").await;
+    push(&*backend, "a2", "A").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.queue_claim("a1", &format!("claim-{i}"), 60_000).await.unwrap() })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some(claimed) = task.await.unwrap() {
+            winners.push(claimed.claim_id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of several concurrent claims wins: {winners:?}");
+    let winner = winners.remove(0);
+    let heads = backend.queue_heads(1).await.unwrap();
+    assert_eq!(session_ids(&heads), ["a2"], "a claimed entry is skipped by heads (no head-of-line wait)");
+    assert!(!backend.queue_release("a1", "someone-else").await.unwrap(), "only the holder releases");
+    assert!(backend.queue_release("a1", &winner).await.unwrap(), "the holder releases");
+    let heads = backend.queue_heads(1).await.unwrap();
+    assert_eq!(session_ids(&heads), ["a1"], "a released entry keeps its place in line");
+
+    // A lapsed claim may be taken over, and the old holder can no longer release it.
+    let lapsed = backend.queue_claim("a1", "short", 0).await.unwrap();
+    assert!(lapsed.is_some(), "an unclaimed entry can be claimed");
+    let taken = backend.queue_claim("a1", "new", 60_000).await.unwrap().expect("a lapsed claim is taken over");
+    assert_eq!(taken.claim_id, "new");
+    assert!(!backend.queue_release("a1", "short").await.unwrap(), "a superseded claim cannot release");
+    assert!(backend.queue_claim("missing", "x", 1000).await.unwrap().is_none(), "unknown ids claim nothing");
+}
+
+async fn queue_expiry_is_claimed_once(backend: Arc<dyn Backend>) {
+    let QueuePush::Queued(stale) = backend.queue_push(entry("old", "A"), 0, 10).await.unwrap() else {
+        panic!("queue_push should queue");
+    };
+    push(&*backend, "young", "A").await;
+    assert!(stale.deadline_unix_ms <= stale.enqueued_unix_ms, "max wait 0 is due at once");
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.queue_claim_expired(&format!("sweep-{i}"), 60_000, 10).await.unwrap() })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    assert_eq!(session_ids(&claimed), ["old"], "each expired entry is claimed by exactly one sweeper");
+    assert!(backend.queue_claim("old", "other", 1000).await.unwrap().is_none(), "and stays claimed");
+    assert!(backend.queue_remove("old").await.unwrap());
+    assert_eq!(backend.queue_len().await.unwrap(), 1, "the entry within its deadline stays");
+}

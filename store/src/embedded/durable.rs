@@ -1,0 +1,492 @@
+//! The durable half of the embedded backend: API clients, signing keys,
+//! server `open` flags and agent enrolment (software statements, agent
+//! clients and their server bindings) in one redb file; plus the write-through
+//! copy of the create-sessions queue (each entry, its session's record and the
+//! queue's sequence counter) and of the used single-use token ids, which the
+//! backend reads back into memory when it opens ([`Durable::restore`]).
+//!
+//! Every call is a short synchronous redb transaction, committed with
+//! `Durability::Immediate` (an fsync). These are rare admin operations
+//! (registering a client, rotating a key, opening a server), one or two writes
+//! per queued request and one per single-use token, plus cheap MVCC reads, so
+//! they run inline on the async worker instead of `spawn_blocking`; redb
+//! serialises writers itself, which also makes check-then-insert atomic.
+
+use std::path::Path;
+
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use switchboard_proto::{QueuedRequest, SessionRecord};
+
+use crate::AuthServerRecord;
+use crate::{
+    AgentClientRecord, ApiClientRecord, BackendError, BackendResult, SigningKeyRecord, SoftwareStatementRecord,
+};
+
+const API_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_clients");
+const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
+const SERVER_OPEN: TableDefinition<&str, bool> = TableDefinition::new("server_open");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+const SOFTWARE_STATEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("software_statements");
+const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_clients");
+/// Server id → the agent client bound to it.
+const AGENT_SERVERS: TableDefinition<&str, &str> = TableDefinition::new("agent_servers");
+const AUTH_SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_servers");
+/// Session id → its create-sessions queue entry (claim fields empty: claims
+/// are leases of live processes and do not survive a restart).
+const QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("queue");
+/// Session id → the record of a queued session (kept while its entry exists).
+const QUEUED_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("queued_sessions");
+/// Named counters; [`QUEUE_SEQUENCE`] keeps queue sequences growing across
+/// restarts, even when the queue was empty.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const QUEUE_SEQUENCE: &str = "queue_sequence";
+/// Used single-use token id → its expiry (ms since epoch).
+const USED_TOKENS: TableDefinition<&str, i64> = TableDefinition::new("used_tokens");
+
+/// What [`Durable::restore`] reads back for the in-memory state.
+#[derive(Debug, Default)]
+pub(super) struct Restored {
+    /// Queue entries, in sequence order.
+    pub(super) queue: Vec<QueuedRequest>,
+    /// The last queue sequence handed out.
+    pub(super) queue_sequence: u64,
+    /// Records of queued sessions.
+    pub(super) sessions: Vec<SessionRecord>,
+    /// Used token ids not yet expired, with their expiry.
+    pub(super) used_tokens: Vec<(String, i64)>,
+}
+
+/// Maps any redb failure to `Unavailable`, keeping the cause for logs.
+fn storage<E: Into<redb::Error>>(error: E) -> BackendError {
+    BackendError::Unavailable(format!("embedded storage: {}", error.into()))
+}
+
+/// The redb database with Switchboard's durable tables.
+pub(super) struct Durable {
+    db: Database,
+}
+
+impl Durable {
+    /// Opens (or creates) `<dir>/switchboard.redb`.
+    pub(super) fn open(dir: &Path) -> BackendResult<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BackendError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("switchboard.redb")).map_err(storage)?;
+        Self::with_tables(db)
+    }
+
+    /// A database that lives in memory only (tests).
+    pub(super) fn in_memory() -> BackendResult<Self> {
+        let db = redb::Builder::new().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(storage)?;
+        Self::with_tables(db)
+    }
+
+    /// Creates the tables up front so read transactions never miss one.
+    fn with_tables(db: Database) -> BackendResult<Self> {
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(API_CLIENTS).map_err(storage)?;
+        txn.open_table(SIGNING_KEYS).map_err(storage)?;
+        txn.open_table(SERVER_OPEN).map_err(storage)?;
+        txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+        txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+        txn.open_table(AGENT_SERVERS).map_err(storage)?;
+        txn.open_table(AUTH_SERVERS).map_err(storage)?;
+        txn.open_table(QUEUE).map_err(storage)?;
+        txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+        txn.open_table(COUNTERS).map_err(storage)?;
+        txn.open_table(USED_TOKENS).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(Self { db })
+    }
+
+    pub(super) fn insert_api_client(&self, client: &ApiClientRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(API_CLIENTS).map_err(storage)?;
+            if table.get(client.client_id.as_str()).map_err(storage)?.is_some() {
+                return Err(BackendError::AlreadyExists(format!("api client {}", client.client_id)));
+            }
+            table.insert(client.client_id.as_str(), client.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn get_api_client(&self, client_id: &str) -> BackendResult<Option<ApiClientRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(API_CLIENTS).map_err(storage)?;
+        let Some(value) = table.get(client_id).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(client_id, value.value()).map(Some)
+    }
+
+    pub(super) fn list_api_clients(&self) -> BackendResult<Vec<ApiClientRecord>> {
+        self.list(API_CLIENTS)
+    }
+
+    pub(super) fn remove_api_client(&self, client_id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut table = txn.open_table(API_CLIENTS).map_err(storage)?;
+            table.remove(client_id).map_err(storage)?.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
+    }
+
+    pub(super) fn put_signing_key(&self, key: &SigningKeyRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SIGNING_KEYS).map_err(storage)?;
+            table.insert(key.kid.as_str(), key.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn list_signing_keys(&self) -> BackendResult<Vec<SigningKeyRecord>> {
+        let mut keys: Vec<SigningKeyRecord> = self.list(SIGNING_KEYS)?;
+        keys.sort_by(|a, b| a.created_unix_ms.cmp(&b.created_unix_ms).then_with(|| a.kid.cmp(&b.kid)));
+        Ok(keys)
+    }
+
+    pub(super) fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SIGNING_KEYS).map_err(storage)?;
+            table.remove(kid).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The secret under `name`, inserting `candidate` first when absent (one write transaction).
+    pub(super) fn shared_secret(&self, name: &str, candidate: &[u8]) -> BackendResult<Vec<u8>> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let secret = {
+            let mut table = txn.open_table(SECRETS).map_err(storage)?;
+            let existing = table.get(name).map_err(storage)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(secret) => secret,
+                None => {
+                    table.insert(name, candidate).map_err(storage)?;
+                    candidate.to_vec()
+                }
+            }
+        };
+        txn.commit().map_err(storage)?;
+        Ok(secret)
+    }
+
+    pub(super) fn put_auth_server(&self, server: &AuthServerRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.insert(server.url.as_str(), server.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
+        self.list(AUTH_SERVERS)
+    }
+
+    pub(super) fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut table = txn.open_table(AUTH_SERVERS).map_err(storage)?;
+            table.remove(url).map_err(storage)?.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
+    }
+
+    /// The stored `open` flag of a server, if an operator ever set one.
+    pub(super) fn server_open(&self, server_id: &str) -> BackendResult<Option<bool>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SERVER_OPEN).map_err(storage)?;
+        Ok(table.get(server_id).map_err(storage)?.map(|v| v.value()))
+    }
+
+    /// Stores (`Some`) or forgets (`None`) a server's `open` flag.
+    pub(super) fn set_server_open(&self, server_id: &str, open: Option<bool>) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SERVER_OPEN).map_err(storage)?;
+            match open {
+                Some(open) => table.insert(server_id, open).map(|_| ()),
+                None => table.remove(server_id).map(|_| ()),
+            }
+            .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn insert_software_statement(&self, statement: &SoftwareStatementRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            if table.get(statement.id.as_str()).map_err(storage)?.is_some() {
+                return Err(BackendError::AlreadyExists(format!("software statement {}", statement.id)));
+            }
+            table.insert(statement.id.as_str(), statement.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn get_software_statement(&self, id: &str) -> BackendResult<Option<SoftwareStatementRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+        let Some(value) = table.get(id).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(id, value.value()).map(Some)
+    }
+
+    pub(super) fn list_software_statements(&self) -> BackendResult<Vec<SoftwareStatementRecord>> {
+        let mut statements: Vec<SoftwareStatementRecord> = self.list(SOFTWARE_STATEMENTS)?;
+        statements.sort_by(|a, b| a.issued_at_unix_ms.cmp(&b.issued_at_unix_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(statements)
+    }
+
+    pub(super) fn deactivate_software_statement(&self, id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            let Some(mut statement) = table
+                .get(id)
+                .map_err(storage)?
+                .map(|v| decode::<SoftwareStatementRecord>(id, v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            statement.active = false;
+            table.insert(id, statement.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(true)
+    }
+
+    /// One write transaction: the statement check and the insert are atomic.
+    pub(super) fn register_agent_client(&self, client: &AgentClientRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let statements = txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
+            let statement_id = client.software_statement_id.as_str();
+            let active = match statements.get(statement_id).map_err(storage)? {
+                Some(value) => decode::<SoftwareStatementRecord>(statement_id, value.value())?.active,
+                None => false,
+            };
+            if !active {
+                return Err(BackendError::NotFound(format!("active software statement {statement_id}")));
+            }
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            if clients.get(client.client_id.as_str()).map_err(storage)?.is_some() {
+                return Err(BackendError::AlreadyExists(format!("agent client {}", client.client_id)));
+            }
+            let unbound = AgentClientRecord { server_id: String::new(), ..client.clone() };
+            clients.insert(client.client_id.as_str(), unbound.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn get_agent_client(&self, client_id: &str) -> BackendResult<Option<AgentClientRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+        let Some(value) = table.get(client_id).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(client_id, value.value()).map(Some)
+    }
+
+    pub(super) fn list_agent_clients(&self) -> BackendResult<Vec<AgentClientRecord>> {
+        self.list(AGENT_CLIENTS)
+    }
+
+    pub(super) fn remove_agent_client(&self, client_id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            let removed = clients.remove(client_id).map_err(storage)?;
+            let record = removed.map(|v| decode::<AgentClientRecord>(client_id, v.value())).transpose()?;
+            if let Some(record) = &record
+                && !record.server_id.is_empty()
+            {
+                let mut servers = txn.open_table(AGENT_SERVERS).map_err(storage)?;
+                let bound_here =
+                    servers.get(record.server_id.as_str()).map_err(storage)?.is_some_and(|v| v.value() == client_id);
+                if bound_here {
+                    servers.remove(record.server_id.as_str()).map_err(storage)?;
+                }
+            }
+            record.is_some()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
+    }
+
+    /// One write transaction over the client and the server index.
+    pub(super) fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut clients = txn.open_table(AGENT_CLIENTS).map_err(storage)?;
+            let Some(mut client) = clients
+                .get(client_id)
+                .map_err(storage)?
+                .map(|v| decode::<AgentClientRecord>(client_id, v.value()))
+                .transpose()?
+            else {
+                return Err(BackendError::NotFound(format!("agent client {client_id}")));
+            };
+            if client.server_id == server_id {
+                return Ok(());
+            }
+            if !client.server_id.is_empty() {
+                return Err(BackendError::Conflict(format!("agent client {client_id} is bound to another server")));
+            }
+            let mut servers = txn.open_table(AGENT_SERVERS).map_err(storage)?;
+            if servers.get(server_id).map_err(storage)?.is_some_and(|v| v.value() != client_id) {
+                return Err(BackendError::Conflict(format!("server {server_id} is bound to another agent client")));
+            }
+            servers.insert(server_id, client_id).map_err(storage)?;
+            client.server_id = server_id.to_owned();
+            clients.insert(client_id, client.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Reads back the queue, its sessions and the used token ids still valid
+    /// at `now_ms`, deleting the expired ids (one write transaction).
+    pub(super) fn restore(&self, now_ms: i64) -> BackendResult<Restored> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let mut restored = Restored::default();
+        {
+            let queue = txn.open_table(QUEUE).map_err(storage)?;
+            for entry in queue.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                restored.queue.push(decode(key.value(), value.value())?);
+            }
+            restored.queue.sort_by_key(|entry| entry.sequence);
+            let sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            for entry in sessions.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                restored.sessions.push(decode(key.value(), value.value())?);
+            }
+            let counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let stored = counters.get(QUEUE_SEQUENCE).map_err(storage)?.map_or(0, |v| v.value());
+            let newest = restored.queue.last().map_or(0, |entry| entry.sequence);
+            restored.queue_sequence = stored.max(newest);
+            let mut tokens = txn.open_table(USED_TOKENS).map_err(storage)?;
+            let mut expired = Vec::new();
+            for entry in tokens.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                let (id, expires) = (key.value().to_owned(), value.value());
+                if expires > now_ms {
+                    restored.used_tokens.push((id, expires));
+                } else {
+                    expired.push(id);
+                }
+            }
+            for id in &expired {
+                tokens.remove(id.as_str()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(restored)
+    }
+
+    /// Stores a new queue entry (claim fields dropped), the record of its
+    /// session if there is one, and the entry's sequence as the last one.
+    pub(super) fn queue_push(&self, entry: &QueuedRequest, session: Option<&SessionRecord>) -> BackendResult<()> {
+        let entry = QueuedRequest { claim_id: String::new(), claimed_until_unix_ms: 0, ..entry.clone() };
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(storage)?;
+            queue.insert(entry.session_id.as_str(), entry.encode_to_vec().as_slice()).map_err(storage)?;
+            if let Some(session) = session {
+                let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+                sessions.insert(session.id.as_str(), session.encode_to_vec().as_slice()).map_err(storage)?;
+            }
+            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+            counters.insert(QUEUE_SEQUENCE, entry.sequence).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Forgets a queue entry and its session's record.
+    pub(super) fn queue_remove(&self, session_id: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(QUEUE).map_err(storage)?.remove(session_id).map_err(storage)?;
+            txn.open_table(QUEUED_SESSIONS).map_err(storage)?.remove(session_id).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Replaces the stored record of a queued session.
+    pub(super) fn put_queued_session(&self, session: &SessionRecord) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            sessions.insert(session.id.as_str(), session.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Forgets the stored records of queued sessions (their entries stay).
+    pub(super) fn remove_queued_sessions(&self, ids: &[&str]) -> BackendResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut sessions = txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
+            for id in ids {
+                sessions.remove(*id).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Records a used token id with its expiry and deletes the `expired` ids
+    /// (one write transaction).
+    pub(super) fn use_token(&self, token_id: &str, expires_at_ms: i64, expired: &[String]) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut tokens = txn.open_table(USED_TOKENS).map_err(storage)?;
+            for id in expired {
+                tokens.remove(id.as_str()).map_err(storage)?;
+            }
+            tokens.insert(token_id, expires_at_ms).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The used token ids in the file (tests).
+    #[cfg(test)]
+    pub(super) fn used_token_ids(&self) -> BackendResult<Vec<String>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(USED_TOKENS).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            ids.push(entry.map_err(storage)?.0.value().to_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Every record of a prost-encoded table, in key order.
+    fn list<M: Message + Default>(&self, definition: TableDefinition<&str, &[u8]>) -> BackendResult<Vec<M>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(definition).map_err(storage)?;
+        let mut records = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            records.push(decode(key.value(), value.value())?);
+        }
+        Ok(records)
+    }
+}
+
+fn decode<M: Message + Default>(key: &str, bytes: &[u8]) -> BackendResult<M> {
+    M::decode(bytes).map_err(|e| BackendError::Corrupt(format!("{key}: {e}")))
+}

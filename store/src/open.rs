@@ -1,0 +1,40 @@
+//! Choosing and opening a backend from a binary's storage settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{Backend, BackendResult, embedded, redis};
+
+/// Which storage a process uses; see [`open_backend`].
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// The embedded backend, durable in `<data_dir>/switchboard.redb`. One
+    /// process only: the all-in-one mode.
+    Embedded {
+        /// Directory of the durable file.
+        data_dir: PathBuf,
+    },
+    /// A shared Redis: any number of processes and replicas.
+    Redis(redis::RedisConfig),
+}
+
+impl From<switchboard_common::config::StorageChoice> for BackendConfig {
+    /// The backend a binary's storage settings chose.
+    fn from(choice: switchboard_common::config::StorageChoice) -> Self {
+        match choice {
+            switchboard_common::config::StorageChoice::Redis { url, key_prefix } => {
+                Self::Redis(redis::RedisConfig { url, key_prefix })
+            }
+            switchboard_common::config::StorageChoice::Embedded(data_dir) => Self::Embedded { data_dir },
+        }
+    }
+}
+
+/// Opens the configured backend (connecting to Redis, or opening the redb
+/// file) for a service binary.
+pub async fn open_backend(config: &BackendConfig) -> BackendResult<Arc<dyn Backend>> {
+    Ok(match config {
+        BackendConfig::Embedded { data_dir } => Arc::new(embedded::EmbeddedBackend::open(data_dir)?),
+        BackendConfig::Redis(redis) => Arc::new(redis::RedisBackend::connect(redis.clone()).await?),
+    })
+}

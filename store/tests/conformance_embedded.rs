@@ -1,0 +1,50 @@
+//! The shared backend conformance suite against the embedded backend, in
+//! memory and on disk, plus what only a durable backend promises: restarts.
+
+use std::sync::Arc;
+
+use switchboard_proto::ServerRecord;
+use switchboard_store::conformance;
+use switchboard_store::embedded::EmbeddedBackend;
+use switchboard_store::{ApiClientRecord, Backend, SigningKeyRecord};
+use switchboard_store::{ApiRegistry, Servers, Sessions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_passes_conformance() {
+    conformance::run_all(|| async { Arc::new(EmbeddedBackend::in_memory().unwrap()) as Arc<dyn Backend> }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_disk_passes_conformance() {
+    let root = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let root_path = root.path().to_owned();
+    conformance::run_all(|| {
+        let dir = root_path.join(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string());
+        async move { Arc::new(EmbeddedBackend::open(&dir).unwrap()) as Arc<dyn Backend> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn durable_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        let client = ApiClientRecord { client_id: "c1".into(), client_name: "one".into(), ..Default::default() };
+        backend.insert_api_client(client).await.unwrap();
+        let key = SigningKeyRecord { kid: "k1".into(), algorithm: "EdDSA".into(), ..Default::default() };
+        backend.put_signing_key(key).await.unwrap();
+        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
+        backend.set_server_open("h1", false).await.unwrap();
+        backend.insert_session(conformance::session("s1", "alice", Default::default()), None).await.unwrap();
+    }
+    let backend = EmbeddedBackend::open(dir.path()).unwrap();
+    assert_eq!(backend.get_api_client("c1").await.unwrap().unwrap().client_name, "one", "api client survives");
+    assert_eq!(backend.list_signing_keys().await.unwrap()[0].kid, "k1", "signing key survives");
+    assert!(backend.get_servers(&["h1".into()]).await.unwrap().is_empty(), "servers are rebuilt from agents");
+    assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty(), "sessions are rebuilt from agents");
+    let report =
+        backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
+    assert!(!report.open, "the stored open flag applies when the agent reports again");
+}
