@@ -1,18 +1,24 @@
-//! Loading a service binary's settings, the same way for every binary.
+//! Loading a binary's settings, the same way for every binary.
 //!
-//! Each binary has one settings struct (serde, with defaults) whose field names are the TOML file keys,
-//! and one clap struct whose fields are all `Option`s with a `SWITCHBOARD_*` environment fallback. The
-//! layers, lowest first: the struct's defaults → the optional TOML file given with `--config` → environment
-//! (`SWITCHBOARD_*`) → command-line flags. clap merges the last two (a flag beats its variable); [`load`]
-//! lays them over the file and the defaults. The naming rule is uniform: file key `redis_url`, flag
-//! `--redis-url`, variable `SWITCHBOARD_REDIS_URL`.
+//! **Each setting is declared once**: one field of one struct that derives `serde` (the field name is the
+//! config file key) and `clap::Args` (its doc comment is the flag's help), with its default in the struct's
+//! `Default`. Library configs (`PlacementConfig`, `GatewayConfig`, …) are such structs themselves; a binary's
+//! settings flatten the library config next to its process settings (listen addresses, TLS, logs). The naming
+//! rule is uniform and applied here, not per field: file key `redis_url`, flag `--redis-url`, variable
+//! `SWITCHBOARD_REDIS_URL`.
 //!
-//! [`dump`] prints the effective settings (`--dump-config`) with secrets redacted: values of keys that name a
-//! secret, and the password part of URLs such as `redis://:password@host`.
+//! The layers, lowest first: the struct's defaults → the optional TOML file given with `--config` →
+//! environment (`SWITCHBOARD_*`) → command-line flags. clap merges the last two (a flag beats its variable)
+//! and [`load`] lays them over the file and the defaults: only a flag or variable actually given changes a
+//! value. A file key that names no setting is an error.
 //!
-//! Also here, because every binary needs them: [`LogArgs`] (log format and filter), [`advertised_url`] (the
-//! address other replicas reach this one at, derived from `POD_IP` in Kubernetes) and [`server_identity`]
-//! (TLS certificate files, or a development CA).
+//! [`bootstrap`] is what every binary's `main` calls first: parse, load, `--dump-config` (print the effective
+//! settings, secrets redacted, and exit), telemetry, the crypto provider and internal TLS. [`dump`] redacts
+//! values of keys that name a secret, and the password part of URLs such as `redis://:password@host`.
+//!
+//! Also here, because every binary needs them: [`LogSettings`], [`TlsSettings`], [`InternalTlsSettings`],
+//! [`StorageSettings`], [`advertised_url`] (the address other replicas reach this one at, derived from
+//! `POD_IP` in Kubernetes) and [`server_identity`] (TLS certificate files, or a development CA).
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -20,7 +26,8 @@ use std::{
     str::FromStr,
 };
 
-use serde::{Serialize, de::DeserializeOwned};
+use clap::{Arg, ArgAction, ArgMatches};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::telemetry::LogFormat;
 use crate::tls::{DevCa, Identity, TlsError};
@@ -67,17 +74,22 @@ pub struct ConfigArgs {
     pub dump_config: bool,
 }
 
-/// Log flags every binary takes; file keys `log_format` and `log_level`.
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
-pub struct LogArgs {
+/// Log settings every binary takes.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
     /// Log format: `pretty` (human-readable) or `json` (one object per line, for collectors).
-    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<LogFormat>,
+    #[arg(long)]
+    pub log_format: LogFormat,
     /// Log filter such as `info` or `info,switchboard_session_store=debug`; `RUST_LOG` wins when set.
-    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
+    #[arg(long)]
+    pub log_level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Pretty, log_level: "info".to_owned() }
+    }
 }
 
 impl FromStr for LogFormat {
@@ -92,20 +104,33 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Storage flags of the services that keep state (auth, session-store); file keys `redis_url`,
-/// `redis_key_prefix` and `data_dir`. See [`storage_choice`].
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
-pub struct StorageArgs {
+/// Storage settings of the services that keep state (auth, session-store). See [`storage_choice`].
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
     /// Shared Redis: `redis://[user:password@]host:port[/db]` (`rediss://` for TLS). Every replica of every
     /// service must use the same Redis and key prefix.
-    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    #[arg(long)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments can share one database.
-    #[arg(long, env = "SWITCHBOARD_REDIS_KEY_PREFIX")]
-    pub redis_key_prefix: Option<String>,
+    #[arg(long)]
+    pub redis_key_prefix: String,
     /// Directory of the embedded store, instead of Redis: one replica only.
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { redis_url: None, redis_key_prefix: "switchboard:".to_owned(), data_dir: None }
+    }
+}
+
+impl StorageSettings {
+    /// Where the state goes: exactly one of `redis_url` and `data_dir` must be set.
+    pub fn choice(&self) -> ConfigResult<StorageChoice> {
+        storage_choice(self.redis_url.as_deref(), &self.redis_key_prefix, self.data_dir.as_deref())
+    }
 }
 
 /// Where a stateful service keeps its state.
@@ -138,46 +163,68 @@ pub fn storage_choice(
     }
 }
 
-/// TLS flags of the services with a TLS port (the gateway's HTTPS port, session-store's agent port); file
-/// keys `tls_cert_file`, `tls_key_file`, `dev_tls_dir`, `tls_names`. See [`server_identity`].
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
-pub struct TlsArgs {
+/// TLS settings of the services with a TLS port (the gateway's HTTPS port, session-store's agent port). See
+/// [`server_identity`].
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
     /// PEM certificate chain (leaf first) of the TLS port.
-    #[arg(long, env = "SWITCHBOARD_TLS_CERT_FILE")]
+    #[arg(long)]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of the TLS port.
-    #[arg(long, env = "SWITCHBOARD_TLS_KEY_FILE")]
+    #[arg(long)]
     pub tls_key_file: Option<PathBuf>,
     /// Development only: load or create a development CA and server certificate in this directory.
-    #[arg(long, env = "SWITCHBOARD_DEV_TLS_DIR")]
+    #[arg(long)]
     pub dev_tls_dir: Option<PathBuf>,
     /// Extra DNS names or IPs for a generated development certificate (comma-separated).
-    #[arg(long, env = "SWITCHBOARD_TLS_NAMES", value_delimiter = ',')]
-    pub tls_names: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')]
+    pub tls_names: Vec<String>,
 }
 
-/// Internal TLS flags of the services that dial or serve internal gRPC ports; file keys
-/// `internal_tls_ca_file`, `internal_tls_cert_file`, `internal_tls_key_file`, `internal_tls_client_auth`.
-/// See [`internal_tls`] and [`crate::internal_tls`].
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
-pub struct InternalTlsArgs {
+impl TlsSettings {
+    /// The identity these settings name ([`server_identity`]).
+    pub fn identity(&self) -> ConfigResult<Identity> {
+        server_identity(
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+            self.dev_tls_dir.as_deref(),
+            &self.tls_names,
+        )
+    }
+}
+
+/// Internal TLS settings of the services that dial or serve internal gRPC ports. See [`internal_tls`] and
+/// [`crate::internal_tls`].
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternalTlsSettings {
     /// PEM CA of the internal gRPC ports: trusted when dialing `https://` upstreams; with client auth, the CA
     /// client certificates must chain to.
-    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CA_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub internal_tls_ca_file: Option<PathBuf>,
     /// PEM certificate of this process: served on its internal port, presented as client certificate.
-    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CERT_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub internal_tls_cert_file: Option<PathBuf>,
     /// PEM private key of that certificate.
-    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_KEY_FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
     pub internal_tls_key_file: Option<PathBuf>,
     /// Require client certificates signed by the internal CA on this process's internal port (mTLS).
-    #[arg(long, env = "SWITCHBOARD_INTERNAL_TLS_CLIENT_AUTH")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub internal_tls_client_auth: Option<bool>,
+    #[arg(long)]
+    pub internal_tls_client_auth: bool,
+}
+
+impl InternalTlsSettings {
+    /// Checks these settings and installs them for this process's gRPC servers and channels
+    /// ([`configure_internal_tls`]).
+    pub fn configure(&self) -> ConfigResult<()> {
+        configure_internal_tls(
+            self.internal_tls_ca_file.as_deref(),
+            self.internal_tls_cert_file.as_deref(),
+            self.internal_tls_key_file.as_deref(),
+            self.internal_tls_client_auth,
+        )
+    }
 }
 
 /// Reads the internal TLS settings ([`internal_tls`]) and installs them for this process's gRPC servers and
@@ -244,50 +291,132 @@ pub fn client_ca(file: Option<&Path>) -> ConfigResult<Option<String>> {
     Ok(Some(pem))
 }
 
-/// The effective settings: `S::default()`, overlaid with the TOML file at `file` (when given), overlaid
-/// with `overrides` (the clap struct: flags and `SWITCHBOARD_*` variables; its `None` fields are skipped).
-/// Unknown file keys are errors when `S` denies unknown fields, which every binary's settings do.
-pub fn load<S>(file: Option<&Path>, overrides: &impl Serialize) -> ConfigResult<S>
-where
-    S: Default + Serialize + DeserializeOwned,
-{
-    let invalid = |error: &dyn std::fmt::Display| ConfigError::Invalid(error.to_string());
-    let mut merged = toml::Table::try_from(S::default()).map_err(|e| invalid(&e))?;
-    if let Some(path) = file {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let table: toml::Table = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
-        merge(&mut merged, table);
+/// A binary's settings: one struct whose fields are the settings ([module docs](self)).
+pub trait Settings: clap::Args + Serialize + DeserializeOwned + Default {
+    /// The log settings, for telemetry.
+    fn log(&self) -> &LogSettings;
+
+    /// The internal TLS settings, for the binaries with internal gRPC ports.
+    fn internal_tls(&self) -> Option<&InternalTlsSettings> {
+        None
     }
-    merge(&mut merged, toml::Table::try_from(overrides).map_err(|e| invalid(&e))?);
-    S::deserialize(toml::Value::Table(merged)).map_err(|e| invalid(&e))
 }
 
-/// What every service binary does first: [`load`] the settings, and for `--dump-config` print them
-/// ([`dump`]) and return `None` so the binary exits without starting.
-pub fn load_or_dump<S>(args: &ConfigArgs, overrides: &impl Serialize) -> ConfigResult<Option<S>>
+/// The command line of `S`: its settings as flags (each with its `SWITCHBOARD_*` variable), plus `--config`
+/// and `--dump-config` ([`ConfigArgs`]).
+pub fn command<S: clap::Args>(command: clap::Command) -> clap::Command {
+    S::augment_args(<ConfigArgs as clap::Args>::augment_args(command)).mut_args(setting_flag)
+}
+
+/// The uniform naming and layering rule applied to every setting's flag: its variable is
+/// `SWITCHBOARD_<KEY>`; no flag is required (a value left out keeps the file's or the default); booleans
+/// take a value (`--x true`) instead of being switches, so leaving one out never changes it.
+fn setting_flag(arg: Arg) -> Arg {
+    let id = arg.get_id().as_str();
+    if arg.get_long().is_none() || matches!(id, "config" | "dump_config") {
+        return arg;
+    }
+    let env = format!("SWITCHBOARD_{}", id.to_ascii_uppercase());
+    let arg = arg.env(env).required(false);
+    if matches!(arg.get_action(), ArgAction::SetTrue) { arg.action(ArgAction::Set).num_args(1) } else { arg }
+}
+
+/// The effective settings: `S::default()`, overlaid with the TOML file named by `--config` (when given),
+/// overlaid with the flags and `SWITCHBOARD_*` variables in `matches` (only those given). A file key that
+/// is no setting of `S` is an error.
+pub fn load<S: Settings>(matches: &ArgMatches) -> ConfigResult<S> {
+    let mut settings = match matches.get_one::<PathBuf>("config") {
+        None => S::default(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+            let known = command::<S>(clap::Command::new("settings"));
+            let known: Vec<&str> = known.get_arguments().map(|arg| arg.get_id().as_str()).collect();
+            if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str()) || is_source_key(key)) {
+                return Err(ConfigError::Invalid(format!("unknown setting `{unknown}` in {}", path.display())));
+            }
+            S::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(e.to_string()))?
+        }
+    };
+    settings.update_from_arg_matches(matches).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    Ok(settings)
+}
+
+/// `config` and `dump_config` choose where settings come from; they are not settings themselves.
+fn is_source_key(key: &str) -> bool {
+    matches!(key, "config" | "dump_config")
+}
+
+/// Parses `args` for `S` with the command `base` (name, version, about), without side effects: what
+/// [`bootstrap`] does first, and what tests call.
+pub fn parse<S, I, T>(base: clap::Command, args: I) -> ConfigResult<(S, bool)>
 where
-    S: Default + Serialize + DeserializeOwned,
+    S: Settings,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
 {
-    let settings: S = load(args.config.as_deref(), overrides)?;
-    if args.dump_config {
+    let matches = command::<S>(base).try_get_matches_from(args).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let dump_config = matches.get_flag("dump_config");
+    Ok((load(&matches)?, dump_config))
+}
+
+/// What every binary's `main` does first: parse the command line (exiting with clap's message on a bad
+/// one, or with help or the version), [`load`] the settings, and for `--dump-config` print them ([`dump`])
+/// and return `None` so the binary exits without starting. Otherwise sets up telemetry from the log
+/// settings, installs the crypto provider and configures internal TLS.
+pub fn bootstrap<S: Settings>(base: clap::Command) -> ConfigResult<Option<S>> {
+    let matches = command::<S>(base).get_matches();
+    let settings: S = load(&matches)?;
+    if matches.get_flag("dump_config") {
         print!("{}", dump(&settings)?);
         return Ok(None);
+    }
+    crate::telemetry::init(&settings.log().log_level, settings.log().log_format);
+    crate::tls::install_crypto_provider();
+    if let Some(internal_tls) = settings.internal_tls() {
+        internal_tls.configure()?;
     }
     Ok(Some(settings))
 }
 
-/// Lays `upper` over `lower`, table by table.
-fn merge(lower: &mut toml::Table, upper: toml::Table) {
-    for (key, value) in upper {
-        match (lower.get_mut(&key), value) {
-            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => merge(below, above),
-            (_, value) => {
-                lower.insert(key, value);
-            }
+/// Checks the settings table of `docs/configuration.md` (`doc`) against the settings of `command` (built
+/// by [`command`]): every setting must have a row, under one of `binaries` (the table's first column), naming
+/// its flag, variable and file key; every row of `binaries[0]` must name a flag `command` has. Returns what
+/// is wrong, one line each, so a test fails naming every gap.
+pub fn undocumented(command: &clap::Command, doc: &str, binaries: &[&str]) -> Vec<String> {
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .map(|line| line.split('|').map(|cell| cell.trim().trim_matches('`').to_owned()).collect::<Vec<_>>())
+        .filter(|cells| cells.len() > 5)
+        .collect();
+    let mut problems = Vec::new();
+    let mut flags = Vec::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if arg.is_hide_set() {
+            continue;
+        }
+        let flag = format!("--{long}");
+        flags.push(flag.clone());
+        let env = arg.get_env().map(|env| env.to_string_lossy().into_owned()).unwrap_or_else(|| "—".to_owned());
+        let key = if is_source_key(id) { "—".to_owned() } else { id.to_owned() };
+        let documented = rows.iter().any(|cells| {
+            binaries.contains(&cells[1].as_str()) && cells[2] == flag && cells[3] == env && cells[4] == key
+        });
+        if !documented {
+            problems.push(format!("no row for {flag} / {env} / {key} under {binaries:?}"));
         }
     }
+    for cells in rows.iter().filter(|cells| cells[1] == binaries[0]) {
+        if !flags.contains(&cells[2]) {
+            problems.push(format!("the row {} of {} names no setting", cells[2], binaries[0]));
+        }
+    }
+    problems
 }
 
 /// Key fragments whose values are secrets and never printed.
@@ -376,40 +505,66 @@ pub fn server_identity(
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
-
     use super::*;
 
-    #[derive(Debug, Serialize, Deserialize, PartialEq)]
-    #[serde(deny_unknown_fields, default)]
-    struct Settings {
-        listen: String,
+    /// A library config as the services declare theirs.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, clap::Args)]
+    #[serde(default)]
+    struct LibraryConfig {
+        /// How many replicas.
+        #[arg(long)]
         replicas: u32,
-        redis_url: Option<String>,
-        admin_token: Option<String>,
-        log_format: LogFormat,
+        /// Whether hosts start open.
+        #[arg(long)]
+        default_open: bool,
+        /// Extra names.
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
     }
 
-    impl Default for Settings {
+    impl Default for LibraryConfig {
+        fn default() -> Self {
+            Self { replicas: 1, default_open: true, names: Vec::new() }
+        }
+    }
+
+    /// A binary's settings: its own, a flattened library config, and the log settings.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, clap::Args)]
+    #[serde(default)]
+    struct TestSettings {
+        /// Listen address.
+        #[arg(long)]
+        listen: String,
+        /// Shared Redis.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// The admin token.
+        #[arg(long)]
+        admin_token: Option<String>,
+        #[command(flatten)]
+        #[serde(flatten)]
+        library: LibraryConfig,
+        #[command(flatten)]
+        #[serde(flatten)]
+        log: LogSettings,
+    }
+
+    impl Default for TestSettings {
         fn default() -> Self {
             Self {
                 listen: "127.0.0.1:1".into(),
-                replicas: 1,
                 redis_url: None,
                 admin_token: None,
-                log_format: LogFormat::Pretty,
+                library: LibraryConfig::default(),
+                log: LogSettings::default(),
             }
         }
     }
 
-    #[derive(Serialize, Default)]
-    struct Overrides {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        replicas: Option<u32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        listen: Option<String>,
-        #[serde(flatten)]
-        log: LogArgs,
+    impl Settings for TestSettings {
+        fn log(&self) -> &LogSettings {
+            &self.log
+        }
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -418,40 +573,59 @@ mod tests {
         file
     }
 
+    fn parsed(args: &[&str]) -> ConfigResult<TestSettings> {
+        let base = clap::Command::new("test");
+        Ok(parse::<TestSettings, _, _>(base, std::iter::once("test").chain(args.iter().copied()))?.0)
+    }
+
     #[test]
     fn layers_apply_in_order() {
-        let loaded: Settings = load(None, &Overrides::default()).unwrap();
-        assert_eq!(loaded, Settings::default());
+        assert_eq!(parsed(&[]).unwrap(), TestSettings::default());
 
-        let toml = file("replicas = 3\nlisten = '0.0.0.0:2'\nredis_url = 'redis://r:6379'\n");
-        let loaded: Settings = load(Some(toml.path()), &Overrides::default()).unwrap();
-        assert_eq!((loaded.replicas, loaded.listen.as_str()), (3, "0.0.0.0:2"));
+        let toml = file("replicas = 3\nlisten = '0.0.0.0:2'\nredis_url = 'redis://r:6379'\ndefault_open = false\n");
+        let path = toml.path().to_str().unwrap();
+        let loaded = parsed(&["--config", path]).unwrap();
+        assert_eq!((loaded.library.replicas, loaded.listen.as_str()), (3, "0.0.0.0:2"));
         assert_eq!(loaded.redis_url.as_deref(), Some("redis://r:6379"));
+        assert!(!loaded.library.default_open, "the file sets a flattened library setting");
 
-        let overrides = Overrides {
-            replicas: Some(5),
-            log: LogArgs { log_format: Some(LogFormat::Json), log_level: None },
-            ..Default::default()
-        };
-        let loaded: Settings = load(Some(toml.path()), &overrides).unwrap();
-        assert_eq!((loaded.replicas, loaded.listen.as_str()), (5, "0.0.0.0:2"), "flags beat the file");
-        assert_eq!(loaded.log_format, LogFormat::Json);
+        let loaded = parsed(&["--config", path, "--replicas", "5", "--log-format", "json", "--names", "a,b"]).unwrap();
+        assert_eq!((loaded.library.replicas, loaded.listen.as_str()), (5, "0.0.0.0:2"), "flags beat the file");
+        assert_eq!(loaded.log.log_format, LogFormat::Json);
+        assert_eq!(loaded.library.names, ["a", "b"]);
+        assert!(!loaded.library.default_open, "a boolean left out keeps the file's value");
+        assert!(parsed(&["--config", path, "--default-open", "true"]).unwrap().library.default_open);
+    }
+
+    #[test]
+    fn every_setting_has_its_variable() {
+        let command = command::<TestSettings>(clap::Command::new("test"));
+        let variables: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+            .collect();
+        for expected in ["SWITCHBOARD_CONFIG", "SWITCHBOARD_LISTEN", "SWITCHBOARD_REPLICAS", "SWITCHBOARD_LOG_LEVEL"] {
+            assert!(variables.iter().any(|env| env == expected), "{expected} in {variables:?}");
+        }
     }
 
     #[test]
     fn unknown_file_keys_and_bad_types_are_errors() {
         let typo = file("replicaz = 3\n");
-        let error = load::<Settings>(Some(typo.path()), &Overrides::default()).unwrap_err();
-        assert!(error.to_string().contains("replicaz"), "{error}");
+        let error = parsed(&["--config", typo.path().to_str().unwrap()]).unwrap_err();
+        assert!(error.to_string().contains("unknown setting `replicaz`"), "{error}");
+        let source = file("dump_config = true\n");
+        assert!(parsed(&["--config", source.path().to_str().unwrap()]).is_err(), "not a setting");
         let wrong = file("replicas = 'three'\n");
-        assert!(load::<Settings>(Some(wrong.path()), &Overrides::default()).is_err());
-        let missing = load::<Settings>(Some(Path::new("/nonexistent/x.toml")), &Overrides::default()).unwrap_err();
+        assert!(parsed(&["--config", wrong.path().to_str().unwrap()]).is_err());
+        let missing = parsed(&["--config", "/nonexistent/x.toml"]).unwrap_err();
         assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
+        assert!(parsed(&["--replicas", "three"]).is_err());
     }
 
     #[test]
     fn dump_redacts_secrets() {
-        let settings = Settings {
+        let settings = TestSettings {
             redis_url: Some("redis://default:hunter2@redis:6379/0".into()),
             admin_token: Some("hunter3".into()),
             ..Default::default()

@@ -1,10 +1,8 @@
 //! The `switchboard` command line: `up` and the admin commands.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration, time::Instant};
+use std::{path::PathBuf, time::Duration, time::Instant};
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use switchboard_common::telemetry::LogFormat;
 
 use crate::{
     admin::{AdminChannel, explain},
@@ -143,67 +141,36 @@ impl Target {
     }
 }
 
-/// Options of `switchboard up`.
+/// `switchboard up`: its settings are [`UpConfig`], added to this subcommand by [`command`] and loaded
+/// like every binary's (defaults → `--config` file → `SWITCHBOARD_*` → flags; `--dump-config`).
 #[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Where durable state, TLS material and admin.json live.
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "switchboard-data")]
-    pub data_dir: PathBuf,
-    /// Simulated DCV hosts to run in this process.
-    #[arg(long, env = "SWITCHBOARD_SIM_HOSTS", default_value_t = 2)]
-    pub sim_hosts: usize,
-    /// Client API (HTTPS) listen address.
-    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
-    /// Agent endpoint listen address.
-    #[arg(long, env = "SWITCHBOARD_AGENT_LISTEN", default_value = "127.0.0.1:8445")]
-    pub agent_listen: SocketAddr,
-    /// Seconds between agent updates.
-    #[arg(long, env = "SWITCHBOARD_UPDATE_INTERVAL", default_value_t = 10)]
-    pub update_interval: u32,
-    /// Extra DNS names or IPs for the generated server certificate.
-    #[arg(long = "tls-name", env = "SWITCHBOARD_TLS_NAMES", value_delimiter = ',')]
-    pub tls_names: Vec<String>,
-    /// Connection Gateway session resolver (HTTPS, `POST /resolveSession`) listen address, or `off`.
-    #[arg(long, env = "SWITCHBOARD_RESOLVER_LISTEN", default_value = "127.0.0.1:8447")]
-    pub resolver_listen: String,
-    /// API calls per minute per client before 429 + Retry-After; 0 turns the limit off.
-    #[arg(long, env = "SWITCHBOARD_API_RATE_PER_MINUTE", default_value_t = 3_000)]
-    pub api_rate_per_minute: u32,
-    /// API calls per client allowed at once.
-    #[arg(long, env = "SWITCHBOARD_API_RATE_BURST", default_value_t = 100)]
-    pub api_rate_burst: u32,
-    /// PEM CA of agent client certificates: the agent port then requires one (mutual TLS). The simulated
-    /// hosts present certificates from the development CA (`<data-dir>/tls/ca.pem`), so include it.
-    #[arg(long, env = "SWITCHBOARD_AGENT_CLIENT_CA_FILE")]
-    pub agent_client_ca_file: Option<PathBuf>,
-    /// PEM CA of the session resolver's clients: the resolver then requires a client certificate.
-    #[arg(long, env = "SWITCHBOARD_RESOLVER_CLIENT_CA_FILE")]
-    pub resolver_client_ca_file: Option<PathBuf>,
-    /// Log format: pretty or json (filter with RUST_LOG).
-    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "pretty", value_parser = parse_log_format)]
-    pub log_format: LogFormat,
+pub struct UpArgs {}
+
+/// The whole command line: [`Cli`] with `up`'s settings.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command().mut_subcommand("up", switchboard_common::config::command::<UpConfig>)
 }
 
-fn parse_optional_addr(value: &str) -> Result<Option<SocketAddr>, String> {
-    if value.eq_ignore_ascii_case("off") {
-        return Ok(None);
+/// Parses the command line and runs it.
+pub async fn main() -> anyhow::Result<()> {
+    use clap::FromArgMatches as _;
+    let matches = command().get_matches();
+    if let Some(("up", up_matches)) = matches.subcommand() {
+        let config: UpConfig = switchboard_common::config::load(up_matches)?;
+        if up_matches.get_flag("dump_config") {
+            print!("{}", switchboard_common::config::dump(&config)?);
+            return Ok(());
+        }
+        return up(config).await;
     }
-    value.parse().map(Some).map_err(|error| format!("{error}; use host:port or off"))
-}
-
-fn parse_log_format(value: &str) -> Result<LogFormat, String> {
-    match value {
-        "pretty" => Ok(LogFormat::Pretty),
-        "json" => Ok(LogFormat::Json),
-        other => Err(format!("unknown log format {other:?}; use pretty or json")),
-    }
+    run(Cli::from_arg_matches(&matches)?).await
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up(args) => up(args).await,
+        Command::Up(UpArgs {}) => up(UpConfig::default()).await,
         Command::RegisterApiClient { client_name, read_only, allowed_owners, target } => {
             let channel = target.channel()?;
             let request = switchboard_proto::RegisterApiClientRequest { client_name, read_only, allowed_owners };
@@ -334,33 +301,12 @@ fn scope_text(read_only: bool, allowed_owners: &[String]) -> String {
     if parts.is_empty() { "full".to_owned() } else { parts.join(" ") }
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
-    switchboard_common::telemetry::init("info", args.log_format);
+async fn up(config: UpConfig) -> anyhow::Result<()> {
+    switchboard_common::telemetry::init(&config.log.log_level, config.log.log_format);
     let started = Instant::now();
-    let config = UpConfig {
-        data_dir: args.data_dir.clone(),
-        sim_hosts: args.sim_hosts,
-        listen: args.listen,
-        agent_listen: args.agent_listen,
-        update_interval_seconds: args.update_interval,
-        tls_names: args.tls_names,
-        resolver_listen: parse_optional_addr(&args.resolver_listen).map_err(anyhow::Error::msg)?,
-        gateway: switchboard_gateway::GatewayConfig {
-            limits: switchboard_gateway::limits::LimitsConfig {
-                api_per_client: switchboard_gateway::limits::RateLimit {
-                    per_minute: args.api_rate_per_minute,
-                    burst: args.api_rate_burst,
-                },
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        agent_client_ca_pem: switchboard_common::config::client_ca(args.agent_client_ca_file.as_deref())
-            .context("agent_client_ca_file")?,
-        resolver_client_ca_pem: switchboard_common::config::client_ca(args.resolver_client_ca_file.as_deref())
-            .context("resolver_client_ca_file")?,
-        ..UpConfig::default()
-    };
+    config.gateway.validate().map_err(anyhow::Error::msg)?;
+    config.auth.validate().map_err(anyhow::Error::msg)?;
+    let (data_dir, sim_hosts) = (config.data_dir.clone(), config.sim_hosts);
     let cluster = Cluster::start(config).await?;
     let shutdown = switchboard_common::shutdown::on_signals();
     let token = cluster.shutdown_token();
@@ -368,8 +314,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         shutdown.cancelled().await;
         token.cancel();
     });
-    cluster.wait_ready(args.sim_hosts, Duration::from_secs(10)).await?;
-    print_banner(&cluster, &args.data_dir, args.sim_hosts, started.elapsed());
+    cluster.wait_ready(sim_hosts, Duration::from_secs(10)).await?;
+    print_banner(&cluster, &data_dir, sim_hosts, started.elapsed());
     cluster.run_until_stopped().await
 }
 
@@ -396,4 +342,36 @@ fn print_banner(cluster: &Cluster, data_dir: &std::path::Path, hosts: usize, ela
             .resolver_addr
             .map_or_else(|| "off".to_owned(), |addr| format!("https://localhost:{}/resolveSession", addr.port())),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_up_setting_is_documented() {
+        let up = command().find_subcommand("up").expect("up is a subcommand").clone();
+        let doc = include_str!("../../docs/configuration.md");
+        let problems = switchboard_common::config::undocumented(&up, doc, &["up", "gateway", "auth"]);
+        assert!(problems.is_empty(), "docs/configuration.md: {problems:#?}");
+    }
+
+    #[test]
+    fn up_reads_a_config_file_and_flags_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("up.toml");
+        std::fs::write(&file, "sim_hosts = 5\napi_rate_per_minute = 0\nresolver_listen = 'off'\n").unwrap();
+        let matches = command()
+            .try_get_matches_from(["switchboard", "up", "--config", file.to_str().unwrap(), "--update-interval", "3"])
+            .unwrap();
+        let (_, up) = matches.subcommand().unwrap();
+        let config: UpConfig = switchboard_common::config::load(up).unwrap();
+        assert_eq!((config.sim_hosts, config.update_interval_seconds), (5, 3));
+        assert_eq!(config.gateway.limits.api_rate_per_minute, 0, "a flattened gateway setting");
+        assert_eq!(config.resolver_listen.0, None);
+        std::fs::write(&file, "sim_hostz = 5\n").unwrap();
+        let matches =
+            command().try_get_matches_from(["switchboard", "up", "--config", file.to_str().unwrap()]).unwrap();
+        assert!(switchboard_common::config::load::<UpConfig>(matches.subcommand().unwrap().1).is_err());
+    }
 }

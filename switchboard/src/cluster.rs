@@ -15,6 +15,8 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use switchboard_common::config::LogSettings;
 use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
@@ -24,34 +26,88 @@ use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::admin::AdminChannel;
 
-/// What `switchboard up` starts.
-#[derive(Debug, Clone)]
+/// What `switchboard up` starts: its settings (file key, `--flag`, `SWITCHBOARD_*` variable, as every
+/// binary's; see `switchboard_common::config`), with the gateway's and auth's flattened in.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct UpConfig {
     /// Where durable state, TLS material and `admin.json` live.
+    #[arg(long)]
     pub data_dir: PathBuf,
-    /// Number of simulated DCV hosts to run in-process.
+    /// Simulated DCV hosts to run in this process.
+    #[arg(long)]
     pub sim_hosts: usize,
-    /// Client API (HTTPS) address.
+    /// Client API (HTTPS) listen address.
+    #[arg(long)]
     pub listen: SocketAddr,
-    /// Agent endpoint (gRPC over TLS) address.
+    /// Agent endpoint listen address.
+    #[arg(long)]
     pub agent_listen: SocketAddr,
-    /// How often agents report, in seconds.
+    /// Seconds between agent updates.
+    #[arg(long, alias = "update-interval")]
     pub update_interval_seconds: u32,
-    /// Extra DNS names or IPs for the generated server certificate.
+    /// Extra DNS names or IPs for the generated server certificate (comma-separated).
+    #[arg(long, alias = "tls-name", value_delimiter = ',')]
     pub tls_names: Vec<String>,
-    /// Connection Gateway session resolver (HTTPS) address; `None`: not served.
-    pub resolver_listen: Option<SocketAddr>,
-    /// PEM CA the agent port requires client certificates from (`agent_client_ca_file`); `None`: none
-    /// required. Simulated hosts present certificates from the development CA, so with simulated hosts it
-    /// must include `<data-dir>/tls/ca.pem`.
-    pub agent_client_ca_pem: Option<String>,
-    /// PEM CA the session resolver requires client certificates from (`resolver_client_ca_file`).
-    pub resolver_client_ca_pem: Option<String>,
-    /// Gateway settings (limits, token-verifier refresh, client-cache time).
+    /// Connection Gateway session resolver (HTTPS, `POST /resolveSession`) listen address, or `off`.
+    #[arg(long)]
+    pub resolver_listen: OptionalAddr,
+    /// PEM CA of agent client certificates: the agent port then requires one (mutual TLS). The simulated
+    /// hosts present certificates from the development CA (`<data-dir>/tls/ca.pem`), so include it.
+    #[arg(long)]
+    pub agent_client_ca_file: Option<PathBuf>,
+    /// PEM CA of the session resolver's clients: the resolver then requires a client certificate.
+    #[arg(long)]
+    pub resolver_client_ca_file: Option<PathBuf>,
+    /// Gateway settings (limits, screenshots, token-verifier refresh, client-cache time).
+    #[command(flatten)]
+    #[serde(flatten)]
     pub gateway: switchboard_gateway::GatewayConfig,
-    /// Auth settings (issuer, audience, token lifetime, key publish delay); the admin token hash
-    /// is always the cluster's own.
+    /// Auth settings (issuer, audience, token lifetimes, key publish delay); the admin token hash is always
+    /// the cluster's own.
+    #[command(flatten)]
+    #[serde(flatten)]
     pub auth: switchboard_auth::AuthConfig,
+    /// Log format and filter.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub log: LogSettings,
+}
+
+/// A listen address that can be switched off (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl Serialize for OptionalAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        value.parse().map(|addr| Self(Some(addr))).map_err(|error| format!("{error}; use host:port or off"))
+    }
+}
+
+impl std::fmt::Display for OptionalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 impl Default for UpConfig {
@@ -63,12 +119,19 @@ impl Default for UpConfig {
             agent_listen: "127.0.0.1:8445".parse().expect("valid address"),
             update_interval_seconds: 10,
             tls_names: Vec::new(),
-            resolver_listen: None,
-            agent_client_ca_pem: None,
-            resolver_client_ca_pem: None,
+            resolver_listen: OptionalAddr("127.0.0.1:8447".parse().ok()),
+            agent_client_ca_file: None,
+            resolver_client_ca_file: None,
             gateway: switchboard_gateway::GatewayConfig::default(),
             auth: switchboard_auth::AuthConfig::default(),
+            log: LogSettings::default(),
         }
+    }
+}
+
+impl switchboard_common::config::Settings for UpConfig {
+    fn log(&self) -> &LogSettings {
+        &self.log
     }
 }
 
@@ -83,7 +146,7 @@ impl UpConfig {
             listen: any,
             agent_listen: any,
             update_interval_seconds: 1,
-            resolver_listen: Some(any),
+            resolver_listen: OptionalAddr(Some(any)),
             ..Self::default()
         }
     }
@@ -180,10 +243,14 @@ impl Cluster {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
-        if config.resolver_client_ca_pem.is_some() && config.resolver_listen.is_none() {
+        let agent_client_ca_pem = switchboard_common::config::client_ca(config.agent_client_ca_file.as_deref())
+            .context("agent_client_ca_file")?;
+        let resolver_client_ca_pem = switchboard_common::config::client_ca(config.resolver_client_ca_file.as_deref())
+            .context("resolver_client_ca_file")?;
+        if resolver_client_ca_pem.is_some() && config.resolver_listen.0.is_none() {
             anyhow::bail!("resolver_client_ca_file is set but the session resolver is off");
         }
-        if let Some(client_ca) = &config.agent_client_ca_pem
+        if let Some(client_ca) = &agent_client_ca_pem
             && config.sim_hosts > 0
             && !trusts(client_ca, &tls.ca_pem)?
         {
@@ -202,7 +269,7 @@ impl Cluster {
 
         let api_listener = bind(config.listen, "client API").await?;
         let agent_listener = bind(config.agent_listen, "agent endpoint").await?;
-        let resolver_listener = match config.resolver_listen {
+        let resolver_listener = match config.resolver_listen.0 {
             Some(addr) => Some(bind(addr, "session resolver").await?),
             None => None,
         };
@@ -221,7 +288,7 @@ impl Cluster {
             replica_id: format!("all-in-one-{}", uuid::Uuid::new_v4()),
             advertised_address: store_url.clone(),
             update_interval_seconds: config.update_interval_seconds,
-            agent_client_ca_pem: config.agent_client_ca_pem.clone(),
+            agent_client_ca_pem: agent_client_ca_pem.clone(),
             ..Default::default()
         };
         let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };
@@ -263,7 +330,7 @@ impl Cluster {
         if let Some(listener) = resolver_listener {
             let listener = listener.into_std()?;
             let (identity, upstreams, shutdown) = (tls.server.clone(), upstreams.clone(), shutdown.clone());
-            let client_ca = config.resolver_client_ca_pem.clone();
+            let client_ca = resolver_client_ca_pem.clone();
             tasks.spawn(async move {
                 let result =
                     switchboard_gateway::resolver::serve(listener, Some(identity), client_ca, upstreams, shutdown);
@@ -285,7 +352,7 @@ impl Cluster {
         for (index, enrolment) in enrolments.into_iter().enumerate() {
             let mut options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
             options.enrolment = Some(enrolment);
-            if config.agent_client_ca_pem.is_some() {
+            if agent_client_ca_pem.is_some() {
                 options.client_identity = Some(tls.issue_client_identity(&format!("sim-host-{index}"))?);
             }
             let driver = Arc::new(switchboard_agent::driver::simulated::SimulatedDriver::default());

@@ -20,8 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchboard::{Cluster, UpConfig};
 use switchboard_gateway::GatewayConfig;
-use switchboard_gateway::limits::{LimitsConfig, RateLimit};
-use switchboard_gateway::verify::VerifierConfig;
+use switchboard_gateway::limits::LimitsConfig;
 use switchboard_proto::{AuthServerInfo, RegisterApiClientRequest, RegisterAuthServerRequest};
 use switchboard_store::SigningKeyRecord;
 use switchboard_testkit::FakeIdp;
@@ -58,8 +57,9 @@ impl Suite {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = UpConfig {
             gateway: GatewayConfig {
-                client_cache_ttl: Duration::ZERO,
-                verifier: VerifierConfig { min_refresh_interval: Duration::ZERO, key_set_max_age: Duration::ZERO },
+                client_cache_seconds: 0,
+                key_set_refresh_seconds: 0,
+                key_set_min_refresh_interval: Duration::ZERO,
                 ..GatewayConfig::default()
             },
             ..UpConfig::ephemeral(data_dir.path(), 1)
@@ -313,8 +313,10 @@ async fn oversized_requests_and_floods_are_cut_off() {
     let suite = Suite::start(|config| {
         config.gateway.max_body_bytes = 64 * 1024;
         config.gateway.limits = LimitsConfig {
-            token_per_address: RateLimit { per_minute: 1, burst: 10 },
-            api_per_client: RateLimit { per_minute: 1, burst: 20 },
+            token_rate_per_minute: 1,
+            token_rate_burst: 10,
+            api_rate_per_minute: 1,
+            api_rate_burst: 20,
             max_header_bytes: 8 * 1024,
             ..LimitsConfig::default()
         };

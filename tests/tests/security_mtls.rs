@@ -36,8 +36,8 @@ async fn start() -> Harness {
     let stranger_dir = tempfile::tempdir().unwrap();
     let stranger = DevCa::load_or_create(stranger_dir.path(), &[]).unwrap();
     let config = UpConfig {
-        agent_client_ca_pem: Some(ca.ca_pem.clone()),
-        resolver_client_ca_pem: Some(ca.ca_pem.clone()),
+        agent_client_ca_file: Some(ca.ca_path.clone()),
+        resolver_client_ca_file: Some(ca.ca_path.clone()),
         ..UpConfig::ephemeral(data_dir.path(), 1)
     };
     let cluster = Cluster::start(config).await.expect("cluster starts");
@@ -162,7 +162,7 @@ async fn simulated_hosts_need_the_development_ca_among_the_agent_client_cas() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = DevCa::load_or_create(other_dir.path(), &[]).unwrap();
     let config =
-        UpConfig { agent_client_ca_pem: Some(other.ca_pem.clone()), ..UpConfig::ephemeral(data_dir.path(), 1) };
+        UpConfig { agent_client_ca_file: Some(other.ca_path.clone()), ..UpConfig::ephemeral(data_dir.path(), 1) };
     let error = Cluster::start(config).await.err().expect("refused: the simulated hosts could never connect");
     assert!(error.to_string().contains("--sim-hosts 0"), "{error:#}");
 }

@@ -25,6 +25,7 @@ pub mod tokens;
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::agent_admin_server::AgentAdminServer;
@@ -32,22 +33,33 @@ use switchboard_proto::auth_server::AuthServer;
 use switchboard_store::{ApiRegistry, BackendError, Enrolment};
 use tokio::net::TcpListener;
 
-/// Settings of the auth service; every replica must use the same values.
-#[derive(Clone)]
+/// Settings of the auth service; every replica must use the same values. Each field is one setting
+/// (file key, `--flag`, `SWITCHBOARD_*` variable; see `switchboard_common::config`).
+#[derive(Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct AuthConfig {
-    /// `iss` claim of issued tokens, checked by verifiers.
+    /// `iss` of issued tokens, checked by verifiers (the same on every replica).
+    #[arg(long)]
     pub issuer: String,
-    /// `aud` claim of issued tokens, checked by verifiers.
+    /// `aud` of issued tokens, checked by verifiers (the same on every replica).
+    #[arg(long)]
     pub audience: String,
-    /// Lifetime of an access token; also how long a retired key stays in the key set.
+    /// Access-token lifetime in seconds; also how long a retired key stays in the key set.
+    #[arg(long)]
     pub token_lifetime_seconds: u32,
-    /// Lifetime of a connection token (the original broker's `connect-session-token-duration-minutes`).
-    pub connection_token_lifetime_seconds: u32,
-    /// How long after `renew-auth-server-api-key` the new key starts signing; it is published at
-    /// once, so this must exceed the gateways' key-set refresh interval.
+    /// Connection-token lifetime in minutes, 1..=1440 (the original broker's
+    /// `connect-session-token-duration-minutes`).
+    #[arg(long)]
+    pub connect_session_token_duration_minutes: u32,
+    /// Seconds between `renew-auth-server-api-key` publishing a new key and signing with it; it is
+    /// published at once, so this must exceed the gateways' `key_set_refresh_seconds`.
+    #[arg(long)]
     pub key_publish_delay_seconds: u32,
     /// SHA-256 of the admin token that guards the client registry RPCs ([`admin_token_hash`]);
     /// `None` disables those RPCs. Only the hash is kept so the token itself never sits in memory.
+    /// Not a setting: the binary reads the token from `admin_token_file`.
+    #[arg(skip)]
+    #[serde(skip)]
     pub admin_token_sha256: Option<[u8; 32]>,
 }
 
@@ -57,10 +69,28 @@ impl Default for AuthConfig {
             issuer: "switchboard".to_owned(),
             audience: "switchboard-api".to_owned(),
             token_lifetime_seconds: 3600,
-            connection_token_lifetime_seconds: 60 * 60,
+            connect_session_token_duration_minutes: 60,
             key_publish_delay_seconds: 60,
             admin_token_sha256: None,
         }
+    }
+}
+
+impl AuthConfig {
+    /// Lifetime of a connection token, in seconds.
+    pub fn connection_token_lifetime_seconds(&self) -> u32 {
+        self.connect_session_token_duration_minutes.saturating_mul(60)
+    }
+
+    /// Refuses settings that cannot work.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(1..=24 * 60).contains(&self.connect_session_token_duration_minutes) {
+            return Err("connect_session_token_duration_minutes must be 1..=1440".into());
+        }
+        if self.token_lifetime_seconds == 0 {
+            return Err("token_lifetime_seconds must be above 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -70,7 +100,7 @@ impl fmt::Debug for AuthConfig {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("token_lifetime_seconds", &self.token_lifetime_seconds)
-            .field("connection_token_lifetime_seconds", &self.connection_token_lifetime_seconds)
+            .field("connect_session_token_duration_minutes", &self.connect_session_token_duration_minutes)
             .field("key_publish_delay_seconds", &self.key_publish_delay_seconds)
             .field("admin_token_sha256", &self.admin_token_sha256.map(|_| "[redacted]"))
             .finish()

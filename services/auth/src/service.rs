@@ -106,7 +106,7 @@ impl AuthService {
         }
         let signer = self.signer().await?;
         let now_seconds = switchboard_common::time::now_ms() / 1000;
-        let lifetime = self.config.connection_token_lifetime_seconds;
+        let lifetime = self.config.connection_token_lifetime_seconds();
         let subject = ConnectionTokenSubject {
             session_id: &request.session_id,
             session_owner: &request.session_owner,
@@ -121,7 +121,7 @@ impl AuthService {
         let stored = self.backend.list_signing_keys().await?;
         let now_ms = switchboard_common::time::now_ms();
         // A retired key stays published as long as any token it signed may live.
-        let longest = self.config.token_lifetime_seconds.max(self.config.connection_token_lifetime_seconds);
+        let longest = self.config.token_lifetime_seconds.max(self.config.connection_token_lifetime_seconds());
         Ok(KeySet {
             jwks_json: keys::jwks_json(&stored, now_ms, longest),
             issuer: self.config.issuer.clone(),

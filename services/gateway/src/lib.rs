@@ -31,6 +31,7 @@ pub mod verify;
 
 use std::{sync::Arc, time::Duration};
 
+use serde::{Deserialize, Serialize};
 use switchboard_common::{Shutdown, tls::Identity};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
@@ -40,44 +41,68 @@ use tonic::transport::Channel;
 pub use error::{ApiError, Result};
 pub use routes::router;
 
-/// Gateway settings.
-#[derive(Debug, Clone)]
+/// Gateway settings; each field is one setting (file key, `--flag`, `SWITCHBOARD_*` variable; see
+/// `switchboard_common::config`), its doc the flag's help.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct GatewayConfig {
-    /// Largest accepted request body; larger ones get 413.
+    /// Largest accepted request body in bytes (larger: 413).
+    #[arg(long)]
     pub max_body_bytes: usize,
-    /// Longest a request may take before it gets 504; also the drain time at shutdown.
-    pub request_timeout: Duration,
+    /// Longest a request may take (then 504), in seconds; also the drain time at shutdown.
+    #[arg(long)]
+    pub request_timeout_seconds: u64,
     /// Most items in one batch request (createSessions, deleteSessions, …).
+    #[arg(long)]
     pub max_batch: usize,
-    /// Largest screenshot width when a request gives no `MaxWidth` (`session-screenshot-max-width`).
-    pub screenshot_max_width: u32,
-    /// Largest screenshot height when a request gives no `MaxHeight` (`session-screenshot-max-height`).
-    pub screenshot_max_height: u32,
-    /// Screenshot format, `png` or `jpeg` (`session-screenshot-format`).
-    pub screenshot_format: String,
-    /// How long a host command (permissions, screenshot) may take.
-    pub command_timeout: Duration,
+    /// Largest screenshot width when a request gives no `MaxWidth` (DCV's `session-screenshot-max-width`).
+    #[arg(long)]
+    pub session_screenshot_max_width: u32,
+    /// Largest screenshot height when a request gives no `MaxHeight` (DCV's
+    /// `session-screenshot-max-height`).
+    #[arg(long)]
+    pub session_screenshot_max_height: u32,
+    /// Screenshot format, `png` or `jpeg` (DCV's `session-screenshot-format`).
+    #[arg(long)]
+    pub session_screenshot_format: String,
+    /// How long a host command (permissions, screenshot) may take, in seconds.
+    #[arg(long)]
+    pub command_timeout_seconds: u64,
     /// Rate limits and the header size limit.
+    #[command(flatten)]
+    #[serde(flatten)]
     pub limits: limits::LimitsConfig,
-    /// Key-set refresh behaviour of the token verifier.
-    pub verifier: crate::verify::VerifierConfig,
-    /// How long a client's policy (existence, scope) is cached: the revocation bound.
-    pub client_cache_ttl: Duration,
+    /// Longest a client's policy (existence, scope) is cached, in seconds: the revocation bound.
+    #[arg(long)]
+    pub client_cache_seconds: u64,
+    /// Longest the token verifier uses a fetched key set, in seconds (a rotated key is published before it
+    /// signs; keep this below auth's `key_publish_delay_seconds`).
+    #[arg(long)]
+    pub key_set_refresh_seconds: u64,
+    /// Least time between two key-set fetches of the token verifier. Not a setting (tests shorten it).
+    #[arg(skip = crate::verify::MIN_REFRESH_INTERVAL)]
+    #[serde(skip, default = "min_refresh_interval")]
+    pub key_set_min_refresh_interval: Duration,
+}
+
+fn min_refresh_interval() -> Duration {
+    crate::verify::MIN_REFRESH_INTERVAL
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(60),
+            request_timeout_seconds: 60,
             max_batch: 100,
-            screenshot_max_width: 160,
-            screenshot_max_height: 100,
-            screenshot_format: "png".to_owned(),
-            command_timeout: Duration::from_secs(30),
+            session_screenshot_max_width: 160,
+            session_screenshot_max_height: 100,
+            session_screenshot_format: "png".to_owned(),
+            command_timeout_seconds: 30,
             limits: limits::LimitsConfig::default(),
-            verifier: crate::verify::VerifierConfig::default(),
-            client_cache_ttl: Duration::from_secs(10),
+            client_cache_seconds: 10,
+            key_set_refresh_seconds: crate::verify::KEY_SET_MAX_AGE.as_secs(),
+            key_set_min_refresh_interval: crate::verify::MIN_REFRESH_INTERVAL,
         }
     }
 }
@@ -85,16 +110,42 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// Refuses settings that cannot work.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !matches!(self.screenshot_format.as_str(), "png" | "jpeg") {
-            return Err(format!("session_screenshot_format must be png or jpeg, not {:?}", self.screenshot_format));
+        if !matches!(self.session_screenshot_format.as_str(), "png" | "jpeg") {
+            return Err(format!(
+                "session_screenshot_format must be png or jpeg, not {:?}",
+                self.session_screenshot_format
+            ));
         }
-        if self.screenshot_max_width == 0 || self.screenshot_max_height == 0 {
+        if self.session_screenshot_max_width == 0 || self.session_screenshot_max_height == 0 {
             return Err("session_screenshot_max_width and _height must be greater than 0".into());
         }
         if self.max_batch == 0 {
             return Err("max_batch must be greater than 0".into());
         }
         Ok(())
+    }
+
+    /// Longest a request may take.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// How long a host command may take.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_seconds)
+    }
+
+    /// How long a client's policy is cached.
+    pub fn client_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.client_cache_seconds)
+    }
+
+    /// The token verifier's refresh behaviour.
+    pub fn verifier(&self) -> crate::verify::VerifierConfig {
+        crate::verify::VerifierConfig {
+            key_set_max_age: Duration::from_secs(self.key_set_refresh_seconds),
+            min_refresh_interval: self.key_set_min_refresh_interval,
+        }
     }
 }
 
@@ -127,7 +178,7 @@ pub struct AppState {
 impl AppState {
     /// State verifying tokens with the auth service's key set.
     pub fn new(config: GatewayConfig, upstreams: Upstreams, shutdown: Shutdown) -> Self {
-        let tokens = auth::token_verifier(upstreams.auth.clone(), config.verifier, config.client_cache_ttl);
+        let tokens = auth::token_verifier(upstreams.auth.clone(), config.verifier(), config.client_cache_ttl());
         Self::with_token_check(config, upstreams, tokens, shutdown)
     }
 
@@ -153,7 +204,7 @@ pub async fn serve(
     upstreams: Upstreams,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let grace = config.request_timeout;
+    let grace = config.request_timeout();
     let max_header_bytes = config.limits.max_header_bytes;
     let app = router(AppState::new(config, upstreams, shutdown.clone()));
     let handle = axum_server::Handle::new();

@@ -50,27 +50,62 @@ impl RateLimit {
     }
 }
 
-/// The configured limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The configured limits: settings of the gateway (see [`crate::GatewayConfig`]). A rate of 0 per minute
+/// disables that limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct LimitsConfig {
-    /// `/oauth2/token` per peer IP address (IPv6: per /64).
-    pub token_per_address: RateLimit,
-    /// `/oauth2/token` over all callers of this replica.
-    pub token_overall: RateLimit,
-    /// Authenticated API calls per client id.
-    pub api_per_client: RateLimit,
+    /// `/oauth2/token` requests per minute per peer IP address (IPv6: per /64); 0: off.
+    #[arg(long)]
+    pub token_rate_per_minute: u32,
+    /// Burst of `/oauth2/token` requests per peer address.
+    #[arg(long)]
+    pub token_rate_burst: u32,
+    /// `/oauth2/token` requests per minute over all callers of this replica; 0: off.
+    #[arg(long)]
+    pub token_rate_overall_per_minute: u32,
+    /// Burst of `/oauth2/token` requests over all callers.
+    #[arg(long)]
+    pub token_rate_overall_burst: u32,
+    /// Authenticated API calls per minute per client id; 0: off.
+    #[arg(long)]
+    pub api_rate_per_minute: u32,
+    /// Burst of API calls per client id.
+    #[arg(long)]
+    pub api_rate_burst: u32,
     /// Largest total size of the request headers (names + values), bytes; larger: 431.
+    #[arg(long)]
     pub max_header_bytes: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            token_per_address: RateLimit { per_minute: 600, burst: 20 },
-            token_overall: RateLimit { per_minute: 12_000, burst: 200 },
-            api_per_client: RateLimit { per_minute: 3_000, burst: 100 },
+            token_rate_per_minute: 600,
+            token_rate_burst: 20,
+            token_rate_overall_per_minute: 12_000,
+            token_rate_overall_burst: 200,
+            api_rate_per_minute: 3_000,
+            api_rate_burst: 100,
             max_header_bytes: 16 * 1024,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// `/oauth2/token` per peer address.
+    pub fn token_per_address(&self) -> RateLimit {
+        RateLimit { per_minute: self.token_rate_per_minute, burst: self.token_rate_burst }
+    }
+
+    /// `/oauth2/token` over all callers.
+    pub fn token_overall(&self) -> RateLimit {
+        RateLimit { per_minute: self.token_rate_overall_per_minute, burst: self.token_rate_overall_burst }
+    }
+
+    /// API calls per client id.
+    pub fn api_per_client(&self) -> RateLimit {
+        RateLimit { per_minute: self.api_rate_per_minute, burst: self.api_rate_burst }
     }
 }
 
@@ -111,9 +146,9 @@ impl Limits {
     /// Limiters for `config`.
     pub fn new(config: LimitsConfig) -> Self {
         Self {
-            token_per_address: config.token_per_address.quota().map(RateLimiter::keyed),
-            token_overall: config.token_overall.quota().map(RateLimiter::direct),
-            api_per_client: config.api_per_client.quota().map(RateLimiter::keyed),
+            token_per_address: config.token_per_address().quota().map(RateLimiter::keyed),
+            token_overall: config.token_overall().quota().map(RateLimiter::direct),
+            api_per_client: config.api_per_client().quota().map(RateLimiter::keyed),
             max_header_bytes: config.max_header_bytes,
         }
     }
@@ -165,10 +200,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_the_limit_answers_with_retry_after() {
-        let limits = Limits::new(LimitsConfig {
-            api_per_client: RateLimit { per_minute: 1, burst: 3 },
-            ..LimitsConfig::default()
-        });
+        let limits = Limits::new(LimitsConfig { api_rate_per_minute: 1, api_rate_burst: 3, ..LimitsConfig::default() });
         for _ in 0..3 {
             limits.check_client("a").unwrap();
         }
@@ -185,8 +217,10 @@ mod tests {
     #[test]
     fn token_limits_per_address_and_overall() {
         let limits = Limits::new(LimitsConfig {
-            token_per_address: RateLimit { per_minute: 1, burst: 2 },
-            token_overall: RateLimit { per_minute: 1, burst: 5 },
+            token_rate_per_minute: 1,
+            token_rate_burst: 2,
+            token_rate_overall_per_minute: 1,
+            token_rate_overall_burst: 5,
             ..LimitsConfig::default()
         });
         let one: IpAddr = "10.0.0.1".parse().unwrap();
@@ -210,7 +244,7 @@ mod tests {
 
     #[test]
     fn zero_disables_a_limit() {
-        let limits = Limits::new(LimitsConfig { api_per_client: RateLimit::OFF, ..LimitsConfig::default() });
+        let limits = Limits::new(LimitsConfig { api_rate_per_minute: 0, api_rate_burst: 0, ..LimitsConfig::default() });
         for _ in 0..10_000 {
             limits.check_client("a").unwrap();
         }

@@ -7,7 +7,7 @@ use http::{Request, StatusCode};
 use serde_json::json;
 use support::{send, start_fakes};
 use switchboard_gateway::GatewayConfig;
-use switchboard_gateway::limits::{LimitsConfig, RateLimit};
+use switchboard_gateway::limits::LimitsConfig;
 
 fn post_as(token: &str, uri: &str, body: &str) -> Request<Body> {
     Request::post(uri)
@@ -82,7 +82,7 @@ async fn owner_restricted_clients_only_touch_their_owners_sessions() {
 #[tokio::test]
 async fn api_calls_over_the_per_client_limit_get_429_with_retry_after() {
     let upstream = start_fakes().await;
-    let limits = LimitsConfig { api_per_client: RateLimit { per_minute: 1, burst: 2 }, ..LimitsConfig::default() };
+    let limits = LimitsConfig { api_rate_per_minute: 1, api_rate_burst: 2, ..LimitsConfig::default() };
     let router = upstream.router(GatewayConfig { limits, ..GatewayConfig::default() });
     for _ in 0..2 {
         assert_eq!(send(&router, post_as("valid", "/describeSessions", "")).await.0, StatusCode::OK);
@@ -101,7 +101,8 @@ async fn api_calls_over_the_per_client_limit_get_429_with_retry_after() {
 #[tokio::test]
 async fn token_endpoint_flooding_gets_429_with_retry_after() {
     let upstream = start_fakes().await;
-    let limits = LimitsConfig { token_overall: RateLimit { per_minute: 1, burst: 3 }, ..LimitsConfig::default() };
+    let limits =
+        LimitsConfig { token_rate_overall_per_minute: 1, token_rate_overall_burst: 3, ..LimitsConfig::default() };
     let router = upstream.router(GatewayConfig { limits, ..GatewayConfig::default() });
     let token_request = || {
         Request::post("/oauth2/token?grant_type=client_credentials")

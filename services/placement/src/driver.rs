@@ -4,7 +4,7 @@
 //! send the host a `CreateSessionCommand` through session-store, then record
 //! READY. If the host fails, the session is un-assigned (server id cleared,
 //! back to SESSION_PLACING) and tried on another host, up to
-//! `retries_on_failure` more times unless the item set
+//! `create_sessions_number_of_retries_on_failure` more times unless the item set
 //! `DisableRetryOnFailure`. When no attempt is left, or no host fits, the
 //! session becomes DELETED with the reason in `StateReason` — unless it asked
 //! to be queued (`EnqueueRequest`) and no host fits: then it enters the
@@ -128,7 +128,7 @@ impl Driver {
 
     async fn run_from(mut self, session: SessionRecord, start: Start) {
         let session_id = session.id.clone();
-        let deadline = tokio::time::Instant::now() + self.config.create_timeout;
+        let deadline = tokio::time::Instant::now() + self.config.create_timeout();
         let mut backoff = TransientBackoff::new(deadline);
         let mut start = Some(start);
         let failure = loop {
@@ -142,7 +142,7 @@ impl Driver {
         };
         tracing::warn!(%session_id, error = %failure, "placement failed");
         let reason = format!("placement failed: {failure}");
-        let mut backoff = TransientBackoff::new(tokio::time::Instant::now() + self.config.create_timeout);
+        let mut backoff = TransientBackoff::new(tokio::time::Instant::now() + self.config.create_timeout());
         loop {
             match self.finish_deleted(&session_id, &reason).await {
                 Ok(_) => return,
@@ -160,7 +160,11 @@ impl Driver {
         let spec = session.spec.unwrap_or_default();
         let requirements = Requirements::parse(&spec.requirements)
             .map_err(|reason| Error::Protocol(format!("accepted spec with invalid requirements: {reason}")))?;
-        let max_attempts = if spec.disable_retry_on_failure { 1 } else { 1 + self.config.retries_on_failure };
+        let max_attempts = if spec.disable_retry_on_failure {
+            1
+        } else {
+            1 + self.config.create_sessions_number_of_retries_on_failure
+        };
         let mut excluded = HashMap::new();
         let mut last_failure: Option<String> = None;
         let mut attempts = 0;
@@ -247,8 +251,8 @@ impl Driver {
         };
         let request = EnqueueSessionRequest {
             entry: Some(entry),
-            max_wait_ms: u64::try_from(self.config.queue_max_time.as_millis()).unwrap_or(u64::MAX),
-            max_size: self.config.queue_max_size,
+            max_wait_ms: u64::try_from(self.config.create_sessions_queue_max_time().as_millis()).unwrap_or(u64::MAX),
+            max_size: self.config.create_sessions_queue_max_size,
         };
         let response = self.store.enqueue_session(request).await.map_err(Error::Store)?.into_inner();
         match response.outcome() {
@@ -268,7 +272,7 @@ impl Driver {
             EnqueueOutcome::Full | EnqueueOutcome::Unspecified => {
                 let reason = format!(
                     "the create-sessions queue is full ({} requests; create-sessions-queue-max-size); {why}",
-                    self.config.queue_max_size
+                    self.config.create_sessions_queue_max_size
                 );
                 tracing::info!(%session_id, %reason, "queue full");
                 self.finish_deleted(session_id, &reason).await?;
@@ -301,7 +305,7 @@ impl Driver {
         session_id: &str,
         spec: &CreateSessionSpec,
     ) -> Result<Option<HostSession>, String> {
-        let timeout = self.config.create_timeout;
+        let timeout = self.config.create_timeout();
         let request = SendCommandRequest {
             server_id: server_id.to_owned(),
             command: Some(HostCommand {

@@ -30,6 +30,8 @@ pub mod validate;
 
 use std::{sync::Arc, time::Duration};
 
+use serde::{Deserialize, Serialize};
+
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
 use tokio::net::TcpListener;
@@ -37,52 +39,100 @@ use tonic::transport::Channel;
 
 pub use service::PlacementService;
 
-/// Placement settings.
-#[derive(Debug, Clone)]
+/// Placement settings; each field is one setting (file key, `--flag`, `SWITCHBOARD_*` variable; see
+/// `switchboard_common::config`), its doc the flag's help.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct PlacementConfig {
-    /// How many other hosts to try after creation fails on one (unless the
-    /// item sets `DisableRetryOnFailure`; DCV's
+    /// Other hosts tried after creation fails on one, unless the item sets `DisableRetryOnFailure` (DCV's
     /// `create-sessions-number-of-retries-on-failure`).
-    pub retries_on_failure: u32,
-    /// Most `AutorunFileArguments` items accepted (DCV's
-    /// `autorun-file-arguments-max-size`).
-    pub autorun_args_max: usize,
-    /// Longest accepted autorun argument, in characters (DCV's
+    #[arg(long)]
+    pub create_sessions_number_of_retries_on_failure: u32,
+    /// Most `AutorunFileArguments` items accepted per session (DCV's `autorun-file-arguments-max-size`).
+    #[arg(long)]
+    pub autorun_file_arguments_max_size: usize,
+    /// Longest accepted `AutorunFileArguments` item, in characters (DCV's
     /// `autorun-file-arguments-max-argument-length`).
-    pub autorun_arg_max_len: usize,
+    #[arg(long)]
+    pub autorun_file_arguments_max_argument_length: usize,
     /// Most items in one CreateSessions call.
+    #[arg(long)]
     pub max_batch: usize,
-    /// How long a host may take to create a session before the attempt fails.
-    pub create_timeout: Duration,
+    /// How long a host may take to create a session, in seconds, before the attempt fails.
+    #[arg(long)]
+    pub create_timeout_seconds: u64,
     /// How hosts that fit are ordered (see [`place`]).
+    #[command(flatten)]
+    #[serde(flatten)]
     pub strategy: place::StrategyConfig,
-    /// Most requests in the create-sessions queue (DCV's
-    /// `create-sessions-queue-max-size`).
-    pub queue_max_size: u32,
-    /// How long a request may wait in the queue (DCV's
-    /// `create-sessions-queue-max-time-seconds`).
-    pub queue_max_time: Duration,
-    /// How often the fleet view asks session-store for changes.
-    pub fleet_sync_interval: Duration,
-    /// How often the queue worker looks for requests queued by other replicas
-    /// and for timed-out ones (changes of the fleet wake it at once).
-    pub queue_poll_interval: Duration,
+    /// Most requests waiting in the create-sessions queue (DCV's `create-sessions-queue-max-size`).
+    #[arg(long)]
+    pub create_sessions_queue_max_size: u32,
+    /// How long a queued request may wait, in seconds (DCV's `create-sessions-queue-max-time-seconds`).
+    #[arg(long)]
+    pub create_sessions_queue_max_time_seconds: u64,
+    /// How often the fleet view asks session-store for changes, in milliseconds (at least 10).
+    #[arg(long)]
+    pub fleet_sync_interval_ms: u64,
+    /// How often the queue worker looks for requests queued by other replicas and for timed-out ones, in
+    /// milliseconds (at least 10; changes of the fleet wake it at once).
+    #[arg(long)]
+    pub queue_poll_interval_ms: u64,
 }
 
 impl Default for PlacementConfig {
     fn default() -> Self {
         Self {
-            retries_on_failure: 2,
-            autorun_args_max: 50,
-            autorun_arg_max_len: 150,
+            create_sessions_number_of_retries_on_failure: 2,
+            autorun_file_arguments_max_size: 50,
+            autorun_file_arguments_max_argument_length: 150,
             max_batch: 100,
-            create_timeout: Duration::from_secs(60),
+            create_timeout_seconds: 60,
             strategy: place::StrategyConfig::default(),
-            queue_max_size: 1000,
-            queue_max_time: Duration::from_secs(1800),
-            fleet_sync_interval: Duration::from_millis(250),
-            queue_poll_interval: Duration::from_secs(1),
+            create_sessions_queue_max_size: 1000,
+            create_sessions_queue_max_time_seconds: 1800,
+            fleet_sync_interval_ms: 250,
+            queue_poll_interval_ms: 1000,
         }
+    }
+}
+
+impl PlacementConfig {
+    /// Refuses settings that cannot work.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.autorun_file_arguments_max_size == 0 {
+            return Err("autorun_file_arguments_max_size must be above 0".into());
+        }
+        if self.autorun_file_arguments_max_argument_length == 0 {
+            return Err("autorun_file_arguments_max_argument_length must be above 0".into());
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch must be above 0".into());
+        }
+        if self.strategy.rare_os_percent > 100 {
+            return Err("rare_os_percent must be at most 100".into());
+        }
+        Ok(())
+    }
+
+    /// How long a host may take to create a session.
+    pub fn create_timeout(&self) -> Duration {
+        Duration::from_secs(self.create_timeout_seconds)
+    }
+
+    /// How long a request may wait in the queue.
+    pub fn create_sessions_queue_max_time(&self) -> Duration {
+        Duration::from_secs(self.create_sessions_queue_max_time_seconds)
+    }
+
+    /// How often the fleet view syncs.
+    pub fn fleet_sync_interval(&self) -> Duration {
+        Duration::from_millis(self.fleet_sync_interval_ms.max(10))
+    }
+
+    /// How often the queue worker polls.
+    pub fn queue_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.queue_poll_interval_ms.max(10))
     }
 }
 
@@ -154,12 +204,12 @@ pub async fn serve(
     store: SessionStoreClient<Channel>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let create_timeout = config.create_timeout;
+    let create_timeout = config.create_timeout();
     let service = PlacementService::new(config, store);
     let placements = service.placements();
     let background = shutdown.child_token();
     let fleet = service.fleet();
-    let sync_interval = service.config().fleet_sync_interval;
+    let sync_interval = service.config().fleet_sync_interval();
     let sync = tokio::spawn({
         let background = background.clone();
         async move { fleet.run(sync_interval, background).await }
@@ -215,9 +265,12 @@ mod tests {
         // create-sessions-number-of-retries-on-failure, create-sessions-queue-max-size,
         // create-sessions-queue-max-time-seconds, autorun-file-arguments-max-size and
         // autorun-file-arguments-max-argument-length.
-        assert_eq!(config.retries_on_failure, 2);
-        assert_eq!(config.queue_max_size, 1000);
-        assert_eq!(config.queue_max_time, Duration::from_secs(1800));
-        assert_eq!((config.autorun_args_max, config.autorun_arg_max_len), (50, 150));
+        assert_eq!(config.create_sessions_number_of_retries_on_failure, 2);
+        assert_eq!(config.create_sessions_queue_max_size, 1000);
+        assert_eq!(config.create_sessions_queue_max_time(), Duration::from_secs(1800));
+        assert_eq!(
+            (config.autorun_file_arguments_max_size, config.autorun_file_arguments_max_argument_length),
+            (50, 150)
+        );
     }
 }

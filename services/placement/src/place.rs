@@ -75,14 +75,18 @@ pub enum Strategy {
     Pack,
 }
 
-/// The strategy with its scarcity settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The strategy with its scarcity settings (settings of placement, see [`crate::PlacementConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct StrategyConfig {
-    /// Spread or pack.
+    /// How hosts that fit are ordered: `spread` (fewest sessions first) or `pack`.
+    #[arg(long)]
     pub strategy: Strategy,
     /// Use scarce hosts (GPU, rare OS) only when no ordinary host fits.
+    #[arg(long)]
     pub keep_scarce_hosts_free: bool,
-    /// An OS family below this share of the fleet, in percent, is rare.
+    /// An OS family below this share of the fleet, in percent, is rare (at most 100).
+    #[arg(long)]
     pub rare_os_percent: u8,
 }
 

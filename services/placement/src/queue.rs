@@ -2,7 +2,7 @@
 //!
 //! A request with `EnqueueRequest: true` that nothing fits is queued by its
 //! driver: an entry in session-store's backend (durable there, shared by all
-//! replicas), bounded by `queue_max_size`, due after `queue_max_time`; the
+//! replicas), bounded by `create_sessions_queue_max_size`, due after `queue_max_time`; the
 //! session stays CREATING / SESSION_PLACING with `queued: <why>`.
 //!
 //! Entries are grouped by **requirement class** (session kind — type, and
@@ -114,7 +114,7 @@ impl QueueWorker {
     fn lease_ms(&self) -> u64 {
         // Long enough for a few store round trips; a dead replica's claims
         // lapse quickly.
-        u64::try_from((self.config.create_timeout / 2).as_millis()).unwrap_or(30_000).clamp(1_000, 30_000)
+        u64::try_from((self.config.create_timeout() / 2).as_millis()).unwrap_or(30_000).clamp(1_000, 30_000)
     }
 
     fn driver(&self) -> Driver {
@@ -124,7 +124,7 @@ impl QueueWorker {
     /// Serves the queue until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
         let mut classes: HashMap<String, Class> = HashMap::new();
-        let mut poll = tokio::time::interval(self.config.queue_poll_interval);
+        let mut poll = tokio::time::interval(self.config.queue_poll_interval());
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let refresh = tokio::select! {

@@ -88,15 +88,17 @@ pub fn validate_spec(spec: &CreateSessionSpec, config: &PlacementConfig) -> Resu
     if std::str::from_utf8(&spec.permissions_file).is_err() {
         return Err("PermissionsFile must be a UTF-8 text file".into());
     }
-    if spec.autorun_file_arguments.len() > config.autorun_args_max {
-        return Err(format!("AutorunFileArguments must have at most {} items", config.autorun_args_max));
+    if spec.autorun_file_arguments.len() > config.autorun_file_arguments_max_size {
+        return Err(format!("AutorunFileArguments must have at most {} items", config.autorun_file_arguments_max_size));
     }
-    if let Some(position) =
-        spec.autorun_file_arguments.iter().position(|arg| arg.chars().count() > config.autorun_arg_max_len)
+    if let Some(position) = spec
+        .autorun_file_arguments
+        .iter()
+        .position(|arg| arg.chars().count() > config.autorun_file_arguments_max_argument_length)
     {
         return Err(format!(
             "AutorunFileArguments item {position} is longer than {} characters",
-            config.autorun_arg_max_len
+            config.autorun_file_arguments_max_argument_length
         ));
     }
     if spec.requirements.chars().count() > REQUIREMENTS_MAX_CHARS {
@@ -167,7 +169,11 @@ mod tests {
         assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments must have at most 50 items");
         let spec = CreateSessionSpec { autorun_file_arguments: vec!["ok".into(), "y".repeat(151)], ..valid() };
         assert_eq!(check(&spec).unwrap_err(), "AutorunFileArguments item 1 is longer than 150 characters");
-        let config = PlacementConfig { autorun_args_max: 1, autorun_arg_max_len: 2, ..Default::default() };
+        let config = PlacementConfig {
+            autorun_file_arguments_max_size: 1,
+            autorun_file_arguments_max_argument_length: 2,
+            ..Default::default()
+        };
         let spec = CreateSessionSpec { autorun_file_arguments: vec!["abc".into()], ..valid() };
         assert_eq!(
             validate_spec(&spec, &config).unwrap_err(),

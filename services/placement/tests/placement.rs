@@ -211,9 +211,9 @@ struct Harness {
 
 fn test_config() -> PlacementConfig {
     PlacementConfig {
-        fleet_sync_interval: Duration::from_millis(50),
-        queue_poll_interval: Duration::from_millis(100),
-        create_timeout: Duration::from_secs(10),
+        fleet_sync_interval_ms: 50,
+        queue_poll_interval_ms: 100,
+        create_timeout_seconds: 10,
         ..PlacementConfig::default()
     }
 }
@@ -650,7 +650,7 @@ async fn host_failure_retries_on_the_next_host() {
 #[tokio::test]
 async fn retries_stop_after_the_configured_number() {
     let servers = vec![server("a"), server("b"), server("c"), server("d")];
-    let config = PlacementConfig { retries_on_failure: 2, ..test_config() };
+    let config = PlacementConfig { create_sessions_number_of_retries_on_failure: 2, ..test_config() };
     let mut harness = Harness::start_with(servers, config, 1).await;
     for id in ["a", "b", "c", "d"] {
         harness.answer(id, Err("no such user"));
@@ -787,7 +787,7 @@ async fn a_queued_console_autorun_request_waits_for_a_windows_host() {
 
 #[tokio::test]
 async fn the_queue_is_bounded_by_its_max_size() {
-    let config = PlacementConfig { queue_max_size: 1, ..test_config() };
+    let config = PlacementConfig { create_sessions_queue_max_size: 1, ..test_config() };
     let mut harness = Harness::start_with(vec![ServerRecord { open: false, ..server("a") }], config, 1).await;
     let first = harness.create_one(queued_spec()).await;
     harness.queued(&first.id).await;
@@ -804,7 +804,7 @@ async fn the_queue_is_bounded_by_its_max_size() {
 
 #[tokio::test]
 async fn a_queued_request_times_out_exactly_once_across_replicas() {
-    let config = PlacementConfig { queue_max_time: Duration::from_secs(1), ..test_config() };
+    let config = PlacementConfig { create_sessions_queue_max_time_seconds: 1, ..test_config() };
     let mut harness = Harness::start_with(vec![ServerRecord { open: false, ..server("a") }], config, 3).await;
     let session = harness.create_one(queued_spec()).await;
     harness.queued(&session.id).await;

@@ -31,6 +31,8 @@ pub mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use switchboard_common::Shutdown;
 use switchboard_common::grpc::{health, serve_router};
 use switchboard_proto::agent_enrolment_server::AgentEnrolmentServer;
@@ -48,52 +50,75 @@ use switchboard_store::Backend;
 /// Largest gRPC message either service accepts or sends (screenshots).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Settings of one session-store replica.
-#[derive(Debug, Clone)]
+/// Settings of one session-store replica. The fields with a flag are settings (file key, `--flag`,
+/// `SWITCHBOARD_*` variable; see `switchboard_common::config`); the others are worked out by the binary at
+/// start (`replica_id`, `advertised_address`, the client CA's contents) or are for tests.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct StoreConfig {
     /// Unique id of this replica; names it as the owner of agent streams.
+    #[arg(skip = StoreConfig::default().replica_id)]
+    #[serde(skip)]
     pub replica_id: String,
     /// `http://host:port` of this replica's internal gRPC port, where other
     /// replicas forward commands for the agents it owns.
+    #[arg(skip = StoreConfig::default().advertised_address)]
+    #[serde(skip)]
     pub advertised_address: String,
-    /// How often agents send updates (sent to them in the welcome).
+    /// Seconds between agent updates (sent to agents in the welcome).
+    #[arg(long)]
     pub update_interval_seconds: u32,
-    /// Lifetime of an agent-stream ownership lease; renewed every third of it
-    /// while the agent keeps talking. Liveness rests on this lease, not on
-    /// per-update writes: a host whose lease lapsed (its replica died) is
-    /// declared unreachable by the sweep. Default: two update intervals.
+    /// Lifetime of an agent-stream ownership lease, in seconds; renewed every third of it while the agent
+    /// keeps talking. Liveness rests on this lease, not on per-update writes: a host whose lease lapsed (its
+    /// replica died) is declared unreachable by the sweep. Default: two update intervals.
+    #[arg(long)]
     pub agent_lease_seconds: u32,
     /// How often a connected host's volatile telemetry (load average, memory
     /// in use) is written when nothing else changed. Changes that matter for
     /// placement or the API (identity, tags, limits, health, endpoints,
     /// sessions) are written at once; an unchanged update writes nothing.
+    #[arg(skip = StoreConfig::default().telemetry_write_interval)]
+    #[serde(skip, default = "telemetry_write_interval")]
     pub telemetry_write_interval: Duration,
-    /// After how long without its agent an unreachable server is forgotten
-    /// (its open/closed flag is kept for its return). DCV's
-    /// `seconds-before-deleting-unreachable-server`.
+    /// After how long without its agent an unreachable server is forgotten, in seconds (its open/closed flag
+    /// is kept for its return). DCV's `seconds-before-deleting-unreachable-server`.
+    #[arg(long)]
     pub seconds_before_deleting_unreachable_server: u64,
-    /// After how long without its agent the sessions of an unreachable
-    /// server become DELETED. DCV's
-    /// `seconds-before-deleting-sessions-unreachable-server`.
+    /// After how long without its agent the sessions of an unreachable server become DELETED, in seconds.
+    /// DCV's `seconds-before-deleting-sessions-unreachable-server`.
+    #[arg(long)]
     pub seconds_before_deleting_sessions_unreachable_server: u64,
-    /// How long DELETED sessions stay visible (DescribeSessions) before
-    /// their records are removed.
+    /// How long DELETED sessions stay visible (DescribeSessions) before their records are removed, in
+    /// seconds.
+    #[arg(long)]
     pub deleted_session_retention_seconds: u64,
-    /// How long `SendCommand` waits for a host when the caller gives no timeout.
-    pub command_timeout: Duration,
-    /// Whether servers seen for the first time are open for placement.
+    /// How long a host command may take when the caller sets no timeout, in seconds.
+    #[arg(long)]
+    pub command_timeout_seconds: u64,
+    /// Whether hosts seen for the first time are open for placement.
+    #[arg(long)]
     pub default_server_open: bool,
-    /// Whether every agent stream must carry registered agent-client
-    /// credentials (see `switchboard_store::enrolment`). Off only for tests and migrations.
+    /// Whether agents must present registered agent-client credentials (see `switchboard_store::enrolment`).
+    /// Off only for tests and migrations.
+    #[arg(long)]
     pub require_agent_credentials: bool,
-    /// Expected `iss` of DCV connection tokens: the auth service's issuer.
+    /// Expected `iss` of DCV connection tokens (the auth service's `issuer`).
+    #[arg(long)]
     pub connection_token_issuer: String,
     /// Whether a DCV connection token passes the verifier only once.
+    #[arg(long)]
     pub connection_token_single_use: bool,
-    /// PEM CA certificates of the agent port's clients (`agent_client_ca_file`): when set, every connection
-    /// to the agent port (agents, and the DCV server calling the token verifier) must present a certificate
-    /// chaining to one of them, or the TLS handshake fails. `None`: no client certificates (the default).
+    /// PEM CA certificates of the agent port's clients (read from the `agent_client_ca_file` setting): when
+    /// set, every connection to the agent port (agents, and the DCV server calling the token verifier) must
+    /// present a certificate chaining to one of them, or the TLS handshake fails. `None`: no client
+    /// certificates (the default).
+    #[arg(skip)]
+    #[serde(skip)]
     pub agent_client_ca_pem: Option<String>,
+}
+
+fn telemetry_write_interval() -> Duration {
+    StoreConfig::default().telemetry_write_interval
 }
 
 impl Default for StoreConfig {
@@ -107,13 +132,20 @@ impl Default for StoreConfig {
             seconds_before_deleting_unreachable_server: 1800,
             seconds_before_deleting_sessions_unreachable_server: 1800,
             deleted_session_retention_seconds: 300,
-            command_timeout: Duration::from_secs(30),
+            command_timeout_seconds: 30,
             default_server_open: true,
             require_agent_credentials: true,
             connection_token_issuer: "switchboard".to_owned(),
             connection_token_single_use: false,
             agent_client_ca_pem: None,
         }
+    }
+}
+
+impl StoreConfig {
+    /// How long `SendCommand` waits for a host when the caller gives no timeout.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_seconds)
     }
 }
 
@@ -148,7 +180,7 @@ pub async fn serve(
 ) -> Result<()> {
     let hub = Arc::new(AgentHub::default());
     let router =
-        Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout));
+        Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));
     let store = SessionStoreServer::new(StoreService::new(backend.clone(), router))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

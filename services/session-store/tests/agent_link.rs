@@ -49,7 +49,7 @@ async fn start_replica(replica_id: &str, backend: Arc<dyn Backend>) -> Replica {
     let config = StoreConfig {
         replica_id: replica_id.to_owned(),
         advertised_address: grpc_url.clone(),
-        command_timeout: Duration::from_secs(5),
+        command_timeout_seconds: 5,
         ..StoreConfig::default()
     };
     let shutdown = Shutdown::new();

@@ -115,7 +115,7 @@ pub fn router(state: AppState) -> Router {
                         ApiError::Internal(error.to_string())
                     }
                 }))
-                .timeout(config.request_timeout),
+                .timeout(config.request_timeout()),
         )
         .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -180,7 +180,7 @@ pub async fn send_command(
     let request = switchboard_proto::SendCommandRequest {
         server_id: server_id.to_owned(),
         command: Some(switchboard_proto::HostCommand { command_id: String::new(), action: Some(action) }),
-        timeout_ms: u32::try_from(state.config.command_timeout.as_millis()).unwrap_or(u32::MAX),
+        timeout_ms: u32::try_from(state.config.command_timeout().as_millis()).unwrap_or(u32::MAX),
     };
     match state.upstreams.store.clone().send_command(request).await {
         Ok(result) => {

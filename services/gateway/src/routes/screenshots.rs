@@ -56,7 +56,8 @@ pub async fn get_session_screenshots(
             let outcome = async {
                 let session_id =
                     item.session_id.as_deref().filter(|id| !id.is_empty()).ok_or("SessionId is required")?;
-                let (width, height) = dimensions(&item, (config.screenshot_max_width, config.screenshot_max_height))?;
+                let (width, height) =
+                    dimensions(&item, (config.session_screenshot_max_width, config.session_screenshot_max_height))?;
                 let (session, _) = sessions
                     .get(session_id)
                     .filter(|(s, _)| s.state() != SessionState::Deleted)
@@ -71,7 +72,7 @@ pub async fn get_session_screenshots(
                     session_id: session_id.to_owned(),
                     max_width: width,
                     max_height: height,
-                    format: config.screenshot_format.clone(),
+                    format: config.session_screenshot_format.clone(),
                 };
                 let request = switchboard_proto::SendCommandRequest {
                     server_id: session.server_id.clone(),
@@ -79,7 +80,7 @@ pub async fn get_session_screenshots(
                         command_id: String::new(),
                         action: Some(Action::Screenshot(command)),
                     }),
-                    timeout_ms: u32::try_from(config.command_timeout.as_millis()).unwrap_or(u32::MAX),
+                    timeout_ms: u32::try_from(config.command_timeout().as_millis()).unwrap_or(u32::MAX),
                 };
                 let result = match state.upstreams.store.clone().send_command(request).await {
                     Ok(result) => result.into_inner(),
