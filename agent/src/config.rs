@@ -13,7 +13,8 @@
 //!   connects to the first address (`broker_host:broker_port` when set, then this list) and, whenever its
 //!   session fails, tries the next one round-robin with the usual backoff, so it survives the death of the
 //!   replica it was connected to. Either `broker_host` or `broker_addresses` is required.
-//! - `preferred_interface`: the network interface whose address is reported as the host's IP.
+//! - `preferred_interface`: the network interface whose address is reported as the host's IP (the original's
+//!   `preferred_network_interface` is the same key under its original spelling).
 //! - `dcv_path`, `dcv_conf`, `dcv_command_timeout_seconds`: how the `dcv` driver runs the DCV CLI and where
 //!   it reads the DCV server's endpoints.
 //! - `query_aws_metadata` (default true): read EC2 instance metadata (IMDSv2) when the host is on EC2.
@@ -25,6 +26,8 @@
 //! - `[log] max_files`: rotated log files kept when `[log] directory` is set.
 //!
 //! The original's `enable_query_logged_in_users` (default true) is honoured: `false` reports no users.
+//! `init_folder`, `autorun_folder` and `tags_folder` default to the original's folders, so an unchanged
+//! `agent.conf` that leaves them out finds its scripts and tag files where the original did.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,12 +82,17 @@ pub struct AgentSection {
     /// Accepted for compatibility; certificate verification is always strict.
     #[serde(default = "default_true")]
     pub tls_strict: bool,
-    /// Folder that `InitFile` paths of create requests are relative to.
-    pub init_folder: Option<PathBuf>,
-    /// Folder that `AutorunFile` paths of create requests are relative to.
-    pub autorun_folder: Option<PathBuf>,
-    /// Folder of `*.toml` tag files.
-    pub tags_folder: Option<PathBuf>,
+    /// Folder that `InitFile` paths of create requests are relative to; the original's
+    /// [`DEFAULT_INIT_FOLDER`] when absent.
+    #[serde(default = "default_init_folder")]
+    pub init_folder: PathBuf,
+    /// Folder that `AutorunFile` paths of create requests are relative to; the original's
+    /// [`DEFAULT_AUTORUN_FOLDER`] when absent.
+    #[serde(default = "default_autorun_folder")]
+    pub autorun_folder: PathBuf,
+    /// Folder of `*.toml` tag files; the original's [`DEFAULT_TAGS_FOLDER`] when absent.
+    #[serde(default = "default_tags_folder")]
+    pub tags_folder: PathBuf,
     /// Maximum virtual sessions on this host; absent or 0 means unlimited.
     pub max_virtual_sessions: Option<u32>,
     /// Maximum concurrent sessions per owner; absent or 0 means unlimited.
@@ -111,8 +119,10 @@ pub struct AgentSection {
     /// Switchboard: more `host:port` addresses of broker replicas, tried in turn after `broker_host`.
     #[serde(default)]
     pub broker_addresses: Vec<String>,
-    /// Switchboard: network interface (for example `eth0`) whose address is the host's reported IP; when
-    /// absent, the address the kernel routes towards the broker.
+    /// Network interface (for example `eth0`) whose address is the host's reported IP; when absent, the
+    /// address the kernel routes towards the broker. The original's spelling,
+    /// `preferred_network_interface`, is read as well.
+    #[serde(alias = "preferred_network_interface")]
     pub preferred_interface: Option<String>,
     /// Switchboard: the DCV command line the `dcv` driver runs (a path, or a name looked up in `PATH`).
     #[serde(default = "default_dcv_path")]
@@ -146,6 +156,26 @@ pub struct LogSection {
     pub max_files: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The original agent's init folder on Linux (Session Manager Administrator Guide, "Agent configuration
+/// file"), used when `init_folder` is absent.
+pub const DEFAULT_INIT_FOLDER: &str = "/var/lib/dcv-session-manager-agent/init";
+/// The original agent's autorun folder on Linux, used when `autorun_folder` is absent.
+pub const DEFAULT_AUTORUN_FOLDER: &str = "/var/lib/dcv-session-manager-agent/autorun/";
+/// The original agent's tags folder on Linux, used when `tags_folder` is absent.
+pub const DEFAULT_TAGS_FOLDER: &str = "/etc/dcv-session-manager-agent/tags/";
+
+fn default_init_folder() -> PathBuf {
+    PathBuf::from(DEFAULT_INIT_FOLDER)
+}
+
+fn default_autorun_folder() -> PathBuf {
+    PathBuf::from(DEFAULT_AUTORUN_FOLDER)
+}
+
+fn default_tags_folder() -> PathBuf {
+    PathBuf::from(DEFAULT_TAGS_FOLDER)
 }
 
 fn default_broker_port() -> u16 {
@@ -348,9 +378,9 @@ rotation = 'daily'
         assert_eq!(config.agent.driver, DriverKind::Dcv);
         assert_eq!(config.log.level.as_deref(), Some("info"));
         assert_eq!(config.broker_url(), "https://broker.example.com:8445");
-        assert_eq!(config.agent.init_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/init")));
-        assert_eq!(config.agent.autorun_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/autorun")));
-        assert_eq!(config.agent.tags_folder.as_deref(), Some(Path::new("/etc/dcv-session-manager-agent/tags/")));
+        assert_eq!(config.agent.init_folder, Path::new("/etc/dcv-session-manager-agent/init"));
+        assert_eq!(config.agent.autorun_folder, Path::new("/etc/dcv-session-manager-agent/autorun"));
+        assert_eq!(config.agent.tags_folder, Path::new("/etc/dcv-session-manager-agent/tags/"));
         assert_eq!(
             config.agent.software_statement_path.as_deref(),
             Some(Path::new("/etc/dcv-session-manager-agent/software_statement.txt"))
@@ -406,6 +436,20 @@ rotation = 'daily'
         assert!(config.agent.query_aws_metadata && config.agent.enable_query_logged_in_users);
         assert_eq!(config.agent.preferred_interface, None);
         assert_eq!(config.log.level, None);
+        // The original's folders, as its Administrator Guide and its shipped agent.conf give them.
+        assert_eq!(config.agent.init_folder, Path::new("/var/lib/dcv-session-manager-agent/init"));
+        assert_eq!(config.agent.autorun_folder, Path::new("/var/lib/dcv-session-manager-agent/autorun/"));
+        assert_eq!(config.agent.tags_folder, Path::new("/etc/dcv-session-manager-agent/tags/"));
+    }
+
+    #[test]
+    fn the_original_spelling_of_the_preferred_interface_is_read() {
+        let parse =
+            |key: &str| AgentConfig::parse(&format!("version = '0.1'\n[agent]\nbroker_host = 'b'\n{key} = 'eth1'\n"));
+        let original = parse("preferred_network_interface").unwrap();
+        assert_eq!(original.agent.preferred_interface.as_deref(), Some("eth1"));
+        assert!(original.ignored_keys().is_empty(), "{:?}", original.ignored_keys());
+        assert_eq!(parse("preferred_interface").unwrap().agent.preferred_interface.as_deref(), Some("eth1"));
     }
 
     #[test]

@@ -25,10 +25,8 @@ async fn main() -> anyhow::Result<()> {
     switchboard_common::tls::install_crypto_provider();
     let (options, driver) = options_from_config(&config)?;
     let shutdown = switchboard_common::shutdown::on_signals();
-    if let Some(folder) = &config.agent.tags_folder {
-        tags::reload_on_sighup(folder.clone(), options.tags.clone(), shutdown.clone())
-            .context("installing the SIGHUP handler")?;
-    }
+    tags::reload_on_sighup(config.agent.tags_folder.clone(), options.tags.clone(), shutdown.clone())
+        .context("installing the SIGHUP handler")?;
     let host = LocalHost::discover(config.agent.query_aws_metadata, config.agent.enable_query_logged_in_users).await;
     tracing::info!(
         broker = %options.broker_url,

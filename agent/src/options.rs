@@ -73,8 +73,8 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
     let driver: Arc<dyn DcvDriver> = match agent.driver {
         DriverKind::Dcv => Arc::new(DcvCliDriver::new(DcvCliSettings {
             program: agent.dcv_path.clone(),
-            init_folder: agent.init_folder.clone(),
-            autorun_folder: agent.autorun_folder.clone(),
+            init_folder: Some(agent.init_folder.clone()),
+            autorun_folder: Some(agent.autorun_folder.clone()),
             timeout: Duration::from_secs(u64::from(agent.dcv_command_timeout_seconds)),
             max_virtual_sessions,
         })),
@@ -94,10 +94,7 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         }
         _ => None,
     };
-    let tags = match &agent.tags_folder {
-        Some(folder) => read_tags(folder)?,
-        None => Vec::new(),
-    };
+    let tags = read_tags(&agent.tags_folder)?;
     let hostname = agent.hostname.clone().or_else(local_hostname).unwrap_or_else(|| "localhost".into());
     let ip = match &agent.preferred_interface {
         Some(interface) => interface_ip(interface).ok_or_else(|| {

@@ -479,14 +479,17 @@ pub fn parse_version(text: &str) -> String {
     }
 }
 
-/// Images from `get-screenshot --json`: one object or a list, with base64 `data` (or `screenshot`), an
-/// optional `format` and `primary` flag.
+/// Images from `get-screenshot --json`. Real DCV prints one object with the picture in `base64` and its
+/// `format` (`{"base64": "iVBOR…", "format": "png"}`, as Research and Engineering Studio reads it in
+/// `aws/res` `res/resources/dcv/session_screenshots.py`); all displays are combined into that one picture
+/// unless `--primary` is given. Kept as fallbacks: the picture under `data` or `screenshot`, a list of
+/// objects or a `screenshots` list, and a `primary` flag.
 fn parse_screenshot(text: &str, format: &str) -> Result<Vec<ScreenshotImage>> {
     #[derive(Default, Deserialize)]
     #[serde(default)]
     struct Image {
-        #[serde(alias = "screenshot")]
-        data: String,
+        #[serde(alias = "data", alias = "screenshot")]
+        base64: String,
         format: String,
         primary: Option<bool>,
     }
@@ -507,10 +510,10 @@ fn parse_screenshot(text: &str, format: &str) -> Result<Vec<ScreenshotImage>> {
         .enumerate()
         .map(|(index, image)| {
             let data = base64::engine::general_purpose::STANDARD
-                .decode(image.data.trim())
-                .map_err(|e| DriverError::Dcv(format!("dcv get-screenshot: data is not base64: {e}")))?;
+                .decode(image.base64.trim())
+                .map_err(|e| DriverError::Dcv(format!("dcv get-screenshot: the image is not base64: {e}")))?;
             if data.is_empty() {
-                return Err(DriverError::Dcv("dcv get-screenshot: empty image".into()));
+                return Err(DriverError::Dcv("dcv get-screenshot: empty image (no `base64` in the output)".into()));
             }
             Ok(ScreenshotImage {
                 format: if image.format.is_empty() { format.to_owned() } else { image.format.to_ascii_lowercase() },
@@ -563,6 +566,18 @@ mod tests {
             down,
             DriverError::Dcv("dcv list-sessions failed with status 2: Could not connect to the DCV server".into())
         );
+    }
+
+    #[test]
+    fn screenshots_are_read_as_real_dcv_prints_them() {
+        let images = parse_screenshot(r#"{"base64": "iVBORw0KGgo=", "format": "png"}"#, "jpeg").unwrap();
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].data, b"\x89PNG\r\n\x1a\n");
+        assert_eq!((images[0].format.as_str(), images[0].primary), ("png", true));
+        let jpeg = parse_screenshot(r#"{"base64":"/9j/4A==","format":"JPEG"}"#, "png").unwrap();
+        assert_eq!((jpeg[0].data.as_slice(), jpeg[0].format.as_str()), (&[0xff, 0xd8, 0xff, 0xe0][..], "jpeg"));
+        let error = parse_screenshot(r#"{"format":"png"}"#, "png").unwrap_err();
+        assert!(error.to_string().contains("no `base64`"), "{error}");
     }
 
     #[test]
