@@ -2,15 +2,46 @@
 {{- printf "%s-switchboard" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* Labels on every object. */}}
 {{- define "switchboard.labels" -}}
+app.kubernetes.io/name: switchboard
 app.kubernetes.io/part-of: switchboard
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
+{{- end -}}
+
+{{/* Selector of one component's pods: (dict "root" $ "component" "auth"). */}}
+{{- define "switchboard.selector" -}}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of a pod template: labels, component, podLabels. */}}
+{{- define "switchboard.podLabels" -}}
+{{ include "switchboard.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .root.Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "switchboard.image" -}}
-image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+{{- if .Values.image.digest -}}
+image: "{{ .Values.image.repository }}@{{ .Values.image.digest }}"
+{{- else -}}
+image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+{{- end }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
+{{- end -}}
+
+{{- define "switchboard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{ .Values.serviceAccount.name | default (include "switchboard.fullname" .) }}
+{{- else -}}
+{{ .Values.serviceAccount.name | default "default" }}
+{{- end -}}
 {{- end -}}
 
 {{- define "switchboard.tlsSecret" -}}
@@ -25,12 +56,102 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- if .Values.redis.existingSecret -}}{{ .Values.redis.existingSecret }}{{- else -}}{{ include "switchboard.fullname" . }}-redis{{- end -}}
 {{- end -}}
 
-{{/* Environment every container shares. */}}
+{{- define "switchboard.internalTlsSecret" -}}
+{{- if .Values.internalTls.existingSecret -}}{{ .Values.internalTls.existingSecret }}{{- else -}}{{ include "switchboard.fullname" . }}-internal-tls{{- end -}}
+{{- end -}}
+
+{{/* Scheme of the internal gRPC URLs. */}}
+{{- define "switchboard.scheme" -}}
+{{- if .Values.internalTls.enabled }}https{{ else }}http{{ end -}}
+{{- end -}}
+
+{{- define "switchboard.authUrl" -}}
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-auth:7001
+{{- end -}}
+{{- define "switchboard.placementUrl" -}}
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-placement:7002
+{{- end -}}
+{{- define "switchboard.storeUrl" -}}
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-session-store:7003
+{{- end -}}
+
+{{/*
+Pod-level settings every Switchboard pod shares: service account, security context, pull secrets,
+scheduling. (dict "root" $ "component" "auth")
+*/}}
+{{- define "switchboard.podSpec" -}}
+serviceAccountName: {{ include "switchboard.serviceAccountName" .root }}
+automountServiceAccountToken: false
+securityContext: {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .root.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  {{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - topologyKey: {{ $key }}
+    maxSkew: {{ $.root.Values.topologySpread.maxSkew }}
+    whenUnsatisfiable: {{ $.root.Values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels: {{- include "switchboard.selector" (dict "root" $.root "component" $.component) | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: checksums of the chart's Secrets and ConfigMaps, then podAnnotations. */}}
+{{- define "switchboard.podAnnotations" -}}
+checksum/secrets: {{ include (print .Template.BasePath "/secrets.yaml") . | sha256sum }}
+{{- if .Values.internalTls.certManager.enabled }}
+checksum/internal-tls: {{ toYaml .Values.internalTls | sha256sum }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment every service container shares. */}}
 {{- define "switchboard.commonEnv" -}}
 - name: SWITCHBOARD_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
 - name: SWITCHBOARD_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- if .Values.internalTls.enabled }}
+- name: SWITCHBOARD_INTERNAL_TLS_CA_FILE
+  value: /run/switchboard/internal-tls/ca.crt
+- name: SWITCHBOARD_INTERNAL_TLS_CERT_FILE
+  value: /run/switchboard/internal-tls/tls.crt
+- name: SWITCHBOARD_INTERNAL_TLS_KEY_FILE
+  value: /run/switchboard/internal-tls/tls.key
+- name: SWITCHBOARD_INTERNAL_TLS_CLIENT_AUTH
+  value: {{ .Values.internalTls.clientAuth | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every service pod has: a writable /tmp, and the internal TLS files when enabled. */}}
+{{- define "switchboard.commonVolumes" -}}
+- name: tmp
+  emptyDir: {medium: Memory, sizeLimit: 16Mi}
+{{- if .Values.internalTls.enabled }}
+- name: internal-tls
+  secret: {secretName: {{ include "switchboard.internalTlsSecret" . }}}
+{{- end }}
+{{- end -}}
+
+{{- define "switchboard.commonVolumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+{{- if .Values.internalTls.enabled }}
+- {name: internal-tls, mountPath: /run/switchboard/internal-tls, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{- define "switchboard.redisEnv" -}}
@@ -41,4 +162,40 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
       key: url
 - name: SWITCHBOARD_REDIS_KEY_PREFIX
   value: {{ .Values.redis.keyPrefix | quote }}
+{{- end -}}
+
+{{/*
+Probes of an internal gRPC port: gRPC health checks when the port is plaintext, TCP when internal TLS is
+on (kubelet's gRPC probe cannot speak TLS). (dict "port" 7001 "service" "switchboard.v1.Auth" "tls" bool)
+*/}}
+{{- define "switchboard.grpcProbes" -}}
+{{- $check := dict "grpc" (dict "port" .port "service" .service) -}}
+{{- if .tls }}{{ $check = dict "tcpSocket" (dict "port" .port) }}{{ end -}}
+startupProbe:
+  {{- toYaml $check | nindent 2 }}
+  periodSeconds: 2
+  failureThreshold: 60
+readinessProbe:
+  {{- toYaml $check | nindent 2 }}
+  periodSeconds: 5
+livenessProbe:
+  {{- toYaml $check | nindent 2 }}
+  periodSeconds: 10
+  failureThreshold: 6
+{{- end -}}
+
+{{/* Peers admitted to the internal gRPC ports: this release's own pods, then networkPolicy.internalExtraFrom. */ -}}
+{{- define "switchboard.internalPeers" -}}
+- podSelector:
+    matchLabels:
+      app.kubernetes.io/part-of: switchboard
+      app.kubernetes.io/instance: {{ .Release.Name }}
+{{- with .Values.networkPolicy.internalExtraFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+{{- define "switchboard.cidrPeers" -}}
+{{- range . }}
+- ipBlock: {cidr: {{ . | quote }}}
+{{- end }}
 {{- end -}}
