@@ -32,7 +32,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 pub const CONFIG_VERSION: &str = "0.1";
 
 /// The parsed `agent.conf`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AgentConfig {
     /// Format version; must be present (`'0.1'`).
     pub version: Option<String>,
@@ -49,12 +49,12 @@ pub struct AgentConfig {
     /// The `[log]` table.
     #[serde(default)]
     pub log: LogSection,
-    #[serde(flatten)]
+    #[serde(flatten, skip_serializing)]
     unknown: BTreeMap<String, toml::Value>,
 }
 
 /// What drives the host's DCV sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriverKind {
     /// The host's real DCV server, driven through the `dcv` command line.
@@ -65,7 +65,7 @@ pub enum DriverKind {
 }
 
 /// The `[agent]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AgentSection {
     /// Host name or IP of the broker's agent endpoint; required unless `broker_addresses` is set.
     #[serde(default)]
@@ -139,12 +139,12 @@ pub struct AgentSection {
     /// Switchboard: seconds between HTTP/2 keepalive pings to the broker (at least 10).
     #[serde(default = "default_keepalive")]
     pub keepalive_interval_seconds: u32,
-    #[serde(flatten)]
+    #[serde(flatten, skip_serializing)]
     unknown: BTreeMap<String, toml::Value>,
 }
 
 /// The `[log]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct LogSection {
     /// Log filter, for example `info` or `debug`; `RUST_LOG` wins when set.
     pub level: Option<String>,
@@ -154,7 +154,7 @@ pub struct LogSection {
     pub rotation: Option<String>,
     /// Switchboard: rotated files kept in `directory` (default 7); older ones are deleted.
     pub max_files: Option<usize>,
-    #[serde(flatten)]
+    #[serde(flatten, skip_serializing)]
     unknown: BTreeMap<String, toml::Value>,
 }
 
@@ -420,6 +420,19 @@ rotation = 'daily'
         );
         let config = AgentConfig::parse(&with_credentials).unwrap();
         assert_eq!(config.agent.credentials_path.as_deref(), Some(Path::new("/c.toml")));
+    }
+
+    #[test]
+    fn the_dumped_configuration_has_every_default_and_reads_back() {
+        let config =
+            AgentConfig::parse("version = '0.1'\n[agent]\nbroker_host = '10.0.0.1'\nunknown_key = 1\n").unwrap();
+        let dumped = switchboard_common::config::dump(&config).unwrap();
+        assert!(dumped.contains("broker_port = 8445"), "defaults are filled in: {dumped}");
+        assert!(dumped.contains("tags_folder = \"/etc/dcv-session-manager-agent/tags"), "{dumped}");
+        assert!(!dumped.contains("unknown_key"), "keys the agent ignores are not printed: {dumped}");
+        let again = AgentConfig::parse(&dumped).unwrap();
+        assert_eq!(again.agent.broker_host, "10.0.0.1");
+        assert_eq!(again.agent.init_folder, config.agent.init_folder);
     }
 
     #[test]

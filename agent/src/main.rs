@@ -14,12 +14,20 @@ struct Cli {
     /// Path of agent.conf (the original agent's format).
     #[arg(long, env = "SWITCHBOARD_AGENT_CONFIG", default_value = "/etc/dcv-session-manager-agent/agent.conf")]
     config: PathBuf,
+    /// Print the effective configuration (agent.conf with every default filled in, secrets redacted) as
+    /// TOML and exit.
+    #[arg(long)]
+    dump_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = AgentConfig::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
+    if cli.dump_config {
+        print!("{}", switchboard_common::config::dump(&config)?);
+        return Ok(());
+    }
     let _log_guard = logging::init(&config.log)?;
     config.log_warnings();
     switchboard_common::tls::install_crypto_provider();

@@ -20,8 +20,9 @@
 //! left to the DCV server: its features change between versions (`extensions-client` is recent) and
 //! `#import`ed files may define aliases, so the agent cannot know every name DCV accepts.
 
-/// Largest accepted file, in bytes.
-pub const MAX_BYTES: usize = 64 * 1024;
+/// Largest permissions file accepted, in bytes (the contract's bound, checked by the gateway and placement
+/// too).
+pub use switchboard_proto::contract::PERMISSIONS_FILE_MAX_BYTES as MAX_BYTES;
 
 /// The rules of a `[permissions]` line.
 const RULES: [&str; 3] = ["allow", "disallow", "deny"];
