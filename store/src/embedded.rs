@@ -37,8 +37,8 @@ use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState
 
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueuePush, Secrets, ServerChanges, Servers, Sessions,
-    SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
+    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 
@@ -612,6 +612,23 @@ impl CreateQueue for EmbeddedBackend {
 
     async fn queue_len(&self) -> BackendResult<usize> {
         Ok(self.memory().queue.entries.len())
+    }
+
+    async fn queue_depths(&self) -> BackendResult<Vec<QueueDepth>> {
+        let memory = self.memory();
+        let queue = &memory.queue;
+        Ok(queue
+            .classes
+            .iter()
+            .filter_map(|(class_id, by_sequence)| {
+                let oldest = queue.entries.get(by_sequence.values().next()?)?;
+                Some(QueueDepth {
+                    class_id: class_id.clone(),
+                    entries: by_sequence.len(),
+                    oldest_enqueued_unix_ms: oldest.enqueued_unix_ms,
+                })
+            })
+            .collect())
     }
 }
 

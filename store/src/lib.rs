@@ -44,7 +44,7 @@ pub use enrolment::Enrolment;
 pub use error::{BackendError, BackendResult};
 pub use open::{BackendConfig, open_backend};
 pub use ownership::{AgentOwnership, Fence, StreamOwnership};
-pub use queue::{CreateQueue, QueuePush};
+pub use queue::{CreateQueue, QueueDepth, QueuePush};
 pub use registry::ApiRegistry;
 pub use secrets::Secrets;
 pub use servers::{ServerChanges, Servers};

@@ -17,6 +17,18 @@ pub enum QueuePush {
     AlreadyQueued,
 }
 
+/// How much one requirement class has waiting ([`CreateQueue::queue_depths`]): what an autoscaler adds
+/// hosts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The requirement class.
+    pub class_id: String,
+    /// Entries of the class in the queue (claimed or not).
+    pub entries: usize,
+    /// When the oldest of them was queued, ms since epoch.
+    pub oldest_enqueued_unix_ms: i64,
+}
+
 /// The create-sessions queue.
 ///
 /// Entries are ordered by a sequence the backend assigns and grouped by `class_id`; a claim (id +
@@ -61,4 +73,7 @@ pub trait CreateQueue: Send + Sync + 'static {
 
     /// Entries in the queue.
     async fn queue_len(&self) -> BackendResult<usize>;
+
+    /// For every class with entries, how many and since when the oldest waits, in class id order.
+    async fn queue_depths(&self) -> BackendResult<Vec<QueueDepth>>;
 }

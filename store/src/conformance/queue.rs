@@ -56,6 +56,10 @@ async fn queue_is_bounded_and_ordered(backend: Arc<dyn Backend>) {
     );
     assert_eq!(backend.queue_push(entry("c1", "C"), 60_000, 3).await.unwrap(), QueuePush::Full, "max_size bounds it");
     assert_eq!(backend.queue_len().await.unwrap(), 3);
+    let depths = backend.queue_depths().await.unwrap();
+    let summary: Vec<(&str, usize, i64)> =
+        depths.iter().map(|d| (d.class_id.as_str(), d.entries, d.oldest_enqueued_unix_ms)).collect();
+    assert_eq!(summary, [("A", 2, a1.enqueued_unix_ms), ("B", 1, b1.enqueued_unix_ms)], "depth and oldest per class");
 
     let heads = backend.queue_heads(1).await.unwrap();
     let heads: HashSet<&str> = session_ids(&heads).into_iter().collect();
@@ -68,10 +72,13 @@ async fn queue_is_bounded_and_ordered(backend: Arc<dyn Backend>) {
     assert!(!backend.queue_remove("a1").await.unwrap(), "removing twice is not an error");
     let heads = backend.queue_heads(1).await.unwrap();
     assert!(session_ids(&heads).contains(&"a2"), "the next in line becomes the head");
+    let oldest_a = backend.queue_depths().await.unwrap().into_iter().find(|d| d.class_id == "A").unwrap();
+    assert_eq!((oldest_a.entries, oldest_a.oldest_enqueued_unix_ms), (1, a2.enqueued_unix_ms), "the next oldest");
     backend.queue_remove("a2").await.unwrap();
     backend.queue_remove("b1").await.unwrap();
     assert_eq!(backend.queue_len().await.unwrap(), 0);
     assert!(backend.queue_heads(5).await.unwrap().is_empty(), "emptied classes disappear");
+    assert!(backend.queue_depths().await.unwrap().is_empty(), "no depth for an empty queue");
 }
 
 async fn queue_claims_are_exclusive(backend: Arc<dyn Backend>) {

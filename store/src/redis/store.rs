@@ -8,8 +8,8 @@ use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueuePush, Secrets, ServerChanges, Servers, Sessions,
-    SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
+    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
@@ -381,6 +381,24 @@ impl CreateQueue for RedisBackend {
         let (_, rest) = reply::status(self.run(&invocation).await?)?;
         let length = rest.first().map(reply::int).transpose()?.unwrap_or_default();
         Ok(usize::try_from(length).unwrap_or_default())
+    }
+
+    async fn queue_depths(&self) -> BackendResult<Vec<QueueDepth>> {
+        let mut invocation = self.scripts.queue.prepare_invoke();
+        invocation.arg(&self.prefix).arg("depths");
+        let (_, rest) = reply::status(self.run(&invocation).await?)?;
+        let mut depths: Vec<QueueDepth> = rest
+            .chunks_exact(3)
+            .map(|fields| {
+                Ok(QueueDepth {
+                    class_id: reply::text(&fields[0])?,
+                    entries: usize::try_from(reply::int(&fields[1])?).unwrap_or_default(),
+                    oldest_enqueued_unix_ms: reply::int(&fields[2])?,
+                })
+            })
+            .collect::<BackendResult<_>>()?;
+        depths.sort_by(|a, b| a.class_id.cmp(&b.class_id));
+        Ok(depths)
     }
 }
 

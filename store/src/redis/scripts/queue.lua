@@ -6,6 +6,7 @@
 --   release  id, claim id
 --   remove   id
 --   len
+--   depths   (per class with entries: class, count, enqueued time of its oldest)
 -- Entries are hashes (class, requirements, type, owner, enqueued, deadline,
 -- seq, claim, until), ordered per class in a sorted set by sequence, and by
 -- deadline in one more. Replies: a status word, then 10 fields per entry:
@@ -96,5 +97,17 @@ elseif mode == 'remove' then
   redis.call('ZREM', K_QUEUE_DEADLINES, id)
   if redis.call('ZCARD', k_queue_class(class)) == 0 then redis.call('SREM', K_QUEUE_CLASSES, class) end
   return { 'yes' }
+elseif mode == 'depths' then
+  local out = { 'ok' }
+  for _, class in ipairs(redis.call('SMEMBERS', K_QUEUE_CLASSES)) do
+    local first = redis.call('ZRANGE', k_queue_class(class), 0, 0)
+    if #first > 0 then
+      local enqueued = redis.call('HGET', k_queued(first[1]), 'enqueued') or '0'
+      out[#out + 1] = class
+      out[#out + 1] = redis.call('ZCARD', k_queue_class(class))
+      out[#out + 1] = tonumber(enqueued)
+    end
+  end
+  return out
 end
 return { 'ok', redis.call('ZCARD', K_QUEUE_DEADLINES) }
