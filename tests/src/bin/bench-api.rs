@@ -1,0 +1,351 @@
+//! `bench-api`: the API's end-to-end numbers on this machine (BENCHMARKS.md, "API"). Not a test: it
+//! prints medians and ratios, never asserts a time.
+//!
+//! Starts `switchboard up` (the release binary beside this one, simulated hosts that create sessions at
+//! once, rate limits off) and measures, in one run:
+//! - create→READY: `concurrent` single-item `createSessions` sent at once; each session's time from its
+//!   request to the first `describeSessions` poll (every 2 ms, all pending ids in one call) that shows it
+//!   READY; p50/p99/max;
+//! - bulk: `bulk` sessions in requests of 100, 8 requests in flight, until every one is READY; sessions/s;
+//! - describeSessions throughput for one id and for a page of 100, with `describe-small` and then
+//!   `describe-large` sessions stored, against `GET /health/live` of the same gateway measured the same way
+//!   (8 connections, closed loop, `seconds` each); requests/s and the ratio to `/health/live`.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! target/release/bench-api [--concurrent 200] [--bulk 10000] [--seconds 5]
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// Connections of the throughput loops.
+const CONNECTIONS: usize = 8;
+/// Simulated hosts of the all-in-one; each takes `MAX_VIRTUAL` sessions.
+const HOSTS: usize = 10;
+
+struct Options {
+    concurrent: usize,
+    bulk: usize,
+    seconds: u64,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options { concurrent: 200, bulk: 10_000, seconds: 5 };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value: u64 = args.next().context("every option takes a number")?.parse()?;
+        match flag.as_str() {
+            "--concurrent" => options.concurrent = usize::try_from(value)?,
+            "--bulk" => options.bulk = usize::try_from(value)?,
+            "--seconds" => options.seconds = value,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(options)
+}
+
+/// `switchboard up` as a child process, killed on drop.
+struct AllInOne {
+    child: Child,
+    api: String,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Drop for AllInOne {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("no parent dir")?.join(name);
+    if !path.exists() {
+        bail!("{} is missing: cargo build --release --workspace --bins", path.display());
+    }
+    Ok(path)
+}
+
+impl AllInOne {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = switchboard_tests::cluster::free_port();
+        let agent_port = switchboard_tests::cluster::free_port();
+        let bin = sibling("switchboard")?;
+        let log = std::fs::File::create(dir.path().join("up.log"))?;
+        let child = Command::new(&bin)
+            .args(["up", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--sim-hosts", &HOSTS.to_string(), "--resolver-listen", "off", "--api-rate-per-minute", "0"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--agent-listen", &format!("127.0.0.1:{agent_port}")])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let data = dir.path().join("data");
+        let ca_path = data.join("tls/ca.pem");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !data.join("admin.json").exists() || !ca_path.exists() {
+            if Instant::now() > deadline {
+                bail!("switchboard up did not start; see {}", dir.path().join("up.log").display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let output = Command::new(&bin)
+            .args(["register-api-client", "--client-name", "bench", "--data-dir"])
+            .arg(&data)
+            .output()?;
+        let text = String::from_utf8(output.stdout)?;
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+        let (id, secret) = (field("client-id: ").context("client id")?, field("client-password: ").context("secret")?);
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_path)?)?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .tls_built_in_root_certs(false)
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let api = format!("https://localhost:{port}");
+        let token: Value = http
+            .post(format!("{api}/oauth2/token?grant_type=client_credentials"))
+            .basic_auth(id, Some(secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = token["access_token"].as_str().context("no token")?.to_owned();
+        let up = Self { child, api, _dir: dir, http, token };
+        up.wait_hosts().await?;
+        Ok(up)
+    }
+
+    async fn call(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(&self.token).json(body).send().await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {answer}");
+        }
+        Ok(answer)
+    }
+
+    async fn wait_hosts(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let servers = self.call("/describeServers", &json!({})).await?;
+            let available = servers["Servers"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|s| s["Availability"] == "AVAILABLE").count());
+            if available == HOSTS {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{available} of {HOSTS} simulated hosts available");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates `items` sessions in one request; their ids.
+    async fn create(&self, items: usize) -> anyhow::Result<Vec<String>> {
+        let body: Vec<Value> = (0..items)
+            .map(|i| json!({ "Name": "bench", "Owner": format!("user{}", i % 50), "Type": "VIRTUAL" }))
+            .collect();
+        let answer = self.call("/createSessions", &Value::Array(body)).await?;
+        let ids: Vec<String> = answer["SuccessfulList"]
+            .as_array()
+            .map(|list| list.iter().filter_map(|s| s["Id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if ids.len() != items {
+            bail!("created {} of {items}: {}", ids.len(), answer["UnsuccessfulList"]);
+        }
+        Ok(ids)
+    }
+
+    /// The ids among `ids` that are READY now (at most 100 per call), failing on any that ended otherwise.
+    async fn ready_among(&self, ids: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut ready = Vec::new();
+        for chunk in ids.chunks(100) {
+            let answer = self.call("/describeSessions", &json!({ "SessionIds": chunk })).await?;
+            for session in answer["Sessions"].as_array().into_iter().flatten() {
+                match session["State"].as_str() {
+                    Some("READY") => ready.push(session["Id"].as_str().unwrap_or_default().to_owned()),
+                    Some("CREATING") => {}
+                    other => bail!("session {} ended {other:?}: {}", session["Id"], session["StateReason"]),
+                }
+            }
+        }
+        Ok(ready)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// create→READY latencies of `count` single-item creates sent at once, in ms, sorted.
+async fn create_to_ready(up: &Arc<AllInOne>, count: usize) -> anyhow::Result<Vec<f64>> {
+    let started = Instant::now();
+    let creates: Vec<_> = (0..count)
+        .map(|_| {
+            let up = up.clone();
+            tokio::spawn(async move {
+                let sent = started.elapsed();
+                up.create(1).await.map(|ids| (ids[0].clone(), sent))
+            })
+        })
+        .collect();
+    let mut pending = Vec::new();
+    for create in creates {
+        pending.push(create.await??);
+    }
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pending.is_empty() {
+        let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+        let ready = up.ready_among(&ids).await?;
+        let seen = started.elapsed();
+        pending.retain(|(id, sent)| {
+            let done = ready.contains(id);
+            if done {
+                latencies.push((seen - *sent).as_secs_f64() * 1000.0);
+            }
+            !done
+        });
+        if Instant::now() > deadline {
+            bail!("{} sessions still CREATING after 120 s", pending.len());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// `total` sessions in requests of 100, 8 in flight; seconds until every one is READY.
+async fn bulk(up: &Arc<AllInOne>, total: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for batch in 0..total.div_ceil(100) {
+        let items = 100.min(total - batch * 100);
+        let (up, permit) = (up.clone(), semaphore.clone().acquire_owned().await?);
+        tasks.push(tokio::spawn(async move {
+            let ids = up.create(items).await;
+            drop(permit);
+            ids
+        }));
+    }
+    let mut pending = Vec::new();
+    for task in tasks {
+        pending.extend(task.await??);
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !pending.is_empty() {
+        let ready = up.ready_among(&pending).await?;
+        pending.retain(|id| !ready.contains(id));
+        if Instant::now() > deadline {
+            bail!("{} sessions still CREATING after 600 s", pending.len());
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Requests/s of a closed loop of `CONNECTIONS` clients for `seconds`.
+async fn throughput(
+    up: &Arc<AllInOne>,
+    seconds: u64,
+    request: Arc<dyn Fn(&AllInOne) -> reqwest::RequestBuilder + Send + Sync>,
+) -> anyhow::Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (up, stop, done, request) = (up.clone(), stop.clone(), done.clone(), request.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let response = request(&up).send().await?;
+                    if !response.status().is_success() {
+                        bail!("{}", response.status());
+                    }
+                    response.bytes().await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn describe_table(up: &Arc<AllInOne>, seconds: u64, stored: usize) -> anyhow::Result<()> {
+    let health =
+        throughput(up, seconds, Arc::new(|up: &AllInOne| up.http.get(format!("{}/health/live", up.api)))).await?;
+    let any = up.call("/describeSessions", &json!({ "MaxResults": 1 })).await?;
+    let one_id = any["Sessions"][0]["Id"].as_str().context("a stored session")?.to_owned();
+    let one = Arc::new(move |up: &AllInOne| {
+        up.http
+            .post(format!("{}/describeSessions", up.api))
+            .bearer_auth(&up.token)
+            .json(&json!({ "SessionIds": [one_id] }))
+    });
+    let one = throughput(up, seconds, one).await?;
+    let page = Arc::new(|up: &AllInOne| {
+        up.http.post(format!("{}/describeSessions", up.api)).bearer_auth(&up.token).json(&json!({ "MaxResults": 100 }))
+    });
+    let page = throughput(up, seconds, page).await?;
+    println!("| {stored} | /health/live | {health:.0} | 1.00 |");
+    println!("| {stored} | describeSessions, one id | {one:.0} | {:.3} |", one / health);
+    println!("| {stored} | describeSessions, page of 100 | {page:.0} | {:.3} |", page / health);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    switchboard_common::tls::install_crypto_provider();
+    let up = Arc::new(AllInOne::start().await?);
+    println!("all-in-one, {HOSTS} simulated hosts, {CONNECTIONS} connections for throughput\n");
+
+    let latencies = create_to_ready(&up, options.concurrent).await?;
+    println!(
+        "create→READY, {} concurrent single-item creates: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+
+    println!("\n| sessions stored | request | requests/s | ratio to /health/live |\n| --- | --- | --- | --- |");
+    describe_table(&up, options.seconds, options.concurrent).await?;
+
+    let seconds = bulk(&up, options.bulk).await?;
+    let stored = options.concurrent + options.bulk;
+    describe_table(&up, options.seconds, stored).await?;
+    println!(
+        "\nbulk: {} sessions in requests of 100, 8 in flight, all READY in {seconds:.2} s: {:.0} sessions/s",
+        options.bulk,
+        options.bulk as f64 / seconds
+    );
+    Ok(())
+}
