@@ -20,6 +20,10 @@ pub const SCREENSHOT_SESSION_NOT_FOUND: &str = "Dcv session not found.";
 /// `PermissionsFile`, decoded), in bytes. The gateway, placement and the agent check the same bound.
 pub const PERMISSIONS_FILE_MAX_BYTES: usize = 64 * 1024;
 
+/// Most sessions one `RecordSessions` call (and the store's `insert_sessions`) records at once; a
+/// CreateSessions request is bounded lower by placement's `max_batch`.
+pub const RECORD_SESSIONS_MAX: usize = 1000;
+
 /// Most server ids one `OwnerSessionCounts` call (and the store's `owner_session_counts`) takes.
 /// Bounds one call's work (one Redis pipeline, one hold of the embedded lock).
 pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;

@@ -304,6 +304,23 @@ impl Sessions for EmbeddedBackend {
         Ok(session)
     }
 
+    async fn insert_sessions(&self, mut sessions: Vec<SessionRecord>) -> BackendResult<Vec<SessionRecord>> {
+        if let Some(error) = crate::sessions::check_insert_batch(&sessions) {
+            return Err(error);
+        }
+        let mut memory = self.memory();
+        if let Some(taken) = sessions.iter().find(|session| memory.sessions.contains_key(&session.id)) {
+            return Err(BackendError::AlreadyExists(format!("session {}", taken.id)));
+        }
+        for session in &mut sessions {
+            session.revision = 1;
+            self.write_queued_session(&memory, session)?;
+            memory.index(session);
+            memory.sessions.insert(session.id.clone(), session.clone());
+        }
+        Ok(sessions)
+    }
+
     async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>> {
         let memory = self.memory();
         Ok(ids.iter().filter_map(|id| memory.sessions.get(id).cloned()).collect())

@@ -3,9 +3,22 @@
 
 use async_trait::async_trait;
 use switchboard_proto::SessionRecord;
-use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
+use switchboard_proto::contract::{OWNER_COUNTS_MAX_SERVERS, RECORD_SESSIONS_MAX};
 
 use crate::{BackendError, BackendResult, Fence};
+
+/// The error of an [`Sessions::insert_sessions`] call that is too large or names an id twice, `None`
+/// otherwise.
+pub(crate) fn check_insert_batch(sessions: &[SessionRecord]) -> Option<BackendError> {
+    if sessions.len() > RECORD_SESSIONS_MAX {
+        return Some(BackendError::InvalidArgument(format!("at most {RECORD_SESSIONS_MAX} sessions per insert")));
+    }
+    let mut ids = std::collections::HashSet::with_capacity(sessions.len());
+    sessions
+        .iter()
+        .find(|session| !ids.insert(session.id.as_str()))
+        .map(|session| BackendError::AlreadyExists(format!("session {} (twice in one insert)", session.id)))
+}
 
 /// The `InvalidArgument` error of an [`Sessions::owner_session_counts`] call
 /// with more than [`OWNER_COUNTS_MAX_SERVERS`] ids, `None` within the bound.
@@ -74,6 +87,11 @@ pub trait Sessions: Send + Sync + 'static {
     /// Inserts a new session; fails with `AlreadyExists` if the id is taken,
     /// `Fenced` if `fence` does not pass. Returns the stored record (revision 1).
     async fn insert_session(&self, session: SessionRecord, fence: Option<&Fence>) -> BackendResult<SessionRecord>;
+
+    /// Inserts new sessions in one atomic step (one lock, one script call), each with revision 1: all of
+    /// them, or — when any id is taken or repeated (`AlreadyExists`) — none. At most
+    /// [`RECORD_SESSIONS_MAX`] at once, else `InvalidArgument`. Returns the stored records in the order given.
+    async fn insert_sessions(&self, sessions: Vec<SessionRecord>) -> BackendResult<Vec<SessionRecord>>;
 
     /// Reads sessions by id, in the order asked; unknown ids are skipped.
     async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>>;

@@ -49,8 +49,8 @@ use std::{
 use switchboard_common::{ErrorCode, time::now_ms};
 use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{
-    CreateSessionOutcome, CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, CreateSessionsResponse,
-    ExplainPlacementRequest, ExplainPlacementResponse, OwnerSessionCountsRequest, SessionRecord, SessionState,
+    CreateSessionOutcome, CreateSessionSpec, CreateSessionsRequest, CreateSessionsResponse, ExplainPlacementRequest,
+    ExplainPlacementResponse, OwnerSessionCountsRequest, RecordSessionsRequest, SessionRecord, SessionState,
     SessionType, create_session_outcome::Outcome, placement_server::Placement,
     session_store_client::SessionStoreClient,
 };
@@ -138,8 +138,9 @@ impl PlacementService {
     }
 
     /// Records one valid spec and starts placing it; `Err` is a FailureReason.
-    async fn accept(&self, request_id: &str, spec: CreateSessionSpec) -> Result<SessionRecord, String> {
-        let session = SessionRecord {
+    /// The record of an accepted item: CREATING / SESSION_PLACING, not yet stored.
+    fn new_record(spec: CreateSessionSpec) -> SessionRecord {
+        SessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
             name: spec.name.clone(),
             owner: spec.owner.clone(),
@@ -151,26 +152,37 @@ impl PlacementService {
             storage_root: spec.storage_root.clone(),
             spec: Some(spec),
             ..Default::default()
-        };
-        let stored = self.store.clone().create_session(CreateSessionRequest { session: Some(session) }).await;
+        }
+    }
+
+    /// Stores the accepted items' records in one `RecordSessions` call and starts placing each in the
+    /// background; `Err` is every item's failure reason when they could not be recorded.
+    async fn accept(&self, request_id: &str, records: Vec<SessionRecord>) -> Result<Vec<SessionRecord>, String> {
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let stored = self.store.clone().record_sessions(RecordSessionsRequest { sessions: records }).await;
         let stored = match stored {
-            Ok(response) => response.into_inner(),
+            Ok(response) => response.into_inner().sessions,
             Err(status) => {
-                tracing::warn!(request_id, code = ?status.code(), message = status.message(), "recording session failed");
+                tracing::warn!(request_id, code = ?status.code(), message = status.message(), "recording sessions failed");
                 return Err(match ErrorCode::from_grpc(status.code()) {
                     ErrorCode::Unavailable | ErrorCode::Timeout => "the session store is unavailable; try again".into(),
                     _ => "the session could not be recorded".into(),
                 });
             }
         };
-        tracing::info!(request_id, session_id = %stored.id, owner = %stored.owner, "session accepted");
-        let driver = Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.queue_wake.clone());
-        let permits = self.placements.permits();
-        let session = stored.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else { return };
-            driver.run(session).await;
-        });
+        for session in &stored {
+            tracing::info!(request_id, session_id = %session.id, owner = %session.owner, "session accepted");
+            let driver =
+                Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.queue_wake.clone());
+            let permits = self.placements.permits();
+            let session = session.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else { return };
+                driver.run(session).await;
+            });
+        }
         Ok(stored)
     }
 
@@ -306,25 +318,40 @@ impl Placement for PlacementService {
         let verdicts: Vec<_> = specs.iter().map(|spec| validate_spec(spec, &self.config)).collect();
         let mut synced = false;
         let mut owners = HashMap::new();
-        let mut outcomes = Vec::with_capacity(specs.len());
+        // Each item is judged on its own; the accepted ones are then recorded together, in one store write.
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(specs.len());
+        let mut accepted = Vec::new();
         for (spec, verdict) in specs.into_iter().zip(verdicts) {
-            let result = match verdict {
-                Err(reason) => Err(reason),
-                Ok(()) if spec.enqueue_request => self.accept(&request_id, spec).await,
-                Ok(()) => match self.refusal(&spec, &mut synced, &mut owners).await? {
-                    Some(explanation) => Err(explanation),
-                    None => self.accept(&request_id, spec).await,
-                },
+            let refusal = match verdict {
+                Err(reason) => Some(reason),
+                Ok(()) if spec.enqueue_request => None,
+                Ok(()) => self.refusal(&spec, &mut synced, &mut owners).await?,
             };
-            let outcome = match result {
-                Ok(session) => Outcome::Session(session),
-                Err(reason) => {
+            match refusal {
+                Some(reason) => {
                     tracing::info!(request_id, %reason, "create item refused");
-                    Outcome::FailureReason(reason)
+                    outcomes.push(Some(Outcome::FailureReason(reason)));
                 }
-            };
-            outcomes.push(CreateSessionOutcome { outcome: Some(outcome) });
+                None => {
+                    accepted.push((outcomes.len(), Self::new_record(spec)));
+                    outcomes.push(None);
+                }
+            }
         }
+        let (positions, records): (Vec<usize>, Vec<SessionRecord>) = accepted.into_iter().unzip();
+        match self.accept(&request_id, records).await {
+            Ok(stored) => {
+                for (position, session) in positions.into_iter().zip(stored) {
+                    outcomes[position] = Some(Outcome::Session(session));
+                }
+            }
+            Err(reason) => {
+                for position in positions {
+                    outcomes[position] = Some(Outcome::FailureReason(reason.clone()));
+                }
+            }
+        }
+        let outcomes = outcomes.into_iter().map(|outcome| CreateSessionOutcome { outcome }).collect();
         Ok(Response::new(CreateSessionsResponse { outcomes }))
     }
 

@@ -24,9 +24,10 @@ use switchboard_proto::{
     DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse, EnqueueSessionRequest,
     EnqueueSessionResponse, ExplainPlacementRequest, GetSessionsRequest, HostInfo, HostSession, KeyValue,
     ListServersRequest, ListSessionsRequest, Os, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
-    QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
-    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionType,
-    SessionsPage, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, command_result,
+    QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
+    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
+    SessionRecord, SessionState, SessionType, SessionsPage, SetServersOpenRequest, SetServersOpenResponse,
+    UpdateSessionRequest, command_result,
     create_session_outcome::Outcome,
     host_command,
     placement_client::PlacementClient,
@@ -62,6 +63,8 @@ struct TestStore {
     owner_counts: Arc<Mutex<(usize, Vec<String>)>>,
     /// Successful writes that made a session DELETED, per session.
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
+    /// `RecordSessions` calls: one per CreateSessions request with accepted items.
+    record_calls: Arc<AtomicUsize>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
     /// fleet view, so a scan of the store per decision shows here.
     scans: Arc<AtomicUsize>,
@@ -75,6 +78,14 @@ impl SessionStore for TestStore {
 
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
         self.inner.get_sessions(request).await
+    }
+
+    async fn record_sessions(
+        &self,
+        request: Request<RecordSessionsRequest>,
+    ) -> Result<Response<RecordSessionsResponse>, Status> {
+        self.record_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.record_sessions(request).await
     }
 
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
@@ -246,6 +257,7 @@ impl Harness {
             counts_delay: Arc::default(),
             owner_counts: Arc::default(),
             deleted_writes: Arc::default(),
+            record_calls: Arc::default(),
             scans: Arc::default(),
         };
         let shutdown = Shutdown::new();
@@ -341,6 +353,11 @@ impl Harness {
     }
 
     /// How many times the store was listed (servers or sessions).
+    /// `RecordSessions` calls so far.
+    fn record_calls(&self) -> usize {
+        self.store.record_calls.load(Ordering::SeqCst)
+    }
+
     fn scans(&self) -> usize {
         self.store.scans.load(Ordering::SeqCst)
     }
@@ -458,6 +475,28 @@ async fn invalid_items_fail_alone_and_valid_ones_become_ready_on_the_least_loade
     assert_eq!(settled.state(), SessionState::Ready);
     assert_eq!(settled.server_id, "idle");
     assert_eq!(settled.creation_time_unix_ms, 1_601_979_331_633);
+}
+
+#[tokio::test]
+async fn a_request_is_recorded_in_one_store_write_in_item_order() {
+    let mut harness = Harness::start(vec![server("h1"), server("h2")]).await;
+    let bad = CreateSessionSpec { owner: String::new(), ..spec() };
+    let named = |name: &str| CreateSessionSpec { name: name.into(), ..spec() };
+    let outcomes = harness.create(vec![named("first"), bad, named("second"), named("third")]).await;
+    assert_eq!(harness.record_calls(), 1, "one RecordSessions call for the three accepted items");
+    assert_eq!(outcomes[1], Outcome::FailureReason("Owner is required".into()), "the refused item keeps its place");
+    let names: Vec<&str> =
+        [&outcomes[0], &outcomes[2], &outcomes[3]].iter().map(|o| session_of(o).name.as_str()).collect();
+    assert_eq!(names, ["first", "second", "third"], "accepted items answer in request order");
+    for outcome in [&outcomes[0], &outcomes[2], &outcomes[3]] {
+        assert_eq!(harness.settled(&session_of(outcome).id).await.state(), SessionState::Ready);
+    }
+    let _ = harness.create(vec![bad_owner()]).await;
+    assert_eq!(harness.record_calls(), 1, "a request with no accepted item writes nothing");
+}
+
+fn bad_owner() -> CreateSessionSpec {
+    CreateSessionSpec { owner: String::new(), ..spec() }
 }
 
 #[tokio::test]

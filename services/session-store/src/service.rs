@@ -13,9 +13,10 @@ use switchboard_proto::{
     CreateSessionRequest, DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest,
     DequeueSessionResponse, EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest,
     KeyValue, ListServersRequest, ListSessionsRequest, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
-    QueueHeadsRequest, QueueHeadsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
-    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
-    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, UpdateSessionRequest, assign_session_response,
+    QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
+    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
+    SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
+    UpdateSessionRequest, assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -114,6 +115,18 @@ impl SessionStore for StoreService {
         }
         let stored = self.backend.insert_session(session, None).await.map_err(store_status)?;
         Ok(Response::new(stored))
+    }
+
+    async fn record_sessions(
+        &self,
+        request: Request<RecordSessionsRequest>,
+    ) -> Result<Response<RecordSessionsResponse>, Status> {
+        let sessions = request.into_inner().sessions;
+        if sessions.iter().any(|session| session.id.is_empty()) {
+            return Err(contract("session id is required"));
+        }
+        let sessions = self.backend.insert_sessions(sessions).await.map_err(store_status)?;
+        Ok(Response::new(RecordSessionsResponse { sessions }))
     }
 
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {

@@ -16,6 +16,7 @@ where
     Fut: std::future::Future<Output = Arc<dyn Backend>>,
 {
     insert_and_get_sessions(make().await).await;
+    insert_sessions_is_all_or_nothing(make().await).await;
     list_sessions_pages_in_id_order(make().await).await;
     update_session_is_compare_and_set(make().await).await;
     remove_session(make().await).await;
@@ -45,6 +46,38 @@ async fn insert_and_get_sessions(backend: Arc<dyn Backend>) {
     let got = backend.get_sessions(&["s2".into(), "missing".into(), "s1".into()]).await.unwrap();
     assert_eq!(ids(&got), ["s2", "s1"], "get_sessions keeps the asked order and skips unknown ids");
     assert_eq!(got[1].owner, "alice", "get_sessions returns the stored record");
+}
+
+async fn insert_sessions_is_all_or_nothing(backend: Arc<dyn Backend>) {
+    let batch = vec![session("b1", "alice", SessionType::Virtual), session("b2", "bob", SessionType::Console)];
+    let stored = backend.insert_sessions(batch).await.unwrap();
+    assert_eq!(ids(&stored), ["b1", "b2"], "insert_sessions returns the records in the order given");
+    assert!(stored.iter().all(|s| s.revision == 1), "every inserted record has revision 1");
+    assert_eq!(ids(&backend.get_sessions(&["b2".into(), "b1".into()]).await.unwrap()), ["b2", "b1"]);
+
+    let clash = vec![session("b3", "carol", SessionType::Virtual), session("b1", "carol", SessionType::Virtual)];
+    let refused = backend.insert_sessions(clash).await;
+    assert!(matches!(refused, Err(BackendError::AlreadyExists(_))), "a taken id refuses the batch: {refused:?}");
+    assert!(backend.get_sessions(&["b3".into()]).await.unwrap().is_empty(), "nothing of a refused batch is written");
+    assert_eq!(backend.get_sessions(&["b1".into()]).await.unwrap()[0].owner, "alice", "the stored one is kept");
+
+    let twice = vec![session("b4", "dan", SessionType::Virtual), session("b4", "dan", SessionType::Virtual)];
+    assert!(matches!(backend.insert_sessions(twice).await, Err(BackendError::AlreadyExists(_))), "an id twice");
+    assert!(backend.get_sessions(&["b4".into()]).await.unwrap().is_empty());
+
+    let too_many: Vec<SessionRecord> = (0..=switchboard_proto::contract::RECORD_SESSIONS_MAX)
+        .map(|i| session(&format!("many-{i}"), "erin", SessionType::Virtual))
+        .collect();
+    assert!(matches!(backend.insert_sessions(too_many).await, Err(BackendError::InvalidArgument(_))), "bounded");
+    assert!(backend.insert_sessions(Vec::new()).await.unwrap().is_empty(), "an empty batch is no error");
+
+    // Counts follow inserted sessions like single inserts.
+    let mut placed = session("b5", "alice", SessionType::Virtual);
+    backend.upsert_server_report(server("h1"), true, None).await.unwrap();
+    placed.server_id = "h1".into();
+    backend.insert_sessions(vec![placed]).await.unwrap();
+    let counted = backend.get_servers(&["h1".into()]).await.unwrap();
+    assert_eq!(counted[0].virtual_session_count, 1, "an inserted session assigned to a server counts there");
 }
 
 async fn list_sessions_pages_in_id_order(backend: Arc<dyn Backend>) {

@@ -54,6 +54,34 @@ fn unexpected(what: &str, word: &str) -> BackendError {
 }
 
 impl RedisBackend {
+    /// Inserts `sessions` (revision 1) in one `session_insert.lua` call: all, or none.
+    async fn insert(
+        &self,
+        mut sessions: Vec<SessionRecord>,
+        fence: Option<&Fence>,
+    ) -> BackendResult<Vec<SessionRecord>> {
+        let mut invocation = self.scripts.session_insert.prepare_invoke();
+        invocation.arg(&self.prefix);
+        fence_args(&mut invocation, fence);
+        for session in &mut sessions {
+            session.revision = 1;
+            invocation.arg(&session.id).arg(session.encode_to_vec());
+            for field in session_side(session) {
+                invocation.arg(field);
+            }
+        }
+        let (word, rest) = reply::status(self.run(&invocation).await?)?;
+        match word.as_str() {
+            "ok" => Ok(sessions),
+            "exists" => {
+                let id = rest.first().map(reply::text).transpose()?.unwrap_or_default();
+                Err(BackendError::AlreadyExists(format!("session {id}")))
+            }
+            "fenced" => Err(fence.map_or_else(|| unexpected("insert", &word), Fence::refused)),
+            _ => Err(unexpected("insert", &word)),
+        }
+    }
+
     /// Runs the queue script in `mode` with `args`; the status word and the
     /// entries it returned.
     async fn queue_call(&self, mode: &str, args: &[&str]) -> BackendResult<(String, Vec<QueuedRequest>)> {
@@ -101,21 +129,19 @@ impl RedisBackend {
 
 #[async_trait]
 impl Sessions for RedisBackend {
-    async fn insert_session(&self, mut session: SessionRecord, fence: Option<&Fence>) -> BackendResult<SessionRecord> {
-        session.revision = 1;
-        let mut invocation = self.scripts.session_insert.prepare_invoke();
-        invocation.arg(&self.prefix).arg(&session.id).arg(session.encode_to_vec());
-        for field in session_side(&session) {
-            invocation.arg(field);
+    async fn insert_session(&self, session: SessionRecord, fence: Option<&Fence>) -> BackendResult<SessionRecord> {
+        let mut stored = self.insert(vec![session], fence).await?;
+        stored.pop().ok_or_else(|| unexpected("insert", "no record"))
+    }
+
+    async fn insert_sessions(&self, sessions: Vec<SessionRecord>) -> BackendResult<Vec<SessionRecord>> {
+        if let Some(error) = crate::sessions::check_insert_batch(&sessions) {
+            return Err(error);
         }
-        fence_args(&mut invocation, fence);
-        let (word, _) = reply::status(self.run(&invocation).await?)?;
-        match word.as_str() {
-            "ok" => Ok(session),
-            "exists" => Err(BackendError::AlreadyExists(format!("session {}", session.id))),
-            "fenced" => Err(fence.map_or_else(|| unexpected("insert", &word), Fence::refused)),
-            _ => Err(unexpected("insert", &word)),
+        if sessions.is_empty() {
+            return Ok(sessions);
         }
+        self.insert(sessions, None).await
     }
 
     async fn get_sessions(&self, ids: &[String]) -> BackendResult<Vec<SessionRecord>> {

@@ -222,6 +222,12 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::SessionRecord>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn record_sessions(
+        &self,
+        _: GrpcRequest<pb::RecordSessionsRequest>,
+    ) -> Result<Response<pb::RecordSessionsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn get_sessions(
         &self,
         request: GrpcRequest<pb::GetSessionsRequest>,

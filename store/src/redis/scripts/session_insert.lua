@@ -1,6 +1,10 @@
--- ARGV: prefix, id, data, server, state, type, owner, ended, fence mode, fence server, fence epoch
-local id = ARGV[2]
-if not fence_ok(ARGV[9], ARGV[10], ARGV[11]) then return { 'fenced' } end
-if redis.call('EXISTS', k_session(id)) == 1 then return { 'exists' } end
-write_session(id, ARGV[3], 1, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], nil)
+-- ARGV: prefix, fence mode, fence server, fence epoch, then 7 per session: id, data, server, state, type,
+-- owner, ended. All or nothing: when any id exists, nothing is written and the reply names it.
+if not fence_ok(ARGV[2], ARGV[3], ARGV[4]) then return { 'fenced' } end
+for i = 5, #ARGV, 7 do
+  if redis.call('EXISTS', k_session(ARGV[i])) == 1 then return { 'exists', ARGV[i] } end
+end
+for i = 5, #ARGV, 7 do
+  write_session(ARGV[i], ARGV[i + 1], 1, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], nil)
+end
 return { 'ok', 1 }
