@@ -168,13 +168,20 @@ impl TokenSource {
         let body = response.text().await.unwrap_or_default();
         self.debug(&format!("authorization server answered {}", status.as_u16()));
         if !status.is_success() {
-            return Err(Error::Service { what: "authorization server", status: status.as_u16(), message: oauth_error(&body) });
+            return Err(Error::Service {
+                what: "authorization server",
+                status: status.as_u16(),
+                message: oauth_error(&body),
+            });
         }
         let token: TokenResponse = serde_json::from_str(&body)
             .map_err(|error| Error::Other(format!("unexpected answer from the authorization server: {error}")))?;
         let lifetime = token.expires_in.unwrap_or(0);
         let margin = (lifetime / 10).min(60);
-        self.write_cache(&CachedToken { access_token: token.access_token.clone(), refresh_at: now() + lifetime - margin });
+        self.write_cache(&CachedToken {
+            access_token: token.access_token.clone(),
+            refresh_at: now() + lifetime - margin,
+        });
         Ok(Secret(token.access_token))
     }
 

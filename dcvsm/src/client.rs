@@ -18,7 +18,8 @@ pub struct Broker {
 
 /// Builds the HTTPS client: the CA bundle added to the usual roots, or no verification at all.
 pub fn http_client(settings: &Settings) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(120));
+    let mut builder =
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(120));
     if let Some(path) = &settings.ca_bundle {
         let pem = std::fs::read(path)
             .map_err(|error| Error::Configuration(format!("cannot read the CA bundle {}: {error}", path.display())))?;
@@ -42,7 +43,12 @@ impl Broker {
     pub fn new(settings: &Settings, cache_dir: Option<std::path::PathBuf>) -> Result<Self> {
         let base = reqwest::Url::parse(&format!("{}/", settings.broker_url))
             .map_err(|error| Error::Configuration(format!("invalid broker URL {}: {error}", settings.broker_url)))?;
-        Ok(Self { http: http_client(settings)?, base, tokens: TokenSource::new(settings, cache_dir)?, debug: settings.debug })
+        Ok(Self {
+            http: http_client(settings)?,
+            base,
+            tokens: TokenSource::new(settings, cache_dir)?,
+            debug: settings.debug,
+        })
     }
 
     /// The URL of `segments` under the broker's base URL, each segment percent-encoded.
@@ -54,9 +60,15 @@ impl Broker {
         url
     }
 
-    /// Calls `method` on the path `segments` with an optional JSON body; returns the JSON answer. A cached
-    /// token the broker refuses (401) is replaced once.
-    pub async fn call(&self, method: reqwest::Method, segments: &[&str], body: Option<&Value>) -> Result<Value> {
+    /// Calls `method` on the path `segments` with an optional JSON body; returns the JSON answer, parsed
+    /// and as sent (whose key order the JSON output keeps). A cached token the broker refuses (401) is
+    /// replaced once.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        body: Option<&Value>,
+    ) -> Result<(Value, String)> {
         let url = self.url(segments);
         let (mut token, origin) = self.tokens.token(&self.http).await?;
         let mut retried = false;
@@ -89,8 +101,10 @@ impl Broker {
             if !status.is_success() {
                 return Err(Error::Service { what: "broker", status: status.as_u16(), message: error_text(&text) });
             }
-            return serde_json::from_str(&text)
-                .map_err(|error| Error::Other(format!("the broker's answer is not JSON ({error}): {text}")));
+            return match serde_json::from_str(&text) {
+                Ok(value) => Ok((value, text)),
+                Err(error) => Err(Error::Other(format!("the broker's answer is not JSON ({error}): {text}"))),
+            };
         }
     }
 }

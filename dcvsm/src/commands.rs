@@ -14,8 +14,10 @@ use crate::output::{self, Column, SERVER, SESSION};
 
 /// What a command produced: the response (printed as JSON) and its table form.
 pub struct Outcome {
-    /// The API's response.
+    /// The API's response, parsed (for the table).
     pub response: Value,
+    /// The API's response as printed by `--output-format json`: pretty, in the broker's key order.
+    pub json: String,
     /// The same for people.
     pub table: String,
     /// Text printed instead of either (the paths of written screenshots).
@@ -25,8 +27,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(response: Value, table: String) -> Self {
-        Self { response, table, plain: None, exit_code: 0 }
+    fn new((response, raw): (Value, String), table: String) -> Self {
+        Self { response, json: output::pretty(&raw), table, plain: None, exit_code: 0 }
     }
 }
 
@@ -39,8 +41,9 @@ fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
 
 /// A permissions file, base64-encoded as the API wants it.
 fn read_base64(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| Error::InvalidArgument(format!("cannot read the permissions file {}: {error}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|error| {
+        Error::InvalidArgument(format!("cannot read the permissions file {}: {error}", path.display()))
+    })?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -54,31 +57,32 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
                 body.insert("SessionIds".into(), json!(args.session_ids));
             }
             put(&mut body, "Filters", args.owner.map(|owner| json!([{"Key": "owner", "Value": owner}])));
-            let response = describe(broker, "describeSessions", "Sessions", body, &args.paging).await?;
-            let table = output::table(&output::rows(&response, "/Sessions"), SESSION);
-            Ok(Outcome::new(response, table))
+            let answer = describe(broker, "describeSessions", "Sessions", body, &args.paging).await?;
+            let table = output::table(&output::rows(&answer.0, "/Sessions"), SESSION);
+            Ok(Outcome::new(answer, table))
         }
         Command::DeleteSession(args) => {
             let mut item = json!({"SessionId": args.session_id, "Owner": args.owner});
             if args.force {
                 item["Force"] = json!(true);
             }
-            let response = broker.call(Method::POST, &["deleteSessions"], Some(&json!([item]))).await?;
+            let answer = broker.call(Method::POST, &["deleteSessions"], Some(&json!([item]))).await?;
+            let response = answer.0.clone();
             let table = output::lists(
                 &response,
                 &[("SessionId", "/SessionId"), ("State", "/State")],
                 &[("SessionId", "/SessionId"), ("FailureReason", "/FailureReason")],
             );
-            Ok(Outcome::new(response, table))
+            Ok(Outcome::new(answer, table))
         }
         Command::DescribeServers(args) => {
             let mut body = Map::new();
             if !args.server_ids.is_empty() {
                 body.insert("ServerIds".into(), json!(args.server_ids));
             }
-            let response = describe(broker, "describeServers", "Servers", body, &args.paging).await?;
-            let table = output::table(&output::rows(&response, "/Servers"), SERVER);
-            Ok(Outcome::new(response, table))
+            let answer = describe(broker, "describeServers", "Servers", body, &args.paging).await?;
+            let table = output::table(&output::rows(&answer.0, "/Servers"), SERVER);
+            Ok(Outcome::new(answer, table))
         }
         Command::OpenServers(args) => {
             let body: Vec<Value> = args.server_ids.iter().map(|id| json!({"ServerId": id})).collect();
@@ -94,7 +98,8 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
         }
         Command::GetSessionConnectionData(args) => {
             let path = ["sessionConnectionData", args.session_id.as_str(), args.user.as_str()];
-            let response = broker.call(Method::GET, &path, None).await?;
+            let answer = broker.call(Method::GET, &path, None).await?;
+            let response = answer.0.clone();
             let mut row = response.get("Session").cloned().unwrap_or_default();
             if let (Some(object), Some(token)) = (row.as_object_mut(), response.get("ConnectionToken")) {
                 object.insert("ConnectionToken".into(), token.clone());
@@ -102,7 +107,7 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
             let mut columns: Vec<Column> = SESSION.to_vec();
             columns.push(("ConnectionToken", "/ConnectionToken"));
             let table = output::table(&[row], &columns);
-            Ok(Outcome::new(response, table))
+            Ok(Outcome::new(answer, table))
         }
         Command::GetSessionScreenshots(args) => screenshots(broker, args).await,
         Command::UpdateSessionPermissions(args) => {
@@ -111,13 +116,14 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
                 "Owner": args.owner,
                 "PermissionsFile": read_base64(&args.permission_file)?,
             });
-            let response = broker.call(Method::PUT, &["sessionPermissions"], Some(&json!([item]))).await?;
+            let answer = broker.call(Method::PUT, &["sessionPermissions"], Some(&json!([item]))).await?;
+            let response = answer.0.clone();
             let table = output::lists(
                 &response,
                 &[("SessionId", "/SessionId")],
                 &[("SessionId", "/SessionId"), ("FailureReason", "/FailureReason")],
             );
-            Ok(Outcome::new(response, table))
+            Ok(Outcome::new(answer, table))
         }
         Command::ExplainPlacement(args) => explain_placement(broker, args).await,
     }
@@ -143,51 +149,66 @@ async fn create_session(broker: &Broker, args: cli::CreateSession) -> Result<Out
     put(&mut item, "Requirements", args.requirements.map(Value::from));
     put(&mut item, "StorageRoot", args.storage_root.map(Value::from));
     put(&mut item, "EnqueueRequest", args.enqueue_request.map(Value::from));
-    let response = broker.call(Method::POST, &["createSessions"], Some(&json!([item]))).await?;
+    let answer = broker.call(Method::POST, &["createSessions"], Some(&json!([item]))).await?;
+    let response = answer.0.clone();
     let table = output::lists(
         &response,
         SESSION,
         &[("Name", "/CreateSessionRequestData/Name"), ("FailureReason", "/FailureReason")],
     );
-    Ok(Outcome::new(response, table))
+    Ok(Outcome::new(answer, table))
 }
 
-/// A describe call; with `--all`, every page merged into one response (the last page's `RequestId`, no
-/// `NextToken`).
+/// A describe call; with `--all`, every page merged into one response: `RequestId` of the last page, the
+/// items of every page in order (each as the broker sent it), no `NextToken`.
 async fn describe(
     broker: &Broker,
     operation: &str,
     items: &str,
     mut body: Map<String, Value>,
     paging: &Paging,
-) -> Result<Value> {
+) -> Result<(Value, String)> {
     put(&mut body, "MaxResults", paging.max_results.map(Value::from));
     put(&mut body, "NextToken", paging.next_token.clone().map(Value::from));
-    let mut response = broker.call(Method::POST, &[operation], Some(&Value::Object(body.clone()))).await?;
+    let mut answer = broker.call(Method::POST, &[operation], Some(&Value::Object(body.clone()))).await?;
     if !paging.all {
-        return Ok(response);
+        return Ok(answer);
     }
-    let mut all: Vec<Value> = output::rows(&response, &format!("/{items}"));
-    while let Some(token) = response.get("NextToken").and_then(Value::as_str).filter(|token| !token.is_empty()) {
+    let mut values: Vec<Value> = Vec::new();
+    let mut raws: Vec<String> = Vec::new();
+    loop {
+        values.extend(output::rows(&answer.0, &format!("/{items}")));
+        raws.extend(raw_items(&answer.1, items)?);
+        let Some(token) = answer.0.get("NextToken").and_then(Value::as_str).filter(|token| !token.is_empty()) else {
+            break;
+        };
         body.insert("NextToken".into(), json!(token));
-        response = broker.call(Method::POST, &[operation], Some(&Value::Object(body.clone()))).await?;
-        all.extend(output::rows(&response, &format!("/{items}")));
+        answer = broker.call(Method::POST, &[operation], Some(&Value::Object(body.clone()))).await?;
     }
-    if let Some(object) = response.as_object_mut() {
-        object.insert(items.into(), Value::Array(all));
-        object.remove("NextToken");
-    }
-    Ok(response)
+    let request_id = answer.0.get("RequestId").cloned().unwrap_or(Value::Null);
+    let raw = format!("{{\"RequestId\":{request_id},\"{items}\":[{}]}}", raws.join(","));
+    Ok((json!({"RequestId": request_id, items: values}), raw))
+}
+
+/// The items of the array `key` of a JSON object, each as its original text.
+fn raw_items(raw: &str, key: &str) -> Result<Vec<String>> {
+    let not_json = |error: serde_json::Error| Error::Other(format!("the broker's answer is not JSON: {error}"));
+    let object: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(raw).map_err(not_json)?;
+    let Some(array) = object.get(key) else { return Ok(Vec::new()) };
+    let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(array.get()).map_err(not_json)?;
+    Ok(items.into_iter().map(|item| item.get().to_owned()).collect())
 }
 
 async fn servers(broker: &Broker, operation: &str, failed_id: &'static str, body: Value) -> Result<Outcome> {
-    let response = broker.call(Method::POST, &[operation], Some(&body)).await?;
+    let answer = broker.call(Method::POST, &[operation], Some(&body)).await?;
+    let response = answer.0.clone();
     let table = output::lists(
         &response,
         &[("ServerId", "/ServerId")],
         &[("ServerId", failed_id), ("FailureCode", "/FailureCode"), ("FailureReason", "/FailureReason")],
     );
-    Ok(Outcome::new(response, table))
+    Ok(Outcome::new(answer, table))
 }
 
 /// A file-name-safe form of a session id.
@@ -207,7 +228,8 @@ async fn screenshots(broker: &Broker, args: cli::GetSessionScreenshots) -> Resul
             Value::Object(item)
         })
         .collect();
-    let response = broker.call(Method::POST, &["getSessionScreenshots"], Some(&Value::Array(body))).await?;
+    let answer = broker.call(Method::POST, &["getSessionScreenshots"], Some(&Value::Array(body))).await?;
+    let response = answer.0.clone();
     let mut images = Vec::new();
     for success in output::rows(&response, "/SuccessfulList") {
         let session = success.pointer("/SessionScreenshot/SessionId").cloned().unwrap_or_default();
@@ -236,10 +258,11 @@ async fn screenshots(broker: &Broker, args: cli::GetSessionScreenshots) -> Resul
     );
     let failed = output::rows(&response, "/UnsuccessfulList");
     if !failed.is_empty() {
-        let columns = [("SessionId", "/GetSessionScreenshotRequestData/SessionId"), ("FailureReason", "/FailureReason")];
+        let columns =
+            [("SessionId", "/GetSessionScreenshotRequestData/SessionId"), ("FailureReason", "/FailureReason")];
         table.push_str(&format!("\nUnsuccessful\n{}", output::table(&failed, &columns)));
     }
-    let mut outcome = Outcome::new(response, table);
+    let mut outcome = Outcome::new(answer, table);
     if let Some(dir) = &args.output_dir {
         outcome.plain = Some(write_images(dir, &images)?);
     }
@@ -258,7 +281,8 @@ fn write_images(dir: &Path, images: &[(Value, usize, Value)]) -> Result<String> 
         let format = image.get("Format").and_then(Value::as_str).unwrap_or("img").to_ascii_lowercase();
         let name = format!("{}-{index}.{}", file_safe(session.as_str().unwrap_or("session")), file_safe(&format));
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|error| Error::Other(format!("cannot write {}: {error}", path.display())))?;
+        std::fs::write(&path, bytes)
+            .map_err(|error| Error::Other(format!("cannot write {}: {error}", path.display())))?;
         written.push_str(&format!("{}\n", path.display()));
     }
     Ok(written)
@@ -274,7 +298,8 @@ async fn explain_placement(broker: &Broker, args: cli::ExplainPlacement) -> Resu
     }
     put(&mut body, "AutorunFile", args.autorun_file.map(Value::from));
     put(&mut body, "MaxServers", args.max_servers.map(Value::from));
-    let response = broker.call(Method::POST, &["explainPlacement"], Some(&Value::Object(body))).await?;
+    let answer = broker.call(Method::POST, &["explainPlacement"], Some(&Value::Object(body))).await?;
+    let response = answer.0.clone();
     let valid = response.get("Valid").and_then(Value::as_bool).unwrap_or(false);
     let mut row = response.clone();
     if let Some(object) = row.as_object_mut() {
@@ -296,7 +321,7 @@ async fn explain_placement(broker: &Broker, args: cli::ExplainPlacement) -> Resu
             ("Error", "/Error"),
         ],
     );
-    let mut outcome = Outcome::new(response, table);
+    let mut outcome = Outcome::new(answer, table);
     if !valid {
         outcome.exit_code = 252;
     }

@@ -24,7 +24,6 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::{Cli, OutputFormat};
-use crate::error::Error;
 
 /// Exit code of a command line that cannot be parsed (unknown command or option, missing option).
 pub const EXIT_USAGE: u8 = 2;
@@ -72,10 +71,7 @@ async fn execute(cli: Cli, env: &dyn Fn(&str) -> Option<String>, exe: Option<&st
     let text = match (&outcome.plain, settings.output_format) {
         (Some(plain), _) => plain.clone(),
         (None, OutputFormat::Table) => outcome.table.clone(),
-        (None, OutputFormat::Json) => {
-            let json = serde_json::to_string_pretty(&outcome.response).map_err(|error| Error::Other(error.to_string()))?;
-            json + "\n"
-        }
+        (None, OutputFormat::Json) => outcome.json.clone(),
     };
     print!("{text}");
     Ok(outcome.exit_code)

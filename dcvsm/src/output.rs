@@ -3,6 +3,65 @@
 
 use serde_json::Value;
 
+/// JSON text re-indented by two spaces, one member per line, keys in the order they were sent.
+pub fn pretty(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = raw.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                while chars.peek().is_some_and(|next| next.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek() == Some(&close) {
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// One column of a table: its heading and the JSON pointer of its cell in each row object.
 pub type Column = (&'static str, &'static str);
 
@@ -42,8 +101,7 @@ pub fn table(rows: &[Value], columns: &[Column]) -> String {
         })
         .collect();
     let line = |values: Vec<&str>| {
-        let padded: Vec<String> =
-            values.iter().zip(&widths).map(|(value, width)| format!("{value:<width$}")).collect();
+        let padded: Vec<String> = values.iter().zip(&widths).map(|(value, width)| format!("{value:<width$}")).collect();
         padded.join("  ").trim_end().to_owned() + "\n"
     };
     let mut out = line(columns.iter().map(|(heading, _)| *heading).collect());
@@ -97,6 +155,16 @@ pub const SERVER: &[Column] = &[
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pretty_json_keeps_the_key_order_and_the_strings() {
+        let raw = r#"{"Zed":1,"Alpha":{"B":[],"A":{}},"S":"a, \"b\": [c]","L":[1, 2]}"#;
+        let expected = "{\n  \"Zed\": 1,\n  \"Alpha\": {\n    \"B\": [],\n    \"A\": {}\n  },\n  \
+                        \"S\": \"a, \\\"b\\\": [c]\",\n  \"L\": [\n    1,\n    2\n  ]\n}\n";
+        assert_eq!(pretty(raw), expected);
+        let reparsed: Value = serde_json::from_str(&pretty(raw)).unwrap();
+        assert_eq!(reparsed, serde_json::from_str::<Value>(raw).unwrap());
+    }
 
     #[test]
     fn tables_align_and_show_missing_cells_as_dashes() {

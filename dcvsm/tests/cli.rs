@@ -42,14 +42,31 @@ async fn every_command_against_switchboard_up() {
     assert_eq!(ids(&closed["SuccessfulList"], "ServerId"), BTreeSet::from([b.clone()]), "{closed}");
     let explained = run(h.dcvsm(&["explain-placement", "--type", "Virtual"])).await.expect_code(0).json();
     assert_eq!(explained["MatchingServers"], serde_json::json!([a.clone()]), "closed {b} is passed over: {explained}");
-    let explained = run(h.dcvsm(&["--output-format", "table", "explain-placement", "--requirements", "server:Host.Os.Family = 'linux'"])).await.expect_code(0).stdout;
+    let explained = run(h.dcvsm(&[
+        "--output-format",
+        "table",
+        "explain-placement",
+        "--requirements",
+        "server:Host.Os.Family = 'linux'",
+    ]))
+    .await
+    .expect_code(0)
+    .stdout;
     golden("explain-placement.table", &explained.replace(&a, "<server-a>"));
     let invalid = run(h.dcvsm(&["explain-placement", "--requirements", "server:Host.Os.Family = "])).await;
     let invalid = invalid.expect_code(252).json();
     assert_eq!(invalid["Valid"], false, "{invalid}");
     let opened = run(h.dcvsm(&["open-servers", "--server-ids", &b])).await.expect_code(0).json();
     assert_eq!(ids(&opened["SuccessfulList"], "ServerId"), BTreeSet::from([b.clone()]), "{opened}");
-    let forced = run(h.dcvsm(&["--output-format", "table", "close-servers", "--server-ids", &format!("{b},no-such-server"), "--force"])).await;
+    let forced = run(h.dcvsm(&[
+        "--output-format",
+        "table",
+        "close-servers",
+        "--server-ids",
+        &format!("{b},no-such-server"),
+        "--force",
+    ]))
+    .await;
     golden("close-servers.table", &forced.expect_code(0).stdout.replace(&b, "<server-b>"));
     run(h.dcvsm(&["open-servers", "--server-ids", &b])).await.expect_code(0);
 
@@ -80,7 +97,18 @@ async fn every_command_against_switchboard_up() {
     assert_eq!(ready["MaxConcurrentClients"], 2, "{ready}");
 
     // A session no server can take, not queued, fails at once and is listed as unsuccessful.
-    let refused = run(h.dcvsm(&["create-session", "--name", "x", "--owner", "bob", "--type", "Console", "--requirements", "server:Id = 'none'"])).await;
+    let refused = run(h.dcvsm(&[
+        "create-session",
+        "--name",
+        "x",
+        "--owner",
+        "bob",
+        "--type",
+        "Console",
+        "--requirements",
+        "server:Id = 'none'",
+    ]))
+    .await;
     let refused = refused.expect_code(0).json();
     assert_eq!(refused["UnsuccessfulList"][0]["CreateSessionRequestData"]["Name"], "x", "{refused}");
 
@@ -101,12 +129,22 @@ async fn every_command_against_switchboard_up() {
     assert!(data["ConnectionToken"].as_str().is_some_and(|token| !token.is_empty()), "{data}");
 
     // get-session-screenshots: JSON, and images written to files.
-    let shots = run(h.dcvsm(&["get-session-screenshots", "--session-ids", &format!("{id},missing"), "--max-width", "80", "--max-height", "50"])).await;
+    let shots = run(h.dcvsm(&[
+        "get-session-screenshots",
+        "--session-ids",
+        &format!("{id},missing"),
+        "--max-width",
+        "80",
+        "--max-height",
+        "50",
+    ]))
+    .await;
     let shots = shots.expect_code(0).json();
     assert_eq!(shots["SuccessfulList"][0]["SessionScreenshot"]["SessionId"], id.as_str(), "{shots}");
     assert_eq!(shots["UnsuccessfulList"][0]["GetSessionScreenshotRequestData"]["SessionId"], "missing", "{shots}");
     let dir = h.home.path().join("shots");
-    let written = run(h.dcvsm(&["get-session-screenshots", "--session-ids", &id, "--output-dir", dir.to_str().unwrap()])).await;
+    let written =
+        run(h.dcvsm(&["get-session-screenshots", "--session-ids", &id, "--output-dir", dir.to_str().unwrap()])).await;
     let written = written.expect_code(0).stdout;
     let path = written.lines().next().expect("one path per image");
     let bytes = std::fs::read(path).unwrap();
@@ -117,18 +155,46 @@ async fn every_command_against_switchboard_up() {
     // update-session-permissions: the file is sent base64-encoded (the agent parses it).
     let permissions = h.home.path().join("perm.txt");
     std::fs::write(&permissions, "[groups]\n[aliases]\n[permissions]\nalice allow builtin\n").unwrap();
-    let updated = run(h.dcvsm(&["update-session-permissions", "--session-id", &id, "--owner", "alice", "--permission-file", permissions.to_str().unwrap()])).await;
+    let updated = run(h.dcvsm(&[
+        "update-session-permissions",
+        "--session-id",
+        &id,
+        "--owner",
+        "alice",
+        "--permission-file",
+        permissions.to_str().unwrap(),
+    ]))
+    .await;
     let updated = updated.expect_code(0).json();
     assert_eq!(updated["SuccessfulList"][0]["SessionId"], id.as_str(), "{updated}");
     std::fs::write(&permissions, "[permissions]\nthis is not a rule\n").unwrap();
-    let refused = run(h.dcvsm(&["update-session-permissions", "--session-id", &id, "--owner", "alice", "--permissions-file", permissions.to_str().unwrap()])).await;
+    let refused = run(h.dcvsm(&[
+        "update-session-permissions",
+        "--session-id",
+        &id,
+        "--owner",
+        "alice",
+        "--permissions-file",
+        permissions.to_str().unwrap(),
+    ]))
+    .await;
     let refused = refused.expect_code(0).json();
     assert_eq!(refused["UnsuccessfulList"][0]["SessionId"], id.as_str(), "a bad file is refused: {refused}");
 
     // delete-session.
     let wrong = run(h.dcvsm(&["delete-session", "--session-id", &id, "--owner", "bob"])).await.expect_code(0).json();
     assert_eq!(wrong["UnsuccessfulList"][0]["SessionId"], id.as_str(), "only the owner deletes: {wrong}");
-    let deleted = run(h.dcvsm(&["--output-format", "table", "delete-session", "--session-id", &id, "--owner", "alice", "--force"])).await;
+    let deleted = run(h.dcvsm(&[
+        "--output-format",
+        "table",
+        "delete-session",
+        "--session-id",
+        &id,
+        "--owner",
+        "alice",
+        "--force",
+    ]))
+    .await;
     golden("delete-session.table", &deleted.expect_code(0).stdout);
     wait_for_state(&h, &id, "DELETED").await;
 
@@ -205,7 +271,10 @@ async fn flags_override_the_environment_which_overrides_the_file() {
     write_conf(&xdg_conf, &conf(&url, &h.client_password, "").replace(&format!("ca-bundle = {ca}"), ""));
     run(h.bare(&["describe-servers"])).await.expect_code(255);
     run(h.bare(&["--no-verify-ssl", "describe-servers"])).await.expect_code(0);
-    write_conf(&xdg_conf, &conf(&url, &h.client_password, "").replace(&format!("ca-bundle = {ca}"), "no-verify-ssl = true"));
+    write_conf(
+        &xdg_conf,
+        &conf(&url, &h.client_password, "").replace(&format!("ca-bundle = {ca}"), "no-verify-ssl = true"),
+    );
     run(h.bare(&["describe-servers"])).await.expect_code(0);
 
     // --debug (or debug = true) tells on stderr; stdout stays the result.
@@ -228,7 +297,8 @@ async fn the_token_is_cached_privately_until_refused_or_due() {
     assert!(second.stderr.contains("using the cached access token"), "{}", second.stderr);
     assert!(!second.stderr.contains("requesting an access token"), "{}", second.stderr);
 
-    let files: Vec<_> = std::fs::read_dir(h.cache_home().join("dcvsm")).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(h.cache_home().join("dcvsm")).unwrap().map(|entry| entry.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let file = &files[0];
     #[cfg(unix)]
