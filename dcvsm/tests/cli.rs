@@ -96,6 +96,42 @@ async fn every_command_against_switchboard_up() {
     assert_eq!(ready["Server"]["Id"], a.as_str(), "placed on the required server: {ready}");
     assert_eq!(ready["MaxConcurrentClients"], 2, "{ready}");
 
+    // The remaining create-session options reach the API as the contract spells them.
+    let permissions = h.home.path().join("create.perm");
+    std::fs::write(&permissions, "[permissions]\n%owner% allow builtin\n").unwrap();
+    let every = run(h.dcvsm(&[
+        "--debug",
+        "create-session",
+        "--name",
+        "every",
+        "--owner",
+        "carol",
+        "--type",
+        "VIRTUAL",
+        "--init-file-path",
+        "init.sh",
+        "--autorun-file",
+        "app.sh",
+        "--autorun-file-arguments=--fast,-v",
+        "--max_concurrent-clients",
+        "3",
+        "--dcv-gl-enabled",
+        "--permissions-file",
+        permissions.to_str().unwrap(),
+        "--enqueue-request",
+    ]))
+    .await
+    .expect_code(0);
+    let sent = every.stderr.lines().find_map(|line| line.strip_prefix("dcvsm: request body ")).expect("body");
+    let sent: Value = serde_json::from_str(sent).unwrap();
+    let expected = serde_json::json!([{
+        "Name": "every", "Owner": "carol", "Type": "VIRTUAL", "InitFile": "init.sh", "AutorunFile": "app.sh",
+        "AutorunFileArguments": ["--fast", "-v"], "MaxConcurrentClients": 3, "DcvGlEnabled": true,
+        "PermissionsFile": "W3Blcm1pc3Npb25zXQolb3duZXIlIGFsbG93IGJ1aWx0aW4K", "EnqueueRequest": true,
+    }]);
+    assert_eq!(sent, expected, "{}", every.stderr);
+    assert_eq!(every.json()["SuccessfulList"][0]["Name"], "every", "{}", every.stdout);
+
     // A session no server can take, not queued, fails at once and is listed as unsuccessful.
     let refused = run(h.dcvsm(&[
         "create-session",
@@ -114,6 +150,7 @@ async fn every_command_against_switchboard_up() {
 
     // describe-sessions: by id, by owner, as a table.
     let by_owner = run(h.dcvsm(&["describe-sessions", "--owner", "alice"])).await.expect_code(0).json();
+    // (carol's session, created above, is not listed for alice)
     assert_eq!(ids(&by_owner["Sessions"], "Id"), BTreeSet::from([id.clone()]), "{by_owner}");
     let nobody = run(h.dcvsm(&["describe-sessions", "--owner", "nobody"])).await.expect_code(0).json();
     assert_eq!(nobody["Sessions"], serde_json::json!([]), "{nobody}");
