@@ -33,6 +33,9 @@ async fn every_command_against_switchboard_up() {
     let [a, b]: [String; 2] = all_ids.iter().cloned().collect::<Vec<_>>().try_into().unwrap();
     let listed = run(h.dcvsm(&["describe-servers", "--server-ids", &format!("{a},{b}")])).await.expect_code(0).json();
     assert_eq!(ids(&listed["Servers"], "Id"), all_ids, "comma-separated --server-ids: {listed}");
+    // Simulated hosts' ids derive from their host names, so the whole fleet table is stable.
+    let fleet = run(h.dcvsm(&["--output-format", "table", "describe-servers"])).await.expect_code(0).stdout;
+    golden("describe-servers.table", &fleet);
     let table = run(h.dcvsm(&["--output-format", "table", "describe-servers", "--server-ids", &a])).await;
     let table = table.expect_code(0).stdout;
     assert!(table.starts_with("Id ") && table.contains(&a) && table.lines().count() == 2, "{table}");
