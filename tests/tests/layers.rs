@@ -66,3 +66,13 @@ fn storage_and_the_bottom_layers_import_nothing_above_them() {
     let agent_above: Vec<&str> = above.iter().copied().filter(|name| *name != "switchboard-agent").collect();
     assert_reaches_none("switchboard-agent", "normal,build", &agent_above);
 }
+
+#[test]
+fn the_dcvsm_client_reaches_no_switchboard_crate() {
+    // dcvsm speaks the public REST API only, so it works against any broker; its tests may start a
+    // cluster (dev-dependencies), its binary may not link one.
+    let mut forbidden = vec!["switchboard", "switchboard-agent", "switchboard-store", "switchboard-common"];
+    forbidden.extend(SERVICES);
+    forbidden.extend(["switchboard-proto", "tonic", "prost"]);
+    assert_reaches_none("switchboard-dcvsm", "normal,build", &forbidden);
+}
