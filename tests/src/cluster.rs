@@ -72,8 +72,26 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// An unused loopback port (bound then released; the process binds it next).
+/// An unused loopback port (bound then released; the process binds it next). Taken below the kernel's
+/// ephemeral range (32768–60999 by default), where the outgoing connections of the running processes get
+/// their local ports: a port handed out here cannot be taken by one of those before its process binds it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    /// Where the next search starts: spread by process id so concurrent test binaries start apart.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let start = LOW + (std::process::id() % u32::from(SPAN)) as u16;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..SPAN {
+        let candidate = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (candidate.wrapping_sub(LOW) % SPAN);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
