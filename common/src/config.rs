@@ -120,9 +120,12 @@ pub struct StorageSettings {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Prefix of every Redis key when `redis_key_prefix` is not set (the store's default too).
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "switchboard:";
+
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { redis_url: None, redis_key_prefix: "switchboard:".to_owned(), data_dir: None }
+        Self { redis_url: None, redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(), data_dir: None }
     }
 }
 
