@@ -77,7 +77,10 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".to_owned(), key_prefix: switchboard_common::config::DEFAULT_REDIS_KEY_PREFIX.to_owned() }
+        Self {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            key_prefix: switchboard_common::config::DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+        }
     }
 }
 
