@@ -9,6 +9,9 @@ pub mod substate {
     pub const PENDING_PREPARATION: &str = "PENDING_PREPARATION";
 }
 
+/// How the StateReason of a CREATING session waiting in the create-sessions queue begins.
+pub const QUEUED_REASON_PREFIX: &str = "queued: ";
+
 /// `FailureReason` of DeleteSessions, UpdateSessionPermissions and GetSessionConnectionData for an
 /// unknown (or not visible) session, as the original broker words it.
 pub const SESSION_NOT_FOUND: &str = "The requested dcvSession does not exist";

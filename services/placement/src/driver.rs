@@ -1,35 +1,34 @@
 //! Background creation of one session: place, create on the host, record.
 //!
-//! The loop: rank servers, `AssignSession` on the best candidate that accepts,
-//! send the host a `CreateSessionCommand` through session-store, then record
-//! READY. If the host fails, the session is un-assigned (server id cleared,
-//! back to SESSION_PLACING) and tried on another host, up to
-//! `create_sessions_number_of_retries_on_failure` more times unless the item set
-//! `DisableRetryOnFailure`. When no attempt is left, or no host fits, the
+//! Placement decides *where*; session-store carries the session there. The
+//! loop: rank servers, `AssignSession` on the best candidate that accepts,
+//! then one `StartSession` call: session-store sends the host the create
+//! command, waits for the agent and records the outcome. If the host refused
+//! (or the command certainly never left), session-store put the session back
+//! to SESSION_PLACING and it is tried on another host, up to
+//! `create_sessions_number_of_retries_on_failure` more times unless the item
+//! set `DisableRetryOnFailure`; the last attempt's failure ends it (DELETED
+//! with the reason). A create that may have reached the host (a timeout, a
+//! replica dying mid-call) is not retried elsewhere: the host's inventory
+//! decides, within session-store's stalled bound. When no host fits, the
 //! session becomes DELETED with the reason in `StateReason` — unless it asked
-//! to be queued (`EnqueueRequest`) and no host fits: then it enters the
-//! create-sessions queue (see [`crate::queue`]) and stays CREATING /
-//! SESSION_PLACING with `queued: <why>` as its `StateReason`.
+//! to be queued (`EnqueueRequest`): then it enters the create-sessions queue
+//! (see [`crate::queue`]) and stays CREATING / SESSION_PLACING with
+//! `queued: <why>` as its `StateReason` (`SettleUnplaced`).
 //!
-//! Every record write is a compare-and-set on the revision read just before,
-//! retried on conflict, and only applies while the session is still CREATING
-//! on the expected host: a concurrent DeleteSessions always wins.
-//!
-//! Known gap (later issue): a host that times out may still create the
-//! session; the retry then places a second copy elsewhere. The agent's
-//! inventory reports the stray copy, and reconciling it is session-store's job.
+//! Placement writes no record itself: every transition is session-store's
+//! (`lifecycle`), a compare-and-set that only applies while the session is
+//! still where the call expects it, so a concurrent DeleteSessions always wins.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use switchboard_common::time::now_ms;
-use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{
-    CreateSessionCommand, CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, GetSessionsRequest, HostCommand,
-    HostSession, QueuedRequest, SendCommandRequest, SessionRecord, SessionState, UpdateSessionRequest,
-    command_result::Payload, host_command::Action, session_store_client::SessionStoreClient,
+    CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, QueuedRequest, SessionRecord, SettleUnplacedRequest,
+    StartSessionRequest, session_store_client::SessionStoreClient, settle_unplaced_request::Action,
+    start_session_response::Outcome,
 };
 use tokio::sync::Notify;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 
 use crate::{
     Error, PlacementConfig, Result,
@@ -60,10 +59,8 @@ impl TransientBackoff {
     }
 }
 
-/// Attempts of one read-modify-write before giving up on conflicts.
-const CAS_ATTEMPTS: usize = 5;
 /// Extra time allowed beyond the host timeout for the store round trip.
-const SEND_COMMAND_SLACK: Duration = Duration::from_secs(5);
+const START_SESSION_SLACK: Duration = Duration::from_secs(5);
 
 /// Places and creates one session.
 pub struct Driver {
@@ -144,7 +141,7 @@ impl Driver {
         let reason = format!("placement failed: {failure}");
         let mut backoff = TransientBackoff::new(tokio::time::Instant::now() + self.config.create_timeout());
         loop {
-            match self.finish_deleted(&session_id, &reason).await {
+            match self.settle(&session_id, Action::Fail, &reason).await {
                 Ok(_) => return,
                 Err(error) if error.is_transient() && backoff.wait().await => {}
                 Err(error) => {
@@ -199,33 +196,34 @@ impl Driver {
                                 return self.enqueue(&session_id, &spec, &requirements, &reason).await;
                             }
                             tracing::info!(%session_id, %reason, "no host for session");
-                            self.finish_deleted(&session_id, &reason).await?;
+                            self.settle(&session_id, Action::Fail, &reason).await?;
                             return Ok(());
                         }
                     }
                 }
             };
             attempts += 1;
-            tracing::info!(%session_id, %server_id, attempt = attempts, "creating session on host");
-            match self.create_on_host(&server_id, &session_id, &spec).await {
-                Ok(host_session) => {
-                    if !self.mark_ready(&session_id, &server_id, host_session).await? {
-                        tracing::info!(%session_id, "session changed while being created; leaving it as is");
-                    }
-                    return Ok(());
-                }
-                Err(failure) => {
-                    let reason = format!("session creation failed on server {server_id}: {failure}");
-                    tracing::warn!(%session_id, %reason, "host failed to create session");
-                    if attempts >= max_attempts {
-                        self.finish_deleted(&session_id, &reason).await?;
-                        return Ok(());
-                    }
-                    if !self.unassign(&session_id, &server_id, &reason).await? {
-                        return Ok(());
-                    }
+            tracing::debug!(%session_id, %server_id, attempt = attempts, "creating session on host");
+            let timeout = self.config.create_timeout();
+            let request = StartSessionRequest {
+                session_id: session_id.clone(),
+                server_id: server_id.clone(),
+                timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+                last_attempt: attempts >= max_attempts,
+            };
+            let started = tokio::time::timeout(timeout + START_SESSION_SLACK, self.store.start_session(request))
+                .await
+                .map_err(|_| Error::Protocol("StartSession did not answer within the create timeout".into()))?
+                .map_err(Error::Store)?
+                .into_inner();
+            match started.outcome() {
+                Outcome::Retry => {
+                    tracing::info!(%session_id, reason = %started.reason, "retrying on another host");
                     excluded.insert(server_id, Exclusion::CreationFailed);
-                    last_failure = Some(reason);
+                    last_failure = Some(started.reason);
+                }
+                Outcome::Ready | Outcome::Ended | Outcome::Unconfirmed | Outcome::Gone | Outcome::Unspecified => {
+                    return Ok(());
                 }
             }
         }
@@ -257,16 +255,8 @@ impl Driver {
         let response = self.store.enqueue_session(request).await.map_err(Error::Store)?.into_inner();
         match response.outcome() {
             EnqueueOutcome::Queued | EnqueueOutcome::AlreadyQueued => {
-                let reason = format!("queued: {why}");
-                tracing::info!(%session_id, %reason, "session queued");
-                self.update(session_id, |record| {
-                    if record.state() != SessionState::Creating || !record.server_id.is_empty() {
-                        return false;
-                    }
-                    record.state_reason = reason.clone();
-                    true
-                })
-                .await?;
+                tracing::info!(%session_id, reason = why, "session queued");
+                self.settle(session_id, Action::Queued, why).await?;
                 self.queue_wake.notify_one();
             }
             EnqueueOutcome::Full | EnqueueOutcome::Unspecified => {
@@ -275,7 +265,7 @@ impl Driver {
                     self.config.create_sessions_queue_max_size
                 );
                 tracing::info!(%session_id, %reason, "queue full");
-                self.finish_deleted(session_id, &reason).await?;
+                self.settle(session_id, Action::Fail, &reason).await?;
             }
         }
         Ok(())
@@ -285,138 +275,16 @@ impl Driver {
     /// only while it is still CREATING and unplaced (compare-and-set, so
     /// however many replicas try, it fails once).
     pub(crate) async fn fail_queued(&mut self, session_id: &str, reason: &str) -> Result<bool> {
-        self.update(session_id, |record| {
-            if record.state() != SessionState::Creating || !record.server_id.is_empty() {
-                return false;
-            }
-            record.state = SessionState::Deleted as i32;
-            record.substate.clear();
-            record.state_reason = reason.to_owned();
-            record.ended_unix_ms = now_ms();
-            true
-        })
-        .await
+        self.settle(session_id, Action::Fail, reason).await
     }
 
-    /// Asks the host to create the session; `Err` is a human-readable reason.
-    async fn create_on_host(
-        &mut self,
-        server_id: &str,
-        session_id: &str,
-        spec: &CreateSessionSpec,
-    ) -> Result<Option<HostSession>, String> {
-        let timeout = self.config.create_timeout();
-        let request = SendCommandRequest {
-            server_id: server_id.to_owned(),
-            command: Some(HostCommand {
-                command_id: String::new(),
-                action: Some(Action::Create(CreateSessionCommand {
-                    session_id: session_id.to_owned(),
-                    spec: Some(spec.clone()),
-                })),
-            }),
-            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+    /// `SettleUnplaced`: whether the record changed.
+    async fn settle(&mut self, session_id: &str, action: Action, reason: &str) -> Result<bool> {
+        let request = SettleUnplacedRequest {
+            session_id: session_id.to_owned(),
+            reason: reason.to_owned(),
+            action: action as i32,
         };
-        let answer = tokio::time::timeout(timeout + SEND_COMMAND_SLACK, self.store.send_command(request)).await;
-        let result = match answer {
-            Err(_) => return Err("timed out waiting for the host".into()),
-            Ok(Err(status)) => {
-                return Err(match status.code() {
-                    Code::DeadlineExceeded => "timed out waiting for the host".into(),
-                    Code::Unavailable => "the host's agent is not connected".into(),
-                    Code::NotFound => "the host is not known".into(),
-                    _ => format!("the command could not be delivered ({:?})", status.code()),
-                });
-            }
-            Ok(Ok(response)) => response.into_inner(),
-        };
-        if !result.error.is_empty() {
-            return Err(result.error);
-        }
-        Ok(match result.payload {
-            Some(Payload::Session(session)) => Some(session),
-            _ => None,
-        })
-    }
-
-    async fn mark_ready(&mut self, session_id: &str, server_id: &str, host: Option<HostSession>) -> Result<bool> {
-        self.update(session_id, |record| {
-            if record.state() != SessionState::Creating || record.server_id != server_id {
-                return false;
-            }
-            record.state = SessionState::Ready as i32;
-            record.substate.clear();
-            record.state_reason.clear();
-            if let Some(host) = &host {
-                record.num_of_connections = host.num_of_connections;
-                if host.creation_time_unix_ms != 0 {
-                    record.creation_time_unix_ms = host.creation_time_unix_ms;
-                }
-                record.last_disconnection_time_unix_ms = host.last_disconnection_time_unix_ms;
-                if host.max_concurrent_clients != 0 {
-                    record.max_concurrent_clients = host.max_concurrent_clients;
-                }
-                if !host.storage_root.is_empty() {
-                    record.storage_root = host.storage_root.clone();
-                }
-            }
-            true
-        })
-        .await
-    }
-
-    async fn unassign(&mut self, session_id: &str, server_id: &str, reason: &str) -> Result<bool> {
-        self.update(session_id, |record| {
-            if record.state() != SessionState::Creating || record.server_id != server_id {
-                return false;
-            }
-            record.server_id.clear();
-            record.substate = SESSION_PLACING.into();
-            record.state_reason = format!("retrying after: {reason}");
-            true
-        })
-        .await
-    }
-
-    async fn finish_deleted(&mut self, session_id: &str, reason: &str) -> Result<bool> {
-        self.update(session_id, |record| {
-            if record.state() != SessionState::Creating {
-                return false;
-            }
-            record.state = SessionState::Deleted as i32;
-            record.substate.clear();
-            record.state_reason = reason.to_owned();
-            record.ended_unix_ms = now_ms();
-            true
-        })
-        .await
-    }
-
-    /// Compare-and-set read-modify-write. `change` returns `false` to leave the
-    /// record alone; the result says whether a write happened.
-    async fn update(&mut self, session_id: &str, mut change: impl FnMut(&mut SessionRecord) -> bool) -> Result<bool> {
-        for _ in 0..CAS_ATTEMPTS {
-            let page = self
-                .store
-                .get_sessions(GetSessionsRequest { session_ids: vec![session_id.to_owned()] })
-                .await
-                .map_err(Error::Store)?
-                .into_inner();
-            let Some(mut record) = page.sessions.into_iter().find(|s| s.id == session_id) else {
-                return Ok(false);
-            };
-            if !change(&mut record) {
-                return Ok(false);
-            }
-            let expected_revision = record.revision;
-            let request = UpdateSessionRequest { session: Some(record), expected_revision };
-            match self.store.update_session(request).await {
-                Ok(_) => return Ok(true),
-                Err(status) if status.code() == Code::Aborted => continue,
-                Err(status) if status.code() == Code::NotFound => return Ok(false),
-                Err(status) => return Err(Error::Store(status)),
-            }
-        }
-        Err(Error::Conflict(session_id.to_owned()))
+        Ok(self.store.settle_unplaced(request).await.map_err(Error::Store)?.into_inner().changed)
     }
 }

@@ -20,21 +20,25 @@ use switchboard_placement::{
 };
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
-    CreateSessionRequest, CreateSessionSpec, CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest,
-    DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse, EnqueueSessionRequest,
-    EnqueueSessionResponse, ExplainPlacementRequest, GetSessionsRequest, HostInfo, HostSession, KeyValue,
-    ListServersRequest, ListSessionsRequest, Os, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
-    QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
-    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
-    SessionRecord, SessionState, SessionType, SessionsPage, SetServersOpenRequest, SetServersOpenResponse,
-    UpdateSessionRequest, command_result,
+    CreateSessionSpec, CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, DeleteSessionsResponse,
+    DequeueSessionRequest, DequeueSessionResponse, EnqueueSessionRequest, EnqueueSessionResponse,
+    ExplainPlacementRequest, GetSessionsRequest, HostCommand, HostInfo, HostSession, KeyValue, ListServersRequest,
+    ListSessionsRequest, Os, OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest,
+    QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse,
+    SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord,
+    SessionState, SessionType, SessionsPage, SetServersOpenRequest, SetServersOpenResponse, SettleUnplacedRequest,
+    SettleUnplacedResponse, StartSessionRequest, StartSessionResponse, command_result,
     create_session_outcome::Outcome,
     host_command,
     placement_client::PlacementClient,
     session_store_client::SessionStoreClient,
     session_store_server::{SessionStore, SessionStoreServer},
+    settle_unplaced_request, start_session_response,
 };
-use switchboard_session_store::{agent_link::hub::AgentHub, routing::CommandRouter, service::StoreService};
+use switchboard_session_store::{
+    routing::{HostCommands, SendFailure},
+    service::StoreService,
+};
 use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS, embedded::EmbeddedBackend};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -47,8 +51,39 @@ struct Hosts {
     commands_to: Vec<String>,
 }
 
-/// The real store service, with host commands answered here and a few
-/// observation and fault hooks.
+/// Fake hosts behind the real store service: each answers a create command as `Hosts::answers` says.
+struct FakeHosts(Arc<Mutex<Hosts>>);
+
+#[tonic::async_trait]
+impl HostCommands for FakeHosts {
+    async fn send(
+        &self,
+        server_id: &str,
+        command: HostCommand,
+        _timeout: Option<Duration>,
+        _forwarded: bool,
+    ) -> Result<CommandResult, SendFailure> {
+        let Some(host_command::Action::Create(create)) = command.action else {
+            return Err(SendFailure::NotSent(Status::invalid_argument("unexpected command")));
+        };
+        let mut hosts = self.0.lock().unwrap();
+        hosts.commands_to.push(server_id.to_owned());
+        Ok(match hosts.answers.get(server_id).cloned().unwrap_or(Ok(())) {
+            Ok(()) => CommandResult {
+                command_id: "c1".into(),
+                payload: Some(command_result::Payload::Session(HostSession {
+                    id: create.session_id,
+                    creation_time_unix_ms: 1_601_979_331_633,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            Err(error) => CommandResult { command_id: "c1".into(), error, ..Default::default() },
+        })
+    }
+}
+
+/// The real store service over fake hosts, with a few observation and fault hooks.
 #[derive(Clone)]
 struct TestStore {
     inner: Arc<StoreService>,
@@ -72,10 +107,6 @@ struct TestStore {
 
 #[tonic::async_trait]
 impl SessionStore for TestStore {
-    async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        self.inner.create_session(request).await
-    }
-
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
         self.inner.get_sessions(request).await
     }
@@ -111,12 +142,29 @@ impl SessionStore for TestStore {
         self.inner.owner_session_counts(request).await
     }
 
-    async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let stored = self.inner.update_session(request).await?;
-        if stored.get_ref().state() == SessionState::Deleted {
-            *self.deleted_writes.lock().unwrap().entry(stored.get_ref().id.clone()).or_default() += 1;
+    async fn start_session(
+        &self,
+        request: Request<StartSessionRequest>,
+    ) -> Result<Response<StartSessionResponse>, Status> {
+        let session_id = request.get_ref().session_id.clone();
+        let started = self.inner.start_session(request).await?;
+        if started.get_ref().outcome() == start_session_response::Outcome::Ended {
+            *self.deleted_writes.lock().unwrap().entry(session_id).or_default() += 1;
         }
-        Ok(stored)
+        Ok(started)
+    }
+
+    async fn settle_unplaced(
+        &self,
+        request: Request<SettleUnplacedRequest>,
+    ) -> Result<Response<SettleUnplacedResponse>, Status> {
+        let session_id = request.get_ref().session_id.clone();
+        let fail = request.get_ref().action() == settle_unplaced_request::Action::Fail;
+        let settled = self.inner.settle_unplaced(request).await?;
+        if fail && settled.get_ref().changed {
+            *self.deleted_writes.lock().unwrap().entry(session_id).or_default() += 1;
+        }
+        Ok(settled)
     }
 
     async fn assign_session(
@@ -150,26 +198,7 @@ impl SessionStore for TestStore {
     }
 
     async fn send_command(&self, request: Request<SendCommandRequest>) -> Result<Response<CommandResult>, Status> {
-        let request = request.into_inner();
-        let command = request.command.unwrap();
-        let Some(host_command::Action::Create(create)) = command.action else {
-            return Err(Status::invalid_argument("unexpected command"));
-        };
-        let mut hosts = self.hosts.lock().unwrap();
-        hosts.commands_to.push(request.server_id.clone());
-        let answer = hosts.answers.get(&request.server_id).cloned().unwrap_or(Ok(()));
-        Ok(Response::new(match answer {
-            Ok(()) => CommandResult {
-                command_id: "c1".into(),
-                payload: Some(command_result::Payload::Session(HostSession {
-                    id: create.session_id,
-                    creation_time_unix_ms: 1_601_979_331_633,
-                    ..Default::default()
-                })),
-                ..Default::default()
-            },
-            Err(error) => CommandResult { command_id: "c1".into(), error, ..Default::default() },
-        }))
+        self.inner.send_command(request).await
     }
 
     async fn server_changes(
@@ -243,15 +272,10 @@ impl Harness {
             let open = server.open;
             backend.upsert_server_report(server, open, None).await.unwrap();
         }
-        let router = Arc::new(CommandRouter::new(
-            "test".into(),
-            backend.clone(),
-            Arc::new(AgentHub::default()),
-            Duration::from_secs(5),
-        ));
+        let hosts: Arc<Mutex<Hosts>> = Arc::default();
         let store = TestStore {
-            inner: Arc::new(StoreService::new(backend.clone(), router)),
-            hosts: Arc::default(),
+            inner: Arc::new(StoreService::new(backend.clone(), Arc::new(FakeHosts(hosts.clone())))),
+            hosts,
             unavailable_assigns: Arc::default(),
             unavailable_counts: Arc::default(),
             counts_delay: Arc::default(),

@@ -11,6 +11,8 @@
 //!   `switchboard_store::enrolment`);
 //! - [`routing`]: sending host commands to the replica owning the stream;
 //! - [`page_token`]: signed, replica-independent `NextToken`s;
+//! - [`lifecycle`]: every transition of a session record (pure functions, applied with compare-and-set);
+//! - `creation`: `StartSession` (one attempt on a host, to its outcome) and `SettleUnplaced`;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
 //! - [`error`]: the crate's error enum.
 //!
@@ -22,8 +24,10 @@
 
 pub mod agent_link;
 pub mod connection_tokens;
+mod creation;
 mod deletion;
 pub mod error;
+pub mod lifecycle;
 pub mod page_token;
 pub mod routing;
 pub mod service;
@@ -95,6 +99,14 @@ pub struct StoreConfig {
     /// How long a host command may take when the caller sets no timeout, in seconds.
     #[arg(long)]
     pub command_timeout_seconds: u64,
+    /// How long a session may wait on someone else before it ends DELETED with a StateReason saying so, in
+    /// seconds: a CREATING session on placement (a placement replica died mid-create) or on its host's
+    /// confirmation (the create command timed out or its replica died), a DELETING one on its host's
+    /// confirmation of the close (resent with backoff meanwhile). Counts from the session's last lifecycle
+    /// step. Keep it above placement's `create_timeout_seconds` plus the telemetry write interval (60 s),
+    /// so a slow but successful create is confirmed by the host's inventory first.
+    #[arg(long)]
+    pub stalled_session_seconds: u64,
     /// Whether hosts seen for the first time are open for placement.
     #[arg(long)]
     pub default_server_open: bool,
@@ -133,6 +145,7 @@ impl Default for StoreConfig {
             seconds_before_deleting_sessions_unreachable_server: 1800,
             deleted_session_retention_seconds: 300,
             command_timeout_seconds: 30,
+            stalled_session_seconds: 180,
             default_server_open: true,
             require_agent_credentials: true,
             connection_token_issuer: "switchboard".to_owned(),
@@ -146,6 +159,13 @@ impl StoreConfig {
     /// How long `SendCommand` waits for a host when the caller gives no timeout.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_seconds)
+    }
+
+    /// The lifecycle's bounds on CREATING and DELETING.
+    pub fn bounds(&self) -> lifecycle::Bounds {
+        lifecycle::Bounds {
+            stalled_ms: i64::try_from(self.stalled_session_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
     }
 }
 

@@ -10,20 +10,21 @@ use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
 use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
-    CreateSessionRequest, DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest,
-    DequeueSessionResponse, EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest,
-    KeyValue, ListServersRequest, ListSessionsRequest, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
-    QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
-    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
-    SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
-    UpdateSessionRequest, assign_session_response,
+    DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse,
+    EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest, KeyValue, ListServersRequest,
+    ListSessionsRequest, OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse,
+    RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
+    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
+    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, SettleUnplacedRequest, SettleUnplacedResponse,
+    StartSessionRequest, StartSessionResponse, assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::deletion;
 use crate::page_token::{PageKind, PageTokens};
-use crate::routing::{CommandRouter, FORWARDED_HEADER};
+use crate::routing::{FORWARDED_HEADER, HostCommands};
+use crate::{creation, lifecycle};
 use switchboard_store::{AssignOutcome, Backend, BackendError, QueuePush};
 
 /// Largest page a list call returns.
@@ -50,15 +51,17 @@ pub(crate) fn store_status(error: BackendError) -> Status {
 /// The tonic `SessionStore` implementation.
 pub struct StoreService {
     backend: Arc<dyn Backend>,
-    router: Arc<CommandRouter>,
+    hosts: Arc<dyn HostCommands>,
     tokens: PageTokens,
 }
 
 impl StoreService {
-    /// A service over `backend`, sending host commands through `router`.
-    pub fn new(backend: Arc<dyn Backend>, router: Arc<CommandRouter>) -> Self {
+    /// A service over `backend`, sending host commands through `hosts` (a [`CommandRouter`] in a replica).
+    ///
+    /// [`CommandRouter`]: crate::routing::CommandRouter
+    pub fn new(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>) -> Self {
         let tokens = PageTokens::new(backend.clone());
-        Self { backend, router, tokens }
+        Self { backend, hosts, tokens }
     }
 
     /// The `after_id` to resume from: the verified `page_token` when given, else `after_id`.
@@ -108,15 +111,6 @@ fn has_tags(server: Option<&ServerRecord>, tags: &[KeyValue]) -> bool {
 
 #[tonic::async_trait]
 impl SessionStore for StoreService {
-    async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let session = request.into_inner().session.ok_or_else(|| contract("session is required"))?;
-        if session.id.is_empty() {
-            return Err(contract("session id is required"));
-        }
-        let stored = self.backend.insert_session(session, None).await.map_err(store_status)?;
-        Ok(Response::new(stored))
-    }
-
     async fn record_sessions(
         &self,
         request: Request<RecordSessionsRequest>,
@@ -125,6 +119,8 @@ impl SessionStore for StoreService {
         if sessions.iter().any(|session| session.id.is_empty()) {
             return Err(contract("session id is required"));
         }
+        let now = now_ms();
+        let sessions = sessions.into_iter().map(|session| lifecycle::accepted(session, now)).collect();
         let sessions = self.backend.insert_sessions(sessions).await.map_err(store_status)?;
         Ok(Response::new(RecordSessionsResponse { sessions }))
     }
@@ -181,14 +177,6 @@ impl SessionStore for StoreService {
         Ok(Response::new(SessionsPage { sessions: page, servers, last_id, next_token }))
     }
 
-    async fn update_session(&self, request: Request<UpdateSessionRequest>) -> Result<Response<SessionRecord>, Status> {
-        let request = request.into_inner();
-        let session = request.session.ok_or_else(|| contract("session is required"))?;
-        let stored =
-            self.backend.update_session(session, request.expected_revision, None).await.map_err(store_status)?;
-        Ok(Response::new(stored))
-    }
-
     async fn assign_session(
         &self,
         request: Request<AssignSessionRequest>,
@@ -203,13 +191,31 @@ impl SessionStore for StoreService {
         Ok(Response::new(AssignSessionResponse { outcome: Some(outcome) }))
     }
 
+    async fn start_session(
+        &self,
+        request: Request<StartSessionRequest>,
+    ) -> Result<Response<StartSessionResponse>, Status> {
+        let request = request.into_inner();
+        if request.session_id.is_empty() || request.server_id.is_empty() {
+            return Err(contract("session_id and server_id are required"));
+        }
+        Ok(Response::new(creation::start(&*self.backend, &self.hosts, request).await?))
+    }
+
+    async fn settle_unplaced(
+        &self,
+        request: Request<SettleUnplacedRequest>,
+    ) -> Result<Response<SettleUnplacedResponse>, Status> {
+        Ok(Response::new(creation::settle_unplaced(&*self.backend, request.into_inner()).await?))
+    }
+
     async fn delete_sessions(
         &self,
         request: Request<DeleteSessionsRequest>,
     ) -> Result<Response<DeleteSessionsResponse>, Status> {
         let mut outcomes = Vec::new();
         for item in request.into_inner().items {
-            let outcome = match deletion::start(&self.backend, &self.router, &item).await? {
+            let outcome = match deletion::start(&self.backend, &self.hosts, &item).await? {
                 Ok(state) => DeleteSessionOutcome {
                     session_id: item.session_id,
                     state: state as i32,
@@ -269,7 +275,7 @@ impl SessionStore for StoreService {
         let request = request.into_inner();
         let command = request.command.ok_or_else(|| contract("command is required"))?;
         let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)));
-        let result = self.router.send(&request.server_id, command, timeout, forwarded).await?;
+        let result = self.hosts.send(&request.server_id, command, timeout, forwarded).await?;
         Ok(Response::new(result))
     }
 
@@ -397,14 +403,4 @@ async fn set_one_open(
         Err(BackendError::NotFound(_)) => Ok(Some(NOT_FOUND)),
         Err(error) => Err(store_status(error)),
     }
-}
-
-/// Marks `session` DELETED now (used for forced deletes and unplaced sessions).
-pub(crate) fn deleted(mut session: SessionRecord, reason: &str) -> SessionRecord {
-    session.state = SessionState::Deleted as i32;
-    session.substate.clear();
-    session.state_reason = reason.to_owned();
-    session.num_of_connections = 0;
-    session.ended_unix_ms = now_ms();
-    session
 }

@@ -12,10 +12,13 @@ use switchboard_proto::agent_message::Kind as AgentKind;
 use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::host_command::Action;
 use switchboard_proto::session_store_client::SessionStoreClient;
+use switchboard_proto::start_session_response::Outcome;
 use switchboard_proto::{
-    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, BrokerMessage, CommandErrorKind, CommandResult,
-    DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, HostCommand, HostSession, ListServersRequest,
-    ScreenshotCommand, SendCommandRequest, ServerRecord, SessionState, SessionType, SetServersOpenRequest,
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, AssignSessionRequest, BrokerMessage,
+    CommandErrorKind, CommandResult, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, HostCommand,
+    HostSession, ListServersRequest, RecordSessionsRequest, ScreenshotCommand, SendCommandRequest, ServerRecord,
+    SessionRecord, SessionState, SessionType, SetServersOpenRequest, SettleUnplacedRequest, StartSessionRequest,
+    assign_session_response, command_result, settle_unplaced_request,
 };
 use switchboard_session_store::{Listeners, StoreConfig, serve};
 use switchboard_store::Backend;
@@ -42,6 +45,11 @@ struct Replica {
 }
 
 async fn start_replica(replica_id: &str, backend: Arc<dyn Backend>) -> Replica {
+    start_replica_with(replica_id, backend, StoreConfig::default()).await
+}
+
+/// A replica with `config` (its id, address and a 5 s command timeout filled in).
+async fn start_replica_with(replica_id: &str, backend: Arc<dyn Backend>, config: StoreConfig) -> Replica {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc_url = format!("http://{}", grpc.local_addr().unwrap());
@@ -50,7 +58,7 @@ async fn start_replica(replica_id: &str, backend: Arc<dyn Backend>) -> Replica {
         replica_id: replica_id.to_owned(),
         advertised_address: grpc_url.clone(),
         command_timeout_seconds: 5,
-        ..StoreConfig::default()
+        ..config
     };
     let shutdown = Shutdown::new();
     let task = tokio::spawn(serve(config, Listeners { grpc, agent }, backend.clone(), None, shutdown.clone()));
@@ -355,4 +363,237 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     })
     .await;
     replica.stop().await;
+}
+
+/// The lifecycle scenarios run on each backend: embedded, and a real `redis-server` of the test's own.
+async fn each_backend() -> Vec<(&'static str, Arc<dyn Backend>, Option<switchboard_testkit::redis::RedisServer>)> {
+    let redis = switchboard_testkit::redis::RedisServer::start();
+    let config = switchboard_store::redis::RedisConfig { url: redis.url(), key_prefix: "lifecycle:".into() };
+    let on_redis: Arc<dyn Backend> = Arc::new(switchboard_store::redis::RedisBackend::connect(config).await.unwrap());
+    vec![("embedded", Arc::new(EmbeddedBackend::in_memory().unwrap()), None), ("redis", on_redis, Some(redis))]
+}
+
+/// A CREATING session `id` for alice, assigned to `server_id` (empty: unplaced), as placement leaves it.
+async fn creating(store: &mut SessionStoreClient<Channel>, id: &str, server_id: &str) {
+    let session = switchboard_store::conformance::session(id, "alice", SessionType::Virtual);
+    store.record_sessions(RecordSessionsRequest { sessions: vec![session] }).await.unwrap();
+    if !server_id.is_empty() {
+        let request = AssignSessionRequest { session_id: id.into(), server_id: server_id.into() };
+        let outcome = store.assign_session(request).await.unwrap().into_inner().outcome;
+        assert!(matches!(outcome, Some(assign_session_response::Outcome::Session(_))), "{outcome:?}");
+    }
+}
+
+async fn record(store: &mut SessionStoreClient<Channel>, id: &str) -> SessionRecord {
+    let request = GetSessionsRequest { session_ids: vec![id.into()] };
+    store.get_sessions(request).await.unwrap().into_inner().sessions.remove(0)
+}
+
+fn start(id: &str, last_attempt: bool, timeout_ms: u32) -> StartSessionRequest {
+    StartSessionRequest { session_id: id.into(), server_id: "h1".into(), timeout_ms, last_attempt }
+}
+
+fn empty_hello(server_id: &str) -> AgentHello {
+    AgentHello { sessions: vec![], ..hello(server_id, AGENT_PROTOCOL_VERSION) }
+}
+
+impl FakeAgent {
+    /// Sends an update whose inventory is `sessions`.
+    async fn report(&self, sessions: Vec<HostSession>) {
+        let update = AgentUpdate { dcv_healthy: true, sessions, ..Default::default() };
+        self.to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.unwrap();
+    }
+
+    /// The id of the session the next command creates (panics on any other command).
+    async fn next_create(&mut self) -> (String, String) {
+        let command = self.next_command().await;
+        match command.action {
+            Some(Action::Create(create)) => (command.command_id, create.session_id),
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+
+    /// The id of the session the next command closes (panics on any other command).
+    async fn next_close(&mut self) -> String {
+        match self.next_command().await.action {
+            Some(Action::Close(close)) => close.session_id,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+fn host_session(id: &str) -> HostSession {
+    HostSession { id: id.into(), owner: "alice".into(), r#type: SessionType::Virtual as i32, ..Default::default() }
+}
+
+#[tokio::test]
+async fn start_session_carries_one_attempt_to_its_outcome() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        let replica = start_replica("r1", backend).await;
+        let mut agent = connect(&replica, empty_hello("h1")).await.unwrap();
+        assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+        let mut store = replica.store.clone();
+        for id in ["ok", "refused", "last", "slow", "gone"] {
+            creating(&mut store, id, "h1").await;
+        }
+
+        // The host creates it: READY with what the host reported, in one call.
+        let call = tokio::spawn({
+            let mut store = store.clone();
+            async move { store.start_session(start("ok", false, 5000)).await }
+        });
+        let (command_id, session_id) = agent.next_create().await;
+        assert_eq!(session_id, "ok");
+        let created = HostSession { num_of_connections: 0, storage_root: "/data".into(), ..host_session("ok") };
+        let payload = Some(command_result::Payload::Session(created));
+        agent.answer(CommandResult { command_id, payload, ..Default::default() }).await;
+        let outcome = within("start", call).await.unwrap().unwrap().into_inner();
+        assert_eq!(outcome.outcome(), Outcome::Ready, "{name}");
+        let ready = record(&mut store, "ok").await;
+        assert_eq!((ready.state(), ready.storage_root.as_str()), (SessionState::Ready, "/data"), "{name}");
+
+        // The host refuses: back to placing for another host, or DELETED on the last attempt.
+        for (id, last, state) in [("refused", false, SessionState::Creating), ("last", true, SessionState::Deleted)] {
+            let call = tokio::spawn({
+                let mut store = store.clone();
+                async move { store.start_session(start(id, last, 5000)).await }
+            });
+            let (command_id, _) = agent.next_create().await;
+            agent.answer(CommandResult { command_id, error: "disk full".into(), ..Default::default() }).await;
+            let outcome = within("start", call).await.unwrap().unwrap().into_inner();
+            let expected = if last { Outcome::Ended } else { Outcome::Retry };
+            assert_eq!(outcome.outcome(), expected, "{name} {id}");
+            let after = record(&mut store, id).await;
+            assert_eq!(after.state(), state, "{name} {id}");
+            assert!(after.state_reason.contains("session creation failed on server h1: disk full"), "{name} {id}");
+            assert_eq!(after.server_id.is_empty(), !last, "{name} {id}: a retry clears the server");
+        }
+
+        // The host does not answer in time: unconfirmed, still CREATING on the host, left to its inventory;
+        // the inventory listing it makes it READY.
+        let call = tokio::spawn({
+            let mut store = store.clone();
+            async move { store.start_session(start("slow", false, 200)).await }
+        });
+        let _ = agent.next_create().await;
+        let outcome = within("start", call).await.unwrap().unwrap().into_inner();
+        assert_eq!(outcome.outcome(), Outcome::Unconfirmed, "{name}");
+        let waiting = record(&mut store, "slow").await;
+        assert_eq!((waiting.state(), waiting.server_id.as_str()), (SessionState::Creating, "h1"), "{name}");
+        agent.report(vec![host_session("ok"), host_session("slow")]).await;
+        eventually("the inventory confirms the slow create", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "slow").await.state() == SessionState::Ready }
+        })
+        .await;
+
+        // Deleted meanwhile: nothing is sent, nothing recorded.
+        let items = vec![DeleteSessionItem { session_id: "gone".into(), owner: "alice".into(), force: true }];
+        store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap();
+        let outcome = store.start_session(start("gone", false, 5000)).await.unwrap().into_inner();
+        assert_eq!(outcome.outcome(), Outcome::Gone, "{name}");
+        assert_eq!(record(&mut store, "gone").await.state(), SessionState::Deleted, "{name}");
+        drop(agent);
+        replica.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn unplaced_sessions_are_settled_only_while_unplaced() {
+    for (name, backend, _redis) in each_backend().await {
+        let replica = start_replica("r1", backend.clone()).await;
+        backend.upsert_server_report(switchboard_store::conformance::server("h1"), true, None).await.unwrap();
+        let mut store = replica.store.clone();
+        creating(&mut store, "waiting", "").await;
+        creating(&mut store, "placed", "h1").await;
+        let settle = |id: &str, action: settle_unplaced_request::Action| SettleUnplacedRequest {
+            session_id: id.into(),
+            reason: "no server matches".into(),
+            action: action as i32,
+        };
+        let queued = store.settle_unplaced(settle("waiting", settle_unplaced_request::Action::Queued)).await.unwrap();
+        assert!(queued.into_inner().changed, "{name}");
+        assert_eq!(record(&mut store, "waiting").await.state_reason, "queued: no server matches", "{name}");
+        let placed = store.settle_unplaced(settle("placed", settle_unplaced_request::Action::Fail)).await.unwrap();
+        assert!(!placed.into_inner().changed, "{name}: a placed session is not failed as unplaced");
+        let failed = store.settle_unplaced(settle("waiting", settle_unplaced_request::Action::Fail)).await.unwrap();
+        assert!(failed.into_inner().changed, "{name}");
+        let ended = record(&mut store, "waiting").await;
+        assert_eq!((ended.state(), ended.state_reason.as_str()), (SessionState::Deleted, "no server matches"));
+        let again = store.settle_unplaced(settle("waiting", settle_unplaced_request::Action::Fail)).await.unwrap();
+        assert!(!again.into_inner().changed, "{name}: ends once");
+        replica.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn stray_copies_are_closed_on_the_host_that_should_not_have_them() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        let replica = start_replica("r1", backend.clone()).await;
+        backend.upsert_server_report(switchboard_store::conformance::server("h2"), true, None).await.unwrap();
+        let mut store = replica.store.clone();
+        // "elsewhere" is recorded on h2; "ended" was deleted (force) before its host created it.
+        creating(&mut store, "elsewhere", "h2").await;
+        creating(&mut store, "ended", "").await;
+        let items = vec![DeleteSessionItem { session_id: "ended".into(), owner: "alice".into(), force: true }];
+        store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap();
+
+        let strays = vec![host_session("elsewhere"), host_session("ended")];
+        let mut agent = connect(&replica, AgentHello { sessions: strays, ..empty_hello("h1") }).await.unwrap();
+        assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+        let mut closed = vec![agent.next_close().await, agent.next_close().await];
+        closed.sort();
+        assert_eq!(closed, ["elsewhere", "ended"], "{name}");
+        let elsewhere = record(&mut store, "elsewhere").await;
+        assert_eq!(elsewhere.server_id, "h2", "{name}: the stray does not move the record");
+        assert_eq!(record(&mut store, "ended").await.state(), SessionState::Deleted, "{name}");
+        drop(agent);
+        replica.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_resends_the_close_and_stalled_sessions_end_with_a_reason() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        let config = StoreConfig { stalled_session_seconds: 2, ..StoreConfig::default() };
+        let replica = start_replica_with("r1", backend.clone(), config).await;
+        let mut agent = connect(&replica, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+        assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+        let mut store = replica.store.clone();
+        creating(&mut store, "never", "h1").await;
+
+        // The host fails the close and keeps listing the session: the close is sent again.
+        let items = vec![DeleteSessionItem { session_id: "s1".into(), owner: "alice".into(), force: false }];
+        store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap();
+        let close = agent.next_command().await;
+        agent.answer(CommandResult { command_id: close.command_id, error: "busy".into(), ..Default::default() }).await;
+        eventually("the failure is recorded", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "s1").await.state_reason == "busy" }
+        })
+        .await;
+        agent.report(vec![host_session("s1")]).await;
+        assert_eq!(agent.next_close().await, "s1", "{name}: resent while the host lists it");
+
+        // Past the bound (2 s): DELETING and the never-confirmed CREATING end DELETED, saying why.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        agent.report(vec![host_session("s1")]).await;
+        eventually("both end", || {
+            let mut store = store.clone();
+            async move {
+                record(&mut store, "s1").await.state() == SessionState::Deleted
+                    && record(&mut store, "never").await.state() == SessionState::Deleted
+            }
+        })
+        .await;
+        let s1 = record(&mut store, "s1").await;
+        assert_eq!(s1.state_reason, "the host h1 did not confirm the close within 2 s", "{name}");
+        let never = record(&mut store, "never").await;
+        assert_eq!(never.state_reason, "the host h1 did not confirm the session within 2 s", "{name}");
+        drop(agent);
+        replica.stop().await;
+    }
 }

@@ -8,8 +8,8 @@ use switchboard_common::Shutdown;
 use switchboard_common::grpc::lazy_channel;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{
-    AssignSessionRequest, CreateSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue,
-    ListSessionsRequest, OwnerSessionCountsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
+    AssignSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue, ListSessionsRequest,
+    OwnerSessionCountsRequest, RecordSessionsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
 };
 use switchboard_session_store::{Listeners, StoreConfig, serve};
 use switchboard_store::conformance::{server, session};
@@ -96,12 +96,11 @@ async fn deletes_without_a_host_and_placement_calls() {
     backend.upsert_server_report(h1, true, None).await.unwrap();
     let (mut client, shutdown) = start(backend.clone()).await;
 
-    for id in ["placing", "placed", "forced"] {
-        let request = CreateSessionRequest { session: Some(session(id, "alice", SessionType::Virtual)) };
-        assert_eq!(client.create_session(request).await.unwrap().into_inner().revision, 1);
-    }
-    let duplicate = CreateSessionRequest { session: Some(session("placed", "alice", SessionType::Virtual)) };
-    assert_eq!(client.create_session(duplicate).await.unwrap_err().code(), tonic::Code::AlreadyExists);
+    let sessions = ["placing", "placed", "forced"].map(|id| session(id, "alice", SessionType::Virtual)).to_vec();
+    let recorded = client.record_sessions(RecordSessionsRequest { sessions }).await.unwrap().into_inner().sessions;
+    assert!(recorded.iter().all(|s| s.revision == 1 && s.state_since_unix_ms > 0), "{recorded:?}");
+    let duplicate = RecordSessionsRequest { sessions: vec![session("placed", "alice", SessionType::Virtual)] };
+    assert_eq!(client.record_sessions(duplicate).await.unwrap_err().code(), tonic::Code::AlreadyExists);
 
     for id in ["placed", "forced"] {
         let request = AssignSessionRequest { session_id: id.into(), server_id: "h1".into() };

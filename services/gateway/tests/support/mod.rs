@@ -216,10 +216,10 @@ pub fn server() -> pb::ServerRecord {
 
 #[tonic::async_trait]
 impl SessionStore for Fakes {
-    async fn create_session(
+    async fn start_session(
         &self,
-        _: GrpcRequest<pb::CreateSessionRequest>,
-    ) -> Result<Response<pb::SessionRecord>, Status> {
+        _: GrpcRequest<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::StartSessionResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn record_sessions(
@@ -256,10 +256,10 @@ impl SessionStore for Fakes {
             ..Default::default()
         }))
     }
-    async fn update_session(
+    async fn settle_unplaced(
         &self,
-        _: GrpcRequest<pb::UpdateSessionRequest>,
-    ) -> Result<Response<pb::SessionRecord>, Status> {
+        _: GrpcRequest<pb::SettleUnplacedRequest>,
+    ) -> Result<Response<pb::SettleUnplacedResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
     async fn assign_session(

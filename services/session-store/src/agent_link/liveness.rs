@@ -16,7 +16,10 @@
 //!   `seconds_before_deleting_sessions_unreachable_server` become DELETED;
 //! - a host silent for `seconds_before_deleting_unreachable_server` and with
 //!   no live session left is forgotten (its open flag is kept);
-//! - DELETED sessions are removed after `deleted_session_retention_seconds`.
+//! - DELETED sessions are removed after `deleted_session_retention_seconds`;
+//! - CREATING and DELETING sessions that waited past `stalled_session_seconds` on a host that is gone, or
+//!   unplaced on a placement replica that is gone (a scan of the sessions), end DELETED with a reason.
+//!   Connected hosts' sessions are bounded by their stream's inventory instead (`reconcile`).
 //!
 //! "Silent since" is the server's `last_seen_unix_ms`: the last time its
 //! report was written, at most `telemetry_write_interval` before it was last
@@ -27,10 +30,10 @@ use std::time::Duration;
 
 use switchboard_common::Shutdown;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{ServerRecord, SessionState};
+use switchboard_proto::{ServerRecord, SessionRecord, SessionState};
 
 use crate::StoreConfig;
-use crate::service::deleted;
+use crate::lifecycle;
 use switchboard_store::{Backend, BackendError, BackendResult, Fence};
 
 /// Servers (and expired sessions) handled per backend call while sweeping.
@@ -49,12 +52,59 @@ pub struct SweepOutcome {
     pub servers_forgotten: usize,
     /// DELETED sessions removed after their retention.
     pub sessions_expired: usize,
+    /// CREATING and DELETING sessions ended past the stalled bound (unplaced, or on a host that is gone).
+    pub sessions_stalled: usize,
 }
 
 /// The thresholds of one sweep, in ms since epoch.
 struct Cutoffs {
     delete_sessions_before: i64,
     forget_servers_before: i64,
+    bounds: lifecycle::Bounds,
+    now: i64,
+}
+
+/// Ends the CREATING and DELETING sessions among `sessions` that waited past the stalled bound (on a host
+/// that is gone, or on placement); returns how many. Conflicts mean someone else moved them.
+async fn end_stalled(
+    backend: &dyn Backend,
+    sessions: Vec<SessionRecord>,
+    cutoffs: &Cutoffs,
+    fence: Option<&Fence>,
+) -> BackendResult<usize> {
+    let mut ended = 0;
+    for session in sessions {
+        let Some(next) = lifecycle::stalled(&session, &cutoffs.bounds, cutoffs.now) else { continue };
+        tracing::info!(session_id = %session.id, reason = %next.state_reason, "stalled session ended");
+        match backend.update_session(next, session.revision, fence).await {
+            Ok(_) => ended += 1,
+            Err(BackendError::Conflict(_) | BackendError::NotFound(_) | BackendError::Fenced(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends CREATING sessions that no placement replica carries any more: unplaced, not queued, past the
+/// stalled bound. Scans the sessions in pages of [`PAGE`] (one backend call each).
+async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResult<usize> {
+    let mut ended = 0;
+    let mut after_id = String::new();
+    loop {
+        let page = backend.list_sessions(&after_id, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after_id = last.id.clone();
+        let full = page.len() == PAGE;
+        let unplaced = page
+            .into_iter()
+            .filter(|s| s.state() == SessionState::Creating && s.server_id.is_empty() && !lifecycle::is_queued(s))
+            .collect();
+        ended += end_stalled(backend, unplaced, cutoffs, None).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(ended)
 }
 
 /// Sweeps once at `now`: liveness, then the reapers (see the module doc).
@@ -63,6 +113,8 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
     let cutoffs = Cutoffs {
         delete_sessions_before: now.saturating_sub(seconds(config.seconds_before_deleting_sessions_unreachable_server)),
         forget_servers_before: now.saturating_sub(seconds(config.seconds_before_deleting_unreachable_server)),
+        bounds: config.bounds(),
+        now,
     };
     let mut outcome = SweepOutcome::default();
     let mut after_id = String::new();
@@ -81,6 +133,7 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
             break;
         }
     }
+    outcome.sessions_stalled += sweep_unplaced(backend, &cutoffs).await?;
     let retention_cutoff = now.saturating_sub(seconds(config.deleted_session_retention_seconds));
     loop {
         let expired = backend.remove_deleted_sessions(retention_cutoff, PAGE).await?;
@@ -111,6 +164,9 @@ async fn sweep_server(
         outcome.marked_unreachable += 1;
         return Ok(());
     }
+    // Nobody will confirm a create or a close on a host that is gone: the stalled bound ends them.
+    outcome.sessions_stalled +=
+        end_stalled(backend, backend.sessions_on_server(&server.id).await?, cutoffs, Some(&gone)).await?;
     if server.last_seen_unix_ms >= cutoffs.delete_sessions_before.max(cutoffs.forget_servers_before) {
         return Ok(());
     }
@@ -122,7 +178,8 @@ async fn sweep_server(
             continue;
         }
         let expected_revision = session.revision;
-        match backend.update_session(deleted(session, HOST_GONE), expected_revision, Some(&gone)).await {
+        let ended = lifecycle::deleted(session, HOST_GONE, now_ms());
+        match backend.update_session(ended, expected_revision, Some(&gone)).await {
             Ok(_) => outcome.sessions_deleted += 1,
             Err(BackendError::Conflict(_) | BackendError::NotFound(_)) => live += 1,
             Err(error) => return Err(error),

@@ -30,6 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::StoreConfig;
+use crate::lifecycle::Bounds;
 use hub::AgentHub;
 use reconcile::Change;
 use switchboard_store::{Backend, BackendError, BackendResult, Fence};
@@ -78,38 +79,42 @@ impl AgentLink for AgentLinkService {
     }
 }
 
-/// Applies an agent's full inventory for `server_id`; returns how many
-/// writes it made. Conflicts are skipped: the next inventory retries them.
-/// Every write carries `fence`, so a superseded stream gets `Fenced`.
+/// Applies an agent's full inventory for `server_id`: makes the writes and returns the sessions to close
+/// on the host and whether any still waits on it (see [`reconcile`]). Conflicts are skipped: the next inventory retries them. Every write
+/// carries `fence`, so a superseded stream gets `Fenced`.
 pub(crate) async fn apply_inventory(
     backend: &dyn Backend,
     server_id: &str,
     reported: &[HostSession],
+    bounds: &Bounds,
     fence: Option<&Fence>,
-) -> BackendResult<usize> {
+) -> BackendResult<(Vec<String>, bool)> {
     let on_server = backend.sessions_on_server(server_id).await?;
     let known: HashSet<&str> = on_server.iter().map(|s| s.id.as_str()).collect();
     let other_ids: Vec<String> =
         reported.iter().filter(|h| !known.contains(h.id.as_str())).map(|h| h.id.clone()).collect();
     let elsewhere = if other_ids.is_empty() { Vec::new() } else { backend.get_sessions(&other_ids).await? };
-    let changes = reconcile::reconcile(server_id, reported, &on_server, &elsewhere, switchboard_common::time::now_ms());
-    let mut written = 0;
-    for change in changes {
+    let now = switchboard_common::time::now_ms();
+    let reconciled = reconcile::reconcile(server_id, reported, &on_server, &elsewhere, bounds, now);
+    for change in reconciled.changes {
         let outcome = match change {
             Change::Insert(session) => backend.insert_session(session, fence).await.map(|_| ()),
             Change::Update { session, expected_revision } => {
+                if session.state() == SessionState::Deleted && !session.state_reason.is_empty() {
+                    tracing::info!(server_id, session_id = %session.id, reason = %session.state_reason, "session ended");
+                }
                 backend.update_session(session, expected_revision, fence).await.map(|_| ())
             }
         };
         match outcome {
-            Ok(()) => written += 1,
+            Ok(()) => {}
             Err(BackendError::Conflict(what) | BackendError::AlreadyExists(what)) => {
                 tracing::debug!(server_id, %what, "inventory write raced; next report retries");
             }
             Err(error) => return Err(error),
         }
     }
-    Ok(written)
+    Ok((reconciled.to_close, reconciled.unsettled))
 }
 
 /// Marks a server unreachable and its READY sessions UNKNOWN. Idempotent,
@@ -131,11 +136,7 @@ pub(crate) async fn mark_unreachable(
             continue;
         }
         let expected_revision = session.revision;
-        let unknown = switchboard_proto::SessionRecord {
-            state: SessionState::Unknown as i32,
-            state_reason: AGENT_UNREACHABLE.to_owned(),
-            ..session
-        };
+        let unknown = crate::lifecycle::host_unreachable(session, AGENT_UNREACHABLE);
         match backend.update_session(unknown, expected_revision, Some(fence)).await {
             Ok(_) | Err(BackendError::Conflict(_) | BackendError::NotFound(_)) => {}
             Err(error) => return Err(error),

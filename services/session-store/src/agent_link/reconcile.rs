@@ -1,16 +1,25 @@
-//! Inventory reconciliation: what to write when an agent reports the full
-//! list of sessions on its host.
+//! Inventory reconciliation: what to write, and what to close, when an agent reports the full list of
+//! sessions on its host.
 //!
-//! Pure: it compares the report with the broker's records and returns only
-//! the writes that change something, so store traffic follows change, not
-//! report frequency. The caller applies them with compare-and-set.
+//! Pure: it compares the report with the broker's records and returns only the writes that change
+//! something (store traffic follows change, not report frequency) and the sessions the host should not
+//! have. The caller applies the writes with compare-and-set and sends the closes. The transitions are the
+//! lifecycle's (`crate::lifecycle`):
+//! - a session the host lists becomes READY (a CREATING one: the host confirmed it), a DELETING one keeps
+//!   its state and is closed again;
+//! - a session the host no longer lists ends: READY/UNKNOWN DELETED with [`GONE_FROM_HOST`], DELETING
+//!   DELETED (the close happened); a CREATING one only once it waited past the stalled bound (the create
+//!   may still be in flight before that);
+//! - a session the host lists but the broker recorded DELETED, or on another host, is a stray copy: it is
+//!   closed on this host;
+//! - CREATING and DELETING sessions past the stalled bound end DELETED with a reason saying so.
 
 use std::collections::HashMap;
 
-use switchboard_proto::{HostSession, SessionRecord, SessionState, SessionType};
+use switchboard_proto::{HostSession, SessionRecord, SessionState};
 
-/// Why a session the host no longer has becomes DELETED.
-pub const GONE_FROM_HOST: &str = "session no longer exists on the host";
+pub use crate::lifecycle::GONE_FROM_HOST;
+use crate::lifecycle::{self, Bounds};
 
 /// One write the reconciliation asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +35,19 @@ pub enum Change {
     },
 }
 
+/// What one inventory asks for.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Reconciled {
+    /// Writes, each a compare-and-set.
+    pub changes: Vec<Change>,
+    /// Sessions to close on this host: DELETING ones it still lists, and stray copies.
+    pub to_close: Vec<String>,
+    /// Whether a session on this host still waits on it (CREATING or DELETING after these writes): the
+    /// caller reconciles every report until none does, so the stalled bound holds even when the
+    /// inventory does not change.
+    pub unsettled: bool,
+}
+
 /// Compares the host's `reported` inventory with `on_server` (every broker
 /// record assigned to `server_id`) and `elsewhere` (broker records of reported
 /// ids that are not assigned to this server).
@@ -34,33 +56,61 @@ pub fn reconcile(
     reported: &[HostSession],
     on_server: &[SessionRecord],
     elsewhere: &[SessionRecord],
+    bounds: &Bounds,
     now_ms: i64,
-) -> Vec<Change> {
+) -> Reconciled {
     let reported_by_id: HashMap<&str, &HostSession> = reported.iter().map(|h| (h.id.as_str(), h)).collect();
-    let mut changes = Vec::new();
+    let mut out = Reconciled::default();
     for record in on_server {
         let next = match reported_by_id.get(record.id.as_str()) {
-            Some(host) => present(record, host),
-            None => absent(record, now_ms),
+            Some(host) => match record.state() {
+                SessionState::Deleted => {
+                    out.to_close.push(record.id.clone());
+                    None
+                }
+                SessionState::Deleting => {
+                    out.to_close.push(record.id.clone());
+                    lifecycle::stalled(record, bounds, now_ms)
+                        .or_else(|| Some(lifecycle::with_host_fields(record.clone(), host)))
+                }
+                _ => Some(lifecycle::ready(record.clone(), host, now_ms)),
+            },
+            None => match record.state() {
+                SessionState::Ready | SessionState::Unknown => {
+                    Some(lifecycle::deleted(record.clone(), GONE_FROM_HOST, now_ms))
+                }
+                SessionState::Deleting => lifecycle::closed(record, now_ms),
+                SessionState::Creating => lifecycle::stalled(record, bounds, now_ms),
+                _ => None,
+            },
         };
-        push_if_changed(&mut changes, record, next);
+        let state = next.as_ref().unwrap_or(record).state();
+        out.unsettled |= matches!(state, SessionState::Creating | SessionState::Deleting);
+        push_if_changed(&mut out.changes, record, next);
     }
     let known: HashMap<&str, &SessionRecord> =
         on_server.iter().chain(elsewhere).map(|record| (record.id.as_str(), record)).collect();
     for host in reported {
         match known.get(host.id.as_str()) {
-            None => changes.push(Change::Insert(ready(new_record(server_id, host), host))),
+            None => {
+                let record =
+                    SessionRecord { id: host.id.clone(), server_id: server_id.to_owned(), ..Default::default() };
+                out.changes.push(Change::Insert(lifecycle::ready(record, host, now_ms)));
+            }
+            // On this server: handled above.
+            Some(record) if record.server_id == server_id => {}
             // Placed nowhere yet but already on this host: adopt it.
             Some(record) if record.server_id.is_empty() && record.state() == SessionState::Creating => {
-                let mut adopted = ready((*record).clone(), host);
+                let mut adopted = lifecycle::ready((*record).clone(), host, now_ms);
                 adopted.server_id = server_id.to_owned();
-                push_if_changed(&mut changes, record, Some(adopted));
+                push_if_changed(&mut out.changes, record, Some(adopted));
             }
-            // On this server (handled above), on another one, or DELETED.
-            Some(_) => {}
+            // Recorded on another host, or DELETED: a stray copy (a create that timed out here and was
+            // placed again elsewhere, or a close that never arrived).
+            Some(_) => out.to_close.push(host.id.clone()),
         }
     }
-    changes
+    out
 }
 
 fn push_if_changed(changes: &mut Vec<Change>, record: &SessionRecord, next: Option<SessionRecord>) {
@@ -69,72 +119,10 @@ fn push_if_changed(changes: &mut Vec<Change>, record: &SessionRecord, next: Opti
     }
 }
 
-/// A broker record the host still reports.
-fn present(record: &SessionRecord, host: &HostSession) -> Option<SessionRecord> {
-    match record.state() {
-        // A forced or confirmed delete is final; the host will be told again.
-        SessionState::Deleted => None,
-        // Close in flight: refresh the numbers, keep the state.
-        SessionState::Deleting => Some(with_host_fields(record.clone(), host)),
-        _ => Some(ready(record.clone(), host)),
-    }
-}
-
-/// A broker record the host does not report.
-fn absent(record: &SessionRecord, now_ms: i64) -> Option<SessionRecord> {
-    let mut next = record.clone();
-    match record.state() {
-        SessionState::Ready | SessionState::Unknown => next.state_reason = GONE_FROM_HOST.to_owned(),
-        SessionState::Deleting => {}
-        // CREATING: the create command may still be in flight.
-        _ => return None,
-    }
-    next.state = SessionState::Deleted as i32;
-    next.substate.clear();
-    next.num_of_connections = 0;
-    next.ended_unix_ms = now_ms;
-    Some(next)
-}
-
-fn ready(record: SessionRecord, host: &HostSession) -> SessionRecord {
-    let mut next = with_host_fields(record, host);
-    next.state = SessionState::Ready as i32;
-    next.substate.clear();
-    next.state_reason.clear();
-    next
-}
-
-fn new_record(server_id: &str, host: &HostSession) -> SessionRecord {
-    SessionRecord { id: host.id.clone(), server_id: server_id.to_owned(), ..Default::default() }
-}
-
-/// Copies what the host knows best onto the record; empty host values keep
-/// the broker's.
-fn with_host_fields(mut record: SessionRecord, host: &HostSession) -> SessionRecord {
-    if !host.name.is_empty() {
-        record.name = host.name.clone();
-    }
-    if !host.owner.is_empty() {
-        record.owner = host.owner.clone();
-    }
-    if host.r#type() != SessionType::Unspecified {
-        record.r#type = host.r#type;
-    }
-    if host.creation_time_unix_ms != 0 {
-        record.creation_time_unix_ms = host.creation_time_unix_ms;
-    }
-    if !host.storage_root.is_empty() {
-        record.storage_root = host.storage_root.clone();
-    }
-    record.max_concurrent_clients = host.max_concurrent_clients;
-    record.num_of_connections = host.num_of_connections;
-    record.last_disconnection_time_unix_ms = host.last_disconnection_time_unix_ms;
-    record
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_proto::SessionType;
 
     fn host(id: &str, connections: u32) -> HostSession {
         HostSession {
@@ -148,8 +136,11 @@ mod tests {
         }
     }
 
+    const BOUNDS: Bounds = Bounds { stalled_ms: 1000 };
+
     fn record(id: &str, state: SessionState) -> SessionRecord {
-        let mut record = ready(new_record("h1", &host(id, 0)), &host(id, 0));
+        let base = SessionRecord { id: id.into(), server_id: "h1".into(), ..Default::default() };
+        let mut record = lifecycle::ready(base, &host(id, 0), 0);
         record.state = state as i32;
         record.revision = 3;
         record
@@ -170,14 +161,14 @@ mod tests {
 
     #[test]
     fn unchanged_inventory_writes_nothing() {
-        let changes = reconcile("h1", &[host("s1", 0)], &[record("s1", SessionState::Ready)], &[], 9);
+        let changes = reconcile("h1", &[host("s1", 0)], &[record("s1", SessionState::Ready)], &[], &BOUNDS, 9).changes;
         assert!(changes.is_empty(), "no write when nothing changed: {changes:?}");
     }
 
     #[test]
     fn reported_sessions_become_ready_with_fresh_numbers() {
         let on_server = [record("s1", SessionState::Creating), record("s2", SessionState::Unknown)];
-        let changes = reconcile("h1", &[host("s1", 2), host("s2", 0)], &on_server, &[], 9);
+        let changes = reconcile("h1", &[host("s1", 2), host("s2", 0)], &on_server, &[], &BOUNDS, 9).changes;
         assert_eq!(updated(&changes), [("s1", SessionState::Ready), ("s2", SessionState::Ready)]);
         let Change::Update { session, .. } = &changes[0] else { unreachable!() };
         assert_eq!(session.num_of_connections, 2);
@@ -186,7 +177,7 @@ mod tests {
 
     #[test]
     fn connection_count_change_is_written() {
-        let changes = reconcile("h1", &[host("s1", 4)], &[record("s1", SessionState::Ready)], &[], 9);
+        let changes = reconcile("h1", &[host("s1", 4)], &[record("s1", SessionState::Ready)], &[], &BOUNDS, 9).changes;
         assert_eq!(updated(&changes), [("s1", SessionState::Ready)]);
     }
 
@@ -199,7 +190,7 @@ mod tests {
             record("creating", SessionState::Creating),
             record("deleted", SessionState::Deleted),
         ];
-        let changes = reconcile("h1", &[], &on_server, &[], 9);
+        let changes = reconcile("h1", &[], &on_server, &[], &BOUNDS, 9).changes;
         assert_eq!(
             updated(&changes),
             [("ready", SessionState::Deleted), ("unknown", SessionState::Deleted), ("deleting", SessionState::Deleted)],
@@ -213,13 +204,13 @@ mod tests {
     #[test]
     fn deleting_and_deleted_keep_their_state_while_reported() {
         let on_server = [record("deleting", SessionState::Deleting), record("deleted", SessionState::Deleted)];
-        let changes = reconcile("h1", &[host("deleting", 1), host("deleted", 1)], &on_server, &[], 9);
+        let changes = reconcile("h1", &[host("deleting", 1), host("deleted", 1)], &on_server, &[], &BOUNDS, 9).changes;
         assert_eq!(updated(&changes), [("deleting", SessionState::Deleting)], "only the numbers change");
     }
 
     #[test]
     fn unknown_sessions_are_created_ready() {
-        let changes = reconcile("h1", &[host("new", 1)], &[], &[], 9);
+        let changes = reconcile("h1", &[host("new", 1)], &[], &[], &BOUNDS, 9).changes;
         let [Change::Insert(session)] = changes.as_slice() else { panic!("expected one insert: {changes:?}") };
         assert_eq!((session.server_id.as_str(), session.state()), ("h1", SessionState::Ready));
         assert_eq!(session.owner, "alice");
@@ -231,9 +222,41 @@ mod tests {
         other.server_id = "h2".into();
         let mut placing = record("placing", SessionState::Creating);
         placing.server_id.clear();
-        let changes = reconcile("h1", &[host("other", 0), host("placing", 0)], &[], &[other, placing], 9);
+        let changes =
+            reconcile("h1", &[host("other", 0), host("placing", 0)], &[], &[other, placing], &BOUNDS, 9).changes;
         let [Change::Update { session, .. }] = changes.as_slice() else { panic!("expected one update: {changes:?}") };
         assert_eq!((session.id.as_str(), session.server_id.as_str()), ("placing", "h1"));
         assert_eq!(session.state(), SessionState::Ready);
+    }
+
+    #[test]
+    fn the_host_is_told_to_close_what_it_should_not_have() {
+        let mut other = record("other", SessionState::Ready);
+        other.server_id = "h2".into();
+        let mut ended_elsewhere = record("ended", SessionState::Deleted);
+        ended_elsewhere.server_id.clear();
+        let on_server = [record("deleting", SessionState::Deleting), record("deleted", SessionState::Deleted)];
+        let reported = ["other", "ended", "deleting", "deleted"].map(|id| host(id, 0));
+        let out = reconcile("h1", &reported, &on_server, &[other, ended_elsewhere], &BOUNDS, 9);
+        let mut to_close = out.to_close.clone();
+        to_close.sort();
+        assert_eq!(to_close, ["deleted", "deleting", "ended", "other"]);
+        assert!(out.unsettled, "a DELETING session still waits on the host");
+        assert!(out.changes.is_empty(), "records stay put, DELETING keeps its state: {:?}", out.changes);
+    }
+
+    #[test]
+    fn sessions_waiting_past_the_bound_end_and_settle_the_host() {
+        let mut creating = record("creating", SessionState::Creating);
+        creating.state_since_unix_ms = 100;
+        let mut deleting = record("deleting", SessionState::Deleting);
+        deleting.state_since_unix_ms = 100;
+        let within = reconcile("h1", &[host("deleting", 0)], &[creating.clone(), deleting.clone()], &[], &BOUNDS, 1100);
+        assert!(within.unsettled && within.to_close == ["deleting"], "{within:?}");
+        assert!(within.changes.is_empty(), "nothing ends within the bound: {:?}", within.changes);
+        let past = reconcile("h1", &[host("deleting", 0)], &[creating, deleting], &[], &BOUNDS, 1101);
+        assert_eq!(updated(&past.changes), [("creating", SessionState::Deleted), ("deleting", SessionState::Deleted)]);
+        assert!(!past.unsettled, "nothing waits on the host any more");
+        assert_eq!(past.to_close, ["deleting"], "the host still lists it: closed again");
     }
 }

@@ -1,6 +1,7 @@
 //! One agent stream as a session object: [`AgentSession::init`] (hello,
 //! ownership, first report), `run` (a `select!` loop) and `cleanup`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use futures::{Stream, StreamExt};
 use switchboard_common::time::now_ms;
 use switchboard_proto::agent_message::Kind as AgentKind;
 use switchboard_proto::broker_message::Kind as BrokerKind;
+use switchboard_proto::host_command::Action;
 use switchboard_proto::{
-    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, HostCommand,
-    HostSession, ServerRecord,
+    AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, CloseSessionCommand,
+    HostCommand, HostSession, ServerRecord,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -47,7 +49,26 @@ pub(super) struct AgentSession {
     inventory_at: Instant,
     /// When the agent last sent anything.
     heard_at: Instant,
+    /// Sessions this host lists but should not have, and when each may be closed again.
+    closes: HashMap<String, CloseBackoff>,
+    /// The closes the hello's inventory asked for, sent once the stream runs.
+    first_closes: Vec<String>,
+    /// Whether a session on this host waited on it at the last reconciliation (CREATING or DELETING):
+    /// then every report is reconciled, so the lifecycle's stalled bound holds without inventory changes.
+    unsettled: bool,
 }
+
+/// Resending a close to a host that keeps listing the session: 5 s, doubling, at most 5 minutes apart.
+#[derive(Debug, Clone, Copy)]
+struct CloseBackoff {
+    attempts: u32,
+    next_at: Instant,
+}
+
+/// First pause between two closes of one session.
+const CLOSE_RESEND_FIRST: Duration = Duration::from_secs(5);
+/// Longest pause between two closes of one session.
+const CLOSE_RESEND_MAX: Duration = Duration::from_secs(300);
 
 /// Why the run loop ended.
 enum End {
@@ -109,8 +130,12 @@ impl AgentSession {
             .await
             .map_err(store_status)?;
         // An agent whose DCV server does not answer cannot tell its sessions: keep the cached ones.
+        let (mut to_close, mut unsettled) = (Vec::new(), false);
         if inventory_known {
-            super::apply_inventory(backend, &server_id, &sessions, Some(&fence)).await.map_err(store_status)?;
+            (to_close, unsettled) =
+                super::apply_inventory(backend, &server_id, &sessions, &config.bounds(), Some(&fence))
+                    .await
+                    .map_err(store_status)?;
         }
         tracing::info!(server_id, epoch = ownership.epoch, "agent connected");
         let now = Instant::now();
@@ -124,6 +149,9 @@ impl AgentSession {
             inventory: sessions,
             inventory_at: now,
             heard_at: now,
+            closes: HashMap::new(),
+            first_closes: to_close,
+            unsettled,
         })
     }
 
@@ -167,6 +195,8 @@ impl AgentSession {
         // stream looks open: the lease is no longer renewed for it.
         let max_silence = Duration::from_secs(u64::from(self.context.config.update_interval_seconds.max(1)) * 2);
         let shutdown = self.context.shutdown.clone();
+        let first_closes = std::mem::take(&mut self.first_closes);
+        self.close_on_host(first_closes);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return End::Shutdown,
@@ -248,12 +278,50 @@ impl AgentSession {
         if update.inventory_unavailable {
             return Ok(());
         }
-        if update.sessions != self.inventory || inventory_due {
-            super::apply_inventory(backend, &self.server_id, &update.sessions, Some(&self.fence)).await?;
+        if update.sessions != self.inventory || inventory_due || self.unsettled || !self.closes.is_empty() {
+            let bounds = config.bounds();
+            let (to_close, unsettled) =
+                super::apply_inventory(backend, &self.server_id, &update.sessions, &bounds, Some(&self.fence)).await?;
             self.inventory = update.sessions;
             self.inventory_at = Instant::now();
+            self.unsettled = unsettled;
+            self.close_on_host(to_close);
         }
         Ok(())
+    }
+
+    /// Sends a close for each of `session_ids` that is due (see [`CloseBackoff`]), without waiting for the
+    /// results: the next inventory tells. Forgets the sessions the host no longer needs closed, so the map
+    /// stays bounded by the host's inventory.
+    fn close_on_host(&mut self, session_ids: Vec<String>) {
+        let now = Instant::now();
+        self.closes.retain(|id, _| session_ids.contains(id));
+        for session_id in session_ids {
+            let backoff = self.closes.entry(session_id.clone()).or_insert(CloseBackoff { attempts: 0, next_at: now });
+            if backoff.next_at > now {
+                continue;
+            }
+            let pause = CLOSE_RESEND_FIRST.saturating_mul(1 << backoff.attempts.min(10)).min(CLOSE_RESEND_MAX);
+            backoff.attempts += 1;
+            backoff.next_at = now + pause;
+            tracing::info!(server_id = %self.server_id, session_id, attempt = backoff.attempts, "closing a session the host should not have");
+            let hub = self.context.hub.clone();
+            let server_id = self.server_id.clone();
+            let timeout = self.context.config.command_timeout();
+            tokio::spawn(async move {
+                let command = HostCommand {
+                    command_id: uuid::Uuid::new_v4().to_string(),
+                    action: Some(Action::Close(CloseSessionCommand { session_id: session_id.clone() })),
+                };
+                match hub.send_local(&server_id, command, timeout).await {
+                    Some(Ok(result)) if !result.error.is_empty() => {
+                        tracing::warn!(server_id, session_id, error = %result.error, "host did not close the session")
+                    }
+                    Some(Err(status)) => tracing::warn!(server_id, session_id, %status, "close not delivered"),
+                    _ => {}
+                }
+            });
+        }
     }
 
     async fn cleanup(self, end: End, outgoing_tx: &mpsc::Sender<Result<BrokerMessage, Status>>) {

@@ -78,7 +78,7 @@ async fn long_gone_hosts_lose_their_sessions_then_are_forgotten() {
 async fn deleted_sessions_expire_after_the_retention() {
     let backend = EmbeddedBackend::in_memory().unwrap();
     let stored = backend.insert_session(session("s1", "alice", SessionType::Virtual), None).await.unwrap();
-    let ended = deleted(stored, "done");
+    let ended = crate::lifecycle::deleted(stored, "done", now_ms());
     let ended_at = ended.ended_unix_ms;
     backend.update_session(ended, 1, None).await.unwrap();
     let kept = sweep(&backend, &config(), ended_at + 4_000).await.unwrap();
