@@ -2,6 +2,7 @@
 //! retries transport errors, 5xx answers and expired tokens with a short backoff, and counts what still
 //! failed after retries (the client-visible errors).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -158,6 +159,19 @@ impl ApiClient {
             let text = |key: &str| session[key].as_str().unwrap_or_default().to_owned();
             (text("State"), text("StateReason"))
         }))
+    }
+
+    /// The states and reasons of `ids` (50 per describeSessions call); ids it does not know are left out.
+    pub async fn states(&self, ids: &[String]) -> anyhow::Result<HashMap<String, (String, String)>> {
+        let mut states = HashMap::new();
+        for chunk in ids.chunks(50) {
+            let answer = self.call("/describeSessions", json!({ "SessionIds": chunk })).await?;
+            for session in answer["Sessions"].as_array().into_iter().flatten() {
+                let text = |key: &str| session[key].as_str().unwrap_or_default().to_owned();
+                states.insert(text("Id"), (text("State"), text("StateReason")));
+            }
+        }
+        Ok(states)
     }
 
     /// Polls until the session leaves CREATING; its final state and reason. `timeout` bounds the wait.

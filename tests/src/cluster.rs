@@ -146,6 +146,10 @@ struct Replica {
     process: Process,
 }
 
+/// The session-store replicas' stalled bound: how long the fault tests wait, at most, for what a fault
+/// left in CREATING or DELETING to end.
+pub const STALLED_SESSION_SECONDS: u64 = 20;
+
 /// Settings of [`ProcessCluster::start`].
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
@@ -244,6 +248,11 @@ impl ProcessCluster {
                 format!("--tls-key-file={}", key.display()),
                 "--update-interval-seconds=1".into(),
                 "--agent-lease-seconds=3".into(),
+                // A create or close nobody confirms ends within this bound (placement's create timeout is
+                // 10 s below), and ended sessions stay visible for the whole test: the fault tests count
+                // what never ended.
+                format!("--stalled-session-seconds={STALLED_SESSION_SECONDS}"),
+                "--deleted-session-retention-seconds=3600".into(),
             ];
             let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::SessionStore, index, port, args)?;
@@ -258,7 +267,11 @@ impl ProcessCluster {
             cluster.add(Service::Auth, index, port, args)?;
         }
         for (index, &port) in placement_ports.iter().enumerate() {
-            let args = vec![format!("--listen=127.0.0.1:{port}"), format!("--store-url={}", urls(&store_ports))];
+            let args = vec![
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--store-url={}", urls(&store_ports)),
+                "--create-timeout-seconds=10".into(),
+            ];
             let args = [args, internal_tls.clone()].concat();
             cluster.add(Service::Placement, index, port, args)?;
         }

@@ -19,6 +19,10 @@ const LOAD_SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the load saw.
 #[derive(Debug, Default)]
 pub struct Ledger {
+    /// Creates the API acknowledged (an id in the SuccessfulList).
+    pub acknowledged: Mutex<HashSet<String>>,
+    /// Deletes the API acknowledged (the id in the SuccessfulList).
+    pub delete_acknowledged: Mutex<HashSet<String>>,
     /// Sessions seen READY.
     pub ready: Mutex<HashSet<String>>,
     /// Sessions deliberately deleted (recorded before the delete call).
@@ -28,12 +32,6 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Sessions seen READY and not deliberately deleted.
-    pub fn expected_ready(&self) -> Vec<String> {
-        let deleted = self.deleted.lock().expect("not poisoned").clone();
-        self.ready.lock().expect("not poisoned").iter().filter(|id| !deleted.contains(*id)).cloned().collect()
-    }
-
     /// Whether `id` was deliberately deleted.
     pub fn was_deleted(&self, id: &str) -> bool {
         self.deleted.lock().expect("not poisoned").contains(id)
@@ -72,15 +70,18 @@ async fn run_worker(client: Arc<ApiClient>, ledger: Arc<Ledger>, owner: String, 
     let mut mine: VecDeque<String> = VecDeque::new();
     while !stop.is_cancelled() {
         match client.create(&owner).await {
-            Ok(Ok(id)) => match client.settle(&id, LOAD_SETTLE_TIMEOUT).await {
-                Ok((state, _)) if state == "READY" => {
-                    ledger.ready.lock().expect("not poisoned").insert(id.clone());
-                    mine.push_back(id);
+            Ok(Ok(id)) => {
+                ledger.acknowledged.lock().expect("not poisoned").insert(id.clone());
+                match client.settle(&id, LOAD_SETTLE_TIMEOUT).await {
+                    Ok((state, _)) if state == "READY" => {
+                        ledger.ready.lock().expect("not poisoned").insert(id.clone());
+                        mine.push_back(id);
+                    }
+                    _ => {
+                        ledger.failed_creates.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                _ => {
-                    ledger.failed_creates.fetch_add(1, Ordering::Relaxed);
-                }
-            },
+            }
             Ok(Err(_)) => {
                 ledger.failed_creates.fetch_add(1, Ordering::Relaxed);
             }
@@ -90,27 +91,59 @@ async fn run_worker(client: Arc<ApiClient>, ledger: Arc<Ledger>, owner: String, 
             && let Some(oldest) = mine.pop_front()
         {
             ledger.deleted.lock().expect("not poisoned").insert(oldest.clone());
-            let _ = client.delete(&oldest, &owner).await;
+            if let Ok(true) = client.delete(&oldest, &owner).await {
+                ledger.delete_acknowledged.lock().expect("not poisoned").insert(oldest);
+            }
         }
     }
 }
 
-/// Sessions expected READY that are not READY within `timeout` (transient UNKNOWN while a host
-/// reconnects is allowed): the lost sessions.
+/// The acknowledged requests that never reached an end state within `timeout`, as a user counts them:
+/// a create still CREATING (or unknown to describeSessions), a delete still DELETING or READY, a session
+/// seen READY that is no longer READY without being deleted on purpose, anything UNKNOWN at the end. A
+/// create that ended DELETED with a StateReason is a failed create, not a lost one. `(id, what it is)`.
+///
+/// The requests checked are those acknowledged when it is called (the load may go on meanwhile); each pass
+/// reads the ledger before it asks describeSessions, so a delete acknowledged during a pass is not held
+/// against the state that pass read.
 pub async fn lost_sessions(client: &ApiClient, ledger: &Ledger, timeout: Duration) -> Vec<(String, String)> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let acknowledged: Vec<String> = ledger.acknowledged.lock().expect("not poisoned").iter().cloned().collect();
     loop {
-        let mut lost = Vec::new();
-        for id in ledger.expected_ready() {
-            let state = client.state(&id).await.ok().flatten().map(|(state, reason)| format!("{state} {reason}"));
-            let state = state.unwrap_or_else(|| "unknown to describeSessions".to_owned());
-            if !state.starts_with("READY") && !ledger.was_deleted(&id) {
-                lost.push((id, state));
-            }
-        }
+        let lost = unended(client, ledger, &acknowledged).await;
         if lost.is_empty() || tokio::time::Instant::now() >= deadline {
             return lost;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+async fn unended(client: &ApiClient, ledger: &Ledger, acknowledged: &[String]) -> Vec<(String, String)> {
+    let ready = ledger.ready.lock().expect("not poisoned").clone();
+    let delete_acknowledged = ledger.delete_acknowledged.lock().expect("not poisoned").clone();
+    let states = match client.states(acknowledged).await {
+        Ok(states) => states,
+        Err(error) => return vec![(String::new(), format!("describeSessions failed: {error:#}"))],
+    };
+    let mut lost = Vec::new();
+    for id in acknowledged.iter().cloned() {
+        let Some((state, reason)) = states.get(&id) else {
+            lost.push((id, "acknowledged create unknown to describeSessions".to_owned()));
+            continue;
+        };
+        let deleted_on_purpose = ledger.was_deleted(&id);
+        let what = match state.as_str() {
+            "CREATING" => Some("acknowledged create still CREATING"),
+            "DELETING" => Some("acknowledged delete still DELETING"),
+            "READY" if delete_acknowledged.contains(&id) => Some("acknowledged delete but READY"),
+            "READY" => None,
+            "DELETED" if ready.contains(&id) && !deleted_on_purpose => Some("READY session gone without a delete"),
+            "DELETED" => None,
+            _ => Some("not in an end state"),
+        };
+        if let Some(what) = what {
+            lost.push((id, format!("{what}: {state} {reason}")));
+        }
+    }
+    lost
 }

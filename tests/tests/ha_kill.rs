@@ -1,14 +1,16 @@
-//! `kill -9` of one replica of each service in turn, under a steady mixed load through both gateways.
-//! Per fault: client-visible errors after retries, time until a create succeeds again with the replica still
-//! down (it must, within a generous bound: no single point of failure), lost sessions,
-//! duplicates and oversubscribed hosts. Assertions are on correctness only; the numbers are printed.
+//! `kill -9` of one replica of each service in turn, [`ROUNDS`] times, under a steady mixed load of creates
+//! and deletes through both gateways. Per fault: client-visible errors after retries, time until a create
+//! succeeds again with the replica still down (it must, within a generous bound: no single point of
+//! failure), lost sessions counted as a user counts them (an acknowledged create or delete that never
+//! reaches an end state, see `load::lost_sessions`), double placements and oversubscribed hosts.
+//! Assertions are on correctness only; the numbers are printed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use switchboard_tests::client::ApiClient;
-use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, Service};
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, STALLED_SESSION_SECONDS, Service};
 use switchboard_tests::fleet;
 use switchboard_tests::load::{Load, lost_sessions};
 
@@ -18,6 +20,10 @@ const DEGRADED_BOUND: Duration = Duration::from_secs(20);
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 /// How long one probe session may stay CREATING.
 const PROBE_SETTLE: Duration = Duration::from_secs(8);
+/// Kills of each service.
+const ROUNDS: usize = 3;
+/// How long what a fault left behind may take to end: the stalled bound, two agent updates and slack.
+const SETTLE: Duration = Duration::from_secs(STALLED_SESSION_SECONDS + 10);
 
 /// Creates sessions until one is READY, for at most `bound`; `true` when one did.
 async fn probe(client: &ApiClient, bound: Duration) -> bool {
@@ -49,7 +55,8 @@ async fn killing_any_one_replica_loses_nothing() {
 
     let load = Load::start(client.clone(), 4, 3);
     let mut failures = Vec::new();
-    for service in Service::ALL {
+    let faults = (0..ROUNDS).flat_map(|round| Service::ALL.map(|service| (round, service)));
+    for (round, service) in faults {
         let calls_before = client.calls.load(Ordering::Relaxed);
         let errors_before = client.errors.load(Ordering::Relaxed);
         let failed_before = load.ledger.failed_creates.load(Ordering::Relaxed);
@@ -67,7 +74,7 @@ async fn killing_any_one_replica_loses_nothing() {
             Some(elapsed) => Ok(format!("{} ms with the replica down", elapsed.as_millis())),
             None => Err(format!("no create succeeded within {DEGRADED_BOUND:?} with the replica down")),
         };
-        let lost = lost_sessions(&client, &load.ledger, Duration::from_secs(30)).await;
+        let lost = lost_sessions(&client, &load.ledger, SETTLE).await;
         let check = fleet::check(&cluster).await.expect("fleet check");
         let calls = client.calls.load(Ordering::Relaxed) - calls_before;
         let errors = client.errors.load(Ordering::Relaxed) - errors_before;
@@ -77,7 +84,7 @@ async fn killing_any_one_replica_loses_nothing() {
             Ok(text) | Err(text) => text.clone(),
         };
         println!(
-            "ha fault: kill -9 {} replica 0: calls {calls}, client-visible errors {errors} ({rate:.1}%), failed \
+            "ha fault {round}: kill -9 {} replica 0: calls {calls}, client-visible errors {errors} ({rate:.1}%), failed \
              creates {failed}, recovery {recovery_text}, sessions lost {}, double placements {}, oversubscribed \
              hosts {}",
             service.binary_name(),
@@ -86,14 +93,19 @@ async fn killing_any_one_replica_loses_nothing() {
             check.oversubscribed
         );
         if recovery.is_err() || !lost.is_empty() || check.duplicates > 0 || check.oversubscribed > 0 {
-            failures.push(format!("{service:?}: recovery {recovery_text}, lost {lost:?}, {check:?}"));
+            let ids: Vec<String> = lost.iter().map(|(id, _)| id.clone()).collect();
+            let records = fleet::records(&cluster, &ids).await;
+            failures.push(format!(
+                "round {round} {service:?}: recovery {recovery_text}, lost {lost:?}, {check:?}, records {records:?}"
+            ));
         }
     }
     let ledger = load.stop().await;
     let ready_seen = ledger.ready.lock().unwrap().len();
     println!(
-        "ha load: sessions READY {ready_seen}, deliberately deleted {}, recent errors {:?}",
-        ledger.deleted.lock().unwrap().len(),
+        "ha load: creates acknowledged {}, READY {ready_seen}, deletes acknowledged {}, recent errors {:?}",
+        ledger.acknowledged.lock().unwrap().len(),
+        ledger.delete_acknowledged.lock().unwrap().len(),
         client.recent_errors()
     );
     assert!(ready_seen > 0, "the load created sessions");

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use switchboard_tests::client::ApiClient;
-use switchboard_tests::cluster::{ClusterSpec, ProcessCluster};
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, STALLED_SESSION_SECONDS};
 use switchboard_tests::fleet;
 use switchboard_tests::load::{Load, SETTLE_TIMEOUT, lost_sessions};
 
@@ -43,7 +43,7 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
     cluster.wait_reachable(agents, Duration::from_secs(60)).await.expect("hosts reachable again");
     tokio::time::sleep(Duration::from_secs(2)).await; // load on the recovered cluster
     let ledger = load.stop().await;
-    let lost = lost_sessions(&client, &ledger, Duration::from_secs(30)).await;
+    let lost = lost_sessions(&client, &ledger, Duration::from_secs(STALLED_SESSION_SECONDS + 10)).await;
     let check = fleet::check(&cluster).await.expect("fleet check");
     let calls = client.calls.load(Ordering::Relaxed) - calls_before;
     let errors = client.errors.load(Ordering::Relaxed) - errors_before;

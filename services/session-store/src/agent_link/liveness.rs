@@ -18,7 +18,8 @@
 //!   no live session left is forgotten (its open flag is kept);
 //! - DELETED sessions are removed after `deleted_session_retention_seconds`;
 //! - CREATING and DELETING sessions that waited past `stalled_session_seconds` on a host that is gone, or
-//!   unplaced on a placement replica that is gone (a scan of the sessions), end DELETED with a reason.
+//!   unplaced on a placement replica that is gone (a scan of the sessions, every half bound), end DELETED
+//!   with a reason.
 //!   Connected hosts' sessions are bounded by their stream's inventory instead (`reconcile`).
 //!
 //! "Silent since" is the server's `last_seen_unix_ms`: the last time its
@@ -86,7 +87,8 @@ async fn end_stalled(
 }
 
 /// Ends CREATING sessions that no placement replica carries any more: unplaced, not queued, past the
-/// stalled bound. Scans the sessions in pages of [`PAGE`] (one backend call each).
+/// stalled bound. Scans the sessions in pages of [`PAGE`] (one backend call each): its cost grows with
+/// the sessions stored, which is why it runs only every half bound.
 async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResult<usize> {
     let mut ended = 0;
     let mut after_id = String::new();
@@ -133,7 +135,6 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
             break;
         }
     }
-    outcome.sessions_stalled += sweep_unplaced(backend, &cutoffs).await?;
     let retention_cutoff = now.saturating_sub(seconds(config.deleted_session_retention_seconds));
     loop {
         let expired = backend.remove_deleted_sessions(retention_cutoff, PAGE).await?;
@@ -193,13 +194,23 @@ async fn sweep_server(
     Ok(())
 }
 
-/// Runs [`sweep`] every update interval until `shutdown`.
+/// Ends unplaced CREATING sessions past the stalled bound ([`sweep_unplaced`]): a scan of every session,
+/// so [`run`] does it once per half bound, not every sweep.
+pub async fn sweep_stalled_unplaced(backend: &dyn Backend, config: &StoreConfig, now: i64) -> BackendResult<usize> {
+    let cutoffs = Cutoffs { delete_sessions_before: 0, forget_servers_before: 0, bounds: config.bounds(), now };
+    sweep_unplaced(backend, &cutoffs).await
+}
+
+/// Runs [`sweep`] every update interval, and [`sweep_stalled_unplaced`] every half stalled bound (at
+/// least every update interval), until `shutdown`.
 pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutdown) {
     let period = Duration::from_secs(u64::from(config.update_interval_seconds.max(1)));
     // The first sweep waits one interval: streams of the replica's previous
     // life (if any) get the same grace as everyone else's lease.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let unplaced_period = period.max(Duration::from_secs(config.stalled_session_seconds / 2));
+    let mut unplaced_due = tokio::time::Instant::now() + unplaced_period;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -209,6 +220,14 @@ pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutd
             Ok(outcome) if outcome != SweepOutcome::default() => tracing::info!(?outcome, "liveness sweep"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "liveness sweep failed"),
+        }
+        if unplaced_due <= tokio::time::Instant::now() {
+            unplaced_due = tokio::time::Instant::now() + unplaced_period;
+            match sweep_stalled_unplaced(&*backend, &config, now_ms()).await {
+                Ok(0) => {}
+                Ok(ended) => tracing::info!(ended, "stalled unplaced sessions ended"),
+                Err(error) => tracing::warn!(%error, "sweep of unplaced sessions failed"),
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::host_command::Action;
 use switchboard_proto::{
     AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, CloseSessionCommand,
-    HostCommand, HostSession, ServerRecord,
+    CommandErrorKind, HostCommand, HostSession, ServerRecord,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -53,6 +53,9 @@ pub(super) struct AgentSession {
     closes: HashMap<String, CloseBackoff>,
     /// The closes the hello's inventory asked for, sent once the stream runs.
     first_closes: Vec<String>,
+    /// The lease was renewed late (it may have lapsed, and a liveness sweep marked the host unreachable):
+    /// the next update rewrites the report and reconciles the inventory, whatever changed.
+    rewrite: bool,
     /// Whether a session on this host waited on it at the last reconciliation (CREATING or DELETING):
     /// then every report is reconciled, so the lifecycle's stalled bound holds without inventory changes.
     unsettled: bool,
@@ -151,6 +154,7 @@ impl AgentSession {
             heard_at: now,
             closes: HashMap::new(),
             first_closes: to_close,
+            rewrite: false,
             unsettled,
         })
     }
@@ -191,6 +195,7 @@ impl AgentSession {
         let lease_ms = u64::from(self.context.config.agent_lease_seconds.max(1)) * 1000;
         let mut renew = tokio::time::interval(Duration::from_millis(lease_ms / 3));
         renew.tick().await; // the claim just set the lease
+        let mut renewed_at = Instant::now();
         // An agent that stays silent this long is gone even if its TCP
         // stream looks open: the lease is no longer renewed for it.
         let max_silence = Duration::from_secs(u64::from(self.context.config.update_interval_seconds.max(1)) * 2);
@@ -225,7 +230,13 @@ impl AgentSession {
                     }
                     let lease_ms = i64::from(self.context.config.agent_lease_seconds) * 1000;
                     match self.context.backend.renew_agent(&self.server_id, self.epoch, lease_ms).await {
-                        Ok(_) => {}
+                        Ok(_) => {
+                            if renewed_at.elapsed() >= Duration::from_millis(lease_ms.unsigned_abs()) {
+                                tracing::warn!(server_id = %self.server_id, "lease renewed late; rewriting the report");
+                                self.rewrite = true;
+                            }
+                            renewed_at = Instant::now();
+                        }
                         Err(BackendError::Conflict(_)) => return End::Superseded,
                         Err(error) => tracing::warn!(server_id = %self.server_id, %error, "lease renewal failed"),
                     }
@@ -267,14 +278,15 @@ impl AgentSession {
         };
         let config = &self.context.config;
         let backend = &*self.context.backend;
-        let refresh_due = self.written_at.elapsed() >= config.telemetry_write_interval;
+        let rewrite = std::mem::take(&mut self.rewrite);
+        let refresh_due = rewrite || self.written_at.elapsed() >= config.telemetry_write_interval;
         if changes::report_write_needed(&self.written, &next, refresh_due) {
             let next = ServerRecord { last_seen_unix_ms: now_ms(), ..next };
             backend.upsert_server_report(next.clone(), config.default_server_open, Some(&self.fence)).await?;
             self.written = next;
             self.written_at = Instant::now();
         }
-        let inventory_due = self.inventory_at.elapsed() >= config.telemetry_write_interval;
+        let inventory_due = rewrite || self.inventory_at.elapsed() >= config.telemetry_write_interval;
         if update.inventory_unavailable {
             return Ok(());
         }
@@ -314,6 +326,9 @@ impl AgentSession {
                     action: Some(Action::Close(CloseSessionCommand { session_id: session_id.clone() })),
                 };
                 match hub.send_local(&server_id, command, timeout).await {
+                    Some(Ok(result)) if result.error_kind() == CommandErrorKind::SessionNotFound => {
+                        tracing::debug!(server_id, session_id, "the host no longer had the session")
+                    }
                     Some(Ok(result)) if !result.error.is_empty() => {
                         tracing::warn!(server_id, session_id, error = %result.error, "host did not close the session")
                     }
