@@ -72,6 +72,7 @@ pub fn deleted(mut record: SessionRecord, reason: &str, now: i64) -> SessionReco
     record.num_of_connections = 0;
     record.ended_unix_ms = now;
     record.state_since_unix_ms = now;
+    record.forced = false;
     record
 }
 
@@ -185,7 +186,8 @@ pub fn delete_requested(record: &SessionRecord, force: bool, now: i64) -> Option
     let unplaced = record.state() == SessionState::Creating && record.server_id.is_empty();
     match record.state() {
         SessionState::Deleted => None,
-        _ if force || unplaced => Some(deleted(record.clone(), "", now)),
+        _ if force => Some(SessionRecord { forced: true, ..deleted(record.clone(), "", now) }),
+        _ if unplaced => Some(deleted(record.clone(), "", now)),
         SessionState::Deleting => None,
         _ => Some(SessionRecord {
             state: SessionState::Deleting as i32,
@@ -194,6 +196,20 @@ pub fn delete_requested(record: &SessionRecord, force: bool, now: i64) -> Option
             ..record.clone()
         }),
     }
+}
+
+/// A host lists a session deleted with `Force` (removed from the cache only): it is re-cached on that host,
+/// READY again (the guide: "if the session is still active, it is re-cached by the Broker"). `None` for any
+/// other session.
+pub fn recached(record: &SessionRecord, server_id: &str, host: &HostSession, now: i64) -> Option<SessionRecord> {
+    let here = record.server_id.is_empty() || record.server_id == server_id;
+    (record.state() == SessionState::Deleted && record.forced && here).then(|| {
+        let mut next = ready(record.clone(), host, now);
+        next.server_id = server_id.to_owned();
+        next.forced = false;
+        next.ended_unix_ms = 0;
+        next
+    })
 }
 
 /// The host's agent went quiet: a READY session becomes UNKNOWN with `reason` (the caller checks READY).

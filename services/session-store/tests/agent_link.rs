@@ -528,17 +528,21 @@ async fn unplaced_sessions_are_settled_only_while_unplaced() {
 }
 
 #[tokio::test]
-async fn stray_copies_are_closed_on_the_host_that_should_not_have_them() {
+async fn stray_copies_are_closed_and_force_deleted_sessions_recached() {
     switchboard_common::telemetry::init_for_tests();
     for (name, backend, _redis) in each_backend().await {
-        let replica = start_replica("r1", backend.clone()).await;
+        let mut replica = start_replica("r1", backend.clone()).await;
         backend.upsert_server_report(switchboard_store::conformance::server("h2"), true, None).await.unwrap();
         let mut store = replica.store.clone();
-        // "elsewhere" is recorded on h2; "ended" was deleted (force) before its host created it.
+        // "elsewhere" is recorded on h2; "ended" failed to be placed (DELETED with a reason).
         creating(&mut store, "elsewhere", "h2").await;
         creating(&mut store, "ended", "").await;
-        let items = vec![DeleteSessionItem { session_id: "ended".into(), owner: "alice".into(), force: true }];
-        store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap();
+        let fail = SettleUnplacedRequest {
+            session_id: "ended".into(),
+            reason: "no server matches".into(),
+            action: settle_unplaced_request::Action::Fail as i32,
+        };
+        assert!(store.settle_unplaced(fail).await.unwrap().into_inner().changed);
 
         let strays = vec![host_session("elsewhere"), host_session("ended")];
         let mut agent = connect(&replica, AgentHello { sessions: strays, ..empty_hello("h1") }).await.unwrap();
@@ -549,6 +553,27 @@ async fn stray_copies_are_closed_on_the_host_that_should_not_have_them() {
         let elsewhere = record(&mut store, "elsewhere").await;
         assert_eq!(elsewhere.server_id, "h2", "{name}: the stray does not move the record");
         assert_eq!(record(&mut store, "ended").await.state(), SessionState::Deleted, "{name}");
+
+        // Force removes a session from the cache only; a host still running it has it re-cached.
+        agent.report(vec![host_session("forced")]).await;
+        eventually("the reported session is cached", || {
+            let mut store = store.clone();
+            async move {
+                let request = GetSessionsRequest { session_ids: vec!["forced".into()] };
+                let sessions = store.get_sessions(request).await.unwrap().into_inner().sessions;
+                sessions.first().is_some_and(|s| s.state() == SessionState::Ready)
+            }
+        })
+        .await;
+        let items = vec![DeleteSessionItem { session_id: "forced".into(), owner: "alice".into(), force: true }];
+        let outcome = store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap().into_inner().outcomes;
+        assert_eq!(outcome[0].state(), SessionState::Deleted, "{name}: Force ends it at once");
+        agent.report(vec![host_session("forced"), host_session("new")]).await;
+        eventually("the force-deleted session is re-cached", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "forced").await.state() == SessionState::Ready }
+        })
+        .await;
         drop(agent);
         replica.stop().await;
     }

@@ -11,7 +11,8 @@
 //!   DELETED (the close happened); a CREATING one only once it waited past the stalled bound (the create
 //!   may still be in flight before that);
 //! - a session the host lists but the broker recorded DELETED, or on another host, is a stray copy: it is
-//!   closed on this host;
+//!   closed on this host; except a session deleted with `Force` (removed from the cache only), which is
+//!   re-cached READY, as the guide says;
 //! - CREATING and DELETING sessions past the stalled bound end DELETED with a reason saying so.
 
 use std::collections::HashMap;
@@ -65,8 +66,11 @@ pub fn reconcile(
         let next = match reported_by_id.get(record.id.as_str()) {
             Some(host) => match record.state() {
                 SessionState::Deleted => {
-                    out.to_close.push(record.id.clone());
-                    None
+                    let recached = lifecycle::recached(record, server_id, host, now_ms);
+                    if recached.is_none() {
+                        out.to_close.push(record.id.clone());
+                    }
+                    recached
                 }
                 SessionState::Deleting => {
                     out.to_close.push(record.id.clone());
@@ -104,6 +108,10 @@ pub fn reconcile(
                 let mut adopted = lifecycle::ready((*record).clone(), host, now_ms);
                 adopted.server_id = server_id.to_owned();
                 push_if_changed(&mut out.changes, record, Some(adopted));
+            }
+            // Deleted with Force while unplaced: re-cached here.
+            Some(record) if record.forced && record.server_id.is_empty() => {
+                push_if_changed(&mut out.changes, record, lifecycle::recached(record, server_id, host, now_ms));
             }
             // Recorded on another host, or DELETED: a stray copy (a create that timed out here and was
             // placed again elsewhere, or a close that never arrived).
@@ -235,14 +243,15 @@ mod tests {
         other.server_id = "h2".into();
         let mut ended_elsewhere = record("ended", SessionState::Deleted);
         ended_elsewhere.server_id.clear();
-        let on_server = [record("deleting", SessionState::Deleting), record("deleted", SessionState::Deleted)];
-        let reported = ["other", "ended", "deleting", "deleted"].map(|id| host(id, 0));
+        let forced = SessionRecord { forced: true, ..record("forced", SessionState::Deleted) };
+        let on_server = [record("deleting", SessionState::Deleting), record("deleted", SessionState::Deleted), forced];
+        let reported = ["other", "ended", "deleting", "deleted", "forced"].map(|id| host(id, 0));
         let out = reconcile("h1", &reported, &on_server, &[other, ended_elsewhere], &BOUNDS, 9);
         let mut to_close = out.to_close.clone();
         to_close.sort();
         assert_eq!(to_close, ["deleted", "deleting", "ended", "other"]);
         assert!(out.unsettled, "a DELETING session still waits on the host");
-        assert!(out.changes.is_empty(), "records stay put, DELETING keeps its state: {:?}", out.changes);
+        assert_eq!(updated(&out.changes), [("forced", SessionState::Ready)], "only the force-deleted one is re-cached");
     }
 
     #[test]

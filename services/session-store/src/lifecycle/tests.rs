@@ -101,3 +101,20 @@ fn stalled_sessions_end_with_a_reason_naming_who_did_not_answer() {
     let old = SessionRecord { state_since_unix_ms: 0, creation_time_unix_ms: 50, ..creating("") };
     assert!(at(&old, 1049).is_none() && at(&old, 1051).is_some(), "records without the stamp count from creation");
 }
+
+#[test]
+fn force_deletes_only_from_the_cache_and_a_listing_host_recaches() {
+    let host = HostSession { id: "s1".into(), num_of_connections: 1, ..Default::default() };
+    let forced = delete_requested(&with_state(SessionState::Ready, "h1"), true, 3).unwrap();
+    assert!(forced.forced && forced.state() == SessionState::Deleted);
+    let back = recached(&forced, "h1", &host, 9).unwrap();
+    assert_eq!(
+        (back.state(), back.forced, back.ended_unix_ms, back.num_of_connections),
+        (SessionState::Ready, false, 0, 1)
+    );
+    assert!(recached(&forced, "h2", &host, 9).is_none(), "recorded on another host: a stray there");
+    let closed = closed(&with_state(SessionState::Deleting, "h1"), 3).unwrap();
+    assert!(recached(&closed, "h1", &host, 9).is_none(), "a confirmed close is final");
+    let unplaced_forced = delete_requested(&creating(""), true, 3).unwrap();
+    assert_eq!(recached(&unplaced_forced, "h1", &host, 9).unwrap().server_id, "h1");
+}
