@@ -531,7 +531,7 @@ async fn unplaced_sessions_are_settled_only_while_unplaced() {
 async fn stray_copies_are_closed_and_force_deleted_sessions_recached() {
     switchboard_common::telemetry::init_for_tests();
     for (name, backend, _redis) in each_backend().await {
-        let mut replica = start_replica("r1", backend.clone()).await;
+        let replica = start_replica("r1", backend.clone()).await;
         backend.upsert_server_report(switchboard_store::conformance::server("h2"), true, None).await.unwrap();
         let mut store = replica.store.clone();
         // "elsewhere" is recorded on h2; "ended" failed to be placed (DELETED with a reason).
