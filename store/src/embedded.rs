@@ -63,8 +63,11 @@ pub struct EmbeddedBackend {
 #[derive(Default)]
 struct Memory {
     sessions: BTreeMap<String, SessionRecord>,
-    /// Session ids per server id (any state): the index counts derive from.
+    /// Session ids per server id (any state).
     by_server: HashMap<String, BTreeSet<String>>,
+    /// Live (non-DELETED) sessions per server id, kept with `by_server` by `index`/`unindex`: what a server's
+    /// counts and the per-user limit read, at the cost of a lookup whatever the sessions stored.
+    counts: HashMap<String, ServerCounts>,
     /// Server reports; counts are filled in on read.
     servers: BTreeMap<String, ServerRecord>,
     owners: HashMap<String, AgentOwnership>,
@@ -76,6 +79,35 @@ struct Memory {
     used_tokens: HashMap<String, i64>,
     /// Size of `used_tokens` at which expired ids are pruned next.
     used_tokens_prune_at: usize,
+}
+
+/// Live sessions on one server, by type and by owner.
+#[derive(Debug, Default)]
+struct ServerCounts {
+    console: u32,
+    virtual_sessions: u32,
+    by_owner: HashMap<String, u32>,
+}
+
+impl ServerCounts {
+    /// Adds (`delta` 1) or removes (`delta` -1) one live session.
+    fn apply(&mut self, session: &SessionRecord, delta: i32) {
+        let add = |count: &mut u32| *count = count.saturating_add_signed(delta);
+        match session.r#type() {
+            SessionType::Console => add(&mut self.console),
+            SessionType::Virtual => add(&mut self.virtual_sessions),
+            SessionType::Unspecified => {}
+        }
+        let owned = self.by_owner.entry(session.owner.clone()).or_default();
+        add(owned);
+        if *owned == 0 {
+            self.by_owner.remove(&session.owner);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.console == 0 && self.virtual_sessions == 0 && self.by_owner.is_empty()
+    }
 }
 
 /// The fleet change feed: each server's latest feed revision.
@@ -199,36 +231,21 @@ impl Memory {
         }
     }
 
-    /// Non-DELETED sessions on a server.
-    fn live_sessions_on<'a>(&'a self, server_id: &str) -> impl Iterator<Item = &'a SessionRecord> + 'a {
-        self.by_server
-            .get(server_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.sessions.get(id))
-            .filter(|s| is_live(s))
-    }
-
     /// `owner`'s sessions counted against `max_concurrent_sessions_per_user`
     /// on `server_id`: its non-DELETED sessions there (what both
     /// `check_assign` and `owner_session_counts` use). Walks the server's
     /// index entry only, never the whole store.
     fn owned_on(&self, server_id: &str, owner: &str) -> usize {
-        self.live_sessions_on(server_id).filter(|s| s.owner == owner).count()
+        let owned = self.counts.get(server_id).and_then(|counts| counts.by_owner.get(owner));
+        owned.map_or(0, |count| *count as usize)
     }
 
-    /// A server record with its counts derived from its sessions.
+    /// A server record with its counts of live sessions.
     fn server_view(&self, server: &ServerRecord) -> ServerRecord {
         let mut view = server.clone();
-        view.console_session_count = 0;
-        view.virtual_session_count = 0;
-        for session in self.live_sessions_on(&server.id) {
-            match session.r#type() {
-                SessionType::Console => view.console_session_count += 1,
-                SessionType::Virtual => view.virtual_session_count += 1,
-                SessionType::Unspecified => {}
-            }
-        }
+        let counts = self.counts.get(&server.id);
+        view.console_session_count = counts.map_or(0, |c| c.console);
+        view.virtual_session_count = counts.map_or(0, |c| c.virtual_sessions);
         view
     }
 
@@ -236,6 +253,9 @@ impl Memory {
         self.feed.touch(&session.server_id);
         if !session.server_id.is_empty() {
             self.by_server.entry(session.server_id.clone()).or_default().insert(session.id.clone());
+            if is_live(session) {
+                self.counts.entry(session.server_id.clone()).or_default().apply(session, 1);
+            }
         }
     }
 
@@ -245,6 +265,14 @@ impl Memory {
             ids.remove(&session.id);
             if ids.is_empty() {
                 self.by_server.remove(&session.server_id);
+            }
+        }
+        if is_live(session)
+            && let Some(counts) = self.counts.get_mut(&session.server_id)
+        {
+            counts.apply(session, -1);
+            if counts.is_empty() {
+                self.counts.remove(&session.server_id);
             }
         }
     }
@@ -266,14 +294,13 @@ impl Memory {
         if !server.dcv_healthy {
             return Some(AssignRejection::DcvUnhealthy);
         }
-        let live: Vec<&SessionRecord> = self.live_sessions_on(server_id).collect();
+        let counts = self.counts.get(server_id);
         match session.r#type() {
-            SessionType::Console if live.iter().any(|s| s.r#type() == SessionType::Console) => {
+            SessionType::Console if counts.is_some_and(|c| c.console > 0) => {
                 return Some(AssignRejection::ConsoleTaken);
             }
             SessionType::Virtual if server.max_virtual_sessions > 0 => {
-                let virtual_count = live.iter().filter(|s| s.r#type() == SessionType::Virtual).count();
-                if virtual_count >= server.max_virtual_sessions as usize {
+                if counts.map_or(0, |c| c.virtual_sessions) >= server.max_virtual_sessions {
                     return Some(AssignRejection::VirtualLimit);
                 }
             }
