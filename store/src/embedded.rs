@@ -299,10 +299,11 @@ impl Memory {
             SessionType::Console if counts.is_some_and(|c| c.console > 0) => {
                 return Some(AssignRejection::ConsoleTaken);
             }
-            SessionType::Virtual if server.max_virtual_sessions > 0 => {
-                if counts.map_or(0, |c| c.virtual_sessions) >= server.max_virtual_sessions {
-                    return Some(AssignRejection::VirtualLimit);
-                }
+            SessionType::Virtual
+                if server.max_virtual_sessions > 0
+                    && counts.map_or(0, |c| c.virtual_sessions) >= server.max_virtual_sessions =>
+            {
+                return Some(AssignRejection::VirtualLimit);
             }
             _ => {}
         }

@@ -622,3 +622,38 @@ async fn deleting_resends_the_close_and_stalled_sessions_end_with_a_reason() {
         replica.stop().await;
     }
 }
+
+#[tokio::test]
+async fn servers_carry_the_broker_reserved_tags() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let mut replica = start_replica("r1", backend).await;
+    let os = |family: &str| {
+        Some(switchboard_proto::HostInfo {
+            os: Some(switchboard_proto::Os { family: family.into(), ..Default::default() }),
+            ..Default::default()
+        })
+    };
+    let tag = |key: &str, value: &str| switchboard_proto::KeyValue { key: key.into(), value: value.into() };
+    let hosts = [
+        ("win", "windows", 5, vec![tag("color", "pink"), tag("dcv:os-family", "spoofed")]),
+        ("lin", "linux", 10, vec![tag("size", "big")]),
+        ("unlimited", "linux", 0, vec![]),
+    ];
+    let mut agents = Vec::new();
+    for (server_id, family, max_virtual_sessions, tags) in hosts {
+        let hello = AgentHello { host: os(family), tags, max_virtual_sessions, ..empty_hello(server_id) };
+        let mut agent = connect(&replica, hello).await.unwrap();
+        assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+        agents.push(agent);
+    }
+    let tags_of =
+        |server: ServerRecord| server.tags.into_iter().map(|t| format!("{}={}", t.key, t.value)).collect::<Vec<_>>();
+    let win = tags_of(replica.server("win").await.unwrap());
+    assert_eq!(win, ["color=pink", "dcv:os-family=windows", "dcv:max-virtual-sessions=0"], "agents cannot set dcv:*");
+    let lin = tags_of(replica.server("lin").await.unwrap());
+    assert_eq!(lin, ["size=big", "dcv:os-family=linux", "dcv:max-virtual-sessions=10"]);
+    let unlimited = tags_of(replica.server("unlimited").await.unwrap());
+    assert_eq!(unlimited, ["dcv:os-family=linux"], "no limit, no max-virtual-sessions tag");
+    drop(agents);
+    replica.stop().await;
+}

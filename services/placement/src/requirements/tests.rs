@@ -73,6 +73,17 @@ fn the_guides_and_the_yamls_examples() {
 }
 
 #[test]
+fn the_broker_reserved_tags_are_tags_like_any_other() {
+    // session-store adds `dcv:os-family` and `dcv:max-virtual-sessions` to every connected server's tags.
+    let mut server = full_server();
+    server.tags = tags(&[("color", "pink"), ("dcv:os-family", "windows"), ("dcv:max-virtual-sessions", "0")]);
+    assert!(matches("tag:dcv:os-family = 'windows' and tag:dcv:max-virtual-sessions = 0", &server));
+    assert!(error("dcv:os-family = 'windows'").contains("unknown prefix 'dcv:'"), "the bare form names a prefix");
+    assert!(!matches("tag:dcv:os-family = 'linux'", &server));
+    assert!(matches("tag:dcv:os-family:='win'", &server), "`:=` right after the key still splits");
+}
+
+#[test]
 fn every_operator_on_numbers_and_text() {
     let server = full_server();
     let cases = [

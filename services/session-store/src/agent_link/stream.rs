@@ -14,7 +14,7 @@ use switchboard_proto::broker_message::Kind as BrokerKind;
 use switchboard_proto::host_command::Action;
 use switchboard_proto::{
     AGENT_PROTOCOL_VERSION, AgentHello, AgentMessage, AgentUpdate, BrokerMessage, BrokerWelcome, CloseSessionCommand,
-    CommandErrorKind, HostCommand, HostSession, ServerRecord,
+    CommandErrorKind, HostCommand, HostSession, KeyValue, ServerRecord,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -269,13 +269,13 @@ impl AgentSession {
     /// inventory when it differs from the last one reconciled (or once per
     /// interval, to repair anything a lost write left behind).
     async fn apply_update(&mut self, update: AgentUpdate) -> Result<(), BackendError> {
-        let next = ServerRecord {
+        let next = with_reserved_tags(ServerRecord {
             host: update.host,
             tags: update.tags,
             dcv_healthy: update.dcv_healthy,
             reachable: true,
             ..self.written.clone()
-        };
+        });
         let config = &self.context.config;
         let backend = &*self.context.backend;
         let rewrite = std::mem::take(&mut self.rewrite);
@@ -373,9 +373,34 @@ impl AgentSession {
     }
 }
 
+/// Prefix of the broker-reserved server tags; agents cannot set them.
+pub const RESERVED_TAG_PREFIX: &str = "dcv:";
+
+/// The server's tags with the broker-reserved ones, as the guide's DescribeServers example shows them:
+/// `dcv:os-family` (the host's OS family, `linux` or `windows`) and `dcv:max-virtual-sessions` (`0` on
+/// Windows, which has no virtual sessions; the agent's limit on Linux; left out when the limit is unset,
+/// that is unlimited). Tags an agent reports under `dcv:` are dropped. Usable in requirements like any tag
+/// (`tag:dcv:os-family = 'windows'`).
+fn with_reserved_tags(mut server: ServerRecord) -> ServerRecord {
+    server.tags.retain(|tag| !tag.key.starts_with(RESERVED_TAG_PREFIX));
+    let family = server.host.as_ref().and_then(|host| host.os.as_ref()).map(|os| os.family.to_lowercase());
+    let tag = |key: &str, value: String| KeyValue { key: format!("{RESERVED_TAG_PREFIX}{key}"), value };
+    if let Some(family) = family.filter(|family| !family.is_empty()) {
+        let max_virtual = match family.as_str() {
+            "windows" => Some(0),
+            _ => Some(server.max_virtual_sessions).filter(|max| *max > 0),
+        };
+        server.tags.push(tag("os-family", family));
+        if let Some(max_virtual) = max_virtual {
+            server.tags.push(tag("max-virtual-sessions", max_virtual.to_string()));
+        }
+    }
+    server
+}
+
 /// The server record an agent's hello describes.
 fn server_from_hello(hello: AgentHello) -> ServerRecord {
-    ServerRecord {
+    with_reserved_tags(ServerRecord {
         id: hello.server_id,
         ip: hello.ip,
         hostname: hello.hostname,
@@ -392,5 +417,5 @@ fn server_from_hello(hello: AgentHello) -> ServerRecord {
         max_concurrent_sessions_per_user: hello.max_concurrent_sessions_per_user,
         last_seen_unix_ms: now_ms(),
         ..Default::default()
-    }
+    })
 }
