@@ -16,7 +16,7 @@
 //! settings, secrets redacted, and exit), telemetry, the crypto provider and internal TLS. [`dump`] redacts
 //! values of keys that name a secret, and the password part of URLs such as `redis://:password@host`.
 //!
-//! Also here, because every binary needs them: [`LogSettings`], [`TlsSettings`], [`InternalTlsSettings`],
+//! Also here, because every binary needs them: [`TelemetrySettings`], [`TlsSettings`], [`InternalTlsSettings`],
 //! [`StorageSettings`], [`advertised_url`] (the address other replicas reach this one at, derived from
 //! `POD_IP` in Kubernetes) and [`server_identity`] (TLS certificate files, or a development CA).
 
@@ -74,21 +74,38 @@ pub struct ConfigArgs {
     pub dump_config: bool,
 }
 
-/// Log settings every binary takes.
+/// Log and metrics settings every binary takes.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
 #[serde(default)]
-pub struct LogSettings {
+pub struct TelemetrySettings {
     /// Log format: `pretty` (human-readable) or `json` (one object per line, for collectors).
     #[arg(long)]
     pub log_format: LogFormat,
     /// Log filter such as `info` or `info,switchboard_session_store=debug`; `RUST_LOG` wins when set.
     #[arg(long)]
     pub log_level: String,
+    /// Plaintext HTTP address of the Prometheus `/metrics` endpoint, e.g. `0.0.0.0:9464`; off when unset.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
-impl Default for LogSettings {
+impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Pretty, log_level: "info".to_owned() }
+        Self { log_format: LogFormat::Pretty, log_level: "info".to_owned(), metrics_listen: None }
+    }
+}
+
+impl TelemetrySettings {
+    /// Sets up logging, and serves `/metrics` when `metrics_listen` is set (binding now, so a taken port
+    /// fails the start). Call once, inside the tokio runtime.
+    pub fn init(&self) -> ConfigResult<()> {
+        crate::telemetry::init(&self.log_level, self.log_format);
+        if let Some(listen) = self.metrics_listen {
+            let listener = std::net::TcpListener::bind(listen)
+                .map_err(|error| ConfigError::Invalid(format!("metrics_listen {listen}: {error}")))?;
+            crate::metrics::serve(listener).map_err(|error| ConfigError::Invalid(format!("metrics: {error}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -297,7 +314,7 @@ pub fn client_ca(file: Option<&Path>) -> ConfigResult<Option<String>> {
 /// A binary's settings: one struct whose fields are the settings ([module docs](self)).
 pub trait Settings: clap::Args + Serialize + DeserializeOwned + Default {
     /// The log settings, for telemetry.
-    fn log(&self) -> &LogSettings;
+    fn telemetry(&self) -> &TelemetrySettings;
 
     /// The internal TLS settings, for the binaries with internal gRPC ports.
     fn internal_tls(&self) -> Option<&InternalTlsSettings> {
@@ -367,8 +384,9 @@ where
 
 /// What every binary's `main` does first: parse the command line (exiting with clap's message on a bad
 /// one, or with help or the version), [`load`] the settings, and for `--dump-config` print them ([`dump`])
-/// and return `None` so the binary exits without starting. Otherwise sets up telemetry from the log
-/// settings, installs the crypto provider and configures internal TLS.
+/// and return `None` so the binary exits without starting. Otherwise sets up telemetry (logs, and the
+/// `/metrics` endpoint when `metrics_listen` is set: call it inside the tokio runtime), installs the
+/// crypto provider and configures internal TLS.
 pub fn bootstrap<S: Settings>(base: clap::Command) -> ConfigResult<Option<S>> {
     let matches = command::<S>(base).get_matches();
     let settings: S = load(&matches)?;
@@ -376,7 +394,7 @@ pub fn bootstrap<S: Settings>(base: clap::Command) -> ConfigResult<Option<S>> {
         print!("{}", dump(&settings)?);
         return Ok(None);
     }
-    crate::telemetry::init(&settings.log().log_level, settings.log().log_format);
+    settings.telemetry().init()?;
     crate::tls::install_crypto_provider();
     if let Some(internal_tls) = settings.internal_tls() {
         internal_tls.configure()?;
@@ -549,7 +567,7 @@ mod tests {
         library: LibraryConfig,
         #[command(flatten)]
         #[serde(flatten)]
-        log: LogSettings,
+        telemetry: TelemetrySettings,
     }
 
     impl Default for TestSettings {
@@ -559,14 +577,14 @@ mod tests {
                 redis_url: None,
                 admin_token: None,
                 library: LibraryConfig::default(),
-                log: LogSettings::default(),
+                telemetry: TelemetrySettings::default(),
             }
         }
     }
 
     impl Settings for TestSettings {
-        fn log(&self) -> &LogSettings {
-            &self.log
+        fn telemetry(&self) -> &TelemetrySettings {
+            &self.telemetry
         }
     }
 
@@ -594,7 +612,7 @@ mod tests {
 
         let loaded = parsed(&["--config", path, "--replicas", "5", "--log-format", "json", "--names", "a,b"]).unwrap();
         assert_eq!((loaded.library.replicas, loaded.listen.as_str()), (5, "0.0.0.0:2"), "flags beat the file");
-        assert_eq!(loaded.log.log_format, LogFormat::Json);
+        assert_eq!(loaded.telemetry.log_format, LogFormat::Json);
         assert_eq!(loaded.library.names, ["a", "b"]);
         assert!(!loaded.library.default_open, "a boolean left out keeps the file's value");
         assert!(parsed(&["--config", path, "--default-open", "true"]).unwrap().library.default_open);

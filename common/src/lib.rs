@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod internal_tls;
+pub mod metrics;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

@@ -302,7 +302,7 @@ fn scope_text(read_only: bool, allowed_owners: &[String]) -> String {
 }
 
 async fn up(config: UpConfig) -> anyhow::Result<()> {
-    switchboard_common::telemetry::init(&config.log.log_level, config.log.log_format);
+    config.telemetry.init()?;
     let started = Instant::now();
     config.gateway.validate().map_err(anyhow::Error::msg)?;
     config.auth.validate().map_err(anyhow::Error::msg)?;

@@ -16,7 +16,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::LogSettings;
+use switchboard_common::config::TelemetrySettings;
 use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
@@ -71,7 +71,10 @@ pub struct UpConfig {
     /// Log format and filter.
     #[command(flatten)]
     #[serde(flatten)]
-    pub log: LogSettings,
+    pub timers: switchboard_session_store::Timers,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub telemetry: TelemetrySettings,
 }
 
 /// A listen address that can be switched off (`off`).
@@ -124,14 +127,15 @@ impl Default for UpConfig {
             resolver_client_ca_file: None,
             gateway: switchboard_gateway::GatewayConfig::default(),
             auth: switchboard_auth::AuthConfig::default(),
-            log: LogSettings::default(),
+            timers: switchboard_session_store::Timers::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
 
 impl switchboard_common::config::Settings for UpConfig {
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
     }
 }
 
@@ -289,6 +293,7 @@ impl Cluster {
             advertised_address: store_url.clone(),
             update_interval_seconds: config.update_interval_seconds,
             agent_client_ca_pem: agent_client_ca_pem.clone(),
+            timers: config.timers.clone(),
             ..Default::default()
         };
         let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };

@@ -144,6 +144,8 @@ struct Replica {
     service: Service,
     port: u16,
     process: Process,
+    /// The `/metrics` port, when the cluster serves metrics.
+    metrics_port: Option<u16>,
 }
 
 /// The session-store replicas' stalled bound: how long the fault tests wait, at most, for what a fault
@@ -162,11 +164,13 @@ pub struct ClusterSpec {
     /// Internal gRPC ports with mutual TLS (every service and this test process present the dev CA's
     /// certificate); `https://` upstream URLs.
     pub internal_mtls: bool,
+    /// Every service process serves Prometheus metrics (`--metrics-listen` on a free port).
+    pub metrics: bool,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { replicas: 2, agents: 4, max_virtual_sessions: 50, internal_mtls: false }
+        Self { replicas: 2, agents: 4, max_virtual_sessions: 50, internal_mtls: false, metrics: false }
     }
 }
 
@@ -182,6 +186,7 @@ pub struct ProcessCluster {
     pub max_virtual_sessions: u32,
     /// `http` or `https` (internal mTLS) for the internal gRPC ports.
     scheme: &'static str,
+    metrics: bool,
     replicas: Vec<Replica>,
     agents: Vec<Process>,
     dir: tempfile::TempDir,
@@ -204,6 +209,7 @@ impl ProcessCluster {
             admin_token,
             max_virtual_sessions: spec.max_virtual_sessions,
             scheme: if spec.internal_mtls { "https" } else { "http" },
+            metrics: spec.metrics,
             replicas: Vec::new(),
             agents: Vec::new(),
             dir,
@@ -311,8 +317,12 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
-    fn add(&mut self, service: Service, index: usize, port: u16, args: Vec<String>) -> anyhow::Result<()> {
+    fn add(&mut self, service: Service, index: usize, port: u16, mut args: Vec<String>) -> anyhow::Result<()> {
         let label = format!("{}-{index}", service.binary_name());
+        let metrics_port = self.metrics.then(free_port);
+        if let Some(metrics_port) = metrics_port {
+            args.push(format!("--metrics-listen=127.0.0.1:{metrics_port}"));
+        }
         let mut process = Process {
             log: self.dir.path().join(format!("{label}.log")),
             label,
@@ -321,7 +331,7 @@ impl ProcessCluster {
             child: None,
         };
         process.spawn()?;
-        self.replicas.push(Replica { service, port, process });
+        self.replicas.push(Replica { service, port, process, metrics_port });
         Ok(())
     }
 
@@ -395,6 +405,16 @@ impl ProcessCluster {
             .nth(index)
             .map(|(position, _)| position)
             .unwrap_or_else(|| panic!("no replica {index} of {service:?}"))
+    }
+
+    /// `(process label, http://127.0.0.1:port/metrics)` of every service process, when started with
+    /// [`ClusterSpec::metrics`].
+    pub fn metrics_urls(&self) -> Vec<(String, String)> {
+        let urls = self.replicas.iter().filter_map(|replica| {
+            let port = replica.metrics_port?;
+            Some((replica.process.label.clone(), format!("http://127.0.0.1:{port}/metrics")))
+        });
+        urls.collect()
     }
 
     /// Base URLs (`https://localhost:port`) of the gateways.

@@ -11,7 +11,8 @@ use switchboard_tests::load::SETTLE_TIMEOUT;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_works_with_mutual_tls_on_internal_ports() {
     switchboard_common::telemetry::init_for_tests();
-    let spec = ClusterSpec { replicas: 2, agents: 2, max_virtual_sessions: 10, internal_mtls: true };
+    let spec =
+        ClusterSpec { replicas: 2, agents: 2, max_virtual_sessions: 10, internal_mtls: true, ..Default::default() };
     let cluster = ProcessCluster::start(spec).await.expect("cluster with internal mTLS starts");
     let client = ApiClient::register(&cluster, "mtls").await.expect("client registered over mTLS");
     let mut ids = Vec::new();

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use switchboard_auth::AuthConfig;
-use switchboard_common::config::{self, InternalTlsSettings, LogSettings, StorageSettings};
+use switchboard_common::config::{self, InternalTlsSettings, StorageSettings, TelemetrySettings};
 use switchboard_store::{BackendConfig, open_backend};
 
 /// Every setting of the binary: its own, then auth's and the shared ones (flattened: one flat set of
@@ -32,7 +32,7 @@ struct Settings {
     internal_tls: InternalTlsSettings,
     #[command(flatten)]
     #[serde(flatten)]
-    log: LogSettings,
+    telemetry: TelemetrySettings,
 }
 
 impl Default for Settings {
@@ -43,14 +43,14 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             storage: StorageSettings::default(),
             internal_tls: InternalTlsSettings::default(),
-            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
 
 impl config::Settings for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
     }
 
     fn internal_tls(&self) -> Option<&InternalTlsSettings> {

@@ -110,6 +110,12 @@ pub fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        match &self {
+            Self::Unauthenticated(_) => crate::metrics::refused("unauthenticated"),
+            Self::Forbidden(_) => crate::metrics::refused("forbidden"),
+            Self::TooManyRequests { .. } => crate::metrics::refused("rate_limited"),
+            _ => {}
+        }
         if status.is_server_error() {
             tracing::warn!(error = %self, status = status.as_u16(), "request failed");
         }

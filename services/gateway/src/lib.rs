@@ -22,6 +22,7 @@ pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod resolver;
 pub mod routes;
@@ -204,6 +205,7 @@ pub async fn serve(
     upstreams: Upstreams,
     shutdown: Shutdown,
 ) -> Result<()> {
+    metrics::describe();
     let grace = config.request_timeout();
     let max_header_bytes = config.limits.max_header_bytes;
     let app = router(AppState::new(config, upstreams, shutdown.clone()));

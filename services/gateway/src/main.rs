@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, InternalTlsSettings, LogSettings, TlsSettings};
+use switchboard_common::config::{self, InternalTlsSettings, TelemetrySettings, TlsSettings};
 use switchboard_common::grpc::replica_channel;
 use switchboard_gateway::{GatewayConfig, Upstreams};
 use switchboard_proto::{
@@ -49,7 +49,7 @@ struct Settings {
     internal_tls: InternalTlsSettings,
     #[command(flatten)]
     #[serde(flatten)]
-    log: LogSettings,
+    telemetry: TelemetrySettings,
 }
 
 impl Default for Settings {
@@ -64,14 +64,14 @@ impl Default for Settings {
             gateway: GatewayConfig::default(),
             tls: TlsSettings::default(),
             internal_tls: InternalTlsSettings::default(),
-            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
 
 impl config::Settings for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
     }
 
     fn internal_tls(&self) -> Option<&InternalTlsSettings> {

@@ -178,9 +178,11 @@ impl Driver {
                         requirements: &requirements,
                         excluded: &excluded,
                     };
+                    let started = std::time::Instant::now();
                     let decision =
                         place::place(&mut self.store, &self.fleet, &session_id, &request, &self.config.strategy)
                             .await?;
+                    crate::metrics::decision(&decision, started.elapsed());
                     match decision {
                         Assignment::Assigned { server_id, .. } => server_id,
                         Assignment::NotPlaceable => {
@@ -216,6 +218,7 @@ impl Driver {
                 .map_err(|_| Error::Protocol("StartSession did not answer within the create timeout".into()))?
                 .map_err(Error::Store)?
                 .into_inner();
+            crate::metrics::attempt(started.outcome());
             match started.outcome() {
                 Outcome::Retry => {
                     tracing::info!(%session_id, reason = %started.reason, "retrying on another host");
@@ -255,11 +258,13 @@ impl Driver {
         let response = self.store.enqueue_session(request).await.map_err(Error::Store)?.into_inner();
         match response.outcome() {
             EnqueueOutcome::Queued | EnqueueOutcome::AlreadyQueued => {
+                crate::metrics::queue_event("enqueued");
                 tracing::info!(%session_id, reason = why, "session queued");
                 self.settle(session_id, Action::Queued, why).await?;
                 self.queue_wake.notify_one();
             }
             EnqueueOutcome::Full | EnqueueOutcome::Unspecified => {
+                crate::metrics::queue_event("refused_full");
                 let reason = format!(
                     "the create-sessions queue is full ({} requests; create-sessions-queue-max-size); {why}",
                     self.config.create_sessions_queue_max_size
@@ -275,7 +280,11 @@ impl Driver {
     /// only while it is still CREATING and unplaced (compare-and-set, so
     /// however many replicas try, it fails once).
     pub(crate) async fn fail_queued(&mut self, session_id: &str, reason: &str) -> Result<bool> {
-        self.settle(session_id, Action::Fail, reason).await
+        let failed = self.settle(session_id, Action::Fail, reason).await?;
+        if failed {
+            crate::metrics::queue_event("expired");
+        }
+        Ok(failed)
     }
 
     /// `SettleUnplaced`: whether the record changed.

@@ -22,6 +22,7 @@
 
 pub mod driver;
 pub mod fleet;
+pub mod metrics;
 pub mod place;
 pub mod queue;
 pub mod requirements;
@@ -204,6 +205,7 @@ pub async fn serve(
     store: SessionStoreClient<Channel>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    metrics::describe();
     let create_timeout = config.create_timeout();
     let service = PlacementService::new(config, store);
     let placements = service.placements();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, InternalTlsSettings, LogSettings};
+use switchboard_common::config::{self, InternalTlsSettings, TelemetrySettings};
 use switchboard_common::grpc::replica_channel;
 use switchboard_placement::PlacementConfig;
 use switchboard_proto::session_store_client::SessionStoreClient;
@@ -35,7 +35,7 @@ struct Settings {
     internal_tls: InternalTlsSettings,
     #[command(flatten)]
     #[serde(flatten)]
-    log: LogSettings,
+    telemetry: TelemetrySettings,
 }
 
 impl Default for Settings {
@@ -46,14 +46,14 @@ impl Default for Settings {
             retries_on_failure: None,
             placement: PlacementConfig::default(),
             internal_tls: InternalTlsSettings::default(),
-            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
 
 impl config::Settings for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
     }
 
     fn internal_tls(&self) -> Option<&InternalTlsSettings> {

@@ -263,9 +263,13 @@ impl QueueWorker {
         class.console_autorun = Some(kind.console_autorun);
         let excluded = HashMap::new();
         let request = PlacementRequest { kind, requirements: &class.requirements, excluded: &excluded };
-        match place::place(&mut store, &self.fleet, &session.id, &request, &self.config.strategy).await? {
+        let started = std::time::Instant::now();
+        let decision = place::place(&mut store, &self.fleet, &session.id, &request, &self.config.strategy).await?;
+        crate::metrics::decision(&decision, started.elapsed());
+        match decision {
             Assignment::Assigned { server_id, session } => {
                 tracing::info!(session_id = %session.id, %server_id, "queued session placed");
+                crate::metrics::queue_event("placed");
                 let driver = self.driver();
                 let permits = self.placements.permits();
                 tokio::spawn(async move {

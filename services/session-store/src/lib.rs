@@ -28,6 +28,7 @@ mod creation;
 mod deletion;
 pub mod error;
 pub mod lifecycle;
+pub mod metrics;
 pub mod page_token;
 pub mod routing;
 pub mod service;
@@ -84,29 +85,13 @@ pub struct StoreConfig {
     #[arg(skip = StoreConfig::default().telemetry_write_interval)]
     #[serde(skip, default = "telemetry_write_interval")]
     pub telemetry_write_interval: Duration,
-    /// After how long without its agent an unreachable server is forgotten, in seconds (its open/closed flag
-    /// is kept for its return). DCV's `seconds-before-deleting-unreachable-server`.
-    #[arg(long)]
-    pub seconds_before_deleting_unreachable_server: u64,
-    /// After how long without its agent the sessions of an unreachable server become DELETED, in seconds.
-    /// DCV's `seconds-before-deleting-sessions-unreachable-server`.
-    #[arg(long)]
-    pub seconds_before_deleting_sessions_unreachable_server: u64,
-    /// How long DELETED sessions stay visible (DescribeSessions) before their records are removed, in
-    /// seconds.
-    #[arg(long)]
-    pub deleted_session_retention_seconds: u64,
     /// How long a host command may take when the caller sets no timeout, in seconds.
     #[arg(long)]
     pub command_timeout_seconds: u64,
-    /// How long a session may wait on someone else before it ends DELETED with a StateReason saying so, in
-    /// seconds: a CREATING session on placement (a placement replica died mid-create) or on its host's
-    /// confirmation (the create command timed out or its replica died), a DELETING one on its host's
-    /// confirmation of the close (resent with backoff meanwhile). Counts from the session's last lifecycle
-    /// step. Keep it above placement's `create_timeout_seconds` plus the telemetry write interval (60 s),
-    /// so a slow but successful create is confirmed by the host's inventory first.
-    #[arg(long)]
-    pub stalled_session_seconds: u64,
+    /// The lifecycle's timers (flattened: settings of their own).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub timers: Timers,
     /// Whether hosts seen for the first time are open for placement.
     #[arg(long)]
     pub default_server_open: bool,
@@ -141,17 +126,64 @@ impl Default for StoreConfig {
             update_interval_seconds: 10,
             agent_lease_seconds: 20,
             telemetry_write_interval: Duration::from_secs(60),
-            seconds_before_deleting_unreachable_server: 1800,
-            seconds_before_deleting_sessions_unreachable_server: 1800,
-            deleted_session_retention_seconds: 300,
             command_timeout_seconds: 30,
-            stalled_session_seconds: 180,
+            timers: Timers::default(),
             default_server_open: true,
             require_agent_credentials: true,
             connection_token_issuer: "switchboard".to_owned(),
             connection_token_single_use: false,
             agent_client_ca_pem: None,
         }
+    }
+}
+
+/// How long sessions and servers wait before the lifecycle ends or forgets them: settings of
+/// session-store, and of `switchboard up` (both flatten this). The original broker's names are accepted
+/// as aliases where they differ.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct Timers {
+    /// After how long without its agent an unreachable server is forgotten, in seconds (its open/closed flag
+    /// is kept for its return). The original's `seconds-before-deleting-unreachable-dcv-server`.
+    #[arg(long, alias = "seconds-before-deleting-unreachable-dcv-server")]
+    #[serde(alias = "seconds-before-deleting-unreachable-dcv-server")]
+    pub seconds_before_deleting_unreachable_server: u64,
+    /// After how long without its agent the sessions of an unreachable server become DELETED, in seconds.
+    /// The original's `seconds-before-deleting-sessions-unreachable-server`.
+    #[arg(long)]
+    #[serde(alias = "seconds-before-deleting-sessions-unreachable-server")]
+    pub seconds_before_deleting_sessions_unreachable_server: u64,
+    /// How long DELETED sessions stay visible (DescribeSessions) before their records are removed, in
+    /// seconds. The original's `delete-session-duration-seconds`.
+    #[arg(long, alias = "delete-session-duration-seconds")]
+    #[serde(alias = "delete-session-duration-seconds")]
+    pub deleted_session_retention_seconds: u64,
+    /// How long a session may wait on someone else before it ends DELETED with a StateReason saying so, in
+    /// seconds: a CREATING session on placement (a placement replica died mid-create) or on its host's
+    /// confirmation (the create command timed out or its replica died), a DELETING one on its host's
+    /// confirmation of the close (resent with backoff meanwhile). Counts from the session's last lifecycle
+    /// step. Keep it above placement's `create_timeout_seconds` plus the telemetry write interval (60 s),
+    /// so a slow but successful create is confirmed by the host's inventory first.
+    #[arg(long)]
+    pub stalled_session_seconds: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            seconds_before_deleting_unreachable_server: 1800,
+            seconds_before_deleting_sessions_unreachable_server: 1800,
+            deleted_session_retention_seconds: 300,
+            stalled_session_seconds: 180,
+        }
+    }
+}
+
+impl Timers {
+    /// The lifecycle's bounds on CREATING and DELETING.
+    pub fn bounds(&self) -> lifecycle::Bounds {
+        let stalled_ms = i64::try_from(self.stalled_session_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        lifecycle::Bounds { stalled_ms }
     }
 }
 
@@ -163,9 +195,7 @@ impl StoreConfig {
 
     /// The lifecycle's bounds on CREATING and DELETING.
     pub fn bounds(&self) -> lifecycle::Bounds {
-        lifecycle::Bounds {
-            stalled_ms: i64::try_from(self.stalled_session_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
-        }
+        self.timers.bounds()
     }
 }
 
@@ -198,6 +228,7 @@ pub async fn serve(
     agent_tls: Option<switchboard_common::tls::Identity>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    metrics::describe();
     let hub = Arc::new(AgentHub::default());
     let router =
         Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, InternalTlsSettings, LogSettings, StorageSettings, TlsSettings};
+use switchboard_common::config::{self, InternalTlsSettings, StorageSettings, TelemetrySettings, TlsSettings};
 use switchboard_session_store::StoreConfig;
 use switchboard_store::{BackendConfig, open_backend};
 
@@ -45,7 +45,7 @@ struct Settings {
     internal_tls: InternalTlsSettings,
     #[command(flatten)]
     #[serde(flatten)]
-    log: LogSettings,
+    telemetry: TelemetrySettings,
 }
 
 impl Default for Settings {
@@ -60,14 +60,14 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             tls: TlsSettings::default(),
             internal_tls: InternalTlsSettings::default(),
-            log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
 
 impl config::Settings for Settings {
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
     }
 
     fn internal_tls(&self) -> Option<&InternalTlsSettings> {

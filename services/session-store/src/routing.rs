@@ -93,6 +93,31 @@ impl HostCommands for CommandRouter {
     async fn send(
         &self,
         server_id: &str,
+        command: HostCommand,
+        timeout: Option<Duration>,
+        forwarded: bool,
+    ) -> Result<CommandResult, SendFailure> {
+        let name = crate::metrics::command_name(command.action.as_ref());
+        let started = std::time::Instant::now();
+        let result = self.route(server_id, command, timeout, forwarded).await;
+        // Counted once, by the replica the call started at (a forwarded call is that call's hop).
+        if !forwarded {
+            let outcome = match &result {
+                Ok(result) if result.error.is_empty() => "ok",
+                Ok(_) => "host_error",
+                Err(SendFailure::NotSent(_)) => "not_sent",
+                Err(SendFailure::Unknown(_)) => "unknown",
+            };
+            crate::metrics::command(name, outcome, started.elapsed());
+        }
+        result
+    }
+}
+
+impl CommandRouter {
+    async fn route(
+        &self,
+        server_id: &str,
         mut command: HostCommand,
         timeout: Option<Duration>,
         forwarded: bool,

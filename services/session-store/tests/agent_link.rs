@@ -583,7 +583,10 @@ async fn stray_copies_are_closed_and_force_deleted_sessions_recached() {
 async fn deleting_resends_the_close_and_stalled_sessions_end_with_a_reason() {
     switchboard_common::telemetry::init_for_tests();
     for (name, backend, _redis) in each_backend().await {
-        let config = StoreConfig { stalled_session_seconds: 2, ..StoreConfig::default() };
+        let config = StoreConfig {
+            timers: switchboard_session_store::Timers { stalled_session_seconds: 2, ..Default::default() },
+            ..StoreConfig::default()
+        };
         let replica = start_replica_with("r1", backend.clone(), config).await;
         let mut agent = connect(&replica, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
         assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));

@@ -52,7 +52,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl AgentHub {
     /// Records the stream of `server_id` (replacing an older one).
     pub(crate) fn register(&self, server_id: &str, epoch: u64, command_tx: mpsc::Sender<HostCommand>) {
-        lock(&self.streams).insert(server_id.to_owned(), LocalStream { epoch, command_tx });
+        if lock(&self.streams).insert(server_id.to_owned(), LocalStream { epoch, command_tx }).is_none() {
+            crate::metrics::stream(1.0);
+        }
     }
 
     /// Forgets the stream of `server_id` if it is still the one of `epoch`,
@@ -62,6 +64,7 @@ impl AgentHub {
         if streams.get(server_id).is_some_and(|s| s.epoch == epoch) {
             streams.remove(server_id);
             drop(streams);
+            crate::metrics::stream(-1.0);
             // Dropping the senders wakes the waiters with an error.
             lock(&self.pending).retain(|_, pending| pending.server_id != server_id);
         }

@@ -76,6 +76,7 @@ async fn end_stalled(
     let mut ended = 0;
     for session in sessions {
         let Some(next) = lifecycle::stalled(&session, &cutoffs.bounds, cutoffs.now) else { continue };
+        crate::metrics::repaired("stalled_ended", 1);
         tracing::info!(session_id = %session.id, reason = %next.state_reason, "stalled session ended");
         match backend.update_session(next, session.revision, fence).await {
             Ok(_) => ended += 1,
@@ -92,8 +93,10 @@ async fn end_stalled(
 async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResult<usize> {
     let mut ended = 0;
     let mut after_id = String::new();
+    let mut counts = crate::metrics::SessionCounts::default();
     loop {
         let page = backend.list_sessions(&after_id, PAGE).await?;
+        page.iter().for_each(|session| counts.add(session));
         let Some(last) = page.last() else { break };
         after_id = last.id.clone();
         let full = page.len() == PAGE;
@@ -106,6 +109,7 @@ async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResu
             break;
         }
     }
+    crate::metrics::sessions(&counts);
     Ok(ended)
 }
 
@@ -113,18 +117,21 @@ async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResu
 pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> BackendResult<SweepOutcome> {
     let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let cutoffs = Cutoffs {
-        delete_sessions_before: now.saturating_sub(seconds(config.seconds_before_deleting_sessions_unreachable_server)),
-        forget_servers_before: now.saturating_sub(seconds(config.seconds_before_deleting_unreachable_server)),
+        delete_sessions_before: now
+            .saturating_sub(seconds(config.timers.seconds_before_deleting_sessions_unreachable_server)),
+        forget_servers_before: now.saturating_sub(seconds(config.timers.seconds_before_deleting_unreachable_server)),
         bounds: config.bounds(),
         now,
     };
     let mut outcome = SweepOutcome::default();
     let mut after_id = String::new();
+    let mut fleet = crate::metrics::ServerCounts::default();
     loop {
         let page = backend.list_servers(&after_id, PAGE).await?;
         let Some(last) = page.last() else { break };
         after_id = last.id.clone();
         let full = page.len() == PAGE;
+        page.iter().for_each(|server| fleet.add(server));
         for server in page {
             match sweep_server(backend, config, &cutoffs, server, &mut outcome).await {
                 Ok(()) | Err(BackendError::Fenced(_) | BackendError::Conflict(_)) => {}
@@ -135,7 +142,8 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
             break;
         }
     }
-    let retention_cutoff = now.saturating_sub(seconds(config.deleted_session_retention_seconds));
+    fleet.publish();
+    let retention_cutoff = now.saturating_sub(seconds(config.timers.deleted_session_retention_seconds));
     loop {
         let expired = backend.remove_deleted_sessions(retention_cutoff, PAGE).await?;
         outcome.sessions_expired += expired;
@@ -209,7 +217,7 @@ pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutd
     // life (if any) get the same grace as everyone else's lease.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let unplaced_period = period.max(Duration::from_secs(config.stalled_session_seconds / 2));
+    let unplaced_period = period.max(Duration::from_secs(config.timers.stalled_session_seconds / 2));
     let mut unplaced_due = tokio::time::Instant::now() + unplaced_period;
     loop {
         tokio::select! {
@@ -220,6 +228,10 @@ pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutd
             Ok(outcome) if outcome != SweepOutcome::default() => tracing::info!(?outcome, "liveness sweep"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "liveness sweep failed"),
+        }
+        match backend.queue_depths().await {
+            Ok(depths) => crate::metrics::queue(&depths, now_ms()),
+            Err(error) => tracing::debug!(%error, "queue depths not read"),
         }
         if unplaced_due <= tokio::time::Instant::now() {
             unplaced_due = tokio::time::Instant::now() + unplaced_period;

@@ -98,7 +98,10 @@ impl AgentSession {
             .await
             .map_err(|_| Status::from(Error::AgentProtocol("no hello received in time".to_owned())))?;
         let hello = match first {
-            Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) })) => hello,
+            Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) })) => {
+                crate::metrics::agent_message("hello");
+                hello
+            }
             Some(Ok(_)) => return Err(Error::AgentProtocol("the first message must be AgentHello".to_owned()).into()),
             Some(Err(status)) => return Err(status),
             None => return Err(Error::AgentProtocol("stream closed before hello".to_owned()).into()),
@@ -249,14 +252,17 @@ impl AgentSession {
     /// ownership (it must end).
     async fn handle(&mut self, message: AgentMessage) -> Result<(), BackendError> {
         match message.kind {
-            Some(AgentKind::Update(update)) => match self.apply_update(update).await {
-                Err(error @ BackendError::Fenced(_)) => {
-                    tracing::info!(server_id = %self.server_id, %error, "stale stream fenced off");
-                    return Err(error);
+            Some(AgentKind::Update(update)) => {
+                crate::metrics::agent_message("update");
+                match self.apply_update(update).await {
+                    Err(error @ BackendError::Fenced(_)) => {
+                        tracing::info!(server_id = %self.server_id, %error, "stale stream fenced off");
+                        return Err(error);
+                    }
+                    Err(error) => tracing::warn!(server_id = %self.server_id, %error, "agent update not stored"),
+                    Ok(()) => {}
                 }
-                Err(error) => tracing::warn!(server_id = %self.server_id, %error, "agent update not stored"),
-                Ok(()) => {}
-            },
+            }
             Some(AgentKind::Result(result)) => self.context.hub.complete(&self.server_id, result),
             Some(AgentKind::Hello(_)) => tracing::warn!(server_id = %self.server_id, "repeated hello ignored"),
             None => tracing::debug!(server_id = %self.server_id, "empty agent message ignored"),
@@ -316,6 +322,7 @@ impl AgentSession {
             let pause = CLOSE_RESEND_FIRST.saturating_mul(1 << backoff.attempts.min(10)).min(CLOSE_RESEND_MAX);
             backoff.attempts += 1;
             backoff.next_at = now + pause;
+            crate::metrics::repaired("close_sent", 1);
             tracing::info!(server_id = %self.server_id, session_id, attempt = backoff.attempts, "closing a session the host should not have");
             let hub = self.context.hub.clone();
             let server_id = self.server_id.clone();

@@ -8,12 +8,13 @@ use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::{Servers, Sessions, StreamOwnership};
 
 fn config() -> StoreConfig {
-    StoreConfig {
+    let timers = crate::Timers {
         seconds_before_deleting_sessions_unreachable_server: 10,
         seconds_before_deleting_unreachable_server: 20,
         deleted_session_retention_seconds: 5,
-        ..StoreConfig::default()
-    }
+        ..crate::Timers::default()
+    };
+    StoreConfig { timers, ..StoreConfig::default() }
 }
 
 async fn ready_session_on(backend: &EmbeddedBackend, id: &str, server_id: &str) {
