@@ -48,6 +48,24 @@ fn series(texts: &[(String, String)]) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The metric names (`switchboard_…`, `process_…`) a text mentions.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in ["switchboard_", "process_"] {
+        for (start, _) in text.match_indices(prefix) {
+            let boundary = text[..start].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if boundary {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
 /// Creates `count` sessions spread over `owners` owners (8 at a time), waits for each to be READY and
 /// deletes every other one; returns the ids left READY.
 async fn churn(client: &Arc<ApiClient>, count: usize, owners: usize, tag: &str) -> Vec<String> {
@@ -156,8 +174,45 @@ async fn prometheus_sees_what_the_api_reports_and_series_do_not_grow_with_sessio
     let api_servers = servers["Servers"].as_array().map_or(0, Vec::len);
     assert_eq!(api_servers, 2);
 
+    // One request waits in the create-sessions queue (nothing matches it), so the queue gauges exist.
+    let queued = serde_json::json!([{
+        "Name": "queued", "Owner": "scenario-owner-0", "Type": "VIRTUAL",
+        "Requirements": "tag:pool = 'nowhere'", "EnqueueRequest": true
+    }]);
+    let answer = client.call("/createSessions", queued).await.unwrap();
+    assert!(answer["SuccessfulList"][0]["Id"].is_string(), "queued: {answer}");
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let texts = loop {
+        let texts = expositions(&cluster).await;
+        let has = |series: &str| texts.iter().any(|(_, text)| text.contains(series));
+        if has("switchboard_queue_depth{") && has("switchboard_sessions{") {
+            break texts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no switchboard_queue_depth or switchboard_sessions series");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // The operations kit names only metrics the services expose, and its rules pass promtool.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rules = root.join("deploy/observability/alerts.yml");
+    let checked = Command::new(tool("promtool")).args(["check", "rules"]).arg(&rules).output().unwrap();
+    assert!(checked.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&checked.stdout));
+    let exposed: std::collections::BTreeSet<&str> = texts
+        .iter()
+        .flat_map(|(_, text)| text.lines())
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    for kit in ["deploy/observability/alerts.yml", "deploy/observability/grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(root.join(kit)).unwrap();
+        let names = metric_names(&text);
+        assert!(names.len() >= 5, "{kit}: {names:?}");
+        for name in names {
+            assert!(exposed.contains(name.as_str()), "{kit} names {name}, which no service exposes");
+        }
+    }
+
     // Every exposition passes promtool's checks.
-    let texts = expositions(&cluster).await;
     assert_eq!(texts.len(), 4, "gateway, auth, placement and session-store");
     for (label, text) in &texts {
         let mut check = Command::new(tool("promtool"))
@@ -188,9 +243,9 @@ async fn prometheus_sees_what_the_api_reports_and_series_do_not_grow_with_sessio
     let open = prometheus.converges("sum(max by (os_family) (switchboard_servers{availability=\"open\"}))", 2.0).await;
     assert_eq!(open, Ok(()), "open servers in Prometheus vs describeServers (2)");
     let creates = prometheus
-        .converges("sum(switchboard_api_requests_total{operation=\"/createSessions\",status_class=\"2xx\"})", 12.0)
+        .converges("sum(switchboard_api_requests_total{operation=\"/createSessions\",status_class=\"2xx\"})", 13.0)
         .await;
-    assert_eq!(creates, Ok(()), "createSessions answered");
+    assert_eq!(creates, Ok(()), "createSessions answered: 12, and the queued one");
 
     // Cardinality: 5x the sessions and 10x the owners add no series.
     churn(&client, 100, 10, "small").await;

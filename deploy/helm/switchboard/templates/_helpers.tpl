@@ -114,8 +114,28 @@ checksum/secrets: {{ include (print .Template.BasePath "/secrets.yaml") . | sha2
 {{- if .Values.internalTls.certManager.enabled }}
 checksum/internal-tls: {{ toYaml .Values.internalTls | sha256sum }}
 {{- end }}
+{{- if and .Values.metrics.enabled .Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The metrics listen address of a service container, when metrics are enabled. */}}
+{{- define "switchboard.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: SWITCHBOARD_METRICS_LISTEN
+  value: {{ printf "0.0.0.0:%v" .Values.metrics.port | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The metrics container port, when metrics are enabled (a list item). */}}
+{{- define "switchboard.metricsPort" -}}
+{{- if .Values.metrics.enabled }}
+- {name: metrics, containerPort: {{ .Values.metrics.port }}}
 {{- end }}
 {{- end -}}
 

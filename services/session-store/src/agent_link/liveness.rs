@@ -218,7 +218,8 @@ pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutd
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let unplaced_period = period.max(Duration::from_secs(config.timers.stalled_session_seconds / 2));
-    let mut unplaced_due = tokio::time::Instant::now() + unplaced_period;
+    // Due at the first sweep, so the session gauges exist from then on.
+    let mut unplaced_due = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
