@@ -25,7 +25,7 @@ pub enum Command {
     Up(UpArgs),
     /// Registers an API client and prints its credentials (two lines).
     RegisterApiClient {
-        /// A name for the client.
+        /// A name for the client (`-cn` as in the original broker's CLI).
         #[arg(long)]
         client_name: String,
         /// Only describe operations and connection data (no create, delete or server changes).
@@ -152,10 +152,16 @@ pub fn command() -> clap::Command {
     Cli::command().mut_subcommand("up", switchboard_common::config::command::<UpConfig>)
 }
 
+/// The original broker's admin flags that clap cannot take as they are written: `-cn` (two letters after one
+/// dash, the original's short form of `--client-name`, used by its console setup wizard).
+fn original_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.map(|arg| if arg == "-cn" { "--client-name".into() } else { arg }).collect()
+}
+
 /// Parses the command line and runs it.
 pub async fn main() -> anyhow::Result<()> {
     use clap::FromArgMatches as _;
-    let matches = command().get_matches();
+    let matches = command().get_matches_from(original_flags(std::env::args_os()));
     if let Some(("up", up_matches)) = matches.subcommand() {
         let config: UpConfig = switchboard_common::config::load(up_matches)?;
         if up_matches.get_flag("dump_config") {
@@ -220,7 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unregister_api_client(request)
                 .await
                 .map_err(|status| explain(status, &channel.auth_url))?;
-            println!("unregistered client-id: {client_id}");
+            println!("Client {client_id} unregistered.");
             Ok(())
         }
         Command::RenewAuthServerApiKey { target } => {
@@ -232,6 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|status| explain(status, &channel.auth_url))?
                 .into_inner();
             let from = switchboard_common::time::rfc3339_ms(response.active_from_unix_ms).unwrap_or_default();
+            println!("Keys renewed.");
             println!("new key: {} (published now, signs from {from})", response.kid);
             for kid in response.retiring_kids {
                 println!("retiring key: {kid} (stops signing then; verifies until its tokens expire)");
@@ -253,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .register_auth_server(request)
                 .await
                 .map_err(|status| explain(status, &channel.auth_url))?;
-            println!("registered auth server: {url}");
+            println!("Jwk url registered.");
             Ok(())
         }
         Command::ListAuthServers { target } => {
@@ -264,6 +271,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|status| explain(status, &channel.auth_url))?
                 .into_inner();
+            let urls: Vec<&str> = response.servers.iter().map(|server| server.url.as_str()).collect();
+            println!("Urls: [{}]", urls.join(", "));
             for server in response.servers {
                 let or_any = |value: &str| if value.is_empty() { "(any)".to_owned() } else { value.to_owned() };
                 println!(

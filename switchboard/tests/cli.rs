@@ -18,7 +18,8 @@ async fn register_describe_unregister_api_client() {
 
     let output = tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || switchboard(&["register-api-client", "--client-name", "ci", "--data-dir", &dir])
+        // `-cn`: the original CLI's short form, as its console setup wizard writes it.
+        move || switchboard(&["register-api-client", "-cn", "ci", "--data-dir", &dir])
     })
     .await
     .unwrap();
@@ -47,6 +48,7 @@ async fn register_describe_unregister_api_client() {
     .await
     .unwrap();
     assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    assert_eq!(String::from_utf8_lossy(&removed.stdout), format!("Client {client_id} unregistered.\n"));
     let listed =
         tokio::task::spawn_blocking(move || switchboard(&["describe-api-clients", "--data-dir", &dir])).await.unwrap();
     assert!(!String::from_utf8(listed.stdout).unwrap().contains(client_id));
@@ -127,9 +129,10 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
         "https://idp.example.com/",
     ]))
     .await;
-    assert!(ok && out.contains(url), "{out} {err}");
+    assert!(ok && out == "Jwk url registered.\n", "the original's text: {out} {err}");
     let (_, out, _) = run(remote(&["list-auth-servers"])).await;
-    assert!(out.contains(url) && out.contains("algorithm: RS256") && out.contains("audience: (any)"), "{out}");
+    assert!(out.starts_with(&format!("Urls: [{url}]\n")), "the original's first line: {out}");
+    assert!(out.contains("algorithm: RS256") && out.contains("audience: (any)"), "then ours: {out}");
     let (ok, _, err) = run(remote(&["register-auth-server", "--url", "http://idp.example.com/jwks"])).await;
     assert!(!ok && err.contains("https"), "plain http to a remote host is refused: {err}");
     let (ok, _, err) = run(remote(&["unregister-auth-server", "--url", url])).await;
@@ -141,7 +144,7 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
 
     let (ok, out, err) = run(remote(&["renew-auth-server-api-key"])).await;
     assert!(ok, "{err}");
-    assert!(out.starts_with("new key: ") && out.contains("retiring key: "), "{out}");
+    assert!(out.starts_with("Keys renewed.\nnew key: ") && out.contains("retiring key: "), "{out}");
 
     // The agent enrolment commands take the same target.
     let (ok, out, err) = run(remote(&["generate-software-statement"])).await;
@@ -160,7 +163,7 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
 
     // The same commands through admin.json.
     let (ok, out, err) = run(args(&["list-auth-servers", "--data-dir", data_dir.path().to_str().unwrap()])).await;
-    assert!(ok && out.is_empty(), "{out} {err}");
+    assert!(ok && out == "Urls: []\n", "none registered: {out} {err}");
 
     let (ok, _, err) =
         run(args(&["list-auth-servers", "--data-dir", elsewhere.path().to_str().unwrap(), "--auth-url", "http://x:1"]))
