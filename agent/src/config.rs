@@ -154,6 +154,8 @@ pub struct LogSection {
     pub rotation: Option<String>,
     /// Switchboard: rotated files kept in `directory` (default 7); older ones are deleted.
     pub max_files: Option<usize>,
+    /// Switchboard: `text` (default) or `json` (one object per line, as the services' `log_format = json`).
+    pub format: Option<String>,
     #[serde(flatten, skip_serializing)]
     unknown: BTreeMap<String, toml::Value>,
 }
@@ -221,6 +223,15 @@ pub enum LogRotation {
 
 impl LogSection {
     /// The parsed `rotation`; `daily` when absent.
+    /// The log format (`log.format`): `text` unless `json`.
+    pub fn format(&self) -> Result<switchboard_common::telemetry::LogFormat> {
+        match self.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") | Some("pretty") => Ok(switchboard_common::telemetry::LogFormat::Pretty),
+            Some("json") => Ok(switchboard_common::telemetry::LogFormat::Json),
+            Some(other) => Err(Error::Config(format!("agent.conf: `log.format = '{other}'` is not one of text, json"))),
+        }
+    }
+
     pub fn rotation(&self) -> Result<LogRotation> {
         match self.rotation.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("daily") => Ok(LogRotation::Daily),
@@ -274,6 +285,7 @@ impl AgentConfig {
             return Err(Error::Config("agent.conf: `agent.cert_file` and `agent.key_file` go together".into()));
         }
         config.log.rotation()?;
+        config.log.format()?;
         Ok(config)
     }
 
@@ -475,6 +487,17 @@ rotation = 'daily'
     fn a_missing_broker_host_is_an_error() {
         let error = AgentConfig::parse("version = '0.1'\n[agent]\nbroker_port = 1\n").unwrap_err();
         assert!(error.to_string().contains("broker_host"), "{error}");
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        let parse = |format: &str| {
+            AgentConfig::parse(&format!("version = '0.1'\n[agent]\nbroker_host = 'b'\n[log]\nformat = '{format}'\n"))
+        };
+        assert_eq!(parse("json").unwrap().log.format().unwrap(), switchboard_common::telemetry::LogFormat::Json);
+        assert_eq!(parse("text").unwrap().log.format().unwrap(), switchboard_common::telemetry::LogFormat::Pretty);
+        let error = parse("xml").unwrap_err();
+        assert!(error.to_string().contains("log.format = 'xml'"), "{error}");
     }
 
     #[test]

@@ -30,14 +30,22 @@ pub const FILE_NAME: &str = "agent.log";
 /// flushes the file writer.
 pub fn init(log: &LogSection) -> Result<Option<WorkerGuard>> {
     let level = log.level.as_deref().unwrap_or("info");
+    let format = log.format()?;
     let Some(directory) = &log.directory else {
-        switchboard_common::telemetry::init(level, switchboard_common::telemetry::LogFormat::Pretty);
+        switchboard_common::telemetry::init(level, format);
         return Ok(None);
     };
     let (writer, guard) = tracing_appender::non_blocking(RollingFile::open(log, directory)?);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ =
-        tracing_subscriber::registry().with(filter).with(fmt::layer().with_ansi(false).with_writer(writer)).try_init();
+    let layer = fmt::layer().with_ansi(false).with_writer(writer);
+    let _ = match format {
+        switchboard_common::telemetry::LogFormat::Json => {
+            tracing_subscriber::registry().with(filter).with(layer.json().flatten_event(true)).try_init()
+        }
+        switchboard_common::telemetry::LogFormat::Pretty => {
+            tracing_subscriber::registry().with(filter).with(layer).try_init()
+        }
+    };
     Ok(Some(guard))
 }
 
