@@ -57,11 +57,14 @@ impl Service {
     }
 }
 
-/// Path of a workspace binary next to the running test executable.
+/// Path of a workspace binary beside the running executable: a test (`<target>/<profile>/deps/<test>-<hash>`)
+/// or a binary of this package such as `bench-api` (`<target>/<profile>/bench-api`).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    // <target>/<profile>/deps/<test>-<hash> → <target>/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent dir")?;
+    let mut dir = exe.parent().context("the executable has no parent dir")?;
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir = dir.parent().context("deps has no parent dir")?;
+    }
     let path = dir.join(name);
     if !path.exists() {
         bail!(

@@ -10,7 +10,9 @@
 //! - bulk: `bulk` sessions in requests of 100, 8 requests in flight, until every one is READY; sessions/s;
 //! - describeSessions throughput for one id and for a page of 100, with `describe-small` and then
 //!   `describe-large` sessions stored, against `GET /health/live` of the same gateway measured the same way
-//!   (8 connections, closed loop, `seconds` each); requests/s and the ratio to `/health/live`.
+//!   (8 connections, closed loop, `seconds` each); requests/s and the ratio to `/health/live`;
+//! - then create→READY again against two replicas of every service over a `redis-server` (separate
+//!   processes, both gateways in turn).
 //!
 //! ```text
 //! cargo build --release --workspace --bins
@@ -52,20 +54,56 @@ fn options() -> anyhow::Result<Options> {
     Ok(options)
 }
 
-/// `switchboard up` as a child process, killed on drop.
+/// A running broker the bench drives: `switchboard up` as a child process, or a two-replica cluster over
+/// Redis; what keeps it running is dropped with it.
 struct AllInOne {
-    child: Child,
-    api: String,
-    _dir: tempfile::TempDir,
+    /// Gateway base URLs; calls go round-robin over them.
+    apis: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
     token: String,
+    /// How many hosts must be available before measuring.
+    hosts: usize,
+    _running: Box<dyn std::any::Any + Send + Sync>,
 }
 
-impl Drop for AllInOne {
+/// `switchboard up` as a child process, killed on drop.
+struct UpProcess {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for UpProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTPS client trusting `ca_pem`, and an access token for the client `id`/`secret` from `api`.
+async fn client_and_token(
+    ca_pem: &[u8],
+    api: &str,
+    id: &str,
+    secret: &str,
+) -> anyhow::Result<(reqwest::Client, String)> {
+    let ca = reqwest::Certificate::from_pem(ca_pem)?;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let token: Value = http
+        .post(format!("{api}/oauth2/token?grant_type=client_credentials"))
+        .basic_auth(id, Some(secret))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"].as_str().context("no token")?.to_owned();
+    Ok((http, token))
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -109,30 +147,36 @@ impl AllInOne {
         let text = String::from_utf8(output.stdout)?;
         let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
         let (id, secret) = (field("client-id: ").context("client id")?, field("client-password: ").context("secret")?);
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_path)?)?;
-        let http = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .tls_built_in_root_certs(false)
-            .pool_max_idle_per_host(64)
-            .timeout(Duration::from_secs(30))
-            .build()?;
         let api = format!("https://localhost:{port}");
-        let token: Value = http
-            .post(format!("{api}/oauth2/token?grant_type=client_credentials"))
-            .basic_auth(id, Some(secret))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = token["access_token"].as_str().context("no token")?.to_owned();
-        let up = Self { child, api, _dir: dir, http, token };
+        let (http, token) = client_and_token(&std::fs::read(&ca_path)?, &api, &id, &secret).await?;
+        let running = Box::new(UpProcess { child, _dir: dir });
+        let up = Self { apis: vec![api], next: Default::default(), http, token, hosts: HOSTS, _running: running };
         up.wait_hosts().await?;
         Ok(up)
     }
 
+    /// Two replicas of every service over a `redis-server`, each a process (the release binaries beside
+    /// this one), with `HOSTS` simulated agents spread over the session-store replicas.
+    async fn start_cluster() -> anyhow::Result<Self> {
+        use switchboard_tests::cluster::{ClusterSpec, ProcessCluster};
+        let spec = ClusterSpec { replicas: 2, agents: HOSTS, max_virtual_sessions: 10_000, ..Default::default() };
+        let cluster = ProcessCluster::start(spec).await?;
+        let (id, secret) = cluster.register_client("bench").await?;
+        let apis = cluster.gateway_urls();
+        let (http, token) = client_and_token(cluster.ca_pem.as_bytes(), &apis[0], &id, &secret).await?;
+        let target = Self { apis, next: Default::default(), http, token, hosts: HOSTS, _running: Box::new(cluster) };
+        target.wait_hosts().await?;
+        Ok(target)
+    }
+
+    /// The next gateway, round-robin.
+    fn api(&self) -> &str {
+        &self.apis[self.next.fetch_add(1, Ordering::Relaxed) % self.apis.len()]
+    }
+
     async fn call(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(&self.token).json(body).send().await?;
+        let response =
+            self.http.post(format!("{}{path}", self.api())).bearer_auth(&self.token).json(body).send().await?;
         let status = response.status();
         let answer: Value = response.json().await?;
         if !status.is_success() {
@@ -148,11 +192,11 @@ impl AllInOne {
             let available = servers["Servers"]
                 .as_array()
                 .map_or(0, |s| s.iter().filter(|s| s["Availability"] == "AVAILABLE").count());
-            if available == HOSTS {
+            if available == self.hosts {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{available} of {HOSTS} simulated hosts available");
+                bail!("{available} of {} simulated hosts available", self.hosts);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -310,18 +354,21 @@ async fn throughput(
 
 async fn describe_table(up: &Arc<AllInOne>, seconds: u64, stored: usize) -> anyhow::Result<()> {
     let health =
-        throughput(up, seconds, Arc::new(|up: &AllInOne| up.http.get(format!("{}/health/live", up.api)))).await?;
+        throughput(up, seconds, Arc::new(|up: &AllInOne| up.http.get(format!("{}/health/live", up.api())))).await?;
     let any = up.call("/describeSessions", &json!({ "MaxResults": 1 })).await?;
     let one_id = any["Sessions"][0]["Id"].as_str().context("a stored session")?.to_owned();
     let one = Arc::new(move |up: &AllInOne| {
         up.http
-            .post(format!("{}/describeSessions", up.api))
+            .post(format!("{}/describeSessions", up.api()))
             .bearer_auth(&up.token)
             .json(&json!({ "SessionIds": [one_id] }))
     });
     let one = throughput(up, seconds, one).await?;
     let page = Arc::new(|up: &AllInOne| {
-        up.http.post(format!("{}/describeSessions", up.api)).bearer_auth(&up.token).json(&json!({ "MaxResults": 100 }))
+        up.http
+            .post(format!("{}/describeSessions", up.api()))
+            .bearer_auth(&up.token)
+            .json(&json!({ "MaxResults": 100 }))
     });
     let page = throughput(up, seconds, page).await?;
     println!("| {stored} | /health/live | {health:.0} | 1.00 |");
@@ -359,6 +406,21 @@ async fn main() -> anyhow::Result<()> {
         "\nbulk: {} sessions in requests of 100, 8 in flight, all READY in {seconds:.2} s: {:.0} sessions/s",
         options.bulk,
         options.bulk as f64 / seconds
+    );
+    drop(up);
+
+    // The same create→READY measurement against two replicas of every service over Redis, through both
+    // gateways.
+    let cluster = Arc::new(AllInOne::start_cluster().await?);
+    create_to_ready(&cluster, options.concurrent).await?;
+    let (latencies, answered) = create_to_ready(&cluster, options.concurrent).await?;
+    println!(
+        "\ntwo replicas of each service over Redis, {HOSTS} simulated agents: create→READY, {} concurrent \
+         single-item creates: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (every create answered after {answered:.1} ms)",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
     );
     Ok(())
 }
