@@ -104,14 +104,18 @@ pub fn with_host_fields(mut record: SessionRecord, host: &HostSession) -> Sessio
 /// READY with the host's fields: the host created it, or lists it.
 pub fn ready(record: SessionRecord, host: &HostSession, now: i64) -> SessionRecord {
     let was_ready = record.state() == SessionState::Ready;
-    let mut next = with_host_fields(record, host);
-    next.state = SessionState::Ready as i32;
-    next.substate.clear();
-    next.state_reason.clear();
+    marked_ready(with_host_fields(record, host), was_ready, now)
+}
+
+/// READY, the substate and reason cleared; the clock restarts unless it `was_ready`.
+fn marked_ready(mut record: SessionRecord, was_ready: bool, now: i64) -> SessionRecord {
+    record.state = SessionState::Ready as i32;
+    record.substate.clear();
+    record.state_reason.clear();
     if !was_ready {
-        next.state_since_unix_ms = now;
+        record.state_since_unix_ms = now;
     }
-    next
+    record
 }
 
 fn creating_on(record: &SessionRecord, server_id: &str) -> bool {
@@ -129,13 +133,10 @@ pub fn created(record: &SessionRecord, server_id: &str, host: Option<&HostSessio
     if !creating_on(record, server_id) {
         return None;
     }
-    let host = host.cloned().unwrap_or_else(|| HostSession {
-        id: record.id.clone(),
-        num_of_connections: record.num_of_connections,
-        last_disconnection_time_unix_ms: record.last_disconnection_time_unix_ms,
-        ..Default::default()
-    });
-    Some(ready(record.clone(), &host, now))
+    Some(match host {
+        Some(host) => ready(record.clone(), host, now),
+        None => marked_ready(record.clone(), false, now),
+    })
 }
 
 /// The host failed the create and another attempt follows: back to placing, the server cleared.

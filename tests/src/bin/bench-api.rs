@@ -56,7 +56,7 @@ fn options() -> anyhow::Result<Options> {
 
 /// A running broker the bench drives: `switchboard up` as a child process, or a two-replica cluster over
 /// Redis; what keeps it running is dropped with it.
-struct AllInOne {
+struct Broker {
     /// Gateway base URLs; calls go round-robin over them.
     apis: Vec<String>,
     next: std::sync::atomic::AtomicUsize,
@@ -115,7 +115,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-impl AllInOne {
+impl Broker {
     async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = switchboard_tests::cluster::free_port();
@@ -243,7 +243,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// create→READY latencies of `count` single-item creates sent at once, in ms, sorted; and the time until
 /// every create was answered. Each session is polled from the moment its create is answered, by one poller
 /// that asks for every pending id in one `describeSessions` call every 2 ms.
-async fn create_to_ready(up: &Arc<AllInOne>, count: usize) -> anyhow::Result<(Vec<f64>, f64)> {
+async fn create_to_ready(up: &Arc<Broker>, count: usize) -> anyhow::Result<(Vec<f64>, f64)> {
     let started = Instant::now();
     let answered = Arc::new(std::sync::Mutex::new(Vec::<(String, Duration)>::new()));
     let creates: Vec<_> = (0..count)
@@ -288,7 +288,7 @@ async fn create_to_ready(up: &Arc<AllInOne>, count: usize) -> anyhow::Result<(Ve
 }
 
 /// `total` sessions in requests of 100, 8 in flight; seconds until every one is READY.
-async fn bulk(up: &Arc<AllInOne>, total: usize) -> anyhow::Result<f64> {
+async fn bulk(up: &Arc<Broker>, total: usize) -> anyhow::Result<f64> {
     let started = Instant::now();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(8));
     let mut tasks = Vec::new();
@@ -321,9 +321,9 @@ async fn bulk(up: &Arc<AllInOne>, total: usize) -> anyhow::Result<f64> {
 
 /// Requests/s of a closed loop of `CONNECTIONS` clients for `seconds`.
 async fn throughput(
-    up: &Arc<AllInOne>,
+    up: &Arc<Broker>,
     seconds: u64,
-    request: Arc<dyn Fn(&AllInOne) -> reqwest::RequestBuilder + Send + Sync>,
+    request: Arc<dyn Fn(&Broker) -> reqwest::RequestBuilder + Send + Sync>,
 ) -> anyhow::Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -352,19 +352,19 @@ async fn throughput(
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn describe_table(up: &Arc<AllInOne>, seconds: u64, stored: usize) -> anyhow::Result<()> {
+async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow::Result<()> {
     let health =
-        throughput(up, seconds, Arc::new(|up: &AllInOne| up.http.get(format!("{}/health/live", up.api())))).await?;
+        throughput(up, seconds, Arc::new(|up: &Broker| up.http.get(format!("{}/health/live", up.api())))).await?;
     let any = up.call("/describeSessions", &json!({ "MaxResults": 1 })).await?;
     let one_id = any["Sessions"][0]["Id"].as_str().context("a stored session")?.to_owned();
-    let one = Arc::new(move |up: &AllInOne| {
+    let one = Arc::new(move |up: &Broker| {
         up.http
             .post(format!("{}/describeSessions", up.api()))
             .bearer_auth(&up.token)
             .json(&json!({ "SessionIds": [one_id] }))
     });
     let one = throughput(up, seconds, one).await?;
-    let page = Arc::new(|up: &AllInOne| {
+    let page = Arc::new(|up: &Broker| {
         up.http
             .post(format!("{}/describeSessions", up.api()))
             .bearer_auth(&up.token)
@@ -381,7 +381,7 @@ async fn describe_table(up: &Arc<AllInOne>, seconds: u64, stored: usize) -> anyh
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     switchboard_common::tls::install_crypto_provider();
-    let up = Arc::new(AllInOne::start().await?);
+    let up = Arc::new(Broker::start().await?);
     println!("all-in-one, {HOSTS} simulated hosts, {CONNECTIONS} connections for throughput\n");
 
     // A warm-up round opens the connections (TLS handshakes) the measured round reuses.
@@ -411,7 +411,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The same create→READY measurement against two replicas of every service over Redis, through both
     // gateways.
-    let cluster = Arc::new(AllInOne::start_cluster().await?);
+    let cluster = Arc::new(Broker::start_cluster().await?);
     create_to_ready(&cluster, options.concurrent).await?;
     let (latencies, answered) = create_to_ready(&cluster, options.concurrent).await?;
     println!(

@@ -65,32 +65,41 @@ struct Cutoffs {
     now: i64,
 }
 
-/// Ends the CREATING and DELETING sessions among `sessions` that waited past the stalled bound (on a host
-/// that is gone, or on placement); returns how many. Conflicts mean someone else moved them.
+/// Ends the CREATING and DELETING sessions among `sessions` that waited past `bounds` at `now` (on a host
+/// that is gone, or on placement). Returns how many it ended, and `sessions` as stored afterwards (an ended
+/// one as written, the others as they were). Conflicts mean someone else moved them.
 async fn end_stalled(
     backend: &dyn Backend,
     sessions: Vec<SessionRecord>,
-    cutoffs: &Cutoffs,
+    bounds: &lifecycle::Bounds,
+    now: i64,
     fence: Option<&Fence>,
-) -> BackendResult<usize> {
+) -> BackendResult<(usize, Vec<SessionRecord>)> {
     let mut ended = 0;
+    let mut after = Vec::with_capacity(sessions.len());
     for session in sessions {
-        let Some(next) = lifecycle::stalled(&session, &cutoffs.bounds, cutoffs.now) else { continue };
+        let Some(next) = lifecycle::stalled(&session, bounds, now) else {
+            after.push(session);
+            continue;
+        };
         crate::metrics::repaired("stalled_ended", 1);
         tracing::info!(session_id = %session.id, reason = %next.state_reason, "stalled session ended");
         match backend.update_session(next, session.revision, fence).await {
-            Ok(_) => ended += 1,
-            Err(BackendError::Conflict(_) | BackendError::NotFound(_) | BackendError::Fenced(_)) => {}
+            Ok(stored) => {
+                ended += 1;
+                after.push(stored);
+            }
+            Err(BackendError::Conflict(_) | BackendError::NotFound(_) | BackendError::Fenced(_)) => after.push(session),
             Err(error) => return Err(error),
         }
     }
-    Ok(ended)
+    Ok((ended, after))
 }
 
 /// Ends CREATING sessions that no placement replica carries any more: unplaced, not queued, past the
 /// stalled bound. Scans the sessions in pages of [`PAGE`] (one backend call each): its cost grows with
 /// the sessions stored, which is why it runs only every half bound.
-async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResult<usize> {
+async fn sweep_unplaced(backend: &dyn Backend, bounds: &lifecycle::Bounds, now: i64) -> BackendResult<usize> {
     let mut ended = 0;
     let mut after_id = String::new();
     let mut counts = crate::metrics::SessionCounts::default();
@@ -104,7 +113,7 @@ async fn sweep_unplaced(backend: &dyn Backend, cutoffs: &Cutoffs) -> BackendResu
             .into_iter()
             .filter(|s| s.state() == SessionState::Creating && s.server_id.is_empty() && !lifecycle::is_queued(s))
             .collect();
-        ended += end_stalled(backend, unplaced, cutoffs, None).await?;
+        ended += end_stalled(backend, unplaced, bounds, now, None).await?.0;
         if !full {
             break;
         }
@@ -174,12 +183,12 @@ async fn sweep_server(
         return Ok(());
     }
     // Nobody will confirm a create or a close on a host that is gone: the stalled bound ends them.
-    outcome.sessions_stalled +=
-        end_stalled(backend, backend.sessions_on_server(&server.id).await?, cutoffs, Some(&gone)).await?;
+    let sessions = backend.sessions_on_server(&server.id).await?;
+    let (stalled, sessions) = end_stalled(backend, sessions, &cutoffs.bounds, cutoffs.now, Some(&gone)).await?;
+    outcome.sessions_stalled += stalled;
     if server.last_seen_unix_ms >= cutoffs.delete_sessions_before.max(cutoffs.forget_servers_before) {
         return Ok(());
     }
-    let sessions = backend.sessions_on_server(&server.id).await?;
     let mut live = 0;
     for session in sessions.into_iter().filter(|s| s.state() != SessionState::Deleted) {
         if server.last_seen_unix_ms >= cutoffs.delete_sessions_before {
@@ -205,8 +214,7 @@ async fn sweep_server(
 /// Ends unplaced CREATING sessions past the stalled bound ([`sweep_unplaced`]): a scan of every session,
 /// so [`run`] does it once per half bound, not every sweep.
 pub async fn sweep_stalled_unplaced(backend: &dyn Backend, config: &StoreConfig, now: i64) -> BackendResult<usize> {
-    let cutoffs = Cutoffs { delete_sessions_before: 0, forget_servers_before: 0, bounds: config.bounds(), now };
-    sweep_unplaced(backend, &cutoffs).await
+    sweep_unplaced(backend, &config.bounds(), now).await
 }
 
 /// Runs [`sweep`] every update interval, and [`sweep_stalled_unplaced`] every half stalled bound (at
