@@ -1,6 +1,6 @@
 //! The embedded backend: one process, durable where it matters.
 //!
-//! API clients, signing keys, server `open` flags and agent enrolment live in
+//! API clients, signing keys, server `open` flags, agent enrolment and DNS mappings live in
 //! a redb file (`<dir>/switchboard.redb`, see [`durable`]) and survive
 //! restarts. Sessions, server reports and agent ownership live in memory:
 //! after a restart every agent reconnects and its hello carries the full
@@ -33,11 +33,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
+use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
 
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
+    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
     Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
@@ -806,6 +806,17 @@ impl Enrolment for EmbeddedBackend {
 
     async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
         self.durable.bind_agent_server(client_id, server_id)
+    }
+}
+
+#[async_trait]
+impl DnsMappings for EmbeddedBackend {
+    async fn replace_dns_mappings(&self, mappings: Vec<DnsMappingRecord>) -> BackendResult<()> {
+        self.durable.replace_dns_mappings(&DnsMappingSet { mappings })
+    }
+
+    async fn list_dns_mappings(&self) -> BackendResult<Vec<DnsMappingRecord>> {
+        Ok(self.durable.dns_mappings()?.mappings)
     }
 }
 

@@ -13,6 +13,7 @@
 //!   (durable);
 //! - [`enrolment`]: [`Enrolment`], software statements and agent clients (durable), with the
 //!   registration and credential logic over them ([`enrolment::statements`], [`enrolment::clients`]);
+//! - [`dns`]: [`DnsMappings`], the server - DNS names mappings for the Connection Gateway (durable);
 //! - [`secrets`]: [`Secrets`], shared secrets and single-use token ids (durable);
 //! - [`error`]: [`BackendError`], mapped once to an `ErrorCode`;
 //! - [`open`]: [`BackendConfig`] and [`open_backend`];
@@ -28,6 +29,7 @@
 //! protobuf encoding; contract constants are in `switchboard_proto::contract`.
 
 pub mod conformance;
+pub mod dns;
 pub mod embedded;
 pub mod enrolment;
 pub mod error;
@@ -40,6 +42,7 @@ pub mod secrets;
 pub mod servers;
 pub mod sessions;
 
+pub use dns::DnsMappings;
 pub use enrolment::Enrolment;
 pub use error::{BackendError, BackendResult};
 pub use open::{BackendConfig, open_backend};
@@ -56,6 +59,12 @@ pub use switchboard_proto::{
 
 /// Every role: what a storage implementation provides. Implemented for every type that implements
 /// all the roles.
-pub trait Backend: Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets {}
+pub trait Backend:
+    Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings
+{
+}
 
-impl<T> Backend for T where T: Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets {}
+impl<T> Backend for T where
+    T: Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings
+{
+}

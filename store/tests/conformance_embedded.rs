@@ -7,7 +7,7 @@ use switchboard_proto::ServerRecord;
 use switchboard_store::conformance;
 use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::{ApiClientRecord, Backend, SigningKeyRecord};
-use switchboard_store::{ApiRegistry, Servers, Sessions};
+use switchboard_store::{ApiRegistry, DnsMappings, Servers, Sessions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_passes_conformance() {
@@ -38,10 +38,14 @@ async fn durable_records_survive_a_restart() {
         backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
         backend.set_server_open("h1", false).await.unwrap();
         backend.insert_session(conformance::session("s1", "alice", Default::default()), None).await.unwrap();
+        let mapping = conformance::dns::mapping("Ip", "10.0.0.1", "h1.internal", "");
+        backend.replace_dns_mappings(vec![mapping]).await.unwrap();
     }
     let backend = EmbeddedBackend::open(dir.path()).unwrap();
     assert_eq!(backend.get_api_client("c1").await.unwrap().unwrap().client_name, "one", "api client survives");
     assert_eq!(backend.list_signing_keys().await.unwrap()[0].kid, "k1", "signing key survives");
+    let mappings = backend.list_dns_mappings().await.unwrap();
+    assert_eq!(mappings[0].internal_dns_name, "h1.internal", "dns mappings survive");
     assert!(backend.get_servers(&["h1".into()]).await.unwrap().is_empty(), "servers are rebuilt from agents");
     assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty(), "sessions are rebuilt from agents");
     let report =

@@ -5,6 +5,7 @@
 //! call [`run_all`] with a factory of fresh backends. Every check panics with a message naming the
 //! behaviour that broke. A new storage operation gets its checks in its role's module.
 
+pub mod dns;
 mod enrolment;
 mod owner_counts;
 mod ownership;
@@ -34,6 +35,7 @@ where
     registry::run(&make).await;
     enrolment::run(&make).await;
     secrets::run(&make).await;
+    dns::run(&make).await;
 }
 
 /// A CREATING, unplaced session.

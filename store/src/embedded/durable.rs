@@ -1,6 +1,6 @@
 //! The durable half of the embedded backend: API clients, signing keys,
 //! server `open` flags and agent enrolment (software statements, agent
-//! clients and their server bindings) in one redb file; plus the write-through
+//! clients and their server bindings) and the server - DNS names mappings in one redb file; plus the write-through
 //! copy of the create-sessions queue (each entry, its session's record and the
 //! queue's sequence counter) and of the used single-use token ids, which the
 //! backend reads back into memory when it opens ([`Durable::restore`]).
@@ -16,7 +16,7 @@ use std::path::Path;
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_proto::{QueuedRequest, SessionRecord};
+use switchboard_proto::{DnsMappingSet, QueuedRequest, SessionRecord};
 
 use crate::AuthServerRecord;
 use crate::{
@@ -32,6 +32,9 @@ const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_
 /// Server id → the agent client bound to it.
 const AGENT_SERVERS: TableDefinition<&str, &str> = TableDefinition::new("agent_servers");
 const AUTH_SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_servers");
+/// Named settings kept as one encoded value each; [`DNS_MAPPINGS`] holds the server - DNS names mappings.
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const DNS_MAPPINGS: &str = "dns_mappings";
 /// Session id → its create-sessions queue entry (claim fields empty: claims
 /// are leases of live processes and do not survive a restart).
 const QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("queue");
@@ -92,6 +95,7 @@ impl Durable {
         txn.open_table(AGENT_CLIENTS).map_err(storage)?;
         txn.open_table(AGENT_SERVERS).map_err(storage)?;
         txn.open_table(AUTH_SERVERS).map_err(storage)?;
+        txn.open_table(SETTINGS).map_err(storage)?;
         txn.open_table(QUEUE).map_err(storage)?;
         txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
         txn.open_table(COUNTERS).map_err(storage)?;
@@ -198,6 +202,24 @@ impl Durable {
         };
         txn.commit().map_err(storage)?;
         Ok(existed)
+    }
+
+    pub(super) fn replace_dns_mappings(&self, mappings: &DnsMappingSet) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SETTINGS).map_err(storage)?;
+            table.insert(DNS_MAPPINGS, mappings.encode_to_vec().as_slice()).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    pub(super) fn dns_mappings(&self) -> BackendResult<DnsMappingSet> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SETTINGS).map_err(storage)?;
+        match table.get(DNS_MAPPINGS).map_err(storage)? {
+            Some(bytes) => decode(DNS_MAPPINGS, bytes.value()),
+            None => Ok(DnsMappingSet::default()),
+        }
     }
 
     /// The stored `open` flag of a server, if an operator ever set one.

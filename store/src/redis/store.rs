@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use prost::Message;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord, SessionState};
+use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState};
 
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
+    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
     Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 
@@ -575,6 +575,23 @@ impl Enrolment for RedisBackend {
 
     async fn bind_agent_server(&self, client_id: &str, server_id: &str) -> BackendResult<()> {
         self.bind_client(client_id, server_id).await
+    }
+}
+
+#[async_trait]
+impl DnsMappings for RedisBackend {
+    // One key holds the whole encoded set: a registration replaces it with one SET.
+    async fn replace_dns_mappings(&self, mappings: Vec<DnsMappingRecord>) -> BackendResult<()> {
+        let bytes = DnsMappingSet { mappings }.encode_to_vec();
+        self.query::<()>(redis::cmd("SET").arg(self.key("dns-mappings")).arg(bytes)).await
+    }
+
+    async fn list_dns_mappings(&self) -> BackendResult<Vec<DnsMappingRecord>> {
+        let bytes: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(self.key("dns-mappings"))).await?;
+        let Some(bytes) = bytes else { return Ok(Vec::new()) };
+        DnsMappingSet::decode(bytes.as_slice())
+            .map(|set| set.mappings)
+            .map_err(|error| BackendError::Corrupt(format!("dns-mappings: {error}")))
     }
 }
 
