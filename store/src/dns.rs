@@ -17,7 +17,7 @@ use crate::BackendResult;
 pub const SERVER_ID_TYPES: [&str; 3] = ["Ip", "Id", "Host.Aws.Ec2InstanceId"];
 
 /// Most mappings one registration may hold.
-pub const MAX_MAPPINGS: usize = 100_000;
+pub const MAX_MAPPINGS: usize = 50_000;
 
 /// Longest DNS name (RFC 1035) and longest server id, in bytes.
 const MAX_NAME: usize = 253;
@@ -53,9 +53,14 @@ pub fn check(mappings: &[DnsMappingRecord]) -> Result<(), String> {
         if mapping.internal_dns_name.is_empty() {
             return bad("DnsNames.InternalDnsName is missing".to_owned());
         }
-        for (field, name) in [("InternalDnsName", &mapping.internal_dns_name), ("ExternalDnsName", &mapping.external_dns_name)] {
+        for (field, name) in
+            [("InternalDnsName", &mapping.internal_dns_name), ("ExternalDnsName", &mapping.external_dns_name)]
+        {
             if !name.is_empty() && !is_dns_name(name) {
-                return bad(format!("DnsNames.{field} `{}` is not a DNS name", name.chars().take(64).collect::<String>()));
+                return bad(format!(
+                    "DnsNames.{field} `{}` is not a DNS name",
+                    name.chars().take(64).collect::<String>()
+                ));
             }
         }
         if !seen.insert((mapping.server_id_type.as_str(), mapping.server_id.as_str())) {

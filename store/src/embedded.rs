@@ -33,12 +33,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType};
+use switchboard_proto::{
+    DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType,
+};
 
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
-    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets,
+    ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 

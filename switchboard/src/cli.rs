@@ -55,6 +55,9 @@ pub enum Command {
     /// Agent enrolment: software statements and agent clients.
     #[command(flatten)]
     Agents(crate::agents_cli::AgentCommand),
+    /// Server DNS mappings for the DCV Connection Gateway.
+    #[command(flatten)]
+    Dns(crate::dns_cli::DnsCommand),
     /// Rotates the token-signing key: the new key is published now and signs after the publish
     /// delay; the old one keeps verifying until its tokens expire.
     RenewAuthServerApiKey {
@@ -218,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agents(command) => crate::agents_cli::run(command).await,
+        Command::Dns(command) => crate::dns_cli::run(command).await,
         Command::UnregisterApiClient { client_id, target } => {
             let channel = target.channel()?;
             let request = switchboard_proto::UnregisterApiClientRequest { client_id: client_id.clone() };

@@ -311,7 +311,14 @@ impl Cluster {
         tasks.spawn({
             let (backend, shutdown) = (backend.clone(), shutdown.clone());
             async move {
-                let result = switchboard_auth::serve(auth_config, auth_listener, backend.clone(), backend, shutdown);
+                let result = switchboard_auth::serve(
+                    auth_config,
+                    auth_listener,
+                    backend.clone(),
+                    backend.clone(),
+                    backend,
+                    shutdown,
+                );
                 ("auth", result.await.map_err(anyhow::Error::from))
             }
         });

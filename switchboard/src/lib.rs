@@ -5,10 +5,12 @@
 //! - [`admin`]: the local admin channel (`admin.json`) used by admin commands.
 //! - [`cli`]: the command-line interface.
 //! - [`agents_cli`]: the agent enrolment admin commands (software statements, agent clients).
+//! - [`dns_cli`]: the server DNS mapping admin commands.
 
 pub mod admin;
 pub mod agents_cli;
 pub mod cli;
 pub mod cluster;
+pub mod dns_cli;
 
 pub use cluster::{Cluster, UpConfig};

@@ -161,6 +161,36 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
     let (ok, _, err) = run(remote(&["unregister-agent-client", "--client-id", "no-such-client"])).await;
     assert!(!ok && !err.is_empty(), "an unknown agent client is an error: {err}");
 
+    // DNS mappings: the original's file, output texts and listing.
+    let file = data_dir.path().join("mappings.json");
+    std::fs::write(
+        &file,
+        r#"[{"ServerIdType": "Ip", "ServerId": "192.168.0.1", "DnsNames": {"InternalDnsName": "internal1", "ExternalDnsName": "external1"}},
+            {"ServerIdType": "Host.Aws.Ec2InstanceId", "ServerId": "i-0648aee30bc78bdff", "DnsNames": {"InternalDnsName": "internal2"}}]"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = run(remote(&["register-server-dns-mappings", "--file-path", path])).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("Successfully loaded 2 server id - dns name mappings from file {path}\n"));
+    let (ok, out, err) = run(remote(&["describe-server-dns-mappings"])).await;
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            { "serverIdType": "Ip", "serverId": "192.168.0.1", "dnsNames": { "internalDnsName": "internal1", "externalDnsName": "external1" } },
+            { "serverIdType": "Host.Aws.Ec2InstanceId", "serverId": "i-0648aee30bc78bdff", "dnsNames": { "internalDnsName": "internal2" } },
+        ])
+    );
+    std::fs::write(
+        &file,
+        r#"[{"ServerIdType": "Ip", "ServerId": "10.0.0.1", "DnsNames": {"InternalDnsName": "bad name"}}]"#,
+    )
+    .unwrap();
+    let (ok, _, err) = run(remote(&["register-server-dns-mappings", "--file-path", path])).await;
+    assert!(!ok && err.contains("mapping 0: DnsNames.InternalDnsName `bad name` is not a DNS name"), "{err}");
+
     // The same commands through admin.json.
     let (ok, out, err) = run(args(&["list-auth-servers", "--data-dir", data_dir.path().to_str().unwrap()])).await;
     assert!(ok && out == "Urls: []\n", "none registered: {out} {err}");

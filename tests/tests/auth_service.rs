@@ -32,7 +32,14 @@ impl Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = Shutdown::new();
-        let task = tokio::spawn(switchboard_auth::serve(config, listener, backend.clone(), backend, shutdown.clone()));
+        let task = tokio::spawn(switchboard_auth::serve(
+            config,
+            listener,
+            backend.clone(),
+            backend.clone(),
+            backend,
+            shutdown.clone(),
+        ));
         let client = AuthClient::new(switchboard_common::grpc::lazy_channel(&url).unwrap());
         Self { client, shutdown, task }
     }

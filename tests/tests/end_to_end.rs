@@ -176,6 +176,75 @@ async fn create_describe_delete_over_https() {
     harness.cluster.stop().await;
 }
 
+/// `register-server-dns-mappings`: the resolver answers the mapped internal name, connection data
+/// shows the external one, an unmapped host keeps its address, and a new registration replaces the set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_mappings_name_servers_for_the_gateway_and_clients() {
+    use switchboard_proto::{ListServerDnsMappingsRequest, RegisterServerDnsMappingsRequest};
+    let harness = Harness::start(1).await;
+    let token = harness.token().await;
+    let created =
+        harness.call(&token, "/createSessions", json!([{ "Name": "dns", "Owner": "alice", "Type": "VIRTUAL" }])).await;
+    let id = created["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();
+    let ready = harness.wait_for_state(&token, &id, "READY").await;
+    let ip = ready["Server"]["Ip"].as_str().unwrap();
+    let servers = harness.call(&token, "/describeServers", json!({})).await;
+    let host = servers["Servers"][0]["Id"].as_str().unwrap().to_owned();
+    let resolver = format!("https://localhost:{}", harness.cluster.resolver_addr.unwrap().port());
+    let endpoint = || async {
+        let url = format!("{resolver}/resolveSession?sessionId={id}&transport=HTTP");
+        let response = harness.http.post(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["DcvServerEndpoint"].as_str().unwrap().to_owned()
+    };
+    let dns_name = || async {
+        let (status, body) =
+            harness.send(&token, reqwest::Method::GET, &format!("/sessionConnectionData/{id}/bob"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body["Session"]["Server"]["DefaultDnsName"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(endpoint().await, ip, "without a mapping the resolver answers the address");
+
+    // The original's file, read by the admin command's own parser.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mappings.json");
+    let text = json!([
+        { "ServerIdType": "Id", "ServerId": host, "DnsNames": { "InternalDnsName": "dcv-1.corp.internal", "ExternalDnsName": "dcv-1.example.com" } },
+        { "ServerIdType": "Host.Aws.Ec2InstanceId", "ServerId": "i-0648aee30bc78bdff", "DnsNames": { "InternalDnsName": "other.internal" } },
+    ]);
+    std::fs::write(&file, text.to_string()).unwrap();
+    let mappings = switchboard::dns_cli::read_file(&file).unwrap();
+    let mut admin = harness.cluster.admin.agent_admin_client().unwrap();
+    let registered = admin.register_server_dns_mappings(RegisterServerDnsMappingsRequest { mappings }).await.unwrap();
+    assert_eq!(registered.into_inner().count, 2);
+    let listed = admin.list_server_dns_mappings(ListServerDnsMappingsRequest {}).await.unwrap().into_inner();
+    assert_eq!(listed.mappings[0].internal_dns_name, "dcv-1.corp.internal");
+
+    // Each replica re-reads the mappings within dns_names::REFRESH (2 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while endpoint().await != "dcv-1.corp.internal" {
+        assert!(tokio::time::Instant::now() < deadline, "the resolver never answered the mapped name");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(dns_name().await, "dcv-1.example.com", "connection data shows the external name");
+
+    // A malformed set is refused whole; the registered one stays.
+    let bad = switchboard_proto::DnsMappingRecord { server_id_type: "Mac".into(), ..Default::default() };
+    let refused = admin.register_server_dns_mappings(RegisterServerDnsMappingsRequest { mappings: vec![bad] }).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    // A registration replaces the set: an empty one removes every mapping.
+    admin.register_server_dns_mappings(RegisterServerDnsMappingsRequest { mappings: vec![] }).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while endpoint().await != ip {
+        assert!(tokio::time::Instant::now() < deadline, "the mapping outlived its removal");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(dns_name().await, "dcv-1.example.com");
+    drop((admin, endpoint, dns_name));
+    harness.cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_sessions_spread_one_per_host() {
     let harness = Harness::start(2).await;

@@ -1,7 +1,8 @@
-//! The `AgentAdmin` gRPC service: agent enrolment administration behind the admin token (software
-//! statements, agent clients). The records and their rules live in the store's enrolment role
-//! ([`switchboard_store::enrolment`]), shared with session-store's agent port; this service only exposes
-//! them to the `switchboard` admin commands.
+//! The `AgentAdmin` gRPC service: host administration behind the admin token (software statements,
+//! agent clients, server DNS mappings). The records and their rules live in the store's enrolment and
+//! DNS mapping roles ([`switchboard_store::enrolment`], [`switchboard_store::dns`]), shared with
+//! session-store (the agent port, the session resolver's names); this service only exposes them to the
+//! `switchboard` admin commands.
 
 use std::sync::Arc;
 
@@ -12,8 +13,12 @@ use switchboard_proto::{
     ListAgentClientsResponse, ListSoftwareStatementsRequest, ListSoftwareStatementsResponse, SoftwareStatementInfo,
     UnregisterAgentClientRequest, UnregisterAgentClientResponse,
 };
-use switchboard_store::Enrolment;
+use switchboard_proto::{
+    ListServerDnsMappingsRequest, ListServerDnsMappingsResponse, RegisterServerDnsMappingsRequest,
+    RegisterServerDnsMappingsResponse,
+};
 use switchboard_store::enrolment::{clients, statements};
+use switchboard_store::{DnsMappings, Enrolment, dns};
 use tonic::{Request, Response, Status};
 
 use crate::service::AdminGuard;
@@ -22,12 +27,13 @@ use crate::service::AdminGuard;
 pub struct AgentAdminService {
     guard: AdminGuard,
     backend: Arc<dyn Enrolment>,
+    dns: Arc<dyn DnsMappings>,
 }
 
 impl AgentAdminService {
-    /// A service over `backend`, guarded by the admin token hash in `guard`.
-    pub fn new(guard: AdminGuard, backend: Arc<dyn Enrolment>) -> Self {
-        Self { guard, backend }
+    /// A service over `backend` and `dns`, guarded by the admin token hash in `guard`.
+    pub fn new(guard: AdminGuard, backend: Arc<dyn Enrolment>, dns: Arc<dyn DnsMappings>) -> Self {
+        Self { guard, backend, dns }
     }
 }
 
@@ -103,5 +109,28 @@ impl AgentAdmin for AgentAdminService {
         self.guard.check(request.metadata()).map_err(Status::from)?;
         clients::unregister(self.backend.as_ref(), &request.get_ref().client_id).await?;
         Ok(Response::new(UnregisterAgentClientResponse {}))
+    }
+
+    async fn register_server_dns_mappings(
+        &self,
+        request: Request<RegisterServerDnsMappingsRequest>,
+    ) -> Result<Response<RegisterServerDnsMappingsResponse>, Status> {
+        self.guard.check(request.metadata()).map_err(Status::from)?;
+        let mappings = request.into_inner().mappings;
+        dns::check(&mappings).map_err(Status::invalid_argument)?;
+        let count = u32::try_from(mappings.len()).unwrap_or(u32::MAX);
+        self.dns.replace_dns_mappings(mappings).await.map_err(|error| switchboard_common::error::to_status(&error))?;
+        tracing::info!(count, "server dns mappings registered");
+        Ok(Response::new(RegisterServerDnsMappingsResponse { count }))
+    }
+
+    async fn list_server_dns_mappings(
+        &self,
+        request: Request<ListServerDnsMappingsRequest>,
+    ) -> Result<Response<ListServerDnsMappingsResponse>, Status> {
+        self.guard.check(request.metadata()).map_err(Status::from)?;
+        let mappings =
+            self.dns.list_dns_mappings().await.map_err(|error| switchboard_common::error::to_status(&error))?;
+        Ok(Response::new(ListServerDnsMappingsResponse { mappings }))
     }
 }

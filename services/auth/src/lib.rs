@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::agent_admin_server::AgentAdminServer;
 use switchboard_proto::auth_server::AuthServer;
-use switchboard_store::{ApiRegistry, BackendError, Enrolment};
+use switchboard_store::{ApiRegistry, BackendError, DnsMappings, Enrolment};
 use tokio::net::TcpListener;
 
 /// Settings of the auth service; every replica must use the same values. Each field is one setting
@@ -180,13 +180,14 @@ pub async fn serve(
     listener: TcpListener,
     registry: Arc<dyn ApiRegistry>,
     enrolment: Arc<dyn Enrolment>,
+    dns: Arc<dyn DnsMappings>,
     shutdown: Shutdown,
 ) -> Result<()> {
     let key = keys::ensure_signing_key(registry.as_ref()).await?;
     tracing::info!(kid = %key.kid, issuer = %config.issuer, "auth signing key ready");
     let (health_reporter, health_service) = switchboard_common::grpc::health();
     let agent_admin =
-        agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), enrolment);
+        agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), enrolment, dns);
     let auth = service::AuthService::new(config, registry);
     health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
     let router = switchboard_common::grpc::server_builder()?

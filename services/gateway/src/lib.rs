@@ -161,6 +161,15 @@ pub struct Upstreams {
     pub store: SessionStoreClient<Channel>,
 }
 
+impl Upstreams {
+    /// The DNS names registered for `server_id` (`register-server-dns-mappings`), if any.
+    pub async fn server_dns_names(&self, server_id: &str) -> Result<Option<switchboard_proto::ServerDnsNames>> {
+        let request = switchboard_proto::GetServerDnsNamesRequest { server_ids: vec![server_id.to_owned()] };
+        let mut names = self.store.clone().get_server_dns_names(request).await?.into_inner().names;
+        Ok(names.remove(server_id))
+    }
+}
+
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {

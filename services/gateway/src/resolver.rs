@@ -4,7 +4,8 @@
 //! `POST /resolveSession?sessionId=ID&transport=HTTP|QUIC&clientIpAddress=IP`
 //! answers `200 {SessionId, TransportProtocol, DcvServerEndpoint, Port, WebUrlPath}`
 //! for a READY session whose host has an endpoint of that transport, and
-//! `404` otherwise. No bearer token: the port is meant for the Connection Gateway only. Bind it to an
+//! `404` otherwise. `DcvServerEndpoint` is the server's `InternalDnsName` when a DNS mapping names it
+//! (`register-server-dns-mappings`), else its address. No bearer token: the port is meant for the Connection Gateway only. Bind it to an
 //! internal address; it always speaks TLS, and with `resolver_client_ca_file` it requires a client
 //! certificate chaining to that CA (mutual TLS), so only the Connection Gateway (configured with that
 //! certificate) is answered. `transport` defaults to `HTTP`; `clientIpAddress` is logged.
@@ -66,7 +67,12 @@ async fn resolve_session(
     let server = page.servers.iter().find(|s| s.id == session.server_id).ok_or_else(not_found)?;
     let endpoint =
         server.endpoints.iter().find(|e| e.protocol.eq_ignore_ascii_case(&transport)).ok_or_else(not_found)?;
-    let address = if endpoint.ip_address.is_empty() { server.ip.clone() } else { endpoint.ip_address.clone() };
+    // A registered DNS mapping names the server as the Connection Gateway reaches it; else its address.
+    let address = match upstreams.server_dns_names(&server.id).await? {
+        Some(names) => names.internal_dns_name,
+        None if endpoint.ip_address.is_empty() => server.ip.clone(),
+        None => endpoint.ip_address.clone(),
+    };
     tracing::info!(%session_id, %transport, client_ip = %client_ip.chars().take(MAX_CHARS).collect::<String>(), server = %server.id, "session resolved");
     Ok(Json(ResolvedSession {
         session_id: session.id.clone(),

@@ -124,6 +124,13 @@ impl SessionStore for TestStore {
         self.inner.list_sessions(request).await
     }
 
+    async fn get_server_dns_names(
+        &self,
+        request: Request<switchboard_proto::GetServerDnsNamesRequest>,
+    ) -> Result<Response<switchboard_proto::GetServerDnsNamesResponse>, Status> {
+        self.inner.get_server_dns_names(request).await
+    }
+
     async fn owner_session_counts(
         &self,
         request: Request<OwnerSessionCountsRequest>,

@@ -14,6 +14,7 @@
 //! - [`lifecycle`]: every transition of a session record (pure functions, applied with compare-and-set);
 //! - `creation`: `StartSession` (one attempt on a host, to its outcome) and `SettleUnplaced`;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
+//! - [`dns_names`]: the registered server DNS names (`GetServerDnsNames`), cached per replica;
 //! - [`error`]: the crate's error enum.
 //!
 //! [`serve`] runs both ports on already-bound listeners until shutdown: the
@@ -26,6 +27,7 @@ pub mod agent_link;
 pub mod connection_tokens;
 mod creation;
 mod deletion;
+pub mod dns_names;
 pub mod error;
 pub mod lifecycle;
 pub mod metrics;

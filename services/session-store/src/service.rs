@@ -11,17 +11,19 @@ use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
     DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse,
-    EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetSessionsRequest, KeyValue, ListServersRequest,
-    ListSessionsRequest, OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse,
-    RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest,
-    ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage,
-    SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse, SettleUnplacedRequest, SettleUnplacedResponse,
-    StartSessionRequest, StartSessionResponse, assign_session_response,
+    EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetServerDnsNamesRequest, GetServerDnsNamesResponse,
+    GetSessionsRequest, KeyValue, ListServersRequest, ListSessionsRequest, OwnerSessionCountsRequest,
+    OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse,
+    ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse,
+    ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest,
+    SetServersOpenResponse, SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse,
+    assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::deletion;
+use crate::dns_names::DnsNames;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{FORWARDED_HEADER, HostCommands};
 use crate::{creation, lifecycle};
@@ -29,6 +31,8 @@ use switchboard_store::{AssignOutcome, Backend, BackendError, QueuePush};
 
 /// Largest page a list call returns.
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Most servers `GetServerDnsNames` answers for at once.
+const MAX_DNS_SERVERS: usize = 1000;
 /// Most queue entries returned per class by `QueueHeads`.
 const MAX_HEADS_PER_CLASS: u32 = 100;
 /// Longest accepted text field of a queue entry (ids, class, owner), in bytes;
@@ -53,6 +57,7 @@ pub struct StoreService {
     backend: Arc<dyn Backend>,
     hosts: Arc<dyn HostCommands>,
     tokens: PageTokens,
+    dns_names: DnsNames,
 }
 
 impl StoreService {
@@ -61,7 +66,8 @@ impl StoreService {
     /// [`CommandRouter`]: crate::routing::CommandRouter
     pub fn new(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>) -> Self {
         let tokens = PageTokens::new(backend.clone());
-        Self { backend, hosts, tokens }
+        let dns_names = DnsNames::new(backend.clone());
+        Self { backend, hosts, tokens, dns_names }
     }
 
     /// The `after_id` to resume from: the verified `page_token` when given, else `after_id`.
@@ -378,6 +384,19 @@ impl SessionStore for StoreService {
         let counts =
             self.backend.owner_session_counts(&request.owner, &request.server_ids).await.map_err(store_status)?;
         Ok(Response::new(OwnerSessionCountsResponse { counts }))
+    }
+
+    async fn get_server_dns_names(
+        &self,
+        request: Request<GetServerDnsNamesRequest>,
+    ) -> Result<Response<GetServerDnsNamesResponse>, Status> {
+        let ids = request.into_inner().server_ids;
+        if ids.len() > MAX_DNS_SERVERS {
+            return Err(contract(format!("at most {MAX_DNS_SERVERS} server ids per call")));
+        }
+        let servers = self.backend.get_servers(&ids).await.map_err(store_status)?;
+        let names = self.dns_names.of(&servers).await.map_err(store_status)?;
+        Ok(Response::new(GetServerDnsNamesResponse { names }))
     }
 }
 

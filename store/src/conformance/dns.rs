@@ -27,10 +27,8 @@ pub fn mapping(kind: &str, server_id: &str, internal: &str, external: &str) -> D
 
 async fn replaced_as_a_whole(backend: Arc<dyn Backend>) {
     assert_eq!(backend.list_dns_mappings().await.unwrap(), [], "no mappings before the first registration");
-    let first = vec![
-        mapping("Ip", "10.0.0.2", "b.internal", ""),
-        mapping("Id", "server-1", "a.internal", "a.example.com"),
-    ];
+    let first =
+        vec![mapping("Ip", "10.0.0.2", "b.internal", ""), mapping("Id", "server-1", "a.internal", "a.example.com")];
     backend.replace_dns_mappings(first.clone()).await.unwrap();
     assert_eq!(backend.list_dns_mappings().await.unwrap(), first, "mappings round-trip in the order registered");
     let second = vec![mapping("Host.Aws.Ec2InstanceId", "i-0abc", "c.internal", "")];

@@ -3,6 +3,9 @@
 //! service for that user (claims `dcvSessionId`, `dcvSessionOwner`,
 //! `dcvSessionUser`, `exp`, `iat`, `jti`; audience `dcv-connection`).
 //!
+//! The server's `DefaultDnsName` is the one registered for it with `register-server-dns-mappings`
+//! (`ExternalDnsName`, else `InternalDnsName`) when a mapping names it.
+//!
 //! Clients build `https://{Ip}:{Port}{WebUrlPath}?authToken={ConnectionToken}#{SessionId}`
 //! (or the same with `dcv://` for the native client) from the answer.
 
@@ -54,6 +57,14 @@ pub async fn get_session_connection_data(
         user: user.clone(),
     };
     let issued = state.upstreams.auth.clone().issue_connection_token(request).await?.into_inner();
+    // A registered DNS mapping gives the server's name: the external one when the mapping has it.
+    let mut server = server.clone();
+    if let Some(record) = server.as_mut()
+        && let Some(names) = state.upstreams.server_dns_names(&record.id).await?
+    {
+        record.default_dns_name =
+            if names.external_dns_name.is_empty() { names.internal_dns_name } else { names.external_dns_name };
+    }
     tracing::info!(%session_id, %user, "connection token issued");
     Ok(Json(GetSessionConnectionDataResponse {
         session: convert::session(session, server.as_ref()),

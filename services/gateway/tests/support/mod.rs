@@ -407,6 +407,13 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::OwnerSessionCountsResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    /// No DNS mappings registered.
+    async fn get_server_dns_names(
+        &self,
+        _: GrpcRequest<pb::GetServerDnsNamesRequest>,
+    ) -> Result<Response<pb::GetServerDnsNamesResponse>, Status> {
+        Ok(Response::new(pb::GetServerDnsNamesResponse::default()))
+    }
 }
 
 /// Accepts the token `valid` (full access), `read-only` (a read-only client) and `tenant` (a
