@@ -343,7 +343,7 @@ fn setting_flag(arg: Arg) -> Arg {
 
 /// The effective settings: `S::default()`, overlaid with the TOML file named by `--config` (when given),
 /// overlaid with the flags and `SWITCHBOARD_*` variables in `matches` (only those given). A file key that
-/// is no setting of `S` is an error.
+/// is no setting of `S` is an error ([`setting_keys`] says which spellings are).
 pub fn load<S: Settings>(matches: &ArgMatches) -> ConfigResult<S> {
     let mut settings = match matches.get_one::<PathBuf>("config") {
         None => S::default(),
@@ -352,16 +352,35 @@ pub fn load<S: Settings>(matches: &ArgMatches) -> ConfigResult<S> {
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
-            let known = command::<S>(clap::Command::new("settings"));
-            let known: Vec<&str> = known.get_arguments().map(|arg| arg.get_id().as_str()).collect();
-            if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str()) || is_source_key(key)) {
-                return Err(ConfigError::Invalid(format!("unknown setting `{unknown}` in {}", path.display())));
-            }
+            let table =
+                setting_keys::<S>(table).map_err(|e| ConfigError::Invalid(format!("{e} in {}", path.display())))?;
             S::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid(e.to_string()))?
         }
     };
     settings.update_from_arg_matches(matches).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(settings)
+}
+
+/// The file's table with every key as its setting's key. A key is a setting's key (`snake_case`), the same
+/// with dashes, or a long alias of its flag (the original broker's names, such as
+/// `delete-session-duration-seconds`); anything else is an error, and so is one setting given twice.
+fn setting_keys<S: Settings>(table: toml::Table) -> Result<toml::Table, String> {
+    let command = command::<S>(clap::Command::new("settings"));
+    let mut names = std::collections::HashMap::new();
+    for arg in command.get_arguments().filter(|arg| !is_source_key(arg.get_id().as_str())) {
+        let id = arg.get_id().as_str();
+        for name in std::iter::once(id).chain(arg.get_all_aliases().unwrap_or_default()) {
+            names.insert(name.replace('-', "_"), id.to_owned());
+        }
+    }
+    let mut keyed = toml::Table::new();
+    for (key, value) in table {
+        let Some(id) = names.get(&key.replace('-', "_")) else { return Err(format!("unknown setting `{key}`")) };
+        if keyed.insert(id.clone(), value).is_some() {
+            return Err(format!("setting `{id}` given twice (as `{key}` and another name)"));
+        }
+    }
+    Ok(keyed)
 }
 
 /// `config` and `dump_config` choose where settings come from; they are not settings themselves.
@@ -532,8 +551,8 @@ mod tests {
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, clap::Args)]
     #[serde(default)]
     struct LibraryConfig {
-        /// How many replicas.
-        #[arg(long)]
+        /// How many replicas (`replica-count`: a former name, as the original broker's names are kept).
+        #[arg(long, alias = "replica-count")]
         replicas: u32,
         /// Whether hosts start open.
         #[arg(long)]
@@ -616,6 +635,17 @@ mod tests {
         assert_eq!(loaded.library.names, ["a", "b"]);
         assert!(!loaded.library.default_open, "a boolean left out keeps the file's value");
         assert!(parsed(&["--config", path, "--default-open", "true"]).unwrap().library.default_open);
+    }
+
+    #[test]
+    fn flag_spellings_and_aliases_are_file_keys_too() {
+        let toml = file("replica-count = 4\ndefault-open = false\n");
+        let loaded = parsed(&["--config", toml.path().to_str().unwrap()]).unwrap();
+        assert_eq!((loaded.library.replicas, loaded.library.default_open), (4, false));
+        assert_eq!(parsed(&["--replica-count", "6"]).unwrap().library.replicas, 6);
+        let twice = file("replicas = 1\nreplica-count = 4\n");
+        let error = parsed(&["--config", twice.path().to_str().unwrap()]).unwrap_err();
+        assert!(error.to_string().contains("given twice"), "{error}");
     }
 
     #[test]

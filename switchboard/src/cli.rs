@@ -365,7 +365,7 @@ mod tests {
     fn every_up_setting_is_documented() {
         let up = command().find_subcommand("up").expect("up is a subcommand").clone();
         let doc = include_str!("../../docs/configuration.md");
-        let problems = switchboard_common::config::undocumented(&up, doc, &["up", "gateway", "auth"]);
+        let problems = switchboard_common::config::undocumented(&up, doc, &["up", "gateway", "auth", "placement"]);
         assert!(problems.is_empty(), "docs/configuration.md: {problems:#?}");
     }
 

@@ -72,6 +72,11 @@ pub struct UpConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub timers: switchboard_session_store::Timers,
+    /// Placement settings (retries on another host, `AutorunFileArguments` limits, the create timeout, the
+    /// strategy, the create-sessions queue); `max_batch` is the gateway's.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub placement: switchboard_placement::PlacementConfig,
     #[command(flatten)]
     #[serde(flatten)]
     pub telemetry: TelemetrySettings,
@@ -128,6 +133,7 @@ impl Default for UpConfig {
             gateway: switchboard_gateway::GatewayConfig::default(),
             auth: switchboard_auth::AuthConfig::default(),
             timers: switchboard_session_store::Timers::default(),
+            placement: switchboard_placement::PlacementConfig::default(),
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -324,10 +330,14 @@ impl Cluster {
         });
 
         let store_client = SessionStoreClient::new(lazy_channel(&store_url)?);
+        // One `max_batch` for the gateway and placement.
+        let placement_config =
+            switchboard_placement::PlacementConfig { max_batch: config.gateway.max_batch, ..config.placement.clone() };
+        placement_config.validate().map_err(anyhow::Error::msg)?;
         tasks.spawn({
             let (store_client, shutdown) = (store_client.clone(), shutdown.clone());
             async move {
-                let config = switchboard_placement::PlacementConfig::default();
+                let config = placement_config;
                 let result = switchboard_placement::serve(config, placement_listener, store_client, shutdown);
                 ("placement", result.await.map_err(anyhow::Error::from))
             }

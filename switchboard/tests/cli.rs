@@ -201,3 +201,45 @@ async fn auth_server_key_and_scope_commands_also_work_with_an_auth_url_and_token
     assert!(!ok && err.contains("--admin-token-file"), "{err}");
     cluster.stop().await;
 }
+
+/// The original broker's properties, under their own names (dashes, and its names where ours differ), in
+/// `up`'s settings file: each reaches the setting it names (`--dump-config` prints the effective values).
+#[test]
+fn up_reads_the_original_broker_property_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    let properties = [
+        ("session-screenshot-max-width", "320", "session_screenshot_max_width"),
+        ("session-screenshot-max-height", "200", "session_screenshot_max_height"),
+        ("session-screenshot-format", "\"jpeg\"", "session_screenshot_format"),
+        ("create-sessions-queue-max-size", "7", "create_sessions_queue_max_size"),
+        ("create-sessions-queue-max-time-seconds", "90", "create_sessions_queue_max_time_seconds"),
+        ("create-sessions-number-of-retries-on-failure", "0", "create_sessions_number_of_retries_on_failure"),
+        ("autorun-file-arguments-max-size", "3", "autorun_file_arguments_max_size"),
+        ("autorun-file-arguments-max-argument-length", "40", "autorun_file_arguments_max_argument_length"),
+        ("connect-session-token-duration-minutes", "15", "connect_session_token_duration_minutes"),
+        ("delete-session-duration-seconds", "120", "deleted_session_retention_seconds"),
+        ("seconds-before-deleting-unreachable-dcv-server", "600", "seconds_before_deleting_unreachable_server"),
+        (
+            "seconds-before-deleting-sessions-unreachable-server",
+            "300",
+            "seconds_before_deleting_sessions_unreachable_server",
+        ),
+    ];
+    let text: String = properties.iter().map(|(name, value, _)| format!("{name} = {value}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let output = switchboard(&["up", "--config", file.to_str().unwrap(), "--dump-config"]);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{err}");
+    for (name, value, key) in properties {
+        assert!(out.lines().any(|line| line == format!("{key} = {value}")), "{name} → {key} = {value}:\n{out}");
+    }
+    // The same as flags, where the name differs from ours.
+    let output = switchboard(&["up", "--delete-session-duration-seconds", "42", "--dump-config"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("deleted_session_retention_seconds = 42\n"));
+    // A misspelt property is refused, not ignored.
+    std::fs::write(&file, "create-session-queue-max-size = 7\n").unwrap();
+    let output = switchboard(&["up", "--config", file.to_str().unwrap(), "--dump-config"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown setting `create-session-queue-max-size`"));
+}

@@ -23,8 +23,14 @@ impl Harness {
 
     /// A cluster on `data_dir` (a restart: the same dir again).
     async fn start_in(data_dir: tempfile::TempDir, sim_hosts: usize) -> Harness {
+        Self::start_with(data_dir, sim_hosts, |_| {}).await
+    }
+
+    /// A cluster on `data_dir` with settings changed by `change`.
+    async fn start_with(data_dir: tempfile::TempDir, sim_hosts: usize, change: impl FnOnce(&mut UpConfig)) -> Harness {
         switchboard_common::telemetry::init_for_tests();
-        let config = UpConfig::ephemeral(data_dir.path(), sim_hosts);
+        let mut config = UpConfig::ephemeral(data_dir.path(), sim_hosts);
+        change(&mut config);
         let cluster = Cluster::start(config).await.expect("cluster starts");
         cluster.wait_ready(sim_hosts, Duration::from_secs(20)).await.expect("hosts connect");
         let ca = reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).unwrap();
@@ -173,6 +179,36 @@ async fn create_describe_delete_over_https() {
     assert_eq!(deleted["SuccessfulList"][0], json!({ "SessionId": id, "State": "DELETING" }), "{deleted}");
     harness.wait_for_state(&token, &id, "DELETED").await;
 
+    harness.cluster.stop().await;
+}
+
+/// `up`'s placement settings take effect: the `AutorunFileArguments` limits refuse an item over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_applies_the_autorun_limits() {
+    let harness = Harness::start_with(tempfile::tempdir().unwrap(), 1, |config| {
+        config.placement.autorun_file_arguments_max_size = 1;
+        config.placement.autorun_file_arguments_max_argument_length = 4;
+    })
+    .await;
+    let token = harness.token().await;
+    let item = |args: Value| json!({ "Name": "autorun", "Owner": "alice", "Type": "VIRTUAL", "AutorunFile": "run.sh", "AutorunFileArguments": args });
+    let created = harness
+        .call(
+            &token,
+            "/createSessions",
+            json!([item(json!(["a", "b"])), item(json!(["toolong"])), item(json!(["ok"]))]),
+        )
+        .await;
+    let reasons: Vec<&str> = created["UnsuccessfulList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|failure| failure["FailureReason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{created}");
+    assert!(reasons.iter().any(|r| r.contains("at most 1 items")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains('4')), "{reasons:?}");
+    assert_eq!(created["SuccessfulList"].as_array().unwrap().len(), 1, "{created}");
     harness.cluster.stop().await;
 }
 

@@ -56,8 +56,10 @@ pub struct PlacementConfig {
     /// `autorun-file-arguments-max-argument-length`).
     #[arg(long)]
     pub autorun_file_arguments_max_argument_length: usize,
-    /// Most items in one CreateSessions call.
-    #[arg(long)]
+    /// Most items in one CreateSessions call: the placement binary's `max_batch` setting, or the gateway's
+    /// in `switchboard up` (one setting for both there), so not a flag of this struct.
+    #[arg(skip = 100_usize)]
+    #[serde(skip)]
     pub max_batch: usize,
     /// How long a host may take to create a session, in seconds, before the attempt fails.
     #[arg(long)]

@@ -22,6 +22,9 @@ struct Settings {
     /// session-store replicas: comma-separated `http://host:port` URLs, or one Service URL.
     #[arg(long)]
     store_url: String,
+    /// Most items in one CreateSessions call.
+    #[arg(long)]
+    max_batch: usize,
     /// Former name of `create_sessions_number_of_retries_on_failure`: still read (file, flag, variable),
     /// never written.
     #[arg(long, hide = true)]
@@ -43,6 +46,7 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:7002".parse().expect("valid address"),
             store_url: "http://127.0.0.1:7003".to_owned(),
+            max_batch: PlacementConfig::default().max_batch,
             retries_on_failure: None,
             placement: PlacementConfig::default(),
             internal_tls: InternalTlsSettings::default(),
@@ -73,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let Some(settings) = config::bootstrap::<Settings>(command())? else {
         return Ok(());
     };
-    let placement_config = placement_config(settings.placement, settings.retries_on_failure)?;
+    let placement = PlacementConfig { max_batch: settings.max_batch, ..settings.placement };
+    let placement_config = placement_config(placement, settings.retries_on_failure)?;
     let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;

@@ -141,24 +141,21 @@ impl Default for StoreConfig {
 
 /// How long sessions and servers wait before the lifecycle ends or forgets them: settings of
 /// session-store, and of `switchboard up` (both flatten this). The original broker's names are accepted
-/// as aliases where they differ.
+/// as aliases where they differ (flags, and keys of the settings file: `switchboard_common::config`).
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct Timers {
     /// After how long without its agent an unreachable server is forgotten, in seconds (its open/closed flag
     /// is kept for its return). The original's `seconds-before-deleting-unreachable-dcv-server`.
     #[arg(long, alias = "seconds-before-deleting-unreachable-dcv-server")]
-    #[serde(alias = "seconds-before-deleting-unreachable-dcv-server")]
     pub seconds_before_deleting_unreachable_server: u64,
     /// After how long without its agent the sessions of an unreachable server become DELETED, in seconds.
     /// The original's `seconds-before-deleting-sessions-unreachable-server`.
     #[arg(long)]
-    #[serde(alias = "seconds-before-deleting-sessions-unreachable-server")]
     pub seconds_before_deleting_sessions_unreachable_server: u64,
     /// How long DELETED sessions stay visible (DescribeSessions) before their records are removed, in
     /// seconds. The original's `delete-session-duration-seconds`.
     #[arg(long, alias = "delete-session-duration-seconds")]
-    #[serde(alias = "delete-session-duration-seconds")]
     pub deleted_session_retention_seconds: u64,
     /// How long a session may wait on someone else before it ends DELETED with a StateReason saying so, in
     /// seconds: a CREATING session on placement (a placement replica died mid-create) or on its host's
