@@ -212,6 +212,13 @@ async fn prometheus_sees_what_the_api_reports_and_series_do_not_grow_with_sessio
         }
     }
 
+    // Every metric a service exposes is listed in docs/observability.md (histograms by their base name).
+    let documented = std::fs::read_to_string(root.join("docs/observability.md")).unwrap();
+    for name in exposed.iter().filter(|name| name.starts_with("switchboard_")) {
+        let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(documented.contains(&format!("| `{base}` |")), "{base} is exposed but not in docs/observability.md");
+    }
+
     // Every exposition passes promtool's checks.
     assert_eq!(texts.len(), 4, "gateway, auth, placement and session-store");
     for (label, text) in &texts {

@@ -40,6 +40,12 @@ pub fn agent_message(kind: &'static str) {
     metrics::counter!("switchboard_agent_messages_total", "kind" => kind).increment(1);
 }
 
+/// `switchboard_agent_update_gap_seconds`: time from an agent's previous message to its update (about
+/// `update_interval_seconds` when agents and this replica keep up; a longer tail is lag).
+pub fn agent_update_gap(gap: std::time::Duration) {
+    metrics::histogram!("switchboard_agent_update_gap_seconds").record(gap.as_secs_f64());
+}
+
 /// `switchboard_sessions_repaired_total{repair}`: `stalled_ended` (a CREATING or DELETING session past
 /// the stalled bound, ended by the liveness sweep) and `close_sent` (a close sent again, or to a stray
 /// copy).
@@ -146,6 +152,10 @@ pub fn describe() {
     );
     describe_gauge!("switchboard_agent_streams", "Agent streams this replica owns.");
     describe_counter!("switchboard_agent_messages_total", "Agent messages received, by kind (hello, update).");
+    describe_histogram!(
+        "switchboard_agent_update_gap_seconds",
+        "Time from an agent's previous message to its update: about the update interval, longer when lagging."
+    );
     describe_counter!("switchboard_sessions_repaired_total", "Lifecycle repairs, by repair.");
     describe_gauge!(
         "switchboard_servers",

@@ -210,6 +210,9 @@ impl AgentSession {
                 () = shutdown.cancelled() => return End::Shutdown,
                 message = incoming.next() => match message {
                     Some(Ok(message)) => {
+                        if matches!(message.kind, Some(AgentKind::Update(_))) {
+                            crate::metrics::agent_update_gap(self.heard_at.elapsed());
+                        }
                         self.heard_at = Instant::now();
                         if let Err(BackendError::Fenced(_)) = self.handle(message).await {
                             return End::Superseded;
