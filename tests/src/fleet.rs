@@ -88,3 +88,28 @@ pub async fn check(cluster: &ProcessCluster) -> anyhow::Result<FleetCheck> {
         inventory_sum: servers.iter().map(|server| u64::from(server.virtual_session_count)).sum(),
     })
 }
+
+/// Sessions hosts still list but should not have (stray copies, unconfirmed closes), summed over the
+/// session-store replicas' `switchboard_host_sessions_to_close` gauges; waits up to `settle` for 0 and
+/// returns what is left. Needs a cluster started with `metrics`.
+pub async fn host_sessions_to_close(cluster: &ProcessCluster, settle: Duration) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let mut held = 0.0;
+        let stores = cluster.metrics_urls().into_iter().filter(|(label, _)| label.contains("session-store"));
+        let mut replicas = 0;
+        for (label, url) in stores {
+            replicas += 1;
+            let text = http.get(&url).timeout(Duration::from_secs(5)).send().await?.text().await?;
+            let sample = text.lines().find_map(|line| line.strip_prefix("switchboard_host_sessions_to_close "));
+            let sample = sample.ok_or_else(|| anyhow::anyhow!("{label} does not expose the gauge"))?;
+            held += sample.trim().parse::<f64>()?;
+        }
+        anyhow::ensure!(replicas > 0, "the cluster serves no session-store metrics");
+        if held == 0.0 || tokio::time::Instant::now() >= deadline {
+            return Ok(held);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -247,6 +247,21 @@ async fn connection_tokens_verify_with_the_key_set_and_the_connection_audience_o
     assert_eq!(refused.code(), Code::InvalidArgument);
 }
 
+/// `connect-session-token-duration-minutes` other than the default sets the connection token's lifetime.
+#[tokio::test]
+async fn the_connection_token_lifetime_is_the_configured_one() {
+    let config = AuthConfig { connect_session_token_duration_minutes: 15, ..admin_config() };
+    let mut replica = Replica::start(config, backend()).await;
+    let request =
+        IssueConnectionTokenRequest { session_id: "s-1".into(), session_owner: "alice".into(), user: "bob".into() };
+    let issued = replica.client.issue_connection_token(request).await.unwrap().into_inner();
+    assert_eq!(issued.expires_in_seconds, 900);
+    let payload = issued.connection_token.split('.').nth(1).unwrap();
+    let payload = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+}
+
 #[tokio::test]
 async fn new_admin_calls_need_the_admin_token_too() {
     use switchboard_proto::{

@@ -2,7 +2,8 @@
 //! and deletes through both gateways. Per fault: client-visible errors after retries, time until a create
 //! succeeds again with the replica still down (it must, within a generous bound: no single point of
 //! failure), lost sessions counted as a user counts them (an acknowledged create or delete that never
-//! reaches an end state, see `load::lost_sessions`), double placements and oversubscribed hosts.
+//! reaches an end state, see `load::lost_sessions`), double placements, oversubscribed hosts and stray copies
+//! left on hosts (`fleet::host_sessions_to_close`).
 //! Assertions are on correctness only; the numbers are printed.
 
 use std::sync::Arc;
@@ -45,10 +46,15 @@ async fn probe(client: &ApiClient, bound: Duration) -> bool {
 async fn killing_any_one_replica_loses_nothing() {
     switchboard_common::telemetry::init_for_tests();
     let agents = 4;
-    let mut cluster =
-        ProcessCluster::start(ClusterSpec { replicas: 2, agents, max_virtual_sessions: 50, ..Default::default() })
-            .await
-            .expect("cluster starts");
+    let mut cluster = ProcessCluster::start(ClusterSpec {
+        replicas: 2,
+        agents,
+        max_virtual_sessions: 50,
+        metrics: true,
+        ..Default::default()
+    })
+    .await
+    .expect("cluster starts");
     let client = Arc::new(ApiClient::register(&cluster, "load").await.expect("client registered"));
     let probe_client = ApiClient::register(&cluster, "probe").await.expect("probe client registered");
     assert!(probe(&probe_client, RECOVERY_BOUND).await, "the cluster works before any fault");
@@ -76,6 +82,7 @@ async fn killing_any_one_replica_loses_nothing() {
         };
         let lost = lost_sessions(&client, &load.ledger, SETTLE).await;
         let check = fleet::check(&cluster).await.expect("fleet check");
+        let strays = fleet::host_sessions_to_close(&cluster, SETTLE).await.expect("session-store metrics");
         let calls = client.calls.load(Ordering::Relaxed) - calls_before;
         let errors = client.errors.load(Ordering::Relaxed) - errors_before;
         let failed = load.ledger.failed_creates.load(Ordering::Relaxed) - failed_before;
@@ -86,17 +93,18 @@ async fn killing_any_one_replica_loses_nothing() {
         println!(
             "ha fault {round}: kill -9 {} replica 0: calls {calls}, client-visible errors {errors} ({rate:.1}%), failed \
              creates {failed}, recovery {recovery_text}, sessions lost {}, double placements {}, oversubscribed \
-             hosts {}",
+             hosts {}, stray copies on hosts {strays}",
             service.binary_name(),
             lost.len(),
             check.duplicates,
             check.oversubscribed
         );
-        if recovery.is_err() || !lost.is_empty() || check.duplicates > 0 || check.oversubscribed > 0 {
+        if recovery.is_err() || !lost.is_empty() || check.duplicates > 0 || check.oversubscribed > 0 || strays > 0.0 {
             let ids: Vec<String> = lost.iter().map(|(id, _)| id.clone()).collect();
             let records = fleet::records(&cluster, &ids).await;
             failures.push(format!(
-                "round {round} {service:?}: recovery {recovery_text}, lost {lost:?}, {check:?}, records {records:?}"
+                "round {round} {service:?}: recovery {recovery_text}, lost {lost:?}, {check:?}, strays {strays}, \
+                 records {records:?}"
             ));
         }
     }

@@ -443,6 +443,33 @@ async fn screenshots_use_the_configured_defaults_and_report_failures_per_item() 
     assert_eq!(sizes, [(160, 100, "png".to_owned()), (640, 480, "png".to_owned())]);
 }
 
+/// `session-screenshot-max-width`, `-max-height` and `-format` set to other values than the defaults reach
+/// the host's screenshot command for an item without `MaxWidth`/`MaxHeight`.
+#[tokio::test]
+async fn screenshot_settings_other_than_the_defaults_reach_the_host() {
+    let upstream = start_fakes().await;
+    let config = GatewayConfig {
+        session_screenshot_max_width: 320,
+        session_screenshot_max_height: 200,
+        session_screenshot_format: "jpeg".to_owned(),
+        ..GatewayConfig::default()
+    };
+    let router = upstream.router(config);
+    let body = json!([{ "SessionId": "known-1" }]);
+    let (status, response) = send(&router, post_json("/getSessionScreenshots", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let seen = upstream.fakes.seen.lock().unwrap();
+    let sizes: Vec<(u32, u32, String)> = seen
+        .commands
+        .iter()
+        .filter_map(|c| match c.command.as_ref().and_then(|c| c.action.clone()) {
+            Some(switchboard_proto::host_command::Action::Screenshot(s)) => Some((s.max_width, s.max_height, s.format)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, [(320, 200, "jpeg".to_owned())]);
+}
+
 #[tokio::test]
 async fn the_served_spec_needs_no_token_and_is_yaml() {
     let upstream = start_fakes().await;

@@ -46,6 +46,12 @@ pub fn agent_update_gap(gap: std::time::Duration) {
     metrics::histogram!("switchboard_agent_update_gap_seconds").record(gap.as_secs_f64());
 }
 
+/// `switchboard_host_sessions_to_close`: sessions hosts list but should not have (strays, and closes the
+/// host has not confirmed), that this replica's streams are closing; moved by `delta`.
+pub fn host_sessions_to_close(delta: f64) {
+    metrics::gauge!("switchboard_host_sessions_to_close").increment(delta);
+}
+
 /// `switchboard_sessions_repaired_total{repair}`: `stalled_ended` (a CREATING or DELETING session past
 /// the stalled bound, ended by the liveness sweep) and `close_sent` (a close sent again, or to a stray
 /// copy).
@@ -157,6 +163,11 @@ pub fn describe() {
         "Time from an agent's previous message to its update: about the update interval, longer when lagging."
     );
     describe_counter!("switchboard_sessions_repaired_total", "Lifecycle repairs, by repair.");
+    describe_gauge!(
+        "switchboard_host_sessions_to_close",
+        "Sessions hosts list but should not have (strays, unconfirmed closes) that this replica is closing."
+    );
+    metrics::gauge!("switchboard_host_sessions_to_close").increment(0.0);
     describe_gauge!(
         "switchboard_servers",
         "Servers by availability and OS family (cluster-wide: max across replicas)."

@@ -51,6 +51,8 @@ pub(super) struct AgentSession {
     heard_at: Instant,
     /// Sessions this host lists but should not have, and when each may be closed again.
     closes: HashMap<String, CloseBackoff>,
+    /// `closes.len()` as last added to the `switchboard_host_sessions_to_close` gauge.
+    closes_counted: usize,
     /// The closes the hello's inventory asked for, sent once the stream runs.
     first_closes: Vec<String>,
     /// The lease was renewed late (it may have lapsed, and a liveness sweep marked the host unreachable):
@@ -156,6 +158,7 @@ impl AgentSession {
             inventory_at: now,
             heard_at: now,
             closes: HashMap::new(),
+            closes_counted: 0,
             first_closes: to_close,
             rewrite: false,
             unsettled,
@@ -317,6 +320,10 @@ impl AgentSession {
     fn close_on_host(&mut self, session_ids: Vec<String>) {
         let now = Instant::now();
         self.closes.retain(|id, _| session_ids.contains(id));
+        for session_id in &session_ids {
+            self.closes.entry(session_id.clone()).or_insert(CloseBackoff { attempts: 0, next_at: now });
+        }
+        self.count_closes(self.closes.len());
         for session_id in session_ids {
             let backoff = self.closes.entry(session_id.clone()).or_insert(CloseBackoff { attempts: 0, next_at: now });
             if backoff.next_at > now {
@@ -349,7 +356,14 @@ impl AgentSession {
         }
     }
 
-    async fn cleanup(self, end: End, outgoing_tx: &mpsc::Sender<Result<BrokerMessage, Status>>) {
+    /// Moves the `switchboard_host_sessions_to_close` gauge by this stream's change to `held`.
+    fn count_closes(&mut self, held: usize) {
+        crate::metrics::host_sessions_to_close(held as f64 - self.closes_counted as f64);
+        self.closes_counted = held;
+    }
+
+    async fn cleanup(mut self, end: End, outgoing_tx: &mpsc::Sender<Result<BrokerMessage, Status>>) {
+        self.count_closes(0);
         let server_id = &self.server_id;
         self.context.hub.deregister(server_id, self.epoch);
         let backend = &*self.context.backend;
