@@ -88,3 +88,44 @@ async fn deleted_sessions_expire_after_the_retention() {
     assert_eq!(expired.sessions_expired, 1, "removed after it");
     assert!(backend.get_sessions(&["s1".into()]).await.unwrap().is_empty());
 }
+
+/// The sweep loop itself, on tokio's paused clock (`switchboard_common::time::follow_tokio_clock`): a
+/// DELETED record goes after the retention, and an unplaced CREATING session (its placement replica died)
+/// ends after the stalled bound with a StateReason, each within one sweep of its time and not before.
+#[tokio::test(start_paused = true)]
+async fn the_loop_expires_deleted_records_and_ends_abandoned_creates_on_time() {
+    switchboard_common::time::follow_tokio_clock();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let stored = backend.insert_session(session("gone", "alice", SessionType::Virtual), None).await.unwrap();
+    backend.update_session(crate::lifecycle::deleted(stored, "done", now_ms()), 1, None).await.unwrap();
+    let abandoned =
+        SessionRecord { state_since_unix_ms: now_ms(), ..session("abandoned", "bob", SessionType::Virtual) };
+    backend.insert_session(abandoned, None).await.unwrap();
+    let mut config = config();
+    config.update_interval_seconds = 1;
+    config.timers.stalled_session_seconds = 20;
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(run(backend.clone(), config, shutdown.clone()));
+
+    let exists = |id: &'static str| {
+        let backend = backend.clone();
+        async move { !backend.get_sessions(&[id.into()]).await.unwrap().is_empty() }
+    };
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert!(exists("gone").await, "kept during the 5 s retention");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!exists("gone").await, "removed by the first sweep after it");
+
+    let abandoned = || {
+        let backend = backend.clone();
+        async move { backend.get_sessions(&["abandoned".into()]).await.unwrap().remove(0) }
+    };
+    tokio::time::sleep(Duration::from_secs(13)).await; // 19.5 s
+    assert_eq!(abandoned().await.state(), SessionState::Creating, "waiting within the bound");
+    tokio::time::sleep(Duration::from_secs(3)).await; // the unplaced scan at 21 s, every half bound
+    let ended = abandoned().await;
+    assert_eq!(ended.state(), SessionState::Deleted, "ended past the 20 s bound");
+    assert!(ended.state_reason.contains("placement did not finish within 20 s"), "{}", ended.state_reason);
+    shutdown.cancel();
+    task.await.unwrap();
+}
