@@ -73,6 +73,13 @@ async fn main() -> anyhow::Result<()> {
     let Some(settings) = config::bootstrap::<Settings>(command())? else {
         return Ok(());
     };
+    let served = run(settings).await;
+    switchboard_common::telemetry::shutdown().await;
+    served
+}
+
+/// Everything after the settings: bind, serve until a signal.
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let placement_config = placement_config(settings.placement, settings.retries_on_failure)?;
     let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
     let listener =
