@@ -254,14 +254,18 @@ impl Link {
         outgoing_tx: mpsc::Sender<AgentMessage>,
     ) {
         let driver = self.driver.clone();
-        // Each command is a span, child of the broker's span that sent it.
-        let span = tracing::debug_span!(
-            parent: None,
-            "agent command",
-            otel.name = commands::name(&command),
-            otel.kind = "server",
-            command_id = %command.command_id
-        );
+        // Each command the broker sent from a trace is a span, child of the broker's span that sent it.
+        let span = if command.traceparent.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                parent: None,
+                "agent command",
+                otel.name = commands::name(&command),
+                otel.kind = "server",
+                command_id = %command.command_id
+            )
+        };
         switchboard_common::trace_context::set_parent(&span, &command.traceparent);
         let run = async move {
             let command_id = command.command_id.clone();

@@ -37,6 +37,15 @@ pub fn current_traceparent() -> String {
     carrier.traceparent.unwrap_or_default()
 }
 
+/// A span named `name` continuing the current trace, or a disabled one outside any trace (work that no
+/// traced request or handshake asked for makes no spans). For work handed to another task.
+#[macro_export]
+macro_rules! child_span {
+    ($($span:tt)*) => {
+        if tracing::Span::current().is_none() { tracing::Span::none() } else { tracing::debug_span!($($span)*) }
+    };
+}
+
 /// Makes the context in `traceparent` the parent of `span` (which must not have been entered yet). An
 /// empty or malformed value, or tracing being off, leaves `span` as it is.
 pub fn set_parent(span: &tracing::Span, traceparent: &str) {
@@ -151,8 +160,8 @@ pub fn inject_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Server side: each call runs in a span named after its gRPC method (`/switchboard.v1.Placement/…`),
-/// child of the caller's context when the call carries one. Part of every server from
+/// Server side: each call that carries a trace context runs in a span named after its gRPC method
+/// (`/switchboard.v1.Placement/…`), child of the caller's. Part of every server from
 /// [`crate::grpc::server_builder`]. (The agent port has no such layer: its stream carries the context in
 /// its messages.)
 #[derive(Debug, Clone, Copy, Default)]
@@ -185,6 +194,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // Calls outside any trace (background polls such as the fleet sync, health checks) make no span.
+        if !request.headers().contains_key(TRACEPARENT) {
+            return self.inner.call(request).instrument(tracing::Span::none());
+        }
         let span = tracing::debug_span!(
             parent: None,
             "grpc",

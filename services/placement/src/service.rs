@@ -180,7 +180,7 @@ impl PlacementService {
             let permits = self.placements.permits();
             let session = session.clone();
             // Traced as a child of this CreateSessions call, so the trace goes on to the host.
-            let span = tracing::debug_span!("place session", session_id = %session.id);
+            let span = switchboard_common::child_span!("place session", session_id = %session.id);
             let place = async move {
                 let Ok(_permit) = permits.acquire_owned().await else { return };
                 driver.run(session).await;

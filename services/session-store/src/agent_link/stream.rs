@@ -115,8 +115,12 @@ impl AgentSession {
         if hello.server_id.is_empty() {
             return Err(Error::AgentProtocol("server_id is required".to_owned()).into());
         }
-        // The rest of the handshake is traced as a child of the agent's connect span.
-        let span = tracing::debug_span!("agent hello", otel.kind = "server", server_id = %hello.server_id);
+        // The rest of the handshake is traced as a child of the agent's connect span, when it sent one.
+        let span = if hello.traceparent.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!("agent hello", otel.kind = "server", server_id = %hello.server_id)
+        };
         switchboard_common::trace_context::set_parent(&span, &hello.traceparent);
         tracing::Instrument::instrument(Self::accept(context, hello, client), span).await
     }
