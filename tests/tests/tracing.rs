@@ -1,0 +1,193 @@
+//! Traces as an operator sees them: every service process of a cluster (one replica each, Redis) and a
+//! real `switchboard-agent` process export to an OTLP receiver that this test serves itself (the OTLP
+//! `TraceService` of `opentelemetry-proto`, over tonic, on loopback). One `createSessions` sent with a
+//! `traceparent` of a known trace id must come back as one trace: spans from the gateway, placement,
+//! session-store and the agent, every span's parent either the caller's span or a span that was received,
+//! and the agent's create command linked up to the caller through session-store, placement and the
+//! gateway. The services' JSON log lines written for the request carry its trace id.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use serde_json::{Value, json};
+use switchboard_tests::client::ApiClient;
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster};
+use tonic::{Request, Response, Status};
+
+/// The caller's trace, as an API client's own tracing would send it.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// How long the processes get to export (batches leave every 5 s).
+const EXPORTED: Duration = Duration::from_secs(60);
+
+/// One span as the receiver got it.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+/// The test's OTLP receiver: keeps every span exported to it.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let attributes = resource_spans.resource.map(|resource| resource.attributes).unwrap_or_default();
+            let service = attributes
+                .into_iter()
+                .find(|attribute| attribute.key == "service.name")
+                .and_then(|attribute| attribute.value?.value)
+                .map(|value| match value {
+                    AnyValue::StringValue(name) => name,
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
+                received.push(ReceivedSpan {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                });
+            }
+        }
+        self.spans.lock().unwrap().extend(received);
+        Ok(Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl Receiver {
+    /// Serves the receiver on a loopback port; its `http://` URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder().add_service(TraceServiceServer::new(self.clone()));
+        tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+        url
+    }
+
+    fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().iter().filter(|span| span.trace_id == trace_id).cloned().collect()
+    }
+}
+
+/// What is wrong with `spans` as the trace of one createSessions, or `None` when nothing is.
+fn problems(spans: &[ReceivedSpan]) -> Option<String> {
+    let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+    for service in ["switchboard-gateway", "switchboard-placement", "switchboard-session-store", "switchboard-agent"] {
+        if !services.contains(service) {
+            return Some(format!("no span from {service}"));
+        }
+    }
+    let by_id: HashMap<&str, &ReceivedSpan> = spans.iter().map(|span| (span.span_id.as_str(), span)).collect();
+    for span in spans {
+        if span.parent_span_id != CALLER_SPAN_ID && !by_id.contains_key(span.parent_span_id.as_str()) {
+            return Some(format!("the parent of {span:?} was not received"));
+        }
+    }
+    let roots: Vec<&ReceivedSpan> = spans.iter().filter(|span| span.parent_span_id == CALLER_SPAN_ID).collect();
+    if roots.len() != 1 || roots[0].service != "switchboard-gateway" || roots[0].name != "POST /createSessions" {
+        return Some(format!("the caller's span is not the parent of exactly the gateway's operation: {roots:?}"));
+    }
+    // The agent's create command, up to the caller through every service.
+    let Some(create) = spans.iter().find(|span| span.service == "switchboard-agent" && span.name == "agent create")
+    else {
+        return Some("no `agent create` span from the agent".to_owned());
+    };
+    let mut path = vec![create.service.as_str()];
+    let mut current = create;
+    while current.parent_span_id != CALLER_SPAN_ID {
+        current = by_id[current.parent_span_id.as_str()];
+        if path.last() != Some(&current.service.as_str()) {
+            path.push(current.service.as_str());
+        }
+    }
+    let expected = ["switchboard-agent", "switchboard-session-store", "switchboard-placement", "switchboard-gateway"];
+    (path != expected).then(|| format!("the agent's span goes up through {path:?}, not {expected:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_create_is_one_trace_from_the_caller_to_the_agent() {
+    switchboard_common::telemetry::init_for_tests();
+    let receiver = Receiver::default();
+    let endpoint = receiver.serve().await;
+    let spec = ClusterSpec { replicas: 1, agents: 1, otlp_endpoint: Some(endpoint), ..Default::default() };
+    let cluster = ProcessCluster::start(spec).await.expect("cluster starts");
+    let (client_id, client_secret) = cluster.register_client("tracing").await.unwrap();
+    let client = ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).unwrap();
+
+    // One createSessions inside the caller's trace.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let gateway = &cluster.gateway_urls()[0];
+    let token: Value = http
+        .post(format!("{gateway}/oauth2/token?grant_type=client_credentials"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answer: Value = http
+        .post(format!("{gateway}/createSessions"))
+        .bearer_auth(token["access_token"].as_str().expect("a token"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
+        .json(&json!([{ "Name": "traced", "Owner": "alice", "Type": "VIRTUAL" }]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("created: {answer}")).to_owned();
+    let (state, reason) = client.settle(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(state, "READY", "{reason}");
+
+    // The trace, once every process has exported its part.
+    let deadline = tokio::time::Instant::now() + EXPORTED;
+    let spans = loop {
+        let spans = receiver.trace(TRACE_ID);
+        let Some(problem) = problems(&spans) else { break spans };
+        if tokio::time::Instant::now() >= deadline {
+            let all = receiver.spans.lock().unwrap().len();
+            panic!("{problem}\nspans of the trace: {spans:#?}\n({all} spans received in all)");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let names: BTreeSet<String> = spans.iter().map(|span| format!("{}: {}", span.service, span.name)).collect();
+    println!("tracing: {} spans of the trace: {names:#?}", spans.len());
+
+    // The log lines written for the request carry its trace id (JSON logs).
+    let log = std::fs::read_to_string(cluster.log_dir().join("switchboard-placement-0.log")).unwrap();
+    let line = format!("\"trace_id\":\"{TRACE_ID}\"");
+    assert!(
+        log.lines().any(|entry| entry.contains(&line) && entry.contains("session accepted")),
+        "placement's `session accepted` line has no {line}:\n{log}"
+    );
+}
