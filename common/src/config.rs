@@ -717,6 +717,15 @@ mod tests {
     }
 
     #[test]
+    fn a_sampling_ratio_outside_0_to_1_is_refused_before_anything_starts() {
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            let settings = TelemetrySettings { otlp_sampling_ratio: ratio, ..TelemetrySettings::default() };
+            let error = settings.init("switchboard-test").unwrap_err().to_string();
+            assert!(error.contains("otlp_sampling_ratio"), "{error}");
+        }
+    }
+
+    #[test]
     fn exactly_one_storage() {
         let redis = storage_choice(Some("redis://r:6379"), "sb:", None).unwrap();
         assert_eq!(redis, StorageChoice::Redis { url: "redis://r:6379".into(), key_prefix: "sb:".into() });
