@@ -4,7 +4,8 @@
 //! `traceparent` of a known trace id must come back as one trace: spans from the gateway, placement,
 //! session-store and the agent, every span's parent either the caller's span or a span that was received,
 //! and the agent's create command linked up to the caller through session-store, placement and the
-//! gateway. The services' JSON log lines written for the request carry its trace id.
+//! gateway. The services' JSON log lines written for the request carry its trace id. And `switchboard up`
+//! exports the same trace as the one service `switchboard`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use serde_json::{Value, json};
 use switchboard_tests::client::ApiClient;
-use switchboard_tests::cluster::{ClusterSpec, ProcessCluster};
+use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, binary, free_port};
 use tonic::{Request, Response, Status};
 
 /// The caller's trace, as an API client's own tracing would send it.
@@ -93,6 +94,66 @@ impl Receiver {
     }
 }
 
+/// A REST client with a token, for calls with a `traceparent`.
+struct Api {
+    http: reqwest::Client,
+    gateway: String,
+    token: String,
+}
+
+impl Api {
+    async fn new(ca_pem: &str, gateway: &str, client_id: &str, client_secret: &str) -> Self {
+        let certificate = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+        let http = reqwest::Client::builder().add_root_certificate(certificate).build().unwrap();
+        let token: Value = http
+            .post(format!("{gateway}/oauth2/token?grant_type=client_credentials"))
+            .basic_auth(client_id, Some(client_secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["access_token"].as_str().unwrap_or_else(|| panic!("a token: {token}")).to_owned();
+        Self { http, gateway: gateway.to_owned(), token }
+    }
+
+    async fn post(&self, path: &str, body: Value, traceparent: Option<String>) -> Value {
+        let mut request = self.http.post(format!("{}{path}", self.gateway)).bearer_auth(&self.token).json(&body);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// One createSessions in the trace `trace_id`, as span [`CALLER_SPAN_ID`] of the caller; the session id.
+    async fn create_traced(&self, trace_id: &str) -> String {
+        let body = json!([{ "Name": "traced", "Owner": "alice", "Type": "VIRTUAL" }]);
+        let answer = self.post("/createSessions", body, Some(format!("00-{trace_id}-{CALLER_SPAN_ID}-01"))).await;
+        answer["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("created: {answer}")).to_owned()
+    }
+
+    /// The session's state once it left CREATING (30 s at most).
+    async fn settle(&self, id: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.post("/describeSessions", json!({ "SessionIds": [id] }), None).await;
+            let state = answer["Sessions"][0]["State"].as_str().unwrap_or_default().to_owned();
+            if state != "CREATING" || tokio::time::Instant::now() >= deadline {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A span whose parent is neither the caller's span nor a span that was received, if any.
+fn broken_link(spans: &[ReceivedSpan]) -> Option<&ReceivedSpan> {
+    let ids: BTreeSet<&str> = spans.iter().map(|span| span.span_id.as_str()).collect();
+    spans.iter().find(|span| span.parent_span_id != CALLER_SPAN_ID && !ids.contains(span.parent_span_id.as_str()))
+}
+
 /// What is wrong with `spans` as the trace of one createSessions, or `None` when nothing is.
 fn problems(spans: &[ReceivedSpan]) -> Option<String> {
     let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
@@ -101,12 +162,10 @@ fn problems(spans: &[ReceivedSpan]) -> Option<String> {
             return Some(format!("no span from {service}"));
         }
     }
-    let by_id: HashMap<&str, &ReceivedSpan> = spans.iter().map(|span| (span.span_id.as_str(), span)).collect();
-    for span in spans {
-        if span.parent_span_id != CALLER_SPAN_ID && !by_id.contains_key(span.parent_span_id.as_str()) {
-            return Some(format!("the parent of {span:?} was not received"));
-        }
+    if let Some(span) = broken_link(spans) {
+        return Some(format!("the parent of {span:?} was not received"));
     }
+    let by_id: HashMap<&str, &ReceivedSpan> = spans.iter().map(|span| (span.span_id.as_str(), span)).collect();
     let roots: Vec<&ReceivedSpan> = spans.iter().filter(|span| span.parent_span_id == CALLER_SPAN_ID).collect();
     if roots.len() != 1 || roots[0].service != "switchboard-gateway" || roots[0].name != "POST /createSessions" {
         return Some(format!("the caller's span is not the parent of exactly the gateway's operation: {roots:?}"));
@@ -139,33 +198,8 @@ async fn one_create_is_one_trace_from_the_caller_to_the_agent() {
     let client = ApiClient::with_credentials(&cluster, client_id.clone(), client_secret.clone()).unwrap();
 
     // One createSessions inside the caller's trace.
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let gateway = &cluster.gateway_urls()[0];
-    let token: Value = http
-        .post(format!("{gateway}/oauth2/token?grant_type=client_credentials"))
-        .basic_auth(&client_id, Some(&client_secret))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let answer: Value = http
-        .post(format!("{gateway}/createSessions"))
-        .bearer_auth(token["access_token"].as_str().expect("a token"))
-        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
-        .json(&json!([{ "Name": "traced", "Owner": "alice", "Type": "VIRTUAL" }]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = answer["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("created: {answer}")).to_owned();
+    let api = Api::new(&cluster.ca_pem, &cluster.gateway_urls()[0], &client_id, &client_secret).await;
+    let id = api.create_traced(TRACE_ID).await;
     let (state, reason) = client.settle(&id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(state, "READY", "{reason}");
 
@@ -190,4 +224,92 @@ async fn one_create_is_one_trace_from_the_caller_to_the_agent() {
         log.lines().any(|entry| entry.contains(&line) && entry.contains("session accepted")),
         "placement's `session accepted` line has no {line}:\n{log}"
     );
+}
+
+/// `switchboard up` (every service and the simulated hosts in one process) exports its spans as one
+/// service, `switchboard`, the simulated agent's command included, linked as in the separate processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_up_exports_one_trace_as_one_service() {
+    const UP_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+    let receiver = Receiver::default();
+    let endpoint = receiver.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (api_port, agent_port) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let up = std::process::Command::new(binary("switchboard").unwrap())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", &format!("127.0.0.1:{api_port}"), "--agent-listen", &format!("127.0.0.1:{agent_port}")])
+        .args(["--resolver-listen", "off", "--sim-hosts", "1", "--otlp-endpoint", &endpoint])
+        .args(["--otlp-sampling-ratio", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _up = KillOnDrop(up);
+
+    // Ready once its admin channel exists and the API answers.
+    let gateway = format!("https://localhost:{api_port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let ca_pem = loop {
+        if let Ok(ca_pem) = std::fs::read_to_string(data_dir.join("tls/ca.pem"))
+            && data_dir.join("admin.json").exists()
+        {
+            let certificate = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+            let http = reqwest::Client::builder().add_root_certificate(certificate).build().unwrap();
+            let ready = http.get(format!("{gateway}/health/ready")).send().await;
+            if ready.is_ok_and(|response| response.status().is_success()) {
+                break ca_pem;
+            }
+        }
+        let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+        assert!(tokio::time::Instant::now() < deadline, "switchboard up not ready:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let registered = std::process::Command::new(binary("switchboard").unwrap())
+        .args(["register-api-client", "--client-name", "tracing"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&registered.stdout);
+    let field = |name: &str| stdout.lines().find_map(|line| line.strip_prefix(name)).map(str::trim).unwrap_or_default();
+    let api = Api::new(&ca_pem, &gateway, field("client-id:"), field("client-password:")).await;
+
+    // Wait until the simulated host is connected, then one traced create.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while api.post("/describeServers", json!({}), None).await["Servers"].as_array().is_none_or(Vec::is_empty) {
+        assert!(tokio::time::Instant::now() < deadline, "no simulated host connected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let id = api.create_traced(UP_TRACE_ID).await;
+    assert_eq!(api.settle(&id).await, "READY");
+
+    let expected = ["POST /createSessions", "/switchboard.v1.Placement/CreateSessions", "agent create"];
+    let deadline = tokio::time::Instant::now() + EXPORTED;
+    loop {
+        let spans = receiver.trace(UP_TRACE_ID);
+        let names: BTreeSet<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+        let services: BTreeSet<&str> = spans.iter().map(|span| span.service.as_str()).collect();
+        let complete = expected.iter().all(|name| names.contains(name)) && broken_link(&spans).is_none();
+        if complete {
+            assert_eq!(services, BTreeSet::from(["switchboard"]), "one service name in the all-in-one");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "incomplete trace from switchboard up: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Kills the child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
