@@ -4,7 +4,8 @@
 //! `traceparent` of a known trace id must come back as one trace: spans from the gateway, placement,
 //! session-store and the agent, every span's parent either the caller's span or a span that was received,
 //! and the agent's create command linked up to the caller through session-store, placement and the
-//! gateway. The services' JSON log lines written for the request carry its trace id. And `switchboard up`
+//! gateway; an agent's handshake is linked across the stream too (`AgentHello.traceparent`). The services'
+//! JSON log lines written for the request carry its trace id. And `switchboard up`
 //! exports the same trace as the one service `switchboard`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -216,6 +217,30 @@ async fn one_create_is_one_trace_from_the_caller_to_the_agent() {
     };
     let names: BTreeSet<String> = spans.iter().map(|span| format!("{}: {}", span.service, span.name)).collect();
     println!("tracing: {} spans of the trace: {names:#?}", spans.len());
+
+    // The agent's handshake is a trace too: session-store's `agent hello` is the child of the agent's
+    // `agent connect`, whose context the hello carried.
+    let deadline = tokio::time::Instant::now() + EXPORTED;
+    loop {
+        let all = receiver.spans.lock().unwrap().clone();
+        let is_parent = |hello: &ReceivedSpan, connect: &ReceivedSpan| {
+            connect.service == "switchboard-agent"
+                && connect.name == "agent connect"
+                && (connect.trace_id.as_str(), connect.span_id.as_str())
+                    == (hello.trace_id.as_str(), hello.parent_span_id.as_str())
+        };
+        let linked = all.iter().any(|hello| {
+            hello.service == "switchboard-session-store"
+                && hello.name == "agent hello"
+                && all.iter().any(|connect| is_parent(hello, connect))
+        });
+        if linked {
+            break;
+        }
+        let handshakes: Vec<&ReceivedSpan> = all.iter().filter(|span| span.name.starts_with("agent ")).collect();
+        assert!(tokio::time::Instant::now() < deadline, "no `agent hello` under an `agent connect`: {handshakes:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // The log lines written for the request carry its trace id (JSON logs).
     let log = std::fs::read_to_string(cluster.log_dir().join("switchboard-placement-0.log")).unwrap();
