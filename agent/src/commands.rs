@@ -6,6 +6,17 @@ use switchboard_proto::{CommandResult, HostCommand, Screenshot};
 
 use crate::driver::{DcvDriver, DriverError};
 
+/// The command's name in traces: `agent create`, `agent close`, ….
+pub fn name(command: &HostCommand) -> &'static str {
+    match command.action {
+        Some(Action::Create(_)) => "agent create",
+        Some(Action::Close(_)) => "agent close",
+        Some(Action::SetPermissions(_)) => "agent set_permissions",
+        Some(Action::Screenshot(_)) => "agent screenshot",
+        None => "agent command",
+    }
+}
+
 /// Runs `command` on `driver` and describes the outcome; failures become the result's `error` text.
 pub async fn execute(driver: &dyn DcvDriver, command: HostCommand) -> CommandResult {
     let command_id = command.command_id;
@@ -51,7 +62,7 @@ mod tests {
     use crate::driver::simulated::SimulatedDriver;
 
     fn command(id: &str, action: Action) -> HostCommand {
-        HostCommand { command_id: id.into(), action: Some(action) }
+        HostCommand { command_id: id.into(), action: Some(action), traceparent: String::new() }
     }
 
     #[tokio::test]
@@ -84,7 +95,8 @@ mod tests {
     #[tokio::test]
     async fn a_command_without_action_fails_cleanly() {
         let driver = SimulatedDriver::new(0);
-        let result = execute(&driver, HostCommand { command_id: "c1".into(), action: None }).await;
+        let result =
+            execute(&driver, HostCommand { command_id: "c1".into(), action: None, traceparent: String::new() }).await;
         assert_eq!(result.command_id, "c1");
         assert!(result.error.contains("without an action"));
     }

@@ -24,6 +24,8 @@
 //! - `credentials_path`: where the credentials received at registration are kept (default: systemd's
 //!   `$STATE_DIRECTORY`, else next to the software statement; see `enrol`).
 //! - `[log] max_files`: rotated log files kept when `[log] directory` is set.
+//! - `[telemetry] otlp_endpoint`, `otlp_sampling_ratio`: export the agent's spans (one per broker command,
+//!   child of the broker's span that sent it) to an OTLP/gRPC receiver; off when the endpoint is unset.
 //!
 //! The original's `enable_query_logged_in_users` (default true) is honoured: `false` reports no users.
 //! `init_folder`, `autorun_folder` and `tags_folder` default to the original's folders, so an unchanged
@@ -49,8 +51,35 @@ pub struct AgentConfig {
     /// The `[log]` table.
     #[serde(default)]
     pub log: LogSection,
+    /// The `[telemetry]` table (Switchboard).
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     #[serde(flatten, skip_serializing)]
     unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The `[telemetry]` table: trace export.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct TelemetrySection {
+    /// OTLP/gRPC receiver of the agent's spans, e.g. `http://otel-collector:4317`; no export when absent.
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces the agent starts itself that are recorded (0.0 to 1.0, default 1.0); commands follow
+    /// the broker's sampling decision.
+    pub otlp_sampling_ratio: Option<f64>,
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+impl TelemetrySection {
+    /// The export this section asks for, as service `switchboard-agent`; `None` without an endpoint.
+    pub fn export(&self) -> Option<switchboard_common::telemetry::TraceExport> {
+        let endpoint = self.otlp_endpoint.as_ref().filter(|endpoint| !endpoint.trim().is_empty())?;
+        Some(switchboard_common::telemetry::TraceExport {
+            endpoint: endpoint.trim().to_owned(),
+            sampling_ratio: self.otlp_sampling_ratio.unwrap_or(1.0),
+            service_name: "switchboard-agent".to_owned(),
+        })
+    }
 }
 
 /// What drives the host's DCV sessions.
@@ -286,6 +315,13 @@ impl AgentConfig {
         }
         config.log.rotation()?;
         config.log.format()?;
+        if let Some(ratio) = config.telemetry.otlp_sampling_ratio
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(Error::Config(format!(
+                "agent.conf: `telemetry.otlp_sampling_ratio = {ratio}` is not between 0 and 1"
+            )));
+        }
         Ok(config)
     }
 
@@ -307,7 +343,8 @@ impl AgentConfig {
         let top = self.unknown.keys().cloned();
         let agent = self.agent.unknown.keys().map(|k| format!("agent.{k}"));
         let log = self.log.unknown.keys().map(|k| format!("log.{k}"));
-        top.chain(agent).chain(log).collect()
+        let telemetry = self.telemetry.unknown.keys().map(|k| format!("telemetry.{k}"));
+        top.chain(agent).chain(log).chain(telemetry).collect()
     }
 
     /// The broker's agent endpoint URL (always TLS): the first of [`AgentConfig::broker_urls`].

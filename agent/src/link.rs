@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tracing::Instrument;
 
 use crate::driver::DcvDriver;
 use crate::error::{Error, Result};
@@ -117,8 +118,11 @@ impl Link {
             channel = endpoint.connect() => channel.map_err(|e| Error::Link(format!("cannot connect: {e}")))?,
         };
         let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_CAPACITY);
+        // The handshake is one span (exported when `[telemetry]` says so); the hello carries its context,
+        // so the broker's handling of it is a child.
+        let connect_span = tracing::debug_span!("agent connect", otel.kind = "client", broker = %broker);
         // Queued before the call so it is the first message on the stream.
-        let hello = self.hello().await?;
+        let hello = self.hello().instrument(connect_span.clone()).await?;
         let session_count = hello.sessions.len();
         outgoing_tx.send(message(agent_message::Kind::Hello(hello))).await.expect("receiver is alive here");
         let authorization = self.enroller.authorization(channel.clone(), &self.options.hostname).await?;
@@ -129,7 +133,7 @@ impl Link {
         let mut client = AgentLinkClient::new(channel);
         let response = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            response = client.connect(request) => response,
+            response = client.connect(request).instrument(connect_span.clone()) => response,
         };
         if let Err(status) = &response
             && status.code() == tonic::Code::Unauthenticated
@@ -140,8 +144,9 @@ impl Link {
         let mut inbound = response.map_err(|status| Error::Link(format!("connect refused: {status}")))?.into_inner();
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()) => first,
+            first = tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).instrument(connect_span.clone()) => first,
         };
+        drop(connect_span);
         let welcome = match first {
             Err(_) => return Err(Error::Protocol("no welcome within 30 s of the hello".into())),
             Ok(Err(status)) => return Err(Error::Link(format!("stream failed before the welcome: {status}"))),
@@ -249,7 +254,20 @@ impl Link {
         outgoing_tx: mpsc::Sender<AgentMessage>,
     ) {
         let driver = self.driver.clone();
-        tokio::spawn(async move {
+        // Each command the broker sent from a trace is a span, child of the broker's span that sent it.
+        let span = if command.traceparent.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                parent: None,
+                "agent command",
+                otel.name = commands::name(&command),
+                otel.kind = "server",
+                command_id = %command.command_id
+            )
+        };
+        switchboard_common::trace_context::set_parent(&span, &command.traceparent);
+        let run = async move {
             let command_id = command.command_id.clone();
             let result = commands::execute(driver.as_ref(), command).await;
             drop(permit);
@@ -257,7 +275,8 @@ impl Link {
                 // The next hello's inventory tells the broker what happened.
                 tracing::warn!(command_id, "stream closed before the command result could be sent");
             }
-        });
+        };
+        tokio::spawn(run.instrument(span));
     }
 
     /// The first message of a session.
@@ -280,7 +299,7 @@ impl Link {
             max_concurrent_sessions_per_user: options.max_concurrent_sessions_per_user,
             dcv_healthy: available && self.driver.health().await,
             sessions,
-            traceparent: String::new(),
+            traceparent: switchboard_common::trace_context::current_traceparent(),
             inventory_unavailable: !available,
         })
     }

@@ -14,38 +14,30 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::config::{LogRotation, LogSection, TelemetrySection};
+use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
-
-use crate::config::{LogRotation, LogSection};
-use crate::error::{Error, Result};
 
 /// Rotated copies kept by default.
 pub const DEFAULT_MAX_FILES: usize = 7;
 /// Name of the log file, as the original agent names it; rotated copies add `.<period>`.
 pub const FILE_NAME: &str = "agent.log";
 
-/// Installs the global logger as `[log]` says. Keep the returned guard alive until exit: dropping it
-/// flushes the file writer.
-pub fn init(log: &LogSection) -> Result<Option<WorkerGuard>> {
+/// Installs the global logger as `[log]` says, exporting spans as `[telemetry]` says. Keep the returned
+/// guard alive until exit: dropping it flushes the file writer (and call
+/// `switchboard_common::telemetry::shutdown` to flush the spans).
+pub fn init(log: &LogSection, telemetry: &TelemetrySection) -> Result<Option<WorkerGuard>> {
     let level = log.level.as_deref().unwrap_or("info");
     let format = log.format()?;
+    let export = telemetry.export();
+    let failed = |error: switchboard_common::telemetry::TelemetryError| Error::Config(format!("telemetry.{error}"));
     let Some(directory) = &log.directory else {
-        switchboard_common::telemetry::init(level, format);
+        switchboard_common::telemetry::init(level, format, export.as_ref()).map_err(failed)?;
         return Ok(None);
     };
     let (writer, guard) = tracing_appender::non_blocking(RollingFile::open(log, directory)?);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let layer = fmt::layer().with_ansi(false).with_writer(writer);
-    let _ = match format {
-        switchboard_common::telemetry::LogFormat::Json => {
-            tracing_subscriber::registry().with(filter).with(layer.json().flatten_event(true)).try_init()
-        }
-        switchboard_common::telemetry::LogFormat::Pretty => {
-            tracing_subscriber::registry().with(filter).with(layer).try_init()
-        }
-    };
+    switchboard_common::telemetry::init_with_writer(level, format, false, writer, export.as_ref()).map_err(failed)?;
     Ok(Some(guard))
 }
 

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", switchboard_common::config::dump(&config)?);
         return Ok(());
     }
-    let _log_guard = logging::init(&config.log)?;
+    let _log_guard = logging::init(&config.log, &config.telemetry)?;
     config.log_warnings();
     switchboard_common::tls::install_crypto_provider();
     let (options, driver) = options_from_config(&config)?;
@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
         gpus = host.snapshot().gpus.len(),
         "starting switchboard agent"
     );
-    switchboard_agent::run(options, driver, move || host.snapshot(), shutdown).await?;
+    let ran = switchboard_agent::run(options, driver, move || host.snapshot(), shutdown).await;
     tracing::info!("switchboard agent stopped");
-    Ok(())
+    switchboard_common::telemetry::shutdown().await;
+    Ok(ran?)
 }

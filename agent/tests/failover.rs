@@ -28,7 +28,7 @@ impl Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (connections_rx, server) =
-            spawn_fake_broker(tonic::transport::Server::builder(), listener, Shutdown::new());
+            spawn_fake_broker(switchboard_common::grpc::server_builder().unwrap(), listener, Shutdown::new());
         Self { url, connections_rx, server }
     }
 
@@ -62,7 +62,11 @@ async fn the_agent_moves_to_the_next_replica_when_its_replica_dies() {
         .await;
     let spec = CreateSessionSpec { owner: "alice".into(), r#type: SessionType::Virtual as i32, ..Default::default() };
     let create = CreateSessionCommand { session_id: "s1".into(), spec: Some(spec) };
-    let command = HostCommand { command_id: "c1".into(), action: Some(host_command::Action::Create(create)) };
+    let command = HostCommand {
+        command_id: "c1".into(),
+        action: Some(host_command::Action::Create(create)),
+        traceparent: String::new(),
+    };
     on_first.send(broker_message::Kind::Command(command)).await;
     match on_first.next().await {
         agent_message::Kind::Result(result) => {

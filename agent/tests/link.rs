@@ -98,7 +98,8 @@ async fn the_agent_waits_for_a_broker_that_starts_late() {
 
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let broker_shutdown = Shutdown::new();
-    let mut connections_rx = serve_fake_broker(tonic::transport::Server::builder(), listener, broker_shutdown.clone());
+    let mut connections_rx =
+        serve_fake_broker(switchboard_common::grpc::server_builder().unwrap(), listener, broker_shutdown.clone());
 
     let mut connection = next_connection(&mut connections_rx).await;
     assert_eq!(connection.hello().await.hostname, "sim-host-1");
@@ -136,7 +137,8 @@ async fn https_brokers_are_verified_against_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = switchboard_common::tls::DevCa::load_or_create(dir.path(), &[]).unwrap();
     let identity = tonic::transport::Identity::from_pem(&ca.server.cert_pem, &ca.server.key_pem);
-    let server = tonic::transport::Server::builder()
+    let server = switchboard_common::grpc::server_builder()
+        .unwrap()
         .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

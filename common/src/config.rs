@@ -74,8 +74,8 @@ pub struct ConfigArgs {
     pub dump_config: bool,
 }
 
-/// Log and metrics settings every binary takes.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+/// Log, metrics and trace settings every binary takes.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TelemetrySettings {
     /// Log format: `pretty` (human-readable) or `json` (one object per line, for collectors).
@@ -87,19 +87,49 @@ pub struct TelemetrySettings {
     /// Plaintext HTTP address of the Prometheus `/metrics` endpoint, e.g. `0.0.0.0:9464`; off when unset.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// OTLP/gRPC receiver of this process's traces, e.g. `http://otel-collector:4317` (an OpenTelemetry
+    /// Collector); tracing is off when unset.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded and exported, 0.0 to 1.0; a request that arrives with a sampled
+    /// `traceparent` is always followed (parent-based sampling).
+    #[arg(long)]
+    pub otlp_sampling_ratio: f64,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Pretty, log_level: "info".to_owned(), metrics_listen: None }
+        Self {
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            metrics_listen: None,
+            otlp_endpoint: None,
+            otlp_sampling_ratio: 1.0,
+        }
     }
 }
 
 impl TelemetrySettings {
-    /// Sets up logging, and serves `/metrics` when `metrics_listen` is set (binding now, so a taken port
-    /// fails the start). Call once, inside the tokio runtime.
-    pub fn init(&self) -> ConfigResult<()> {
-        crate::telemetry::init(&self.log_level, self.log_format);
+    /// Sets up logging, trace export when `otlp_endpoint` is set (as `service_name`, e.g.
+    /// `switchboard-gateway`), and serves `/metrics` when `metrics_listen` is set (binding now, so a taken
+    /// port fails the start). Call once, inside the tokio runtime; call [`crate::telemetry::shutdown`]
+    /// before exiting.
+    pub fn init(&self, service_name: &str) -> ConfigResult<()> {
+        if !(0.0..=1.0).contains(&self.otlp_sampling_ratio) {
+            return Err(ConfigError::Invalid(format!(
+                "otlp_sampling_ratio {} is not between 0.0 and 1.0",
+                self.otlp_sampling_ratio
+            )));
+        }
+        let export = self.otlp_endpoint.as_ref().filter(|endpoint| !endpoint.is_empty()).map(|endpoint| {
+            crate::telemetry::TraceExport {
+                endpoint: endpoint.clone(),
+                sampling_ratio: self.otlp_sampling_ratio,
+                service_name: service_name.to_owned(),
+            }
+        });
+        crate::telemetry::init(&self.log_level, self.log_format, export.as_ref())
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if let Some(listen) = self.metrics_listen {
             let listener = std::net::TcpListener::bind(listen)
                 .map_err(|error| ConfigError::Invalid(format!("metrics_listen {listen}: {error}")))?;
@@ -404,16 +434,18 @@ where
 /// What every binary's `main` does first: parse the command line (exiting with clap's message on a bad
 /// one, or with help or the version), [`load`] the settings, and for `--dump-config` print them ([`dump`])
 /// and return `None` so the binary exits without starting. Otherwise sets up telemetry (logs, and the
-/// `/metrics` endpoint when `metrics_listen` is set: call it inside the tokio runtime), installs the
+/// `/metrics` endpoint when `metrics_listen` is set, trace export as the command's name when
+/// `otlp_endpoint` is set: call it inside the tokio runtime), installs the
 /// crypto provider and configures internal TLS.
 pub fn bootstrap<S: Settings>(base: clap::Command) -> ConfigResult<Option<S>> {
+    let base_name = base.get_name().to_owned();
     let matches = command::<S>(base).get_matches();
     let settings: S = load(&matches)?;
     if matches.get_flag("dump_config") {
         print!("{}", dump(&settings)?);
         return Ok(None);
     }
-    settings.telemetry().init()?;
+    settings.telemetry().init(&base_name)?;
     crate::tls::install_crypto_provider();
     if let Some(internal_tls) = settings.internal_tls() {
         internal_tls.configure()?;
@@ -712,6 +744,15 @@ mod tests {
         assert!(server_identity(Some(&cert), None, None, &[]).is_err());
         assert!(server_identity(None, None, None, &[]).is_err());
         assert_eq!("JSON".parse::<LogFormat>().unwrap(), LogFormat::Json);
+    }
+
+    #[test]
+    fn a_sampling_ratio_outside_0_to_1_is_refused_before_anything_starts() {
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            let settings = TelemetrySettings { otlp_sampling_ratio: ratio, ..TelemetrySettings::default() };
+            let error = settings.init("switchboard-test").unwrap_err().to_string();
+            assert!(error.contains("otlp_sampling_ratio"), "{error}");
+        }
     }
 
     #[test]

@@ -1,17 +1,32 @@
 //! Serving and dialing gRPC services.
+//!
+//! Every server ([`server_builder`]) and every channel ([`lazy_channel`], [`replica_channel`]) carries the
+//! W3C trace context of each call ([`crate::trace_context`]): their types say so ([`GrpcServer`],
+//! [`GrpcRouter`], [`GrpcChannel`]), so a server or client built another way does not fit.
 
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint, server::Router};
+use tower::layer::util::{Identity, Stack};
 
 use crate::Shutdown;
+use crate::trace_context::{InjectTraceContext, TraceServerLayer};
+
+/// A channel to a service's replicas that sends the caller's trace context with every call.
+pub type GrpcChannel = InjectTraceContext<Channel>;
+
+/// A gRPC server whose calls each run in a span continuing the caller's trace.
+pub type GrpcServer = tonic::transport::Server<Stack<TraceServerLayer, Identity>>;
+
+/// The routes of a [`GrpcServer`], ready for [`serve_router`].
+pub type GrpcRouter = Router<Stack<TraceServerLayer, Identity>>;
 
 /// Serves `router` on an already-bound listener until `shutdown` is cancelled,
 /// then lets in-flight calls finish.
 pub async fn serve_router(
-    router: Router,
+    router: GrpcRouter,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {
@@ -21,8 +36,8 @@ pub async fn serve_router(
 
 /// A server builder for an internal gRPC port: TLS (and mTLS) when the process configured
 /// [`crate::internal_tls`], plaintext otherwise.
-pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Error> {
-    let builder = tonic::transport::Server::builder();
+pub fn server_builder() -> Result<GrpcServer, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder().layer(TraceServerLayer);
     match crate::internal_tls::configured().and_then(|tls| tls.server_config()) {
         Some(config) => builder.tls_config(config),
         None => Ok(builder),
@@ -45,8 +60,12 @@ fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 
 /// A channel to `url` (`http://host:port`) that connects on first use and
 /// reconnects by itself, with bounded connect and keepalive timeouts.
-pub fn lazy_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(endpoint(url)?.connect_lazy())
+pub fn lazy_channel(url: &str) -> Result<GrpcChannel, tonic::transport::Error> {
+    Ok(traced(endpoint(url)?.connect_lazy()))
+}
+
+fn traced(channel: Channel) -> GrpcChannel {
+    InjectTraceContext::new(channel)
 }
 
 /// How often [`replica_channel`] probes each replica.
@@ -63,7 +82,7 @@ pub const REPLICA_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// removed: with every replica down, calls fail fast instead of waiting.
 /// Callers still retry idempotent calls that fail in flight. Must be called
 /// inside a tokio runtime; the probe task ends when the channel is dropped.
-pub fn replica_channel(urls: &str) -> Result<Channel, tonic::transport::Error> {
+pub fn replica_channel(urls: &str) -> Result<GrpcChannel, tonic::transport::Error> {
     let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
     if let [url] = urls.as_slice() {
         return lazy_channel(url);
@@ -74,7 +93,7 @@ pub fn replica_channel(urls: &str) -> Result<Channel, tonic::transport::Error> {
         .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
     let (channel, changes_tx) = Channel::balance_channel(replicas.len() * 2 + 1);
     tokio::spawn(probe_replicas(replicas, changes_tx));
-    Ok(channel)
+    Ok(traced(channel))
 }
 
 struct Replica {
@@ -154,7 +173,7 @@ mod tests {
         };
         let shutdown = Shutdown::new();
         let (_reporter, health_service) = health();
-        let router = tonic::transport::Server::builder().add_service(health_service);
+        let router = server_builder().unwrap().add_service(health_service);
         let server = tokio::spawn(serve_router(router, listener, shutdown.clone()));
 
         let mut client = HealthClient::new(replica_channel(&format!("{dead},{live}")).unwrap());

@@ -2,7 +2,8 @@
 //!
 //! - [`error`]: the one error-code enum, mapped once to gRPC codes and HTTP statuses.
 //! - [`config`]: layered settings of the service binaries (defaults → file → env → flags), `--dump-config`.
-//! - [`telemetry`]: `RUST_LOG`-style tracing setup (pretty or JSON).
+//! - [`telemetry`]: `RUST_LOG`-style logging (pretty or JSON, with trace ids), OTLP trace export when configured.
+//! - [`trace_context`]: the W3C trace context across gRPC calls, the agent stream and API requests.
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
@@ -22,6 +23,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod trace_context;
 
 pub use error::{ErrorCode, ServiceError};
 pub use secret::Secret;

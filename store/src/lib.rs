@@ -17,6 +17,7 @@
 //! - [`secrets`]: [`Secrets`], shared secrets and single-use token ids (durable);
 //! - [`error`]: [`BackendError`], mapped once to an `ErrorCode`;
 //! - [`open`]: [`BackendConfig`] and [`open_backend`];
+//! - [`observed`]: [`Observed`], a span and the per-call metrics around any backend;
 //! - the implementations: [`embedded::EmbeddedBackend`] (in-process, durable on disk under the data
 //!   dir; the all-in-one default) and [`redis::RedisBackend`] (shared by every replica, multi-key
 //!   invariants in Lua scripts);
@@ -33,6 +34,7 @@ pub mod dns;
 pub mod embedded;
 pub mod enrolment;
 pub mod error;
+pub mod observed;
 pub mod open;
 pub mod ownership;
 pub mod queue;
@@ -45,6 +47,7 @@ pub mod sessions;
 pub use dns::DnsMappings;
 pub use enrolment::Enrolment;
 pub use error::{BackendError, BackendResult};
+pub use observed::Observed;
 pub use open::{BackendConfig, open_backend};
 pub use ownership::{AgentOwnership, Fence, StreamOwnership};
 pub use queue::{CreateQueue, QueueDepth, QueuePush};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{Backend, BackendResult, embedded, redis};
+use crate::{Backend, BackendResult, Observed, embedded, redis};
 
 /// Which storage a process uses; see [`open_backend`].
 #[derive(Debug, Clone)]
@@ -31,10 +31,14 @@ impl From<switchboard_common::config::StorageChoice> for BackendConfig {
 }
 
 /// Opens the configured backend (connecting to Redis, or opening the redb
-/// file) for a service binary.
+/// file) for a service binary, [`Observed`]: every call traced and measured.
 pub async fn open_backend(config: &BackendConfig) -> BackendResult<Arc<dyn Backend>> {
     Ok(match config {
-        BackendConfig::Embedded { data_dir } => Arc::new(embedded::EmbeddedBackend::open(data_dir)?),
-        BackendConfig::Redis(redis) => Arc::new(redis::RedisBackend::connect(redis.clone()).await?),
+        BackendConfig::Embedded { data_dir } => {
+            Observed::wrap(Arc::new(embedded::EmbeddedBackend::open(data_dir)?), "embedded")
+        }
+        BackendConfig::Redis(redis) => {
+            Observed::wrap(Arc::new(redis::RedisBackend::connect(redis.clone()).await?), "redis")
+        }
     })
 }

@@ -14,6 +14,15 @@ async fn in_memory_passes_conformance() {
     conformance::run_all(|| async { Arc::new(EmbeddedBackend::in_memory().unwrap()) as Arc<dyn Backend> }).await;
 }
 
+/// The wrapper the services open their backend through delegates every call unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observed_passes_conformance() {
+    conformance::run_all(|| async {
+        switchboard_store::Observed::wrap(Arc::new(EmbeddedBackend::in_memory().unwrap()), "embedded")
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_disk_passes_conformance() {
     let root = tempfile::tempdir().unwrap();

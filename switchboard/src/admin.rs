@@ -22,9 +22,10 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use switchboard_common::Secret;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::agent_admin_client::AgentAdminClient;
 use switchboard_proto::auth_client::AuthClient;
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::metadata::MetadataValue;
 
 /// File name of the admin channel descriptor inside the data dir.
 pub const ADMIN_FILE: &str = "admin.json";
@@ -99,7 +100,9 @@ impl AdminChannel {
     pub fn client(
         &self,
     ) -> anyhow::Result<
-        AuthClient<tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor + Clone>>,
+        AuthClient<
+            tonic::service::interceptor::InterceptedService<GrpcChannel, impl tonic::service::Interceptor + Clone>,
+        >,
     > {
         let channel = switchboard_common::grpc::lazy_channel(&self.auth_url)?;
         let header: MetadataValue<_> = format!("Bearer {}", self.token.expose()).parse()?;
@@ -114,7 +117,7 @@ impl AdminChannel {
         &self,
     ) -> anyhow::Result<
         AgentAdminClient<
-            tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor + Clone>,
+            tonic::service::interceptor::InterceptedService<GrpcChannel, impl tonic::service::Interceptor + Clone>,
         >,
     > {
         let channel = switchboard_common::grpc::lazy_channel(&self.auth_url)?;

@@ -315,7 +315,7 @@ fn scope_text(read_only: bool, allowed_owners: &[String]) -> String {
 }
 
 async fn up(config: UpConfig) -> anyhow::Result<()> {
-    config.telemetry.init()?;
+    config.telemetry.init("switchboard")?;
     let started = Instant::now();
     config.gateway.validate().map_err(anyhow::Error::msg)?;
     config.auth.validate().map_err(anyhow::Error::msg)?;
@@ -329,7 +329,9 @@ async fn up(config: UpConfig) -> anyhow::Result<()> {
     });
     cluster.wait_ready(sim_hosts, Duration::from_secs(10)).await?;
     print_banner(&cluster, &data_dir, sim_hosts, started.elapsed());
-    cluster.run_until_stopped().await
+    let stopped = cluster.run_until_stopped().await;
+    switchboard_common::telemetry::shutdown().await;
+    stopped
 }
 
 fn print_banner(cluster: &Cluster, data_dir: &std::path::Path, hosts: usize, elapsed: Duration) {

@@ -21,7 +21,7 @@ use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
 };
-use switchboard_store::{Backend, embedded::EmbeddedBackend};
+use switchboard_store::{Backend, Observed, embedded::EmbeddedBackend};
 use tokio::{net::TcpListener, task::JoinSet};
 
 use crate::admin::AdminChannel;
@@ -270,12 +270,13 @@ impl Cluster {
                 tls.ca_path.display()
             );
         }
-        let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::open(&config.data_dir).with_context(|| {
+        let embedded = EmbeddedBackend::open(&config.data_dir).with_context(|| {
             format!(
                 "cannot open the store in {} (is another switchboard already running with this --data-dir?)",
                 config.data_dir.display()
             )
-        })?);
+        })?;
+        let backend: Arc<dyn Backend> = Observed::wrap(Arc::new(embedded), "embedded");
 
         let api_listener = bind(config.listen, "client API").await?;
         let agent_listener = bind(config.agent_listen, "agent endpoint").await?;

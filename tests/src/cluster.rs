@@ -169,11 +169,21 @@ pub struct ClusterSpec {
     pub internal_mtls: bool,
     /// Every service process serves Prometheus metrics (`--metrics-listen` on a free port).
     pub metrics: bool,
+    /// Every service process and agent exports all its traces (sampling 1.0) to this OTLP/gRPC receiver,
+    /// and the services log JSON lines.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { replicas: 2, agents: 4, max_virtual_sessions: 50, internal_mtls: false, metrics: false }
+        Self {
+            replicas: 2,
+            agents: 4,
+            max_virtual_sessions: 50,
+            internal_mtls: false,
+            metrics: false,
+            otlp_endpoint: None,
+        }
     }
 }
 
@@ -190,6 +200,7 @@ pub struct ProcessCluster {
     /// `http` or `https` (internal mTLS) for the internal gRPC ports.
     scheme: &'static str,
     metrics: bool,
+    otlp_endpoint: Option<String>,
     replicas: Vec<Replica>,
     agents: Vec<Process>,
     dir: tempfile::TempDir,
@@ -213,6 +224,7 @@ impl ProcessCluster {
             max_virtual_sessions: spec.max_virtual_sessions,
             scheme: if spec.internal_mtls { "https" } else { "http" },
             metrics: spec.metrics,
+            otlp_endpoint: spec.otlp_endpoint.clone(),
             replicas: Vec::new(),
             agents: Vec::new(),
             dir,
@@ -326,6 +338,13 @@ impl ProcessCluster {
         if let Some(metrics_port) = metrics_port {
             args.push(format!("--metrics-listen=127.0.0.1:{metrics_port}"));
         }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            args.extend([
+                format!("--otlp-endpoint={endpoint}"),
+                "--otlp-sampling-ratio=1".into(),
+                "--log-format=json".into(),
+            ]);
+        }
         let mut process = Process {
             log: self.dir.path().join(format!("{label}.log")),
             label,
@@ -377,10 +396,14 @@ impl ProcessCluster {
         statement: &Path,
     ) -> anyhow::Result<()> {
         let conf = self.dir.path().join(format!("agent-{index}.conf"));
+        let telemetry = match &self.otlp_endpoint {
+            Some(endpoint) => format!("[telemetry]\notlp_endpoint = '{endpoint}'\notlp_sampling_ratio = 1.0\n"),
+            None => String::new(),
+        };
         let text = format!(
             "version = '0.1'\n[agent]\nbroker_addresses = [{}]\nca_file = '{}'\nmax_virtual_sessions = {}\n\
              broker_update_interval = 1\ndriver = 'simulated'\nserver_id = 'ha-host-{index}'\nhostname = 'ha-host-{index}'\n\
-             software_statement_path = '{}'\n[log]\nlevel = 'info'\n",
+             software_statement_path = '{}'\n[log]\nlevel = 'info'\n{telemetry}",
             addresses.join(", "),
             ca_path.display(),
             self.max_virtual_sessions,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use switchboard_auth::{AuthConfig, admin_token_hash, keys, tokens::Signer};
 use switchboard_common::Shutdown;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_gateway::verify::{TokenVerifier, VerifyError};
 use switchboard_proto::auth_client::AuthClient;
 use switchboard_proto::{
@@ -14,14 +15,13 @@ use switchboard_proto::{
 };
 use switchboard_store::Backend;
 use switchboard_store::embedded::EmbeddedBackend;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 const ADMIN_TOKEN: &str = "correct horse battery staple";
 
 /// One running auth replica.
 struct Replica {
-    client: AuthClient<Channel>,
+    client: AuthClient<GrpcChannel>,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<switchboard_auth::Result<()>>,
 }
@@ -64,13 +64,13 @@ fn as_admin<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
-async fn register(client: &mut AuthClient<Channel>, name: &str) -> RegisterApiClientResponse {
+async fn register(client: &mut AuthClient<GrpcChannel>, name: &str) -> RegisterApiClientResponse {
     let request =
         as_admin(RegisterApiClientRequest { client_name: name.to_owned(), ..Default::default() }, ADMIN_TOKEN);
     client.register_api_client(request).await.unwrap().into_inner()
 }
 
-async fn issue(client: &mut AuthClient<Channel>, id: &str, secret: &str) -> Result<String, tonic::Status> {
+async fn issue(client: &mut AuthClient<GrpcChannel>, id: &str, secret: &str) -> Result<String, tonic::Status> {
     let request = IssueTokenRequest { client_id: id.to_owned(), client_secret: secret.to_owned() };
     Ok(client.issue_token(request).await?.into_inner().access_token)
 }

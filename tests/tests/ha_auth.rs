@@ -12,7 +12,7 @@ use switchboard_tests::cluster::{ClusterSpec, ProcessCluster, Service};
 
 type Admin = switchboard_proto::auth_client::AuthClient<
     tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
+        switchboard_common::grpc::GrpcChannel,
         Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send + Sync>,
     >,
 >;

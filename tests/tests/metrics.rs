@@ -237,6 +237,15 @@ async fn prometheus_sees_what_the_api_reports_and_series_do_not_grow_with_sessio
     }
     let gateway = &texts.iter().find(|(label, _)| label.starts_with("switchboard-gateway")).unwrap().1;
     assert!(gateway.contains("switchboard_api_requests_total{operation=\"/createSessions\",status_class=\"2xx\"}"));
+    // Every store call is measured, by backend and operation.
+    let store = &texts.iter().find(|(label, _)| label.starts_with("switchboard-session-store")).unwrap().1;
+    for series in [
+        "switchboard_store_call_duration_seconds_count{backend=\"redis\",operation=\"assign_session\"}",
+        "switchboard_store_call_errors_total{backend=\"redis\",operation=\"assign_session\"} 0",
+        "switchboard_store_fencing_rejections_total{backend=\"redis\",operation=\"update_session\"}",
+    ] {
+        assert!(store.contains(series), "session-store exposes no {series}");
+    }
 
     // A real Prometheus scrapes them; PromQL answers what the API answered.
     let targets: Vec<String> = cluster

@@ -40,7 +40,7 @@ impl Connection {
     }
 
     pub async fn command(&self, command_id: &str, action: host_command::Action) {
-        let command = HostCommand { command_id: command_id.into(), action: Some(action) };
+        let command = HostCommand { command_id: command_id.into(), action: Some(action), traceparent: String::new() };
         self.send(broker_message::Kind::Command(command)).await;
     }
 
@@ -81,11 +81,11 @@ impl AgentLink for FakeBroker {
 pub async fn fake_broker(shutdown: Shutdown) -> (String, mpsc::UnboundedReceiver<Connection>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    (url, serve_fake_broker(tonic::transport::Server::builder(), listener, shutdown))
+    (url, serve_fake_broker(switchboard_common::grpc::server_builder().unwrap(), listener, shutdown))
 }
 
 pub fn serve_fake_broker(
-    server: tonic::transport::Server,
+    server: switchboard_common::grpc::GrpcServer,
     listener: tokio::net::TcpListener,
     shutdown: Shutdown,
 ) -> mpsc::UnboundedReceiver<Connection> {
@@ -95,7 +95,7 @@ pub fn serve_fake_broker(
 /// Like [`serve_fake_broker`], also returning the server task; aborting it kills the broker (its listener
 /// closes, so new connections are refused).
 pub fn spawn_fake_broker(
-    mut server: tonic::transport::Server,
+    mut server: switchboard_common::grpc::GrpcServer,
     listener: tokio::net::TcpListener,
     shutdown: Shutdown,
 ) -> (mpsc::UnboundedReceiver<Connection>, tokio::task::JoinHandle<Result<(), tonic::transport::Error>>) {

@@ -66,6 +66,13 @@ async fn main() -> anyhow::Result<()> {
     let Some(settings) = config::bootstrap::<Settings>(command)? else {
         return Ok(());
     };
+    let served = run(settings).await;
+    switchboard_common::telemetry::shutdown().await;
+    served
+}
+
+/// Everything after the settings: bind, serve until a signal.
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let storage: BackendConfig = settings.storage.choice()?.into();
     let mut auth_config = settings.auth;
     auth_config.validate().map_err(anyhow::Error::msg)?;

@@ -25,10 +25,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use switchboard_common::ErrorCode;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{
     GetClientPolicyRequest, GetSessionsRequest, auth_client::AuthClient, session_store_client::SessionStoreClient,
 };
-use tonic::transport::Channel;
 
 use crate::{AppState, error::ApiError};
 
@@ -94,7 +94,7 @@ impl Caller {
     /// and acting after is safe.
     pub async fn require_session_owners(
         &self,
-        store: &mut SessionStoreClient<Channel>,
+        store: &mut SessionStoreClient<GrpcChannel>,
         session_ids: &[String],
     ) -> Result<(), ApiError> {
         if self.allowed_owners().is_none() || session_ids.is_empty() {
@@ -133,14 +133,14 @@ pub const MAX_CACHED_POLICIES: usize = 10_000;
 
 /// `Auth.GetClientPolicy` answers, cached per client for `ttl` (the revocation bound).
 pub struct ClientPolicies {
-    auth: AuthClient<Channel>,
+    auth: AuthClient<GrpcChannel>,
     ttl: Duration,
     cache: Mutex<HashMap<String, CachedPolicy>>,
 }
 
 impl ClientPolicies {
     /// Policies from `auth`, each trusted for `ttl`.
-    pub fn new(auth: AuthClient<Channel>, ttl: Duration) -> Self {
+    pub fn new(auth: AuthClient<GrpcChannel>, ttl: Duration) -> Self {
         Self { auth, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
@@ -212,7 +212,7 @@ impl TokenCheck for VerifiedTokens {
 
 /// The production token check for an auth client.
 pub fn token_verifier(
-    client: AuthClient<Channel>,
+    client: AuthClient<GrpcChannel>,
     verifier: VerifierConfig,
     client_cache_ttl: Duration,
 ) -> Arc<dyn TokenCheck> {

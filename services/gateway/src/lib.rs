@@ -33,11 +33,11 @@ pub mod verify;
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{Shutdown, tls::Identity};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
 };
-use tonic::transport::Channel;
 
 pub use error::{ApiError, Result};
 pub use routes::router;
@@ -154,11 +154,11 @@ impl GatewayConfig {
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     /// Tokens and key set.
-    pub auth: AuthClient<Channel>,
+    pub auth: AuthClient<GrpcChannel>,
     /// Session creation.
-    pub placement: PlacementClient<Channel>,
+    pub placement: PlacementClient<GrpcChannel>,
     /// Sessions and servers.
-    pub store: SessionStoreClient<Channel>,
+    pub store: SessionStoreClient<GrpcChannel>,
 }
 
 impl Upstreams {

@@ -87,6 +87,13 @@ async fn main() -> anyhow::Result<()> {
     let Some(settings) = config::bootstrap::<Settings>(command)? else {
         return Ok(());
     };
+    let served = run(settings).await;
+    switchboard_common::telemetry::shutdown().await;
+    served
+}
+
+/// Everything after the settings: bind, serve until a signal.
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let identity = settings.tls.identity()?;
     let upstreams = Upstreams {
         auth: AuthClient::new(replica_channel(&settings.auth_url).context("auth_url")?),

@@ -1,5 +1,6 @@
 //! The API's Prometheus metrics (listed in `docs/observability.md`): every request by operation and status
-//! class with its latency, and the requests refused before a handler ran, by reason.
+//! class with its latency, and the requests refused before a handler ran, by reason. Also each request's
+//! trace span ([`trace`]), named by the same bounded operation.
 
 use std::time::Instant;
 
@@ -48,6 +49,25 @@ pub async fn record(request: Request, next: Next) -> Response {
         .increment(1);
     metrics::histogram!("switchboard_api_request_duration_seconds", "operation" => operation)
         .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Middleware: each request runs in a span named after its method and operation (`POST /createSessions`),
+/// child of the client's `traceparent` header when it sends one; gRPC calls made for it carry it on.
+pub async fn trace(request: Request, next: Next) -> Response {
+    let operation = operation(request.uri().path());
+    let span = tracing::debug_span!(
+        parent: None,
+        "api",
+        otel.name = format!("{} {operation}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = operation,
+        http.response.status_code = tracing::field::Empty,
+    );
+    switchboard_common::trace_context::set_parent_from_headers(&span, request.headers());
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     response
 }
 

@@ -31,9 +31,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use switchboard_common::ErrorCode;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::auth_client::AuthClient;
 use switchboard_proto::{AuthServerInfo, GetKeySetRequest, KeySet};
-use tonic::transport::Channel;
 
 use switchboard_common::claims::TokenClaims;
 
@@ -144,7 +144,7 @@ struct ExternalKeys {
 /// Verifies access tokens against the auth service's key set. Cheap to share behind an `Arc`.
 pub struct TokenVerifier {
     /// Where key sets come from; `None` for a fixed key set.
-    client: Option<AuthClient<Channel>>,
+    client: Option<AuthClient<GrpcChannel>>,
     /// The key set in use; std lock, never held across an await.
     state: RwLock<Option<Arc<KeyState>>>,
     /// Time of the last fetch attempt. A tokio mutex because it is held across the `GetKeySet`
@@ -175,7 +175,7 @@ impl fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     /// A verifier that fetches the key set from the auth service on first use.
-    pub fn new(client: AuthClient<Channel>) -> Self {
+    pub fn new(client: AuthClient<GrpcChannel>) -> Self {
         Self::with_parts(Some(client), None)
     }
 
@@ -185,7 +185,7 @@ impl TokenVerifier {
         Ok(Self::with_parts(None, Some(Arc::new(parse_key_set(key_set)?))))
     }
 
-    fn with_parts(client: Option<AuthClient<Channel>>, state: Option<Arc<KeyState>>) -> Self {
+    fn with_parts(client: Option<AuthClient<GrpcChannel>>, state: Option<Arc<KeyState>>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{Shutdown, grpc::lazy_channel};
 use switchboard_placement::{
     fleet::{Fleet, FleetView},
@@ -38,7 +39,6 @@ use switchboard_proto::{
 };
 use switchboard_session_store::{agent_link::hub::AgentHub, routing::CommandRouter, service::StoreService};
 use switchboard_store::{Backend, embedded::EmbeddedBackend, redis::RedisBackend, redis::RedisConfig};
-use tonic::transport::Channel;
 
 const SERVERS: usize = 5_000;
 const REQUIREMENT: &str =
@@ -98,7 +98,7 @@ fn server(i: usize) -> ServerRecord {
 }
 
 /// A store with the fleet, served over gRPC on loopback.
-async fn start_store(backend: Arc<dyn Backend>, shutdown: &Shutdown) -> SessionStoreClient<Channel> {
+async fn start_store(backend: Arc<dyn Backend>, shutdown: &Shutdown) -> SessionStoreClient<GrpcChannel> {
     for i in 0..SERVERS {
         backend.upsert_server_report(server(i), true, None).await.expect("server report");
     }
@@ -113,7 +113,7 @@ async fn start_store(backend: Arc<dyn Backend>, shutdown: &Shutdown) -> SessionS
         .max_encoding_message_size(64 * 1024 * 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = tonic::transport::Server::builder().add_service(service);
+    let router = switchboard_common::grpc::server_builder().unwrap().add_service(service);
     tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown.clone()));
     SessionStoreClient::new(lazy_channel(&url).unwrap())
         .max_decoding_message_size(64 * 1024 * 1024)
@@ -175,7 +175,7 @@ where
 /// The fleet view's way: rank the in-memory view, reserve.
 async fn view_decisions(
     fleet: Arc<FleetView>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     ids: Vec<String>,
     workers: usize,
 ) -> f64 {
@@ -197,7 +197,7 @@ async fn view_decisions(
 }
 
 /// The baseline: list every server from the store per decision, rank, reserve.
-async fn baseline_decisions(store: SessionStoreClient<Channel>, ids: Vec<String>, workers: usize) -> f64 {
+async fn baseline_decisions(store: SessionStoreClient<GrpcChannel>, ids: Vec<String>, workers: usize) -> f64 {
     run_decisions(ids, workers, move |id| {
         let mut store = store.clone();
         async move {

@@ -22,13 +22,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{
     CreateSessionSpec, EnqueueOutcome, EnqueueSessionRequest, QueuedRequest, SessionRecord, SettleUnplacedRequest,
     StartSessionRequest, session_store_client::SessionStoreClient, settle_unplaced_request::Action,
     start_session_response::Outcome,
 };
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use crate::{
     Error, PlacementConfig, Result,
@@ -65,7 +65,7 @@ const START_SESSION_SLACK: Duration = Duration::from_secs(5);
 /// Places and creates one session.
 pub struct Driver {
     config: Arc<PlacementConfig>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     fleet: Arc<FleetView>,
     /// Wakes the queue worker after this driver queued a session.
     queue_wake: Arc<Notify>,
@@ -100,7 +100,7 @@ impl Driver {
     /// A driver using `store` for every read and write and `fleet` for choices.
     pub fn new(
         config: Arc<PlacementConfig>,
-        store: SessionStoreClient<Channel>,
+        store: SessionStoreClient<GrpcChannel>,
         fleet: Arc<FleetView>,
         queue_wake: Arc<Notify>,
     ) -> Self {

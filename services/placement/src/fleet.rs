@@ -27,9 +27,9 @@ use std::{
 };
 
 use switchboard_common::Shutdown;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{ServerChangesRequest, ServerRecord, SessionType, session_store_client::SessionStoreClient};
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use crate::{Error, Result, place::SessionKind, requirements::Requirements};
 
@@ -182,7 +182,7 @@ pub struct Changes {
 #[derive(Debug)]
 pub struct FleetView {
     fleet: RwLock<Fleet>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     /// One sync at a time; callers arriving meanwhile sync after it.
     sync_lock: tokio::sync::Mutex<()>,
     changes: Mutex<Changes>,
@@ -195,7 +195,7 @@ pub struct FleetView {
 
 impl FleetView {
     /// An empty view that syncs from `store`.
-    pub fn new(store: SessionStoreClient<Channel>) -> Self {
+    pub fn new(store: SessionStoreClient<GrpcChannel>) -> Self {
         Self {
             fleet: RwLock::default(),
             store,

@@ -33,10 +33,10 @@ use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 
 pub use service::PlacementService;
 
@@ -204,7 +204,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub async fn serve(
     config: PlacementConfig,
     listener: TcpListener,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     shutdown: Shutdown,
 ) -> Result<()> {
     metrics::describe();

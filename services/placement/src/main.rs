@@ -77,6 +77,13 @@ async fn main() -> anyhow::Result<()> {
     let Some(settings) = config::bootstrap::<Settings>(command())? else {
         return Ok(());
     };
+    let served = run(settings).await;
+    switchboard_common::telemetry::shutdown().await;
+    served
+}
+
+/// Everything after the settings: bind, serve until a signal.
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let placement = PlacementConfig { max_batch: settings.max_batch, ..settings.placement };
     let placement_config = placement_config(placement, settings.retries_on_failure)?;
     let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);

@@ -47,11 +47,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{
     AssignSessionRequest, CreateSessionSpec, ServerRecord, SessionRecord, SessionType, assign_session_response,
     session_store_client::SessionStoreClient,
 };
-use tonic::transport::Channel;
 
 use crate::{
     Error, Result,
@@ -464,7 +464,7 @@ const SESSION_NOT_PLACEABLE: &str = "SESSION_NOT_PLACEABLE";
 /// before concluding that nothing fits, and once after a round whose
 /// candidates were all refused (the view was stale).
 pub async fn place(
-    store: &mut SessionStoreClient<Channel>,
+    store: &mut SessionStoreClient<GrpcChannel>,
     fleet: &FleetView,
     session_id: &str,
     request: &PlacementRequest<'_>,
@@ -646,7 +646,7 @@ mod tests {
     #[tokio::test]
     async fn the_eligibility_cache_keeps_console_autorun_apart_from_plain_console() {
         let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
-            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            switchboard_common::grpc::lazy_channel("http://127.0.0.1:1").unwrap(),
         ));
         let fleet =
             Fleet::from_servers([server("linux", 0), ServerRecord { host: host("windows"), ..server("win", 0) }]);
@@ -705,7 +705,7 @@ mod tests {
             servers.push(s);
         }
         let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
-            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            switchboard_common::grpc::lazy_channel("http://127.0.0.1:1").unwrap(),
         ));
         let fleet = Fleet::from_servers(servers);
         let excluded = HashMap::from([("s01".to_owned(), Exclusion::CreationFailed)]);
@@ -735,7 +735,7 @@ mod tests {
     #[tokio::test]
     async fn eligibility_is_recomputed_when_a_server_changes_but_not_for_counts() {
         let view = FleetView::new(switchboard_proto::session_store_client::SessionStoreClient::new(
-            tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            switchboard_common::grpc::lazy_channel("http://127.0.0.1:1").unwrap(),
         ));
         let mut fleet = Fleet::from_servers([server("a", 0), server("b", 0)]);
         let all = Requirements::default();

@@ -41,12 +41,12 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use switchboard_common::Shutdown;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{
     ClaimQueuedRequest, DequeueSessionRequest, GetSessionsRequest, QueueHeadsRequest, QueuedRequest,
     ReleaseQueuedRequest, SessionState, SessionType, session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use crate::{
     Error, PlacementConfig, Placements, Result,
@@ -93,7 +93,7 @@ enum Served {
 /// The queue worker of one placement replica.
 pub struct QueueWorker {
     config: Arc<PlacementConfig>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     fleet: Arc<FleetView>,
     wake: Arc<Notify>,
     placements: Placements,
@@ -103,7 +103,7 @@ impl QueueWorker {
     /// A worker sharing the service's store client, fleet view and wake-up.
     pub(crate) fn new(
         config: Arc<PlacementConfig>,
-        store: SessionStoreClient<Channel>,
+        store: SessionStoreClient<GrpcChannel>,
         fleet: Arc<FleetView>,
         wake: Arc<Notify>,
         placements: Placements,

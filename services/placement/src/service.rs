@@ -46,6 +46,7 @@ use std::{
     time::Duration,
 };
 
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{ErrorCode, time::now_ms};
 use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{
@@ -55,7 +56,7 @@ use switchboard_proto::{
     session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 
 use crate::{
     PlacementConfig, Placements,
@@ -98,7 +99,7 @@ enum Precheck {
 #[derive(Debug, Clone)]
 pub struct PlacementService {
     config: Arc<PlacementConfig>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     placements: Placements,
     fleet: Arc<FleetView>,
     queue_wake: Arc<Notify>,
@@ -106,7 +107,7 @@ pub struct PlacementService {
 
 impl PlacementService {
     /// A service using `store` for all shared state.
-    pub fn new(config: PlacementConfig, store: SessionStoreClient<Channel>) -> Self {
+    pub fn new(config: PlacementConfig, store: SessionStoreClient<GrpcChannel>) -> Self {
         let fleet = Arc::new(FleetView::new(store.clone()));
         Self { config: Arc::new(config), store, placements: Placements::new(), fleet, queue_wake: Arc::default() }
     }
@@ -178,10 +179,13 @@ impl PlacementService {
                 Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.queue_wake.clone());
             let permits = self.placements.permits();
             let session = session.clone();
-            tokio::spawn(async move {
+            // Traced as a child of this CreateSessions call, so the trace goes on to the host.
+            let span = switchboard_common::child_span!("place session", session_id = %session.id);
+            let place = async move {
                 let Ok(_permit) = permits.acquire_owned().await else { return };
                 driver.run(session).await;
-            });
+            };
+            tokio::spawn(tracing::Instrument::instrument(place, span));
         }
         Ok(stored)
     }

@@ -251,8 +251,8 @@ impl SessionStore for TestStore {
 struct Harness {
     backend: Arc<dyn Backend>,
     store: TestStore,
-    store_client: SessionStoreClient<tonic::transport::Channel>,
-    client: PlacementClient<tonic::transport::Channel>,
+    store_client: SessionStoreClient<switchboard_common::grpc::GrpcChannel>,
+    client: PlacementClient<switchboard_common::grpc::GrpcChannel>,
     shutdown: Shutdown,
 }
 
@@ -294,7 +294,8 @@ impl Harness {
         let shutdown = Shutdown::new();
         let store_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let store_url = format!("http://{}", store_listener.local_addr().unwrap());
-        let router = tonic::transport::Server::builder().add_service(SessionStoreServer::new(store.clone()));
+        let router =
+            switchboard_common::grpc::server_builder().unwrap().add_service(SessionStoreServer::new(store.clone()));
         tokio::spawn(switchboard_common::grpc::serve_router(router, store_listener, shutdown.clone()));
         let store_client = SessionStoreClient::new(lazy_channel(&store_url).unwrap());
         let mut placement_urls = Vec::new();

@@ -40,6 +40,7 @@ pub(crate) async fn start(
             session_id: session_id.clone(),
             spec: started.record.spec.clone(),
         })),
+        traceparent: String::new(),
     };
     let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
     let (outcome, reason) = match hosts.send(&server_id, command, timeout, false).await {

@@ -49,7 +49,8 @@ pub(crate) async fn start(
         }
     }
     if applied.changed && stored.state() == SessionState::Deleting {
-        tokio::spawn(close_on_host(backend.clone(), hosts.clone(), stored.id.clone(), stored.server_id.clone()));
+        let close = close_on_host(backend.clone(), hosts.clone(), stored.id.clone(), stored.server_id.clone());
+        tokio::spawn(tracing::Instrument::in_current_span(close));
     }
     Ok(Ok(stored.state()))
 }
@@ -61,6 +62,7 @@ async fn close_on_host(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>, 
     let command = HostCommand {
         command_id: String::new(),
         action: Some(Action::Close(CloseSessionCommand { session_id: session_id.clone() })),
+        traceparent: String::new(),
     };
     let failure = match hosts.send(&server_id, command, None, false).await {
         Ok(result) if result.error.is_empty() || result.error_kind() == CommandErrorKind::SessionNotFound => None,

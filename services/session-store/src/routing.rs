@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{CommandResult, HostCommand, SendCommandRequest};
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::Error;
 use crate::agent_link::hub::AgentHub;
@@ -64,7 +64,7 @@ pub struct CommandRouter {
     default_timeout: Duration,
     /// Lazily connected channels to peer replicas, by address. A std mutex:
     /// only looked up and cloned, never held across `.await`.
-    peers: Mutex<HashMap<String, Channel>>,
+    peers: Mutex<HashMap<String, GrpcChannel>>,
 }
 
 impl CommandRouter {
@@ -74,7 +74,7 @@ impl CommandRouter {
         Self { replica_id, backend, hub, default_timeout, peers: Mutex::default() }
     }
 
-    fn peer(&self, address: &str) -> Result<Channel, Status> {
+    fn peer(&self, address: &str) -> Result<GrpcChannel, Status> {
         let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = peers.get(address) {
             return Ok(channel.clone());

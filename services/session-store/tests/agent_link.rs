@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_common::Shutdown;
+use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::grpc::lazy_channel;
 use switchboard_proto::agent_link_client::AgentLinkClient;
 use switchboard_proto::agent_message::Kind as AgentKind;
@@ -26,7 +27,6 @@ use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::enrolment as agent_auth;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 /// Upper bound for any single wait; nothing in these tests should take long.
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 /// One running replica.
 struct Replica {
     backend: Arc<dyn Backend>,
-    store: SessionStoreClient<Channel>,
+    store: SessionStoreClient<GrpcChannel>,
     agent_url: String,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<switchboard_session_store::Result<()>>,
@@ -157,6 +157,7 @@ fn screenshot() -> HostCommand {
     HostCommand {
         command_id: String::new(),
         action: Some(Action::Screenshot(ScreenshotCommand { session_id: "s1".into(), ..Default::default() })),
+        traceparent: String::new(),
     }
 }
 
@@ -374,7 +375,7 @@ async fn each_backend() -> Vec<(&'static str, Arc<dyn Backend>, Option<switchboa
 }
 
 /// A CREATING session `id` for alice, assigned to `server_id` (empty: unplaced), as placement leaves it.
-async fn creating(store: &mut SessionStoreClient<Channel>, id: &str, server_id: &str) {
+async fn creating(store: &mut SessionStoreClient<GrpcChannel>, id: &str, server_id: &str) {
     let session = switchboard_store::conformance::session(id, "alice", SessionType::Virtual);
     store.record_sessions(RecordSessionsRequest { sessions: vec![session] }).await.unwrap();
     if !server_id.is_empty() {
@@ -384,7 +385,7 @@ async fn creating(store: &mut SessionStoreClient<Channel>, id: &str, server_id: 
     }
 }
 
-async fn record(store: &mut SessionStoreClient<Channel>, id: &str) -> SessionRecord {
+async fn record(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> SessionRecord {
     let request = GetSessionsRequest { session_ids: vec![id.into()] };
     store.get_sessions(request).await.unwrap().into_inner().sessions.remove(0)
 }

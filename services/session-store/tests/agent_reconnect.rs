@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Broker {
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<switchboard_session_store::Result<()>>,
-    store: SessionStoreClient<tonic::transport::Channel>,
+    store: SessionStoreClient<switchboard_common::grpc::GrpcChannel>,
 }
 
 /// A session-store replica on `grpc` / `agent` (port 0 picks ports), short update interval and lease.

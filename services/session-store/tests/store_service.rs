@@ -16,7 +16,7 @@ use switchboard_store::conformance::{server, session};
 use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS};
 
-async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<tonic::transport::Channel>, Shutdown) {
+async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<switchboard_common::grpc::GrpcChannel>, Shutdown) {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", grpc.local_addr().unwrap());

@@ -132,6 +132,16 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
+{{/* The OTLP trace export of a service container, when tracing.otlpEndpoint is set. */}}
+{{- define "switchboard.tracingEnv" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+- name: SWITCHBOARD_OTLP_ENDPOINT
+  value: {{ .Values.tracing.otlpEndpoint | quote }}
+- name: SWITCHBOARD_OTLP_SAMPLING_RATIO
+  value: {{ .Values.tracing.samplingRatio | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* The metrics container port, when metrics are enabled (a list item). */}}
 {{- define "switchboard.metricsPort" -}}
 {{- if .Values.metrics.enabled }}

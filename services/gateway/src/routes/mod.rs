@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(middleware::from_fn(crate::metrics::record))
+        .layer(middleware::from_fn(crate::metrics::trace))
         .with_state(state)
 }
 
@@ -180,7 +181,11 @@ pub async fn send_command(
 ) -> Result<switchboard_proto::CommandResult, String> {
     let request = switchboard_proto::SendCommandRequest {
         server_id: server_id.to_owned(),
-        command: Some(switchboard_proto::HostCommand { command_id: String::new(), action: Some(action) }),
+        command: Some(switchboard_proto::HostCommand {
+            command_id: String::new(),
+            action: Some(action),
+            traceparent: String::new(),
+        }),
         timeout_ms: u32::try_from(state.config.command_timeout().as_millis()).unwrap_or(u32::MAX),
     };
     match state.upstreams.store.clone().send_command(request).await {

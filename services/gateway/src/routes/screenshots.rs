@@ -79,6 +79,7 @@ pub async fn get_session_screenshots(
                     command: Some(switchboard_proto::HostCommand {
                         command_id: String::new(),
                         action: Some(Action::Screenshot(command)),
+                        traceparent: String::new(),
                     }),
                     timeout_ms: u32::try_from(config.command_timeout().as_millis()).unwrap_or(u32::MAX),
                 };

@@ -454,7 +454,8 @@ pub async fn start_fakes() -> Upstream {
     let shutdown = Shutdown::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = tonic::transport::Server::builder()
+    let router = switchboard_common::grpc::server_builder()
+        .unwrap()
         .add_service(AuthServer::new(fakes.clone()))
         .add_service(PlacementServer::new(fakes.clone()))
         .add_service(SessionStoreServer::new(fakes.clone()));

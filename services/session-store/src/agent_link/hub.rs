@@ -91,13 +91,15 @@ impl AgentHub {
 
     /// Sends `command` (with its `command_id` set) on this replica's stream to
     /// `server_id` and waits for the result. `None` when no local stream exists.
+    /// The command carries the current span's trace context, so the agent's span is its child.
     pub async fn send_local(
         &self,
         server_id: &str,
-        command: HostCommand,
+        mut command: HostCommand,
         timeout: Duration,
     ) -> Option<Result<CommandResult, Status>> {
         let command_tx = lock(&self.streams).get(server_id).map(|s| s.command_tx.clone())?;
+        command.traceparent = switchboard_common::trace_context::current_traceparent();
         let (result_tx, result_rx) = oneshot::channel();
         let command_id = command.command_id.clone();
         lock(&self.pending).insert(command_id.clone(), Pending { server_id: server_id.to_owned(), result_tx });

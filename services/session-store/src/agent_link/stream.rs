@@ -117,6 +117,23 @@ impl AgentSession {
         if hello.server_id.is_empty() {
             return Err(Error::AgentProtocol("server_id is required".to_owned()).into());
         }
+        // The rest of the handshake is traced as a child of the agent's connect span, when it sent one.
+        let span = if hello.traceparent.is_empty() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!("agent hello", otel.kind = "server", server_id = %hello.server_id)
+        };
+        switchboard_common::trace_context::set_parent(&span, &hello.traceparent);
+        tracing::Instrument::instrument(Self::accept(context, hello, client), span).await
+    }
+
+    /// The handshake after a valid hello: binds the client, claims the stream, stores the report and
+    /// reconciles the inventory.
+    async fn accept(
+        context: Arc<LinkContext>,
+        hello: AgentHello,
+        client: Option<&AgentClientRecord>,
+    ) -> Result<Self, Status> {
         let config = &context.config;
         let backend = &*context.backend;
         if let Some(client) = client {
@@ -341,6 +358,7 @@ impl AgentSession {
                 let command = HostCommand {
                     command_id: uuid::Uuid::new_v4().to_string(),
                     action: Some(Action::Close(CloseSessionCommand { session_id: session_id.clone() })),
+                    traceparent: String::new(),
                 };
                 match hub.send_local(&server_id, command, timeout).await {
                     Some(Ok(result)) if result.error_kind() == CommandErrorKind::SessionNotFound => {
