@@ -3,10 +3,13 @@
 //! Module map:
 //! - [`redis`]: [`RedisServer`], a real `redis-server` per test on a free
 //!   loopback port, with kill/restart for outage and persistence tests;
-//! - [`idp`]: [`FakeIdp`], an external identity provider (JWKS endpoint and RS256/ES256 keys).
+//! - [`idp`]: [`FakeIdp`], an external identity provider (JWKS endpoint and RS256/ES256 keys);
+//! - [`otlp`]: [`OtlpSink`], an OTLP trace receiver that counts spans (benchmarks).
 
 pub mod idp;
+pub mod otlp;
 pub mod redis;
 
 pub use idp::FakeIdp;
+pub use otlp::OtlpSink;
 pub use redis::RedisServer;

@@ -15,6 +15,14 @@
 //! Run: `cargo bench -p switchboard-placement --bench placement`
 //! (options: `-- --rounds 5 --decisions 4000 --baseline-decisions 100 --workers 48`). Results and the
 //! machine they were measured on: BENCHMARKS.md.
+//!
+//! **Telemetry overhead** (`-- --overhead`, observability issue): the fleet-view decisions of the embedded
+//! backend in three configurations, each a fresh child process of this bench (a process's metrics recorder
+//! and tracer cannot be removed), interleaved over `rounds`: telemetry off; metrics recorded (the
+//! Prometheus recorder installed) and traces sampled at 1 %; metrics and traces at 100 %. Each decision runs
+//! under a root span, as it runs under its API request's span in production, so the sampler decides per
+//! decision; spans are exported over OTLP to a receiver this process serves (`OtlpSink`). Prints medians
+//! and each configuration's ratio to "off".
 
 use std::{
     collections::HashMap,
@@ -45,6 +53,10 @@ const REQUIREMENT: &str =
     "tag:pool = 'general' and server:Host.CpuInfo.NumberOfCpus >= 8 and server:Host.Memory.TotalBytes > 16E9";
 
 struct Options {
+    /// Compare telemetry configurations instead (see the module doc).
+    overhead: bool,
+    /// Child of `--overhead`: `off`, or the sampling ratio in percent; and the OTLP receiver.
+    child: Option<(String, String)>,
     rounds: usize,
     decisions: usize,
     baseline_decisions: usize,
@@ -54,8 +66,11 @@ struct Options {
 fn options() -> Options {
     // 48 decisions in flight: below the 64 background placements one replica
     // runs at once (`Placements::CONCURRENCY`).
-    let mut options = Options { rounds: 5, decisions: 4_000, baseline_decisions: 100, workers: 48 };
     let args: Vec<String> = std::env::args().collect();
+    let text = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned());
+    let child = text("--overhead-child").zip(text("--sink"));
+    let overhead = args.iter().any(|a| a == "--overhead");
+    let mut options = Options { overhead, child, rounds: 5, decisions: 4_000, baseline_decisions: 100, workers: 48 };
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok());
     if let Some(n) = value("--rounds") {
         options.rounds = n;
@@ -273,8 +288,104 @@ async fn bench(name: &str, backend: Arc<dyn Backend>, options: &Options) {
     let _ = sync.await;
 }
 
+/// The telemetry configurations of `--overhead`: `off`, or a sampling ratio in percent.
+const TELEMETRY: [&str; 3] = ["off", "1", "100"];
+
+/// `--overhead`: spawns this bench once per configuration and round, then prints medians and ratios.
+fn overhead(options: &Options) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let sink = runtime.block_on(switchboard_testkit::OtlpSink::start()).expect("otlp receiver");
+    let exe = std::env::current_exe().unwrap();
+    let mut rates: HashMap<&str, Vec<f64>> = HashMap::new();
+    for round in 0..options.rounds {
+        for mode in TELEMETRY {
+            let output = std::process::Command::new(&exe)
+                .args(["--overhead-child", mode, "--sink", &sink.url])
+                .args(["--decisions", &options.decisions.to_string(), "--workers", &options.workers.to_string()])
+                .output()
+                .expect("run the bench child");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let rate: f64 = stdout
+                .lines()
+                .find_map(|line| line.strip_prefix("decisions/s: "))
+                .and_then(|rate| rate.trim().parse().ok())
+                .unwrap_or_else(|| panic!("child {mode} failed: {stdout}{}", String::from_utf8_lossy(&output.stderr)));
+            println!("round {round}: telemetry {mode}: {rate:.0} decisions/s");
+            rates.entry(mode).or_default().push(rate);
+        }
+    }
+    let off = median(rates["off"].clone());
+    println!("\n| telemetry | decisions/s (median of {}) | ratio to off |\n| --- | --- | --- |", options.rounds);
+    for mode in TELEMETRY {
+        let rate = median(rates[mode].clone());
+        let label = if mode == "off" { "off".to_owned() } else { format!("metrics + traces sampled at {mode} %") };
+        println!("| {label} | {rate:.0} | {:.3} |", rate / off);
+    }
+    println!("spans received by the OTLP receiver: {}", sink.spans());
+}
+
+/// A child of `--overhead`: telemetry as `mode` says, one measurement of fleet-view decisions (embedded).
+async fn overhead_child(mode: &str, sink: &str, options: &Options) {
+    if mode != "off" {
+        let ratio: f64 = mode.parse::<f64>().expect("a percentage") / 100.0;
+        switchboard_common::metrics::recorder().expect("metrics recorder");
+        let export = switchboard_common::telemetry::TraceExport {
+            endpoint: sink.to_owned(),
+            sampling_ratio: ratio,
+            service_name: "placement-bench".to_owned(),
+        };
+        switchboard_common::telemetry::init("warn", Default::default(), Some(&export)).expect("telemetry");
+    }
+    let shutdown = Shutdown::new();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let store = start_store(backend.clone(), &shutdown).await;
+    let fleet = Arc::new(FleetView::new(store.clone()));
+    fleet.sync().await.expect("initial sync");
+    let warm = record_sessions(&backend, "warm", options.decisions / 4).await;
+    traced_decisions(fleet.clone(), store.clone(), warm, options.workers).await;
+    let ids = record_sessions(&backend, "measured", options.decisions).await;
+    let rate = traced_decisions(fleet, store, ids, options.workers).await;
+    switchboard_common::telemetry::shutdown().await;
+    shutdown.cancel();
+    println!("decisions/s: {rate}");
+}
+
+/// [`view_decisions`], each decision under a root span (its API request's span in production).
+async fn traced_decisions(
+    fleet: Arc<FleetView>,
+    store: SessionStoreClient<GrpcChannel>,
+    ids: Vec<String>,
+    workers: usize,
+) -> f64 {
+    use tracing::Instrument;
+    run_decisions(ids, workers, move |id| {
+        let (fleet, mut store) = (fleet.clone(), store.clone());
+        let span = tracing::info_span!(target: "switchboard_placement", "bench decision");
+        async move {
+            let requirements = Requirements::parse(REQUIREMENT).unwrap();
+            let excluded = HashMap::new();
+            let request = PlacementRequest {
+                kind: SessionType::Virtual.into(),
+                requirements: &requirements,
+                excluded: &excluded,
+            };
+            let decision = place::place(&mut store, &fleet, &id, &request, &StrategyConfig::default()).await;
+            matches!(decision, Ok(Assignment::Assigned { .. }))
+        }
+        .instrument(span)
+    })
+    .await
+}
+
 fn main() {
     let options = options();
+    if options.overhead {
+        return overhead(&options);
+    }
+    if let Some((mode, sink)) = options.child.clone() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        return runtime.block_on(overhead_child(&mode, &sink, &options));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         println!(

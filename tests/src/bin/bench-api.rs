@@ -18,6 +18,12 @@
 //! cargo build --release --workspace --bins
 //! target/release/bench-api [--concurrent 200] [--bulk 10000] [--seconds 5]
 //! ```
+//!
+//! With `--overhead ROUNDS` it measures instead what telemetry costs (observability issue): the same
+//! describeSessions throughput (one id, a page of 100; 100 sessions stored) and `/health/live`, against
+//! `switchboard up` started three ways, interleaved over the rounds: telemetry off; metrics served
+//! (`--metrics-listen`) and traces sampled at 1 %; metrics and traces at 100 % (`--otlp-endpoint`, to an
+//! OTLP receiver this bench serves). Medians per configuration and their ratio to "off".
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,13 +40,15 @@ const CONNECTIONS: usize = 8;
 const HOSTS: usize = 10;
 
 struct Options {
+    /// Rounds of the telemetry-overhead comparison; 0 for the normal run.
+    overhead: usize,
     concurrent: usize,
     bulk: usize,
     seconds: u64,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut options = Options { concurrent: 200, bulk: 10_000, seconds: 5 };
+    let mut options = Options { overhead: 0, concurrent: 200, bulk: 10_000, seconds: 5 };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value: u64 = args.next().context("every option takes a number")?.parse()?;
@@ -48,6 +56,7 @@ fn options() -> anyhow::Result<Options> {
             "--concurrent" => options.concurrent = usize::try_from(value)?,
             "--bulk" => options.bulk = usize::try_from(value)?,
             "--seconds" => options.seconds = value,
+            "--overhead" => options.overhead = usize::try_from(value)?,
             other => bail!("unknown option {other}"),
         }
     }
@@ -117,6 +126,11 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 
 impl Broker {
     async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// `switchboard up` with `extra` flags.
+    async fn start_with(extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = switchboard_tests::cluster::free_port();
         let agent_port = switchboard_tests::cluster::free_port();
@@ -128,6 +142,7 @@ impl Broker {
             .args(["--sim-hosts", &HOSTS.to_string(), "--resolver-listen", "off", "--api-rate-per-minute", "0"])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--agent-listen", &format!("127.0.0.1:{agent_port}")])
             .args(["--log-level", "warn"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -352,7 +367,8 @@ async fn throughput(
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow::Result<()> {
+/// `/health/live`, describeSessions for one id and for a page of 100: requests/s each.
+async fn describe_rates(up: &Arc<Broker>, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
     let health =
         throughput(up, seconds, Arc::new(|up: &Broker| up.http.get(format!("{}/health/live", up.api())))).await?;
     let any = up.call("/describeSessions", &json!({ "MaxResults": 1 })).await?;
@@ -371,9 +387,76 @@ async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow
             .json(&json!({ "MaxResults": 100 }))
     });
     let page = throughput(up, seconds, page).await?;
+    Ok((health, one, page))
+}
+
+async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow::Result<()> {
+    let (health, one, page) = describe_rates(up, seconds).await?;
     println!("| {stored} | /health/live | {health:.0} | 1.00 |");
     println!("| {stored} | describeSessions, one id | {one:.0} | {:.3} |", one / health);
     println!("| {stored} | describeSessions, page of 100 | {page:.0} | {:.3} |", page / health);
+    Ok(())
+}
+
+/// `--overhead`: see the module doc.
+async fn overhead(options: &Options) -> anyhow::Result<()> {
+    let sink = switchboard_testkit::OtlpSink::start().await?;
+    let modes: [(&str, Option<&str>); 3] =
+        [("off", None), ("metrics + traces at 1 %", Some("0.01")), ("metrics + traces at 100 %", Some("1"))];
+    let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); modes.len()];
+    for round in 0..options.overhead {
+        for (index, (label, ratio)) in modes.iter().enumerate() {
+            let extra: Vec<String> = match ratio {
+                None => Vec::new(),
+                Some(ratio) => vec![
+                    format!("--metrics-listen=127.0.0.1:{}", switchboard_tests::cluster::free_port()),
+                    format!("--otlp-endpoint={}", sink.url),
+                    format!("--otlp-sampling-ratio={ratio}"),
+                ],
+            };
+            let up = Arc::new(Broker::start_with(&extra).await?);
+            up.create(100).await?;
+            let measured = describe_rates(&up, options.seconds).await?;
+            println!(
+                "round {round}, {label}: /health/live {:.0}, one id {:.0}, page of 100 {:.0} requests/s",
+                measured.0, measured.1, measured.2
+            );
+            rates[index].push(measured);
+        }
+    }
+    let median = |values: Vec<f64>| {
+        let mut values = values;
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let medians: Vec<(f64, f64, f64)> = rates
+        .into_iter()
+        .map(|r| {
+            (
+                median(r.iter().map(|m| m.0).collect()),
+                median(r.iter().map(|m| m.1).collect()),
+                median(r.iter().map(|m| m.2).collect()),
+            )
+        })
+        .collect();
+    let off = medians[0];
+    println!("\n| telemetry | /health/live | describeSessions, one id | page of 100 |\n| --- | --- | --- | --- |");
+    for ((label, _), m) in modes.iter().zip(&medians) {
+        println!(
+            "| {label} | {:.0} ({:.3}) | {:.0} ({:.3}) | {:.0} ({:.3}) |",
+            m.0,
+            m.0 / off.0,
+            m.1,
+            m.1 / off.1,
+            m.2,
+            m.2 / off.2
+        );
+    }
+    println!(
+        "(requests/s, median of {} rounds; in brackets the ratio to off) spans received: {}",
+        options.overhead,
+        sink.spans()
+    );
     Ok(())
 }
 
@@ -381,6 +464,9 @@ async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     switchboard_common::tls::install_crypto_provider();
+    if options.overhead > 0 {
+        return overhead(&options).await;
+    }
     let up = Arc::new(Broker::start().await?);
     println!("all-in-one, {HOSTS} simulated hosts, {CONNECTIONS} connections for throughput\n");
 
