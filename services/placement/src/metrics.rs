@@ -37,6 +37,12 @@ pub fn queue_event(event: &'static str) {
     metrics::counter!("switchboard_queue_events_total", "event" => event).increment(1);
 }
 
+/// `switchboard_placement_takeovers_total`: sessions this replica placed after another replica left them
+/// unplaced (it died before it assigned them a host).
+pub fn takeover() {
+    metrics::counter!("switchboard_placement_takeovers_total").increment(1);
+}
+
 /// Describes the metrics above (their `# HELP` lines).
 pub fn describe() {
     metrics::describe_counter!("switchboard_placement_decisions_total", "Placement decisions, by outcome.");
@@ -50,6 +56,11 @@ pub fn describe() {
         "Attempts to create a session on a host, by outcome."
     );
     metrics::describe_counter!("switchboard_queue_events_total", "Create-sessions queue events, by event.");
+    metrics::describe_counter!(
+        "switchboard_placement_takeovers_total",
+        "Sessions placed after another placement replica left them unplaced."
+    );
+    metrics::counter!("switchboard_placement_takeovers_total").increment(0);
     // Every fixed label value from the start (at 0), so series do not appear with the first event.
     for outcome in ["assigned", "no_host", "not_placeable"] {
         metrics::counter!("switchboard_placement_decisions_total", "outcome" => outcome).increment(0);

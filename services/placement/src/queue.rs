@@ -44,7 +44,7 @@ use switchboard_common::Shutdown;
 use switchboard_common::grpc::GrpcChannel;
 use switchboard_proto::{
     ClaimQueuedRequest, DequeueSessionRequest, GetSessionsRequest, QueueHeadsRequest, QueuedRequest,
-    ReleaseQueuedRequest, SessionState, SessionType, session_store_client::SessionStoreClient,
+    ReleaseQueuedRequest, SessionState, SessionType, TakeOverUnplacedRequest, session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
 
@@ -60,6 +60,8 @@ use crate::{
 const HEADS_PER_CLASS: u32 = 16;
 /// Timed-out entries claimed per poll.
 const EXPIRED_PER_POLL: u32 = 100;
+/// Most sessions left unplaced by other replicas taken over per poll.
+const TAKEOVER_PER_POLL: u32 = 200;
 
 /// What is known of one requirement class.
 struct Class {
@@ -121,17 +123,27 @@ impl QueueWorker {
         Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.wake.clone())
     }
 
-    /// Serves the queue until `shutdown`.
+    /// Serves the queue until `shutdown`; and takes over the sessions other replicas left unplaced
+    /// ([`QueueWorker::take_over`]).
     pub async fn run(self, shutdown: Shutdown) {
         let mut classes: HashMap<String, Class> = HashMap::new();
         let mut poll = tokio::time::interval(self.config.queue_poll_interval());
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let takeover_every = (self.config.create_timeout() / 4).max(Duration::from_secs(1));
+        let mut takeover = tokio::time::interval_at(tokio::time::Instant::now() + takeover_every, takeover_every);
+        takeover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let refresh = tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = poll.tick() => true,
                 () = self.wake.notified() => true,
                 () = self.fleet.changed() => false,
+                _ = takeover.tick() => {
+                    if let Err(error) = self.take_over().await {
+                        tracing::debug!(%error, "takeover of unplaced sessions failed; retrying later");
+                    }
+                    continue;
+                }
             };
             if let Err(error) = self.round(&mut classes, refresh).await {
                 tracing::debug!(%error, "queue round failed; retrying at the next poll");
@@ -281,6 +293,27 @@ impl QueueWorker {
             Assignment::NotPlaceable => Ok(Served::Gone),
             Assignment::NoHost(_) => Ok(Served::Blocked),
         }
+    }
+
+    /// Places again the sessions whose placement made no progress for `create_timeout` (the placement
+    /// replica that accepted them died before it assigned them a host): session-store claims each for this
+    /// replica with a compare-and-set, so only one replica drives it.
+    async fn take_over(&self) -> Result<()> {
+        let idle_ms = i64::try_from(self.config.create_timeout().as_millis()).unwrap_or(i64::MAX).max(1);
+        let request = TakeOverUnplacedRequest { idle_ms, limit: TAKEOVER_PER_POLL };
+        let sessions =
+            self.store.clone().take_over_unplaced(request).await.map_err(Error::Store)?.into_inner().sessions;
+        for session in sessions {
+            tracing::info!(session_id = %session.id, "placing a session another replica left unplaced");
+            crate::metrics::takeover();
+            let driver = self.driver();
+            let permits = self.placements.permits();
+            tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else { return };
+                driver.run(session).await;
+            });
+        }
+        Ok(())
     }
 
     /// Claims the entries past their deadline and fails their sessions.

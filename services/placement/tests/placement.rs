@@ -124,6 +124,13 @@ impl SessionStore for TestStore {
         self.inner.list_sessions(request).await
     }
 
+    async fn take_over_unplaced(
+        &self,
+        request: Request<switchboard_proto::TakeOverUnplacedRequest>,
+    ) -> Result<Response<switchboard_proto::TakeOverUnplacedResponse>, Status> {
+        self.inner.take_over_unplaced(request).await
+    }
+
     async fn get_server_dns_names(
         &self,
         request: Request<switchboard_proto::GetServerDnsNamesRequest>,
@@ -976,4 +983,30 @@ async fn explain_placement_dry_runs_against_the_fleet() {
     assert!(!answer.valid);
     assert_eq!(answer.error_column, 11);
     assert!(answer.error.contains("column 11"), "{}", answer.error);
+}
+
+/// A session another placement replica accepted and then left unplaced (it died before assigning a host)
+/// is taken over after `create_timeout` by a live replica and placed once, on one host.
+#[tokio::test]
+async fn a_session_left_unplaced_by_a_dead_replica_is_taken_over_and_placed_once() {
+    let config = PlacementConfig { create_timeout_seconds: 1, ..test_config() };
+    let harness = Harness::start_with(vec![server("a"), server("b")], config, 3).await;
+    // What RecordSessions stored for the dead replica; nobody is placing it.
+    let now = switchboard_common::time::now_ms();
+    let orphan = SessionRecord {
+        id: "orphan".into(),
+        name: "orphan".into(),
+        owner: "alice".into(),
+        r#type: SessionType::Virtual as i32,
+        state: SessionState::Creating as i32,
+        substate: "SESSION_PLACING".into(),
+        creation_time_unix_ms: now,
+        spec: Some(spec()),
+        ..Default::default()
+    };
+    let request = switchboard_proto::RecordSessionsRequest { sessions: vec![orphan] };
+    harness.store_client.clone().record_sessions(request).await.unwrap();
+    let settled = harness.settled("orphan").await;
+    assert_eq!(settled.state(), SessionState::Ready, "{settled:?}");
+    assert_eq!(harness.commands_to().len(), 1, "created on one host, once: {:?}", harness.commands_to());
 }

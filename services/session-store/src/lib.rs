@@ -231,7 +231,7 @@ pub async fn serve(
     let hub = Arc::new(AgentHub::default());
     let router =
         Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));
-    let store = SessionStoreServer::new(StoreService::new(backend.clone(), router))
+    let store = SessionStoreServer::new(StoreService::new(backend.clone(), router).with_bounds(config.bounds()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let link = AgentLinkServer::new(AgentLinkService::new(config.clone(), backend.clone(), hub, shutdown.clone()))

@@ -229,6 +229,17 @@ pub fn close_failed(record: &SessionRecord, reason: &str) -> Option<SessionRecor
         .then(|| SessionRecord { state_reason: reason.to_owned(), ..record.clone() })
 }
 
+/// An unplaced CREATING session whose placement made no progress since `idle_before` (its placement
+/// replica died) is taken over by another placement replica: the clock restarts, so nobody else claims it
+/// meanwhile. Not once the session is older than the stalled bound: the sweep ends it then, so takeovers
+/// cannot keep a session waiting for ever (at most twice the bound in all).
+pub fn taken_over(record: &SessionRecord, idle_before: i64, bounds: &Bounds, now: i64) -> Option<SessionRecord> {
+    let unplaced = record.state() == SessionState::Creating && record.server_id.is_empty() && !is_queued(record);
+    let since = if record.state_since_unix_ms != 0 { record.state_since_unix_ms } else { record.creation_time_unix_ms };
+    let young = now.saturating_sub(record.creation_time_unix_ms) <= bounds.stalled_ms;
+    (unplaced && since <= idle_before && young).then(|| SessionRecord { state_since_unix_ms: now, ..record.clone() })
+}
+
 /// A session waited past the bound on someone else: DELETED with a reason saying on whom.
 pub fn stalled(record: &SessionRecord, bounds: &Bounds, now: i64) -> Option<SessionRecord> {
     if !bounds.stalled(record, now) {

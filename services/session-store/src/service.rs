@@ -17,7 +17,7 @@ use switchboard_proto::{
     ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse,
     ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest,
     SetServersOpenResponse, SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse,
-    assign_session_response,
+    TakeOverUnplacedRequest, TakeOverUnplacedResponse, assign_session_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -31,6 +31,10 @@ use switchboard_store::{AssignOutcome, Backend, BackendError, QueuePush};
 
 /// Largest page a list call returns.
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Most sessions one `TakeOverUnplaced` claims.
+const MAX_TAKEOVER: u32 = 1000;
+/// Sessions read per page while looking for unplaced ones to take over.
+const TAKEOVER_PAGE: usize = 500;
 /// Most servers `GetServerDnsNames` answers for at once.
 const MAX_DNS_SERVERS: usize = 1000;
 /// Most queue entries returned per class by `QueueHeads`.
@@ -58,6 +62,7 @@ pub struct StoreService {
     hosts: Arc<dyn HostCommands>,
     tokens: PageTokens,
     dns_names: DnsNames,
+    bounds: lifecycle::Bounds,
 }
 
 impl StoreService {
@@ -67,7 +72,13 @@ impl StoreService {
     pub fn new(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>) -> Self {
         let tokens = PageTokens::new(backend.clone());
         let dns_names = DnsNames::new(backend.clone());
-        Self { backend, hosts, tokens, dns_names }
+        Self { backend, hosts, tokens, dns_names, bounds: crate::Timers::default().bounds() }
+    }
+
+    /// The lifecycle's bounds (the `stalled_session_seconds` setting) instead of the defaults.
+    pub fn with_bounds(mut self, bounds: lifecycle::Bounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// The `after_id` to resume from: the verified `page_token` when given, else `after_id`.
@@ -384,6 +395,46 @@ impl SessionStore for StoreService {
         let counts =
             self.backend.owner_session_counts(&request.owner, &request.server_ids).await.map_err(store_status)?;
         Ok(Response::new(OwnerSessionCountsResponse { counts }))
+    }
+
+    async fn take_over_unplaced(
+        &self,
+        request: Request<TakeOverUnplacedRequest>,
+    ) -> Result<Response<TakeOverUnplacedResponse>, Status> {
+        let TakeOverUnplacedRequest { idle_ms, limit } = request.into_inner();
+        if idle_ms <= 0 || limit == 0 || limit > MAX_TAKEOVER {
+            return Err(contract(format!("idle_ms must be above 0 and limit 1 to {MAX_TAKEOVER}")));
+        }
+        let idle_before = now_ms().saturating_sub(idle_ms);
+        let mut sessions = Vec::new();
+        let mut after_id = String::new();
+        // A scan of the sessions, as the lifecycle's unplaced sweep makes: placement calls it rarely.
+        'pages: loop {
+            let page = self.backend.list_sessions(&after_id, TAKEOVER_PAGE).await.map_err(store_status)?;
+            let Some(last) = page.last() else { break };
+            after_id = last.id.clone();
+            let full = page.len() == TAKEOVER_PAGE;
+            let bounds = self.bounds;
+            for candidate in page.iter().filter(|s| lifecycle::taken_over(s, idle_before, &bounds, now_ms()).is_some())
+            {
+                let applied = lifecycle::apply(&*self.backend, &candidate.id, None, |record, now| {
+                    lifecycle::taken_over(record, idle_before, &bounds, now)
+                })
+                .await
+                .map_err(store_status)?;
+                if let Some(applied) = applied.filter(|applied| applied.changed) {
+                    tracing::info!(session_id = %applied.record.id, "unplaced session taken over by another placement replica");
+                    sessions.push(applied.record);
+                    if sessions.len() >= limit as usize {
+                        break 'pages;
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(Response::new(TakeOverUnplacedResponse { sessions }))
     }
 
     async fn get_server_dns_names(

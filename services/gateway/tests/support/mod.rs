@@ -407,6 +407,12 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::OwnerSessionCountsResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn take_over_unplaced(
+        &self,
+        _: GrpcRequest<pb::TakeOverUnplacedRequest>,
+    ) -> Result<Response<pb::TakeOverUnplacedResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     /// No DNS mappings registered.
     async fn get_server_dns_names(
         &self,

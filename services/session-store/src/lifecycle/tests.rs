@@ -118,3 +118,23 @@ fn force_deletes_only_from_the_cache_and_a_listing_host_recaches() {
     let unplaced_forced = delete_requested(&creating(""), true, 3).unwrap();
     assert_eq!(recached(&unplaced_forced, "h1", &host, 9).unwrap().server_id, "h1");
 }
+
+#[test]
+fn only_idle_unplaced_young_sessions_are_taken_over() {
+    let bounds = Bounds { stalled_ms: 10_000 };
+    let unplaced = SessionRecord {
+        state: SessionState::Creating as i32,
+        creation_time_unix_ms: 1_000,
+        state_since_unix_ms: 1_000,
+        ..Default::default()
+    };
+    let taken = taken_over(&unplaced, 2_000, &bounds, 3_000).expect("idle since before 2 000");
+    assert_eq!(taken.state_since_unix_ms, 3_000, "the clock restarts, so no other replica claims it");
+    assert!(taken_over(&taken, 2_000, &bounds, 3_000).is_none(), "a claimed session is not idle");
+    assert!(taken_over(&unplaced, 500, &bounds, 3_000).is_none(), "not idle long enough");
+    assert!(taken_over(&unplaced, 20_000, &bounds, 12_000).is_none(), "older than the bound: the sweep ends it");
+    let placed = SessionRecord { server_id: "h1".into(), ..unplaced.clone() };
+    assert!(taken_over(&placed, 2_000, &bounds, 3_000).is_none(), "on a host: its inventory decides");
+    let queued = SessionRecord { state_reason: format!("{QUEUED_REASON_PREFIX}no host"), ..unplaced.clone() };
+    assert!(taken_over(&queued, 2_000, &bounds, 3_000).is_none(), "queued: the queue worker owns it");
+}
