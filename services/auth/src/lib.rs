@@ -6,7 +6,9 @@
 //!   checks.
 //! - [`servers`]: trusted external authorization servers (JWKS URL, pinned algorithm, issuer, audience).
 //! - [`service`]: the `Auth` gRPC service (token issuance, key set, admin registry calls).
-//! - [`agent_admin`]: the `AgentAdmin` gRPC service (software statements, agent clients), admin-only.
+//! - [`agent_admin`]: the `AgentAdmin` gRPC service (software statements, agent clients, server DNS
+//!   mappings), admin-only.
+//! - [`metrics`]: the tokens-issued counter.
 //!
 //! [`serve`] is the one entry point: it makes sure a signing key exists, then serves `Auth` plus
 //! gRPC health on a bound listener until shutdown.
@@ -18,6 +20,7 @@
 pub mod agent_admin;
 pub mod clients;
 pub mod keys;
+pub mod metrics;
 pub mod servers;
 pub mod service;
 pub mod tokens;
@@ -183,6 +186,7 @@ pub async fn serve(
     dns: Arc<dyn DnsMappings>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    metrics::describe();
     let key = keys::ensure_signing_key(registry.as_ref()).await?;
     tracing::info!(kid = %key.kid, issuer = %config.issuer, "auth signing key ready");
     let (health_reporter, health_service) = switchboard_common::grpc::health();

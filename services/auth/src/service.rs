@@ -84,6 +84,7 @@ impl AuthService {
         let issued =
             signer.issue(&self.config.issuer, &self.config.audience, &client.client_id, now_seconds, lifetime)?;
         tracing::info!(client_id = %client.client_id, jti = %issued.claims.jti, kid = %signer.kid(), "issued access token");
+        crate::metrics::issued("access");
         Ok(IssueTokenResponse {
             access_token: issued.access_token,
             token_type: "Bearer".to_owned(),
@@ -114,6 +115,7 @@ impl AuthService {
         };
         let (token, claims) = signer.issue_connection_token(&self.config.issuer, subject, now_seconds, lifetime)?;
         tracing::info!(session_id = %claims.dcv_session_id, user = %claims.dcv_session_user, jti = %claims.jti, "issued connection token");
+        crate::metrics::issued("connection");
         Ok(IssueConnectionTokenResponse { connection_token: token, expires_in_seconds: lifetime })
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use switchboard_proto::start_session_response::Outcome;
 
-use crate::place::Assignment;
+use crate::place::{Assignment, Census};
 
 /// One placement decision: `switchboard_placement_decisions_total{outcome}` (`assigned`, `no_host`,
 /// `not_placeable`) and `switchboard_placement_decision_duration_seconds`.
@@ -16,6 +16,30 @@ pub fn decision(assignment: &Assignment, took: Duration) {
     };
     metrics::counter!("switchboard_placement_decisions_total", "outcome" => outcome).increment(1);
     metrics::histogram!("switchboard_placement_decision_duration_seconds").record(took.as_secs_f64());
+    if let Assignment::NoHost(census) = assignment {
+        for (reason, servers) in no_host_reasons(census) {
+            if servers > 0 {
+                metrics::counter!("switchboard_placement_no_host_reasons_total", "reason" => reason).increment(1);
+            }
+        }
+    }
+}
+
+/// The census categories of a "no host" decision, by label: how many servers each excluded.
+fn no_host_reasons(census: &Census) -> [(&'static str, usize); 11] {
+    [
+        ("requirements", census.by_clause.iter().sum()),
+        ("closed", census.closed),
+        ("unreachable", census.unreachable),
+        ("unhealthy", census.unhealthy),
+        ("not_linux", census.not_linux),
+        ("not_windows", census.not_windows),
+        ("console_taken", census.console_taken),
+        ("full", census.full),
+        ("creation_failed", census.already_failed),
+        ("owner_limit", census.owner_limit),
+        ("refused_by_store", census.rejected.values().sum()),
+    ]
 }
 
 /// One attempt on a host (`StartSession`): `switchboard_placement_attempts_total{outcome}` (`ready`,
@@ -56,6 +80,13 @@ pub fn describe() {
         "Attempts to create a session on a host, by outcome."
     );
     metrics::describe_counter!("switchboard_queue_events_total", "Create-sessions queue events, by event.");
+    metrics::describe_counter!(
+        "switchboard_placement_no_host_reasons_total",
+        "Decisions that found no host, by each reason that excluded servers (one decision counts under each)."
+    );
+    for (reason, _) in no_host_reasons(&Census::default()) {
+        metrics::counter!("switchboard_placement_no_host_reasons_total", "reason" => reason).increment(0);
+    }
     metrics::describe_counter!(
         "switchboard_placement_takeovers_total",
         "Sessions placed after another placement replica left them unplaced."
