@@ -23,10 +23,21 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The metadata key and HTTP header of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The current span's OpenTelemetry context, when it belongs to a trace (sampled or not).
+/// The current span's OpenTelemetry context, when it belongs to a sampled trace. An unsampled trace goes
+/// no further: nothing is propagated for it and no child span is made, so the share of requests that
+/// `otlp_sampling_ratio` leaves out costs (almost) nothing beyond their first span.
 fn current_context() -> Option<opentelemetry::Context> {
-    let context = tracing::Span::current().context();
-    context.span().span_context().is_valid().then_some(context)
+    let current = tracing::Span::current();
+    if current.is_none() {
+        return None;
+    }
+    let context = current.context();
+    context.span().span_context().is_sampled().then_some(context)
+}
+
+/// Whether the current span belongs to a sampled trace ([`child_span!`] makes spans only then).
+pub fn in_sampled_trace() -> bool {
+    current_context().is_some()
 }
 
 /// The current span's context as a `traceparent` value, for a message field; empty when there is none.
@@ -37,12 +48,13 @@ pub fn current_traceparent() -> String {
     carrier.traceparent.unwrap_or_default()
 }
 
-/// A span named `name` continuing the current trace, or a disabled one outside any trace (work that no
-/// traced request or handshake asked for makes no spans). For work handed to another task.
+/// A span named `name` continuing the current trace, or a disabled one outside any sampled trace (work that
+/// no traced request or handshake asked for makes no spans, nor does a request the sampler left out). For
+/// work handed to another task.
 #[macro_export]
 macro_rules! child_span {
     ($($span:tt)*) => {
-        if tracing::Span::current().is_none() { tracing::Span::none() } else { tracing::debug_span!($($span)*) }
+        if $crate::trace_context::in_sampled_trace() { tracing::debug_span!($($span)*) } else { tracing::Span::none() }
     };
 }
 
