@@ -187,15 +187,18 @@ where
     committed as f64 / elapsed
 }
 
-/// The fleet view's way: rank the in-memory view, reserve.
+/// The fleet view's way: rank the in-memory view, reserve. Each decision runs under a root span, as under
+/// its API request in production (disabled, so free, unless `--overhead` installed a tracer).
 async fn view_decisions(
     fleet: Arc<FleetView>,
     store: SessionStoreClient<GrpcChannel>,
     ids: Vec<String>,
     workers: usize,
 ) -> f64 {
+    use tracing::Instrument;
     run_decisions(ids, workers, move |id| {
         let (fleet, mut store) = (fleet.clone(), store.clone());
+        let span = tracing::info_span!(target: "switchboard_placement", "bench decision");
         async move {
             let requirements = Requirements::parse(REQUIREMENT).unwrap();
             let excluded = HashMap::new();
@@ -207,6 +210,7 @@ async fn view_decisions(
             let decision = place::place(&mut store, &fleet, &id, &request, &StrategyConfig::default()).await;
             matches!(decision, Ok(Assignment::Assigned { .. }))
         }
+        .instrument(span)
     })
     .await
 }
@@ -342,39 +346,12 @@ async fn overhead_child(mode: &str, sink: &str, options: &Options) {
     let fleet = Arc::new(FleetView::new(store.clone()));
     fleet.sync().await.expect("initial sync");
     let warm = record_sessions(&backend, "warm", options.decisions / 4).await;
-    traced_decisions(fleet.clone(), store.clone(), warm, options.workers).await;
+    view_decisions(fleet.clone(), store.clone(), warm, options.workers).await;
     let ids = record_sessions(&backend, "measured", options.decisions).await;
-    let rate = traced_decisions(fleet, store, ids, options.workers).await;
+    let rate = view_decisions(fleet, store, ids, options.workers).await;
     switchboard_common::telemetry::shutdown().await;
     shutdown.cancel();
     println!("decisions/s: {rate}");
-}
-
-/// [`view_decisions`], each decision under a root span (its API request's span in production).
-async fn traced_decisions(
-    fleet: Arc<FleetView>,
-    store: SessionStoreClient<GrpcChannel>,
-    ids: Vec<String>,
-    workers: usize,
-) -> f64 {
-    use tracing::Instrument;
-    run_decisions(ids, workers, move |id| {
-        let (fleet, mut store) = (fleet.clone(), store.clone());
-        let span = tracing::info_span!(target: "switchboard_placement", "bench decision");
-        async move {
-            let requirements = Requirements::parse(REQUIREMENT).unwrap();
-            let excluded = HashMap::new();
-            let request = PlacementRequest {
-                kind: SessionType::Virtual.into(),
-                requirements: &requirements,
-                excluded: &excluded,
-            };
-            let decision = place::place(&mut store, &fleet, &id, &request, &StrategyConfig::default()).await;
-            matches!(decision, Ok(Assignment::Assigned { .. }))
-        }
-        .instrument(span)
-    })
-    .await
 }
 
 fn main() {
