@@ -247,8 +247,14 @@ impl Placements {
         Self(Arc::new(tokio::sync::Semaphore::new(Self::CONCURRENCY as usize)))
     }
 
-    pub(crate) fn permits(&self) -> Arc<tokio::sync::Semaphore> {
-        self.0.clone()
+    /// Runs `placement` in the background, in `span`, once one of the [`Self::CONCURRENCY`] slots is free.
+    pub(crate) fn spawn(&self, span: tracing::Span, placement: impl std::future::Future<Output = ()> + Send + 'static) {
+        let permits = self.0.clone();
+        let work = async move {
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            placement.await;
+        };
+        tokio::spawn(tracing::Instrument::instrument(work, span));
     }
 
     /// Waits until every queued or running placement finished, or `timeout`

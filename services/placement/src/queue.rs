@@ -282,12 +282,7 @@ impl QueueWorker {
             Assignment::Assigned { server_id, session } => {
                 tracing::info!(session_id = %session.id, %server_id, "queued session placed");
                 crate::metrics::queue_event("placed");
-                let driver = self.driver();
-                let permits = self.placements.permits();
-                tokio::spawn(async move {
-                    let Ok(_permit) = permits.acquire_owned().await else { return };
-                    driver.run_assigned(*session, server_id).await;
-                });
+                self.placements.spawn(tracing::Span::none(), self.driver().run_assigned(*session, server_id));
                 Ok(Served::Placed)
             }
             Assignment::NotPlaceable => Ok(Served::Gone),
@@ -306,12 +301,7 @@ impl QueueWorker {
         for session in sessions {
             tracing::info!(session_id = %session.id, "placing a session another replica left unplaced");
             crate::metrics::takeover();
-            let driver = self.driver();
-            let permits = self.placements.permits();
-            tokio::spawn(async move {
-                let Ok(_permit) = permits.acquire_owned().await else { return };
-                driver.run(session).await;
-            });
+            self.placements.spawn(tracing::Span::none(), self.driver().run(session));
         }
         Ok(())
     }

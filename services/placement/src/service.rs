@@ -177,15 +177,9 @@ impl PlacementService {
             tracing::info!(request_id, session_id = %session.id, owner = %session.owner, "session accepted");
             let driver =
                 Driver::new(self.config.clone(), self.store.clone(), self.fleet.clone(), self.queue_wake.clone());
-            let permits = self.placements.permits();
-            let session = session.clone();
             // Traced as a child of this CreateSessions call, so the trace goes on to the host.
             let span = switchboard_common::child_span!("place session", session_id = %session.id);
-            let place = async move {
-                let Ok(_permit) = permits.acquire_owned().await else { return };
-                driver.run(session).await;
-            };
-            tokio::spawn(tracing::Instrument::instrument(place, span));
+            self.placements.spawn(span, driver.run(session.clone()));
         }
         Ok(stored)
     }

@@ -424,10 +424,9 @@ async fn overhead(options: &Options) -> anyhow::Result<()> {
             rates[index].push(measured);
         }
     }
-    let median = |values: Vec<f64>| {
-        let mut values = values;
+    let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
+        percentile(&values, 0.5)
     };
     let medians: Vec<(f64, f64, f64)> = rates
         .into_iter()
