@@ -120,7 +120,11 @@ impl Link {
         let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_CAPACITY);
         // The handshake is one span (exported when `[telemetry]` says so); the hello carries its context,
         // so the broker's handling of it is a child.
-        let connect_span = tracing::debug_span!("agent connect", otel.kind = "client", broker = %broker);
+        let connect_span = if switchboard_common::telemetry::sample_new_trace() {
+            tracing::debug_span!("agent connect", otel.kind = "client", broker = %broker)
+        } else {
+            tracing::Span::none()
+        };
         // Queued before the call so it is the first message on the stream.
         let hello = self.hello().instrument(connect_span.clone()).await?;
         let session_count = hello.sessions.len();

@@ -8,8 +8,15 @@
 //! (spans of Switchboard's crates at `debug` and above, no events), so the log level never decides what is
 //! traced and log events are not copied into spans. [`shutdown`] flushes what is still buffered; every
 //! binary calls it before exiting. The W3C trace context crossing processes is in [`crate::trace_context`].
+//!
+//! **Sampling is decided before a trace's first span.** Code that starts a new trace (the gateway's API
+//! request, the agent's connect) asks [`sample_new_trace`] first and opens no span at all when the answer is
+//! no, so the requests `sampling_ratio` leaves out cost one random draw, not a span. The exporter's sampler
+//! follows the parent's decision (parent-based, always on for a root that was opened): a span is recorded
+//! when its trace's root was drawn here or when a caller's `traceparent` says sampled.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -59,6 +66,18 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// at start and at exit.
 static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
 
+/// The share of new traces recorded ([`TraceExport::sampling_ratio`]) as `f64` bits; 0.0 (nothing) until an
+/// exporter is installed.
+static NEW_TRACE_RATIO: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a new trace (work no caller traced: an API request without `traceparent`, an agent's connect)
+/// is recorded: `true` for the configured share of calls, always `false` without a trace exporter. Ask
+/// before opening the trace's root span and open none when it says no.
+pub fn sample_new_trace() -> bool {
+    let ratio = f64::from_bits(NEW_TRACE_RATIO.load(Ordering::Relaxed));
+    ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+}
+
 /// Installs the global subscriber, logging to standard output. The filter comes from `RUST_LOG` when set,
 /// else `default_filter` (e.g. `info`). With `export`, spans are exported over OTLP. Calling it twice is
 /// harmless (tests): the first subscriber stays.
@@ -104,15 +123,16 @@ where
             }))
     });
     let installed = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).try_init().is_ok();
-    if installed && let Some(provider) = provider {
+    if installed && let (Some(provider), Some(export)) = (provider, export) {
         *PROVIDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(provider);
+        NEW_TRACE_RATIO.store(export.sampling_ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
     Ok(())
 }
 
-/// The tracer provider exporting to `export.endpoint` in batches, sampling new traces by
-/// `export.sampling_ratio` and following the caller's decision otherwise (parent-based). Must be called
-/// inside the tokio runtime (the exporter's channel lives on it).
+/// The tracer provider exporting to `export.endpoint` in batches, following the parent's sampling decision
+/// and recording every root opened (those [`sample_new_trace`] drew). Must be called inside the tokio
+/// runtime (the exporter's channel lives on it).
 fn provider(export: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
     if !export.endpoint.starts_with("http://") {
         return Err(TelemetryError::Exporter(format!(
@@ -126,11 +146,10 @@ fn provider(export: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|error| TelemetryError::Exporter(error.to_string()))?;
-    let ratio = export.sampling_ratio.clamp(0.0, 1.0);
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(export.service_name.clone()).build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))))
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .build())
 }

@@ -6,7 +6,8 @@
 //! and the agent's create command linked up to the caller through session-store, placement and the
 //! gateway; an agent's handshake is linked across the stream too (`AgentHello.traceparent`). The services'
 //! JSON log lines written for the request carry its trace id. And `switchboard up`
-//! exports the same trace as the one service `switchboard`.
+//! exports the same trace as the one service `switchboard`; with a sampling ratio of 0 it exports only the
+//! traces a caller sampled.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -251,12 +252,9 @@ async fn one_create_is_one_trace_from_the_caller_to_the_agent() {
     );
 }
 
-/// `switchboard up` (every service and the simulated hosts in one process) exports its spans as one
-/// service, `switchboard`, the simulated agent's command included, linked as in the separate processes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switchboard_up_exports_one_trace_as_one_service() {
-    const UP_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
-    let receiver = Receiver::default();
+/// `switchboard up` with one simulated host and `--otlp-sampling-ratio ratio`, exporting to `receiver`;
+/// the process (killed on drop), its temporary directory and a client, once the host is connected.
+async fn start_up(receiver: &Receiver, ratio: &str) -> (KillOnDrop, tempfile::TempDir, Api) {
     let endpoint = receiver.serve().await;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
@@ -268,13 +266,13 @@ async fn switchboard_up_exports_one_trace_as_one_service() {
         .arg(&data_dir)
         .args(["--listen", &format!("127.0.0.1:{api_port}"), "--agent-listen", &format!("127.0.0.1:{agent_port}")])
         .args(["--resolver-listen", "off", "--sim-hosts", "1", "--otlp-endpoint", &endpoint])
-        .args(["--otlp-sampling-ratio", "1"])
+        .args(["--otlp-sampling-ratio", ratio])
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .unwrap();
-    let _up = KillOnDrop(up);
+    let up = KillOnDrop(up);
 
     // Ready once its admin channel exists and the API answers.
     let gateway = format!("https://localhost:{api_port}");
@@ -304,12 +302,22 @@ async fn switchboard_up_exports_one_trace_as_one_service() {
     let field = |name: &str| stdout.lines().find_map(|line| line.strip_prefix(name)).map(str::trim).unwrap_or_default();
     let api = Api::new(&ca_pem, &gateway, field("client-id:"), field("client-password:")).await;
 
-    // Wait until the simulated host is connected, then one traced create.
+    // Wait until the simulated host is connected.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while api.post("/describeServers", json!({}), None).await["Servers"].as_array().is_none_or(Vec::is_empty) {
         assert!(tokio::time::Instant::now() < deadline, "no simulated host connected");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (up, dir, api)
+}
+
+/// `switchboard up` (every service and the simulated hosts in one process) exports its spans as one
+/// service, `switchboard`, the simulated agent's command included, linked as in the separate processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_up_exports_one_trace_as_one_service() {
+    const UP_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+    let receiver = Receiver::default();
+    let (_up, _dir, api) = start_up(&receiver, "1").await;
     let id = api.create_traced(UP_TRACE_ID).await;
     assert_eq!(api.settle(&id).await, "READY");
 
@@ -327,6 +335,43 @@ async fn switchboard_up_exports_one_trace_as_one_service() {
         assert!(tokio::time::Instant::now() < deadline, "incomplete trace from switchboard up: {spans:#?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Sampling is decided at a trace's root: with `--otlp-sampling-ratio 0` the broker starts no trace of its
+/// own (requests without `traceparent`, unsampled ones, the agent's connect), yet still follows a caller
+/// whose `traceparent` says sampled, the whole way to the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ratio_of_zero_records_only_what_a_caller_sampled() {
+    const SAMPLED: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const UNSAMPLED: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let receiver = Receiver::default();
+    let (_up, _dir, api) = start_up(&receiver, "0").await;
+    let body = || json!([{ "Name": "untraced", "Owner": "alice", "Type": "VIRTUAL" }]);
+    let untraced = api.post("/createSessions", body(), None).await;
+    let unsampled = api.post("/createSessions", body(), Some(format!("00-{UNSAMPLED}-{CALLER_SPAN_ID}-00"))).await;
+    for answer in [&untraced, &unsampled] {
+        let id = answer["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("created: {answer}"));
+        assert_eq!(api.settle(id).await, "READY");
+    }
+    let id = api.create_traced(SAMPLED).await;
+    assert_eq!(api.settle(&id).await, "READY");
+
+    let deadline = tokio::time::Instant::now() + EXPORTED;
+    loop {
+        let all = receiver.spans.lock().unwrap().clone();
+        let others: Vec<&ReceivedSpan> = all.iter().filter(|span| span.trace_id != SAMPLED).collect();
+        assert!(others.is_empty(), "spans of traces nobody sampled: {others:#?}");
+        let names: BTreeSet<&str> = all.iter().map(|span| span.name.as_str()).collect();
+        if ["POST /createSessions", "agent create"].iter().all(|name| names.contains(name)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the sampled caller's trace is incomplete: {all:#?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let a later export (every 5 s) bring anything left behind, then look again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let all = receiver.spans.lock().unwrap().clone();
+    assert!(all.iter().all(|span| span.trace_id == SAMPLED), "spans of traces nobody sampled: {all:#?}");
 }
 
 /// Kills the child process when the test ends, however it ends.

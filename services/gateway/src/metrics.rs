@@ -52,9 +52,17 @@ pub async fn record(request: Request, next: Next) -> Response {
     response
 }
 
-/// Middleware: each request runs in a span named after its method and operation (`POST /createSessions`),
-/// child of the client's `traceparent` header when it sends one; gRPC calls made for it carry it on.
+/// Middleware: a traced request runs in a span named after its method and operation (`POST
+/// /createSessions`), child of the client's `traceparent` header when it sends one; gRPC calls made for it
+/// carry it on. A request is traced when it sends a `traceparent` (the client's sampled flag decides) or
+/// when [`sample_new_trace`](switchboard_common::telemetry::sample_new_trace) draws it; the others open no
+/// span.
 pub async fn trace(request: Request, next: Next) -> Response {
+    let traced = request.headers().contains_key(switchboard_common::trace_context::TRACEPARENT)
+        || switchboard_common::telemetry::sample_new_trace();
+    if !traced {
+        return next.run(request).await;
+    }
     let operation = operation(request.uri().path());
     let span = tracing::debug_span!(
         parent: None,

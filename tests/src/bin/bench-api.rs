@@ -23,7 +23,8 @@
 //! describeSessions throughput (one id, a page of 100; 100 sessions stored) and `/health/live`, against
 //! `switchboard up` started three ways, interleaved over the rounds: telemetry off; metrics served
 //! (`--metrics-listen`) and traces sampled at 1 %; metrics and traces at 100 % (`--otlp-endpoint`, to an
-//! OTLP receiver this bench serves). Medians per configuration and their ratio to "off".
+//! OTLP receiver this bench serves). Medians per configuration and their ratio to "off", of the requests
+//! per second and of the broker process's CPU time per request (from `/proc/PID/stat`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -73,6 +74,8 @@ struct Broker {
     token: String,
     /// How many hosts must be available before measuring.
     hosts: usize,
+    /// The `switchboard up` process, whose CPU time [`Broker::cpu_seconds`] reads; none for a cluster.
+    pid: Option<u32>,
     _running: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -164,8 +167,9 @@ impl Broker {
         let (id, secret) = (field("client-id: ").context("client id")?, field("client-password: ").context("secret")?);
         let api = format!("https://localhost:{port}");
         let (http, token) = client_and_token(&std::fs::read(&ca_path)?, &api, &id, &secret).await?;
+        let pid = Some(child.id());
         let running = Box::new(UpProcess { child, _dir: dir });
-        let up = Self { apis: vec![api], next: Default::default(), http, token, hosts: HOSTS, _running: running };
+        let up = Self { apis: vec![api], next: Default::default(), http, token, hosts: HOSTS, pid, _running: running };
         up.wait_hosts().await?;
         Ok(up)
     }
@@ -179,9 +183,21 @@ impl Broker {
         let (id, secret) = cluster.register_client("bench").await?;
         let apis = cluster.gateway_urls();
         let (http, token) = client_and_token(cluster.ca_pem.as_bytes(), &apis[0], &id, &secret).await?;
-        let target = Self { apis, next: Default::default(), http, token, hosts: HOSTS, _running: Box::new(cluster) };
+        let running = Box::new(cluster);
+        let target = Self { apis, next: Default::default(), http, token, hosts: HOSTS, pid: None, _running: running };
         target.wait_hosts().await?;
         Ok(target)
+    }
+
+    /// CPU time (user and system) the `switchboard up` process has used so far, from `/proc/PID/stat` (in
+    /// clock ticks of 1/100 s, Linux's `USER_HZ`); none for a cluster or off Linux.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the command name (which may hold spaces, so split after its closing parenthesis):
+        // state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
     }
 
     /// The next gateway, round-robin.
@@ -335,11 +351,19 @@ async fn bulk(up: &Arc<Broker>, total: usize) -> anyhow::Result<f64> {
 }
 
 /// Requests/s of a closed loop of `CONNECTIONS` clients for `seconds`.
+/// A closed-loop throughput measurement: requests per second and, for `switchboard up`, the broker's CPU
+/// time per request in µs (a steadier measure of cost than the rate on a shared machine).
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    cpu_us: f64,
+}
+
 async fn throughput(
     up: &Arc<Broker>,
     seconds: u64,
     request: Arc<dyn Fn(&Broker) -> reqwest::RequestBuilder + Send + Sync>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Rate> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..CONNECTIONS)
@@ -358,17 +382,20 @@ async fn throughput(
             })
         })
         .collect();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), up.cpu_seconds());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+    let (elapsed, cpu_after) = (started.elapsed(), up.cpu_seconds());
+    let requests = done.load(Ordering::Relaxed) as f64;
+    let cpu = cpu_before.zip(cpu_after).map(|(before, after)| after - before).unwrap_or(f64::NAN);
+    Ok(Rate { per_second: requests / elapsed.as_secs_f64(), cpu_us: cpu * 1e6 / requests })
 }
 
 /// `/health/live`, describeSessions for one id and for a page of 100: requests/s each.
-async fn describe_rates(up: &Arc<Broker>, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
+async fn describe_rates(up: &Arc<Broker>, seconds: u64) -> anyhow::Result<(Rate, Rate, Rate)> {
     let health =
         throughput(up, seconds, Arc::new(|up: &Broker| up.http.get(format!("{}/health/live", up.api())))).await?;
     let any = up.call("/describeSessions", &json!({ "MaxResults": 1 })).await?;
@@ -392,6 +419,7 @@ async fn describe_rates(up: &Arc<Broker>, seconds: u64) -> anyhow::Result<(f64, 
 
 async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow::Result<()> {
     let (health, one, page) = describe_rates(up, seconds).await?;
+    let (health, one, page) = (health.per_second, one.per_second, page.per_second);
     println!("| {stored} | /health/live | {health:.0} | 1.00 |");
     println!("| {stored} | describeSessions, one id | {one:.0} | {:.3} |", one / health);
     println!("| {stored} | describeSessions, page of 100 | {page:.0} | {:.3} |", page / health);
@@ -403,7 +431,8 @@ async fn overhead(options: &Options) -> anyhow::Result<()> {
     let sink = switchboard_testkit::OtlpSink::start().await?;
     let modes: [(&str, Option<&str>); 3] =
         [("off", None), ("metrics + traces at 1 %", Some("0.01")), ("metrics + traces at 100 %", Some("1"))];
-    let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); modes.len()];
+    // Per configuration, per request kind (/health/live, one id, page of 100): each round's measurement.
+    let mut rates: Vec<[Vec<Rate>; 3]> = vec![Default::default(); modes.len()];
     for round in 0..options.overhead {
         for (index, (label, ratio)) in modes.iter().enumerate() {
             let extra: Vec<String> = match ratio {
@@ -416,43 +445,48 @@ async fn overhead(options: &Options) -> anyhow::Result<()> {
             };
             let up = Arc::new(Broker::start_with(&extra).await?);
             up.create(100).await?;
-            let measured = describe_rates(&up, options.seconds).await?;
+            let (health, one, page) = describe_rates(&up, options.seconds).await?;
             println!(
-                "round {round}, {label}: /health/live {:.0}, one id {:.0}, page of 100 {:.0} requests/s",
-                measured.0, measured.1, measured.2
+                "round {round}, {label}: /health/live {:.0}, one id {:.0}, page of 100 {:.0} requests/s; \
+                 broker CPU per request {:.1} / {:.1} / {:.1} µs",
+                health.per_second, one.per_second, page.per_second, health.cpu_us, one.cpu_us, page.cpu_us
             );
-            rates[index].push(measured);
+            for (kind, rate) in [health, one, page].into_iter().enumerate() {
+                rates[index][kind].push(rate);
+            }
         }
     }
     let median = |mut values: Vec<f64>| {
         values.sort_by(f64::total_cmp);
         percentile(&values, 0.5)
     };
-    let medians: Vec<(f64, f64, f64)> = rates
-        .into_iter()
-        .map(|r| {
-            (
-                median(r.iter().map(|m| m.0).collect()),
-                median(r.iter().map(|m| m.1).collect()),
-                median(r.iter().map(|m| m.2).collect()),
-            )
+    // Medians per configuration and kind: (requests/s, CPU µs per request).
+    let medians: Vec<Vec<(f64, f64)>> = rates
+        .iter()
+        .map(|kinds| {
+            kinds
+                .iter()
+                .map(|r| {
+                    (median(r.iter().map(|m| m.per_second).collect()), median(r.iter().map(|m| m.cpu_us).collect()))
+                })
+                .collect()
         })
         .collect();
-    let off = medians[0];
+    let off = medians[0].clone();
     println!("\n| telemetry | /health/live | describeSessions, one id | page of 100 |\n| --- | --- | --- | --- |");
-    for ((label, _), m) in modes.iter().zip(&medians) {
-        println!(
-            "| {label} | {:.0} ({:.3}) | {:.0} ({:.3}) | {:.0} ({:.3}) |",
-            m.0,
-            m.0 / off.0,
-            m.1,
-            m.1 / off.1,
-            m.2,
-            m.2 / off.2
-        );
+    for ((label, _), kinds) in modes.iter().zip(&medians) {
+        let cells: Vec<String> = kinds
+            .iter()
+            .zip(&off)
+            .map(|((rate, cpu), (off_rate, off_cpu))| {
+                format!("{rate:.0}/s ({:.3}); {cpu:.1} µs CPU ({:.3})", rate / off_rate, cpu / off_cpu)
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
     println!(
-        "(requests/s, median of {} rounds; in brackets the ratio to off) spans received: {}",
+        "(requests/s and the broker's CPU time per request, medians of {} rounds; in brackets the ratio to \
+         off) spans received: {}",
         options.overhead,
         sink.spans()
     );
