@@ -187,8 +187,8 @@ where
     committed as f64 / elapsed
 }
 
-/// The fleet view's way: rank the in-memory view, reserve. Each decision runs under a root span, as under
-/// its API request in production (disabled, so free, unless `--overhead` installed a tracer).
+/// The fleet view's way: rank the in-memory view, reserve. Each decision the sampler draws runs under a
+/// root span, as under its API request in production (none unless `--overhead` installed a tracer).
 async fn view_decisions(
     fleet: Arc<FleetView>,
     store: SessionStoreClient<GrpcChannel>,
@@ -198,7 +198,11 @@ async fn view_decisions(
     use tracing::Instrument;
     run_decisions(ids, workers, move |id| {
         let (fleet, mut store) = (fleet.clone(), store.clone());
-        let span = tracing::info_span!(target: "switchboard_placement", "bench decision");
+        let span = if switchboard_common::telemetry::sample_new_trace() {
+            tracing::info_span!(target: "switchboard_placement", "bench decision")
+        } else {
+            tracing::Span::none()
+        };
         async move {
             let requirements = Requirements::parse(REQUIREMENT).unwrap();
             let excluded = HashMap::new();
