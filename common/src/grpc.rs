@@ -4,6 +4,9 @@
 //! W3C trace context of each call ([`crate::trace_context`]): their types say so ([`GrpcServer`],
 //! [`GrpcRouter`], [`GrpcChannel`]), so a server or client built another way does not fit.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -71,74 +74,215 @@ fn traced(channel: Channel) -> GrpcChannel {
 /// How often [`replica_channel`] probes each replica.
 pub const REPLICA_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A channel over every replica in `urls` (comma-separated `http://host:port`
-/// list, or one URL such as a Kubernetes Service name). With several URLs,
-/// calls are spread by power-of-two-choices over the replicas that are up.
+/// How often [`replica_channel`] looks up its URLs' host names again (and at once after a replica stopped
+/// answering), so replicas added behind a name receive calls within this interval.
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a [`Resolver`] returns: the addresses behind one `host:port`.
+pub type Resolved = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+
+/// Looks up the addresses behind a `host:port` authority: the system resolver ([`system_resolver`]) in
+/// production, a fixed table in tests.
+pub type Resolver = Arc<dyn Fn(&str) -> Resolved + Send + Sync>;
+
+/// The system's resolver (`getaddrinfo`: `/etc/hosts`, then DNS), as [`tokio::net::lookup_host`] calls it.
+pub fn system_resolver() -> Resolver {
+    Arc::new(|authority: &str| {
+        let authority = authority.to_owned();
+        Box::pin(async move { Ok(tokio::net::lookup_host(authority).await?.collect()) })
+    })
+}
+
+/// A channel over every replica behind `urls`: a comma-separated list of `http(s)://host:port`, where each
+/// host may be a name with several addresses (a Kubernetes headless Service: one address per ready pod).
+/// Calls are spread by power-of-two-choices over the replicas that are up.
 ///
-/// tonic's balancer keeps sending to a replica it cannot connect to, so a
-/// background task probes every replica (a TCP connect, every
-/// [`REPLICA_PROBE_INTERVAL`]) and removes the ones that refuse connections,
-/// re-inserting them when they answer again. The last live replica is never
-/// removed: with every replica down, calls fail fast instead of waiting.
-/// Callers still retry idempotent calls that fail in flight. Must be called
-/// inside a tokio runtime; the probe task ends when the channel is dropped.
+/// A background task keeps the set current:
+/// - every [`RESOLVE_INTERVAL`] (and at once after a replica stopped answering) it looks the names up
+///   again: an address that appeared joins the pool, one that disappeared leaves it (calls already sent to
+///   it finish on their connection);
+/// - every [`REPLICA_PROBE_INTERVAL`] it probes each address (a TCP connect) and takes the ones that refuse
+///   connections out until they answer again, since tonic's balancer would keep sending to them.
+///
+/// The last live replica is never removed, and a failed or empty lookup keeps the previous addresses: with
+/// every replica down, calls fail fast instead of waiting. `https://` URLs keep the host name for the
+/// certificate check whatever address they connect to. Callers still retry idempotent calls that fail in
+/// flight. Must be called inside a tokio runtime; the task ends when the channel is dropped.
 pub fn replica_channel(urls: &str) -> Result<GrpcChannel, tonic::transport::Error> {
-    let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
-    if let [url] = urls.as_slice() {
-        return lazy_channel(url);
-    }
-    let replicas = urls
-        .into_iter()
-        .map(|url| Ok(Replica { url: url.to_owned(), address: authority(url), endpoint: endpoint(url)? }))
+    replica_channel_with(urls, system_resolver(), RESOLVE_INTERVAL)
+}
+
+/// [`replica_channel`] with its resolver and re-resolution interval given (tests).
+pub fn replica_channel_with(
+    urls: &str,
+    resolver: Resolver,
+    resolve_interval: Duration,
+) -> Result<GrpcChannel, tonic::transport::Error> {
+    let targets = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            endpoint(url)?; // a malformed URL fails here, at start, not in the background task
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            Ok(Target { scheme: scheme.to_owned(), authority: authority(rest), host: host(&authority(rest)) })
+        })
         .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
-    let (channel, changes_tx) = Channel::balance_channel(replicas.len() * 2 + 1);
-    tokio::spawn(probe_replicas(replicas, changes_tx));
+    let (channel, changes_tx) = Channel::balance_channel(64);
+    tokio::spawn(Discovery { targets, resolver, resolve_interval, replicas: BTreeMap::new() }.run(changes_tx));
     Ok(traced(channel))
 }
 
-struct Replica {
-    url: String,
-    /// `host:port` to probe.
-    address: String,
-    endpoint: Endpoint,
+/// One URL of a [`replica_channel`].
+struct Target {
+    scheme: String,
+    /// `host:port`, looked up.
+    authority: String,
+    /// The host name, for TLS.
+    host: String,
 }
 
+/// One address in the pool.
+struct Replica {
+    endpoint: Endpoint,
+    live: bool,
+}
+
+/// The background task of a [`replica_channel`]: the addresses behind its URLs, each with its endpoint
+/// and whether the balancer has it.
+struct Discovery {
+    targets: Vec<Target>,
+    resolver: Resolver,
+    resolve_interval: Duration,
+    /// `scheme://address` → the replica.
+    replicas: BTreeMap<String, Replica>,
+}
+
+type Changes = tokio::sync::mpsc::Sender<Change<String, Endpoint>>;
+
+impl Discovery {
+    async fn run(mut self, changes: Changes) {
+        let mut resolved_at: Option<tokio::time::Instant> = None;
+        loop {
+            if resolved_at.is_none_or(|at| at.elapsed() >= self.resolve_interval) {
+                resolved_at = Some(tokio::time::Instant::now());
+                if self.resolve(&changes).await.is_err() {
+                    return;
+                }
+            }
+            match self.probe(&changes).await {
+                Err(()) => return,
+                // Look the names up again at once: the replica may have been replaced.
+                Ok(true) => resolved_at = None,
+                Ok(false) => {}
+            }
+            if changes.is_closed() {
+                return;
+            }
+            tokio::time::sleep(REPLICA_PROBE_INTERVAL).await;
+        }
+    }
+
+    /// Looks every URL up and brings the pool in line; `Err` once the channel is gone.
+    async fn resolve(&mut self, changes: &Changes) -> Result<(), ()> {
+        let mut found: BTreeMap<String, Endpoint> = BTreeMap::new();
+        for target in &self.targets {
+            let addresses = match (self.resolver)(&target.authority).await {
+                Ok(addresses) if !addresses.is_empty() => addresses,
+                Ok(_) | Err(_) => {
+                    // Keep what this URL had: a resolver hiccup must not empty the pool.
+                    tracing::warn!(authority = %target.authority, "lookup failed or empty; keeping the known replicas");
+                    let prefix = format!("{}://", target.scheme);
+                    for (key, replica) in self.replicas.iter().filter(|(key, _)| key.starts_with(&prefix)) {
+                        found.insert(key.clone(), replica.endpoint.clone());
+                    }
+                    continue;
+                }
+            };
+            for address in addresses {
+                let key = format!("{}://{address}", target.scheme);
+                if found.contains_key(&key) {
+                    continue;
+                }
+                let endpoint = match self.replicas.get(&key) {
+                    Some(replica) => replica.endpoint.clone(),
+                    None => match address_endpoint(target, address) {
+                        Ok(endpoint) => endpoint,
+                        Err(error) => {
+                            tracing::warn!(%error, %key, "cannot dial this address");
+                            continue;
+                        }
+                    },
+                };
+                found.insert(key, endpoint);
+            }
+        }
+        let gone: Vec<String> = self.replicas.keys().filter(|key| !found.contains_key(*key)).cloned().collect();
+        for key in gone {
+            let replica = self.replicas.remove(&key).expect("listed above");
+            tracing::info!(replica = %key, "replica left the name's addresses");
+            if replica.live {
+                changes.send(Change::Remove(key)).await.map_err(|_| ())?;
+            }
+        }
+        for (key, endpoint) in found {
+            if self.replicas.contains_key(&key) {
+                continue;
+            }
+            tracing::info!(replica = %key, "replica joined");
+            // Optimistic: in the balancer until a probe says otherwise.
+            changes.send(Change::Insert(key.clone(), endpoint.clone())).await.map_err(|_| ())?;
+            self.replicas.insert(key, Replica { endpoint, live: true });
+        }
+        Ok(())
+    }
+
+    /// Probes every replica and moves the ones whose state changed; `Ok(true)` when one stopped answering.
+    async fn probe(&mut self, changes: &Changes) -> Result<bool, ()> {
+        let mut lost = false;
+        let keys: Vec<String> = self.replicas.keys().cloned().collect();
+        for key in keys {
+            let address = key.split_once("://").map_or(key.as_str(), |(_, address)| address).to_owned();
+            let up = is_up(&address).await;
+            let live_count = self.replicas.values().filter(|replica| replica.live).count();
+            let replica = self.replicas.get_mut(&key).expect("listed above");
+            let change = match (up, replica.live) {
+                (true, false) => Change::Insert(key.clone(), replica.endpoint.clone()),
+                (false, true) if live_count > 1 => Change::Remove(key.clone()),
+                _ => continue,
+            };
+            tracing::info!(replica = %key, up, "replica availability changed");
+            replica.live = up;
+            lost |= !up;
+            changes.send(change).await.map_err(|_| ())?;
+        }
+        Ok(lost)
+    }
+}
+
+/// The endpoint of one resolved address of `target`: dialled by address, checked (TLS) by host name.
+fn address_endpoint(target: &Target, address: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = endpoint(&format!("{}://{address}", target.scheme))?;
+    match crate::internal_tls::configured() {
+        Some(tls) if target.scheme == "https" => endpoint.tls_config(tls.client_config().domain_name(&target.host)),
+        _ => Ok(endpoint),
+    }
+}
+
+/// The `host:port` of a URL (scheme and path dropped).
 fn authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
-async fn is_up(address: &str) -> bool {
-    matches!(tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
+/// The host of a `host:port` authority (brackets of an IPv6 literal dropped).
+fn host(authority: &str) -> String {
+    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
 }
 
-async fn probe_replicas(replicas: Vec<Replica>, changes_tx: tokio::sync::mpsc::Sender<Change<String, Endpoint>>) {
-    // Start optimistic: every replica is in the balancer until a probe says otherwise.
-    let mut live = vec![true; replicas.len()];
-    for replica in &replicas {
-        if changes_tx.send(Change::Insert(replica.url.clone(), replica.endpoint.clone())).await.is_err() {
-            return;
-        }
-    }
-    loop {
-        for (index, replica) in replicas.iter().enumerate() {
-            let up = is_up(&replica.address).await;
-            let change = match (up, live[index]) {
-                (true, false) => Change::Insert(replica.url.clone(), replica.endpoint.clone()),
-                (false, true) if live.iter().filter(|&&l| l).count() > 1 => Change::Remove(replica.url.clone()),
-                _ => continue,
-            };
-            tracing::info!(replica = %replica.url, up, "replica availability changed");
-            live[index] = up;
-            if changes_tx.send(change).await.is_err() {
-                return;
-            }
-        }
-        if changes_tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(REPLICA_PROBE_INTERVAL).await;
-    }
+async fn is_up(address: &str) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
 }
 
 /// A health service plus its reporter; services mark themselves serving once
@@ -159,6 +303,122 @@ mod tests {
         assert_eq!(authority("http://10.0.0.1:7003"), "10.0.0.1:7003");
         assert_eq!(authority("https://store.ns.svc:7003/"), "store.ns.svc:7003");
         assert_eq!(authority("127.0.0.1:1"), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn the_host_of_an_authority() {
+        assert_eq!(host("store.ns.svc:7003"), "store.ns.svc");
+        assert_eq!(host("[::1]:7003"), "::1");
+        assert_eq!(host("10.0.0.1:7003"), "10.0.0.1");
+    }
+
+    /// A replica for the balancing test: a health service that counts the calls it answers.
+    struct CountingReplica {
+        address: SocketAddr,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+        shutdown: Shutdown,
+        server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    }
+
+    impl CountingReplica {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = calls.clone();
+            let count = tower::util::MapRequestLayer::new(move |request: http::Request<_>| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                request
+            });
+            let (_reporter, health_service) = health();
+            let router = tonic::transport::Server::builder().layer(count).add_service(health_service);
+            let shutdown = Shutdown::new();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let stop = shutdown.clone().cancelled_owned();
+            let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop));
+            Self { address, calls, shutdown, server }
+        }
+
+        fn take_calls(&self) -> usize {
+            self.calls.swap(0, std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// `count` health checks, `concurrency` at a time; how many failed.
+    async fn call_many(channel: &GrpcChannel, count: usize, concurrency: usize) -> usize {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..count {
+            let permit = semaphore.clone().acquire_owned().await.unwrap();
+            let mut client = HealthClient::new(channel.clone());
+            calls.spawn(async move {
+                let ok = client.check(HealthCheckRequest { service: String::new() }).await.is_ok();
+                drop(permit);
+                ok
+            });
+        }
+        calls.join_all().await.into_iter().filter(|ok| !ok).count()
+    }
+
+    /// Three replicas behind one name, as a headless Service publishes them: calls spread over the
+    /// addresses the name has; a replica added to the name receives its share after one re-resolution;
+    /// one taken out of the name (then stopped, as Kubernetes does with a terminating pod) leaves the pool
+    /// without a failed call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_follow_the_replicas_behind_a_name() {
+        let replicas = [CountingReplica::start().await, CountingReplica::start().await, CountingReplica::start().await];
+        let published: Arc<std::sync::Mutex<Vec<SocketAddr>>> =
+            Arc::new(std::sync::Mutex::new(vec![replicas[0].address, replicas[1].address]));
+        let lookups = published.clone();
+        let resolver: Resolver = Arc::new(move |authority: &str| {
+            assert_eq!(authority, "store.test:7003");
+            let addresses = lookups.lock().unwrap().clone();
+            Box::pin(async move { Ok(addresses) })
+        });
+        let interval = Duration::from_millis(300);
+        let channel = replica_channel_with("http://store.test:7003", resolver, interval).unwrap();
+
+        // Two replicas behind the name: both receive calls, the third none.
+        assert_eq!(call_many(&channel, 200, 8).await, 0);
+        let split: Vec<usize> = replicas.iter().map(CountingReplica::take_calls).collect();
+        assert!(split[0] > 20 && split[1] > 20 && split[2] == 0, "split over two replicas: {split:?}");
+
+        // A third appears behind the name: within one re-resolution (and a probe round) it takes a share.
+        published.lock().unwrap().push(replicas[2].address);
+        tokio::time::sleep(interval + REPLICA_PROBE_INTERVAL * 2).await;
+        assert_eq!(call_many(&channel, 300, 8).await, 0);
+        let split: Vec<usize> = replicas.iter().map(CountingReplica::take_calls).collect();
+        assert!(split.iter().all(|&calls| calls >= 30), "split over three replicas: {split:?}");
+
+        // The second leaves the name, then stops: no call fails, and it receives none after leaving.
+        published.lock().unwrap().retain(|address| *address != replicas[1].address);
+        let load = {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let mut failed = 0;
+                for _ in 0..10 {
+                    failed += call_many(&channel, 60, 8).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                failed
+            })
+        };
+        tokio::time::sleep(interval + REPLICA_PROBE_INTERVAL * 2).await;
+        let [first, second, third] = replicas;
+        second.take_calls();
+        let second_calls = second.calls.clone();
+        second.shutdown.cancel();
+        second.server.await.unwrap().unwrap();
+        assert_eq!(load.await.unwrap(), 0, "calls failed while a replica left");
+        assert_eq!(
+            second_calls.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "the replica that left still received calls"
+        );
+        assert_eq!(call_many(&channel, 200, 8).await, 0);
+        let split = [first.take_calls(), third.take_calls()];
+        assert!(split.iter().all(|&calls| calls >= 20), "split over the remaining two: {split:?}");
     }
 
     #[tokio::test]
