@@ -309,7 +309,7 @@ impl Harness {
         for _ in 0..replicas {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             placement_urls.push(format!("http://{}", listener.local_addr().unwrap()));
-            tokio::spawn(serve(config.clone(), listener, store_client.clone(), shutdown.clone()));
+            tokio::spawn(serve(config.clone(), listener, store_client.clone(), backend.clone(), shutdown.clone()));
         }
         let client = PlacementClient::new(lazy_channel(&placement_urls[0]).unwrap());
         Self { backend, store, store_client, client, shutdown }
@@ -324,7 +324,7 @@ impl Harness {
     }
 
     async fn create(&mut self, specs: Vec<CreateSessionSpec>) -> Vec<Outcome> {
-        let request = CreateSessionsRequest { request_id: "r1".into(), specs };
+        let request = CreateSessionsRequest { request_id: "r1".into(), specs, ..Default::default() };
         let response = self.client.create_sessions(request).await.unwrap().into_inner();
         response.outcomes.into_iter().map(|o| o.outcome.unwrap()).collect()
     }
