@@ -100,6 +100,8 @@ struct TestStore {
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
     /// `RecordSessions` calls: one per CreateSessions request with accepted items.
     record_calls: Arc<AtomicUsize>,
+    /// `RecordSessions` calls still to fail with Unavailable (a store outage).
+    unavailable_records: Arc<AtomicUsize>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
     /// fleet view, so a scan of the store per decision shows here.
     scans: Arc<AtomicUsize>,
@@ -116,6 +118,10 @@ impl SessionStore for TestStore {
         request: Request<RecordSessionsRequest>,
     ) -> Result<Response<RecordSessionsResponse>, Status> {
         self.record_calls.fetch_add(1, Ordering::SeqCst);
+        let outage = self.unavailable_records.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if outage.is_ok() {
+            return Err(Status::unavailable("store down"));
+        }
         self.inner.record_sessions(request).await
     }
 
@@ -296,6 +302,7 @@ impl Harness {
             owner_counts: Arc::default(),
             deleted_writes: Arc::default(),
             record_calls: Arc::default(),
+            unavailable_records: Arc::default(),
             scans: Arc::default(),
         };
         let shutdown = Shutdown::new();
@@ -532,6 +539,54 @@ async fn a_request_is_recorded_in_one_store_write_in_item_order() {
     }
     let _ = harness.create(vec![bad_owner()]).await;
     assert_eq!(harness.record_calls(), 1, "a request with no accepted item writes nothing");
+}
+
+/// A CreateSessions request of `specs` with an idempotency key of client `c1`, its body standing for
+/// the API body's hash.
+fn keyed(key: &str, body: &str, specs: Vec<CreateSessionSpec>) -> CreateSessionsRequest {
+    let mut body_sha256 = body.as_bytes().to_vec();
+    body_sha256.resize(32, 0);
+    CreateSessionsRequest {
+        request_id: "r-keyed".into(),
+        specs,
+        idempotency_key: key.into(),
+        body_sha256,
+        client_id: "c1".into(),
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_runs_a_request_once_and_is_released_when_nothing_was_recorded() {
+    let mut harness = Harness::start(vec![server("h1")]).await;
+    harness.store.unavailable_records.store(1, Ordering::SeqCst);
+    let first = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    assert_eq!(
+        first.outcomes[0].outcome,
+        Some(Outcome::FailureReason("the session store is unavailable; try again".into())),
+        "a store outage: nothing recorded"
+    );
+    let second = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    let created = session_of(second.outcomes[0].outcome.as_ref().unwrap()).clone();
+    assert_eq!(harness.record_calls(), 2, "the released key let the retry run");
+
+    let retry = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    assert_eq!(retry, second, "a retry gets the stored answer");
+    assert_eq!(harness.record_calls(), 2, "and records nothing");
+    assert_eq!(harness.settled(&created.id).await.state(), SessionState::Ready);
+
+    let other = harness.client.create_sessions(keyed("k1", "other", vec![spec()])).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition, "another body: {other:?}");
+    assert_eq!(switchboard_common::error::public_message(&other), switchboard_proto::contract::IDEMPOTENCY_KEY_REUSED);
+
+    let bad = harness.client.create_sessions(keyed("k\u{e9}", "body", vec![spec()])).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "a non-ASCII key: {bad:?}");
+    let no_client = CreateSessionsRequest { client_id: String::new(), ..keyed("k2", "body", vec![spec()]) };
+    let refused = harness.client.create_sessions(no_client).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "a key without its client: {refused:?}");
+    assert_eq!(harness.record_calls(), 2, "refused requests record nothing");
+
+    let plain = harness.create(vec![spec()]).await;
+    assert_ne!(session_of(&plain[0]).id, created.id, "without a key, a request runs as always");
 }
 
 fn bad_owner() -> CreateSessionSpec {
