@@ -204,12 +204,12 @@ async fn create_sessions_passes_an_idempotency_key_with_the_body_hash_and_the_cl
         );
     }
 
-    for bad in [String::new(), "k".repeat(256), "tab\there".to_owned()] {
+    for bad in [String::new(), "k".repeat(256), "tab\there".to_owned(), " lead".to_owned()] {
         let mut request = post_json("/createSessions", body);
         request.headers_mut().insert("idempotency-key", bad.parse().unwrap());
         let (status, answer) = send(&router, request).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "key {bad:?}");
-        assert_eq!(answer["error"], "Idempotency-Key must be 1 to 255 printable ASCII characters");
+        assert_eq!(answer["error"], switchboard_proto::contract::IDEMPOTENCY_KEY_INVALID);
     }
     let mut twice = post_json("/createSessions", body);
     twice.headers_mut().append("idempotency-key", "a".parse().unwrap());

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use prost::Message;
 use switchboard_proto::contract::is_valid_idempotency_key;
-use switchboard_proto::{CreateSessionsRequest, CreateSessionsResponse};
+use switchboard_proto::{CreateSessionsRequest, CreateSessionsResponse, create_session_outcome::Outcome};
 use switchboard_store::idempotency::scope_key;
 use switchboard_store::{Idempotency, IdempotencyClaim};
 
@@ -92,7 +92,7 @@ impl IdempotencyKeys {
     /// Stores `answer` for the key's TTL. A failure is logged, not returned: the sessions exist and the
     /// caller gets its answer; a retry after the claim expired would run again.
     pub async fn complete(&self, claim: Claim, answer: &CreateSessionsResponse) {
-        match self.store.complete_idempotency_key(&claim.scope_key, answer.encode_to_vec(), self.ttl).await {
+        match self.store.complete_idempotency_key(&claim.scope_key, stored(answer), self.ttl).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!("the idempotency claim expired before the answer was stored"),
             Err(error) => tracing::warn!(%error, "storing the idempotent answer failed"),
@@ -105,4 +105,16 @@ impl IdempotencyKeys {
             tracing::warn!(%error, "releasing an idempotency claim failed; it expires by itself");
         }
     }
+}
+
+/// `answer` as stored: its sessions without their specs, which the API's answer does not show and which may
+/// carry a 64 KB permissions file each, so a record stays a few hundred bytes per session.
+fn stored(answer: &CreateSessionsResponse) -> Vec<u8> {
+    let mut answer = answer.clone();
+    for outcome in &mut answer.outcomes {
+        if let Some(Outcome::Session(session)) = &mut outcome.outcome {
+            session.spec = None;
+        }
+    }
+    answer.encode_to_vec()
 }
