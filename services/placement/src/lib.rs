@@ -185,6 +185,9 @@ pub enum Error {
     /// The key was used with a different request body.
     #[error("{}", switchboard_proto::contract::IDEMPOTENCY_KEY_REUSED)]
     IdempotencyMismatch,
+    /// A task this request ran failed (panicked).
+    #[error("task failed: {0}")]
+    Task(String),
     /// The caller broke the contract between the gateway and placement.
     #[error("{0}")]
     Contract(String),
@@ -195,7 +198,7 @@ impl ServiceError for Error {
         match self {
             Self::Store(status) => ErrorCode::from_grpc(status.code()),
             Self::Conflict(_) | Self::IdempotencyInProgress => ErrorCode::Conflict,
-            Self::Protocol(_) | Self::Transport(_) => ErrorCode::Internal,
+            Self::Protocol(_) | Self::Transport(_) | Self::Task(_) => ErrorCode::Internal,
             Self::Backend(error) => error.code(),
             Self::IdempotencyKeyInvalid | Self::Contract(_) => ErrorCode::InvalidArgument,
             Self::IdempotencyMismatch => ErrorCode::Unprocessable,

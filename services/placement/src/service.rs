@@ -378,17 +378,28 @@ impl Placement for PlacementService {
                 .status(format!("at most {} sessions may be created per request", self.config.max_batch)));
         }
         let claim = match self.keys.begin(&request).await? {
-            None => None,
+            None => {
+                return self.create(&request.request_id, request.specs).await.map(|(answer, _)| Response::new(answer));
+            }
             Some(Begin::Answer(answer)) => return Ok(Response::new(answer)),
-            Some(Begin::Run(claim)) => Some(claim),
+            Some(Begin::Run(claim)) => claim,
         };
-        let created = self.create(&request.request_id, request.specs).await;
-        match (claim, &created) {
-            (None, _) => {}
-            (Some(claim), Ok((answer, true))) => self.keys.complete(claim, answer).await,
-            // Nothing was created: a retry runs again.
-            (Some(claim), _) => self.keys.release(claim).await,
-        }
+        // A task of its own, finished even when the caller goes away: once sessions may be recorded, the
+        // answer must be stored (or, when nothing was, the key released), else a retry after the claim
+        // expired would create them again.
+        let service = self.clone();
+        let work = async move {
+            let created = service.create(&request.request_id, request.specs).await;
+            match &created {
+                Ok((answer, true)) => service.keys.complete(claim, answer).await,
+                // Nothing was created: a retry runs again.
+                _ => service.keys.release(claim).await,
+            }
+            created
+        };
+        let created = tokio::spawn(tracing::Instrument::instrument(work, tracing::Span::current()))
+            .await
+            .map_err(|error| crate::Error::Task(format!("an idempotent create: {error}")))?;
         created.map(|(answer, _)| Response::new(answer))
     }
 

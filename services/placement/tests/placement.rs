@@ -102,6 +102,8 @@ struct TestStore {
     record_calls: Arc<AtomicUsize>,
     /// `RecordSessions` calls still to fail with Unavailable (a store outage).
     unavailable_records: Arc<AtomicUsize>,
+    /// How long `RecordSessions` waits before recording (a slow store).
+    record_delay: Arc<Mutex<Duration>>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
     /// fleet view, so a scan of the store per decision shows here.
     scans: Arc<AtomicUsize>,
@@ -122,6 +124,8 @@ impl SessionStore for TestStore {
         if outage.is_ok() {
             return Err(Status::unavailable("store down"));
         }
+        let delay = *self.record_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         self.inner.record_sessions(request).await
     }
 
@@ -303,6 +307,7 @@ impl Harness {
             deleted_writes: Arc::default(),
             record_calls: Arc::default(),
             unavailable_records: Arc::default(),
+            record_delay: Arc::default(),
             scans: Arc::default(),
         };
         let shutdown = Shutdown::new();
@@ -589,6 +594,35 @@ async fn an_idempotency_key_runs_a_request_once_and_is_released_when_nothing_was
 
     let plain = harness.create(vec![spec()]).await;
     assert_ne!(session_of(&plain[0]).id, created.id, "without a key, a request runs as always");
+}
+
+/// A caller that gives up while its keyed request is being recorded leaves no duplicate behind: the request
+/// finishes and stores its answer, which the retry gets.
+#[tokio::test]
+async fn a_keyed_request_abandoned_by_its_caller_still_stores_its_answer() {
+    let mut harness = Harness::start(vec![server("h1")]).await;
+    *harness.store.record_delay.lock().unwrap() = Duration::from_millis(500);
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        harness.client.create_sessions(keyed("k1", "body", vec![spec()])),
+    );
+    assert!(abandoned.await.is_err(), "the caller gave up while the sessions were being recorded");
+    *harness.store.record_delay.lock().unwrap() = Duration::ZERO;
+    let mut answer = None;
+    for _ in 0..200 {
+        match harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await {
+            Ok(response) => {
+                answer = Some(response.into_inner());
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::Aborted => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(status) => panic!("the retry failed: {status:?}"),
+        }
+    }
+    let answer = answer.expect("the first request finished and stored its answer");
+    let session = session_of(answer.outcomes[0].outcome.as_ref().unwrap());
+    assert_eq!(harness.record_calls(), 1, "the retry created nothing");
+    assert_eq!(harness.settled(&session.id).await.state(), SessionState::Ready);
 }
 
 fn bad_owner() -> CreateSessionSpec {
