@@ -8,6 +8,11 @@
 //! [`Error::IdempotencyMismatch`] (422). A claim lives [`CLAIM_TTL`], so a replica dying mid-request
 //! blocks its key only that long. When the request failed as a whole, or its sessions could not be
 //! recorded, nothing exists to answer with: the claim is released so a retry runs again.
+//!
+//! The claimed request runs in a task of its own (`service.rs`), so a caller giving up mid-request
+//! cannot leave recorded sessions without a stored answer. Known limit: a request still running after
+//! [`CLAIM_TTL`] (a session-store answering a write that slowly) loses its claim, and a retry then
+//! runs again; its answer is not stored.
 
 use std::sync::Arc;
 use std::time::Duration;
