@@ -51,12 +51,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 }
 
 /// The idempotency fields of placement's request: the key, the body's SHA-256 and the client the key
-/// belongs to; empty without a key.
-fn idempotency_fields(key: Option<String>, body: &Bytes, caller: &Caller) -> (String, Vec<u8>, String) {
-    match key {
-        Some(key) => (key, Sha256::digest(body).to_vec(), caller.client_id.clone()),
-        None => Default::default(),
-    }
+/// belongs to; empty without a key. The hash runs off the async workers: a body of up to
+/// `max_body_bytes` (1 MiB) takes milliseconds.
+async fn idempotency_fields(key: Option<String>, body: Bytes, caller: &Caller) -> Result<(String, Vec<u8>, String)> {
+    let Some(key) = key else { return Ok(Default::default()) };
+    let digest = tokio::task::spawn_blocking(move || Sha256::digest(&body).to_vec())
+        .await
+        .map_err(|error| ApiError::Internal(format!("hashing the body: {error}")))?;
+    Ok((key, digest, caller.client_id.clone()))
 }
 
 /// `POST /createSessions`. Items failing JSON-level checks (type string,
@@ -91,7 +93,7 @@ pub async fn create_sessions(
     let mut outcomes = if specs.is_empty() && key.is_none() {
         Vec::new()
     } else {
-        let (idempotency_key, body_sha256, client_id) = idempotency_fields(key, &body, &caller);
+        let (idempotency_key, body_sha256, client_id) = idempotency_fields(key, body, &caller).await?;
         let request =
             CreateSessionsRequest { request_id: request_id.clone(), specs, idempotency_key, body_sha256, client_id };
         state.upstreams.placement.clone().create_sessions(request).await?.into_inner().outcomes
