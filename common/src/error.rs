@@ -28,6 +28,9 @@ pub enum ErrorCode {
     AlreadyExists,
     /// A concurrent write won; read again and retry.
     Conflict,
+    /// Well-formed, but conflicts with an earlier request (an idempotency key reused with another body):
+    /// retrying the same request cannot succeed.
+    Unprocessable,
     /// Too many requests or a full queue.
     ResourceExhausted,
     /// A dependency is down; retrying later may work.
@@ -48,6 +51,7 @@ impl ErrorCode {
             Self::NotFound => tonic::Code::NotFound,
             Self::AlreadyExists => tonic::Code::AlreadyExists,
             Self::Conflict => tonic::Code::Aborted,
+            Self::Unprocessable => tonic::Code::FailedPrecondition,
             Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Timeout => tonic::Code::DeadlineExceeded,
@@ -63,7 +67,8 @@ impl ErrorCode {
             tonic::Code::PermissionDenied => Self::PermissionDenied,
             tonic::Code::NotFound => Self::NotFound,
             tonic::Code::AlreadyExists => Self::AlreadyExists,
-            tonic::Code::Aborted | tonic::Code::FailedPrecondition => Self::Conflict,
+            tonic::Code::Aborted => Self::Conflict,
+            tonic::Code::FailedPrecondition => Self::Unprocessable,
             tonic::Code::ResourceExhausted => Self::ResourceExhausted,
             tonic::Code::Unavailable | tonic::Code::Cancelled => Self::Unavailable,
             tonic::Code::DeadlineExceeded => Self::Timeout,
@@ -79,6 +84,7 @@ impl ErrorCode {
             Self::PermissionDenied => http::StatusCode::FORBIDDEN,
             Self::NotFound => http::StatusCode::NOT_FOUND,
             Self::AlreadyExists | Self::Conflict => http::StatusCode::CONFLICT,
+            Self::Unprocessable => http::StatusCode::UNPROCESSABLE_ENTITY,
             Self::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
@@ -105,6 +111,7 @@ impl ErrorCode {
             Self::NotFound => "Not found",
             Self::AlreadyExists => "Already exists",
             Self::Conflict => "Conflicting update; retry",
+            Self::Unprocessable => "The request conflicts with an earlier one",
             Self::ResourceExhausted => "Too many requests",
             Self::Unavailable => "Service temporarily unavailable",
             Self::Timeout => "Timed out waiting for a backing service",
@@ -188,6 +195,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::AlreadyExists,
             ErrorCode::Conflict,
+            ErrorCode::Unprocessable,
             ErrorCode::ResourceExhausted,
             ErrorCode::Unavailable,
             ErrorCode::Timeout,
@@ -249,6 +257,8 @@ mod tests {
         assert_eq!(ErrorCode::InvalidArgument.http_status().as_u16(), 400);
         assert_eq!(ErrorCode::Unauthenticated.http_status().as_u16(), 401);
         assert_eq!(ErrorCode::ResourceExhausted.http_status().as_u16(), 429);
+        assert_eq!(ErrorCode::Conflict.http_status().as_u16(), 409);
+        assert_eq!(ErrorCode::Unprocessable.http_status().as_u16(), 422);
         assert_eq!(ErrorCode::Internal.http_status().as_u16(), 500);
     }
 }

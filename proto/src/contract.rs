@@ -30,3 +30,43 @@ pub const RECORD_SESSIONS_MAX: usize = 1000;
 /// Most server ids one `OwnerSessionCounts` call (and the store's `owner_session_counts`) takes.
 /// Bounds one call's work (one Redis pipeline, one hold of the embedded lock).
 pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;
+
+/// Longest `Idempotency-Key` accepted on CreateSessions, in characters (each printable ASCII). The
+/// gateway answers 400 beyond it; placement checks the same bound.
+pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
+
+/// Whether `key` is a valid `Idempotency-Key`: 1 to [`IDEMPOTENCY_KEY_MAX_CHARS`] printable ASCII
+/// characters (space to `~`), not starting or ending with a space (HTTP trims those off header values, so
+/// they could not be sent faithfully).
+pub fn is_valid_idempotency_key(key: &str) -> bool {
+    (1..=IDEMPOTENCY_KEY_MAX_CHARS).contains(&key.len())
+        && key.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !key.starts_with(' ')
+        && !key.ends_with(' ')
+}
+
+/// What an API client reads when its `Idempotency-Key` is malformed.
+pub const IDEMPOTENCY_KEY_INVALID: &str =
+    "Idempotency-Key must be 1 to 255 printable ASCII characters, without leading or trailing spaces";
+
+/// What an API client reads when it retries while the first request with the key still runs.
+pub const IDEMPOTENCY_KEY_IN_PROGRESS: &str = "A request with this Idempotency-Key is in progress; retry later";
+
+/// What an API client reads when it reuses a key with a different request body.
+pub const IDEMPOTENCY_KEY_REUSED: &str =
+    "This Idempotency-Key was already used with a different request; use a new key for a new request";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_printable_ascii_within_bounds() {
+        for good in ["a", "550e8400-e29b-41d4-a716-446655440000", "with inner space", "~!{}", &"k".repeat(255)] {
+            assert!(is_valid_idempotency_key(good), "{good:?}");
+        }
+        for bad in ["", " ", " lead", "trail ", "tab\there", "caf\u{e9}", "nl\n", &"k".repeat(256)] {
+            assert!(!is_valid_idempotency_key(bad), "{bad:?}");
+        }
+    }
+}

@@ -17,6 +17,11 @@
 //! - the used single-use token ids with their expiry (expired ids are dropped
 //!   on open and pruned as the map grows), so a restart opens no replay window.
 //!
+//! CreateSessions' idempotency records live in the file only (see [`durable`]): a claim is one redb
+//! write transaction, which redb serialises, so it is atomic without the memory lock, and a completed
+//! key's answer survives a restart for its whole TTL. Expired records are ignored on read and pruned a
+//! few per claim.
+//!
 //! Queue writes hit the file while the memory lock is held, before memory
 //! changes, so the file and memory agree and a failed write changes nothing.
 //!
@@ -39,8 +44,8 @@ use switchboard_proto::{
 
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets,
-    ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth,
+    QueuePush, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 
@@ -863,5 +868,31 @@ impl Secrets for EmbeddedBackend {
             return Err(error);
         }
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl Idempotency for EmbeddedBackend {
+    async fn claim_idempotency_key(
+        &self,
+        scope_key: &str,
+        body_sha256: &[u8],
+        claim_ttl: std::time::Duration,
+    ) -> BackendResult<IdempotencyClaim> {
+        let ttl_ms = crate::idempotency::ttl_ms(claim_ttl);
+        self.durable.claim_idempotency_key(scope_key, body_sha256, ttl_ms, now_ms())
+    }
+
+    async fn complete_idempotency_key(
+        &self,
+        scope_key: &str,
+        answer: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> BackendResult<bool> {
+        self.durable.complete_idempotency_key(scope_key, &answer, crate::idempotency::ttl_ms(ttl), now_ms())
+    }
+
+    async fn release_idempotency_key(&self, scope_key: &str) -> BackendResult<()> {
+        self.durable.release_idempotency_key(scope_key)
     }
 }

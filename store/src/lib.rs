@@ -15,6 +15,8 @@
 //!   registration and credential logic over them ([`enrolment::statements`], [`enrolment::clients`]);
 //! - [`dns`]: [`DnsMappings`], the server - DNS names mappings for the Connection Gateway (durable);
 //! - [`secrets`]: [`Secrets`], shared secrets and single-use token ids (durable);
+//! - [`idempotency`]: [`Idempotency`], CreateSessions' `Idempotency-Key` records: claims and stored
+//!   answers, expiring (durable);
 //! - [`error`]: [`BackendError`], mapped once to an `ErrorCode`;
 //! - [`open`]: [`BackendConfig`] and [`open_backend`];
 //! - [`observed`]: [`Observed`], a span and the per-call metrics around any backend;
@@ -34,6 +36,7 @@ pub mod dns;
 pub mod embedded;
 pub mod enrolment;
 pub mod error;
+pub mod idempotency;
 pub mod observed;
 pub mod open;
 pub mod ownership;
@@ -47,6 +50,7 @@ pub mod sessions;
 pub use dns::DnsMappings;
 pub use enrolment::Enrolment;
 pub use error::{BackendError, BackendResult};
+pub use idempotency::{Idempotency, IdempotencyClaim};
 pub use observed::Observed;
 pub use open::{BackendConfig, open_backend};
 pub use ownership::{AgentOwnership, Fence, StreamOwnership};
@@ -63,11 +67,19 @@ pub use switchboard_proto::{
 /// Every role: what a storage implementation provides. Implemented for every type that implements
 /// all the roles.
 pub trait Backend:
-    Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings
+    Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings + Idempotency
 {
 }
 
 impl<T> Backend for T where
-    T: Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings
+    T: Sessions
+        + Servers
+        + CreateQueue
+        + StreamOwnership
+        + ApiRegistry
+        + Enrolment
+        + Secrets
+        + DnsMappings
+        + Idempotency
 {
 }

@@ -24,8 +24,8 @@ use switchboard_proto::{
 
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
-    BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets, ServerChanges, Servers,
-    Sessions, SigningKeyRecord, StreamOwnership,
+    BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth, QueuePush,
+    Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
 };
 
 /// A backend whose every call is traced and measured.
@@ -192,6 +192,13 @@ observed! {
     fn list_dns_mappings() -> BackendResult<Vec<DnsMappingRecord>>;
 }
 
+observed! {
+    Idempotency:
+    fn claim_idempotency_key(scope_key: &str, body_sha256: &[u8], claim_ttl: std::time::Duration) -> BackendResult<IdempotencyClaim>;
+    fn complete_idempotency_key(scope_key: &str, answer: Vec<u8>, ttl: std::time::Duration) -> BackendResult<bool>;
+    fn release_idempotency_key(scope_key: &str) -> BackendResult<()>;
+}
+
 /// Every `operation` label value: the role traits' methods.
 pub const OPERATIONS: &[&str] = &[
     "insert_session",
@@ -246,4 +253,7 @@ pub const OPERATIONS: &[&str] = &[
     "bind_agent_server",
     "replace_dns_mappings",
     "list_dns_mappings",
+    "claim_idempotency_key",
+    "complete_idempotency_key",
+    "release_idempotency_key",
 ];

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use switchboard_proto::ServerRecord;
-use switchboard_store::conformance;
 use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::{ApiClientRecord, Backend, SigningKeyRecord};
-use switchboard_store::{ApiRegistry, DnsMappings, Servers, Sessions};
+use switchboard_store::{ApiRegistry, DnsMappings, Idempotency, IdempotencyClaim, Servers, Sessions};
+use switchboard_store::{conformance, idempotency};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_passes_conformance() {
@@ -60,4 +60,35 @@ async fn durable_records_survive_a_restart() {
     let report =
         backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
     assert!(!report.open, "the stored open flag applies when the agent reports again");
+}
+
+/// A completed idempotency key answers retries after a restart too (keys live for a day), and an
+/// in-progress claim still holds the key.
+#[tokio::test]
+async fn idempotency_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let (done, running) = (idempotency::scope_key("c1", "done"), idempotency::scope_key("c1", "running"));
+    {
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.claim_idempotency_key(&done, b"body", day).await.unwrap(), IdempotencyClaim::Claimed);
+        assert!(backend.complete_idempotency_key(&done, b"answer".to_vec(), day).await.unwrap());
+        assert_eq!(backend.claim_idempotency_key(&running, b"body", day).await.unwrap(), IdempotencyClaim::Claimed);
+    }
+    let backend = EmbeddedBackend::open(dir.path()).unwrap();
+    assert_eq!(
+        backend.claim_idempotency_key(&done, b"body", day).await.unwrap(),
+        IdempotencyClaim::Done(b"answer".to_vec()),
+        "the stored answer survives"
+    );
+    assert_eq!(
+        backend.claim_idempotency_key(&done, b"other", day).await.unwrap(),
+        IdempotencyClaim::Mismatch,
+        "the body it was used with survives"
+    );
+    assert_eq!(
+        backend.claim_idempotency_key(&running, b"body", day).await.unwrap(),
+        IdempotencyClaim::InProgress,
+        "a claim survives until it expires"
+    );
 }

@@ -336,10 +336,10 @@ impl Cluster {
             switchboard_placement::PlacementConfig { max_batch: config.gateway.max_batch, ..config.placement.clone() };
         placement_config.validate().map_err(anyhow::Error::msg)?;
         tasks.spawn({
-            let (store_client, shutdown) = (store_client.clone(), shutdown.clone());
+            let (store_client, backend, shutdown) = (store_client.clone(), backend.clone(), shutdown.clone());
             async move {
                 let config = placement_config;
-                let result = switchboard_placement::serve(config, placement_listener, store_client, shutdown);
+                let result = switchboard_placement::serve(config, placement_listener, store_client, backend, shutdown);
                 ("placement", result.await.map_err(anyhow::Error::from))
             }
         });

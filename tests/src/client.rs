@@ -86,6 +86,35 @@ impl ApiClient {
         Ok(body["access_token"].as_str().context("no access_token")?.to_owned())
     }
 
+    /// One attempt of `POST path` through gateway `gateway` (an index, wrapping) with `body` sent as is and
+    /// the extra `headers`, without retries: the HTTP status and the JSON answer (`Null` when none).
+    pub async fn post_once(
+        &self,
+        gateway: usize,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let cached = self.token.read().await.clone();
+        let token = match cached {
+            Some(token) => token,
+            None => {
+                let token = self.fetch_token().await?;
+                *self.token.write().await = Some(token.clone());
+                token
+            }
+        };
+        let url = format!("{}{path}", self.gateways[gateway % self.gateways.len()]);
+        let mut request =
+            self.http.post(url).bearer_auth(token).header("Content-Type", "application/json").body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
     /// One attempt of `POST path`; `Ok(None)` for answers worth retrying.
     async fn attempt(&self, path: &str, body: &Value) -> anyhow::Result<Option<Value>> {
         let cached = self.token.read().await.clone();

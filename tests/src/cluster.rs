@@ -291,6 +291,7 @@ impl ProcessCluster {
             let args = vec![
                 format!("--listen=127.0.0.1:{port}"),
                 format!("--store-url={}", urls(&store_ports)),
+                format!("--redis-url={redis_url}"),
                 "--create-timeout-seconds=10".into(),
             ];
             let args = [args, internal_tls.clone()].concat();

@@ -43,12 +43,13 @@ fn the_gateway_links_no_storage_and_no_other_service() {
 }
 
 #[test]
-fn auth_and_session_store_share_storage_but_not_each_other() {
+fn auth_placement_and_session_store_share_storage_but_not_each_other() {
     let others = |me: &str| -> Vec<&'static str> {
         SERVICES.iter().copied().filter(|name| *name != me).chain(["switchboard"]).collect()
     };
     assert_reaches_none("switchboard-auth", "all", &others("switchboard-auth"));
     assert_reaches_none("switchboard-session-store", "normal,build", &others("switchboard-session-store"));
+    assert_reaches_none("switchboard-placement", "normal,build", &others("switchboard-placement"));
 }
 
 #[test]
@@ -56,10 +57,11 @@ fn storage_and_the_bottom_layers_import_nothing_above_them() {
     let mut above: Vec<&str> = SERVICES.to_vec();
     above.extend(["switchboard", "switchboard-agent"]);
     assert_reaches_none("switchboard-store", "normal,build", &above);
-    above.push("switchboard-store");
     let placement_above: Vec<&str> = above.iter().copied().filter(|name| *name != "switchboard-placement").collect();
-    // Placement keeps no state: it reaches storage only through session-store's gRPC API.
+    // Placement links storage for its one record (the `Idempotency` role), no other service; sessions,
+    // servers and the queue it reaches only through session-store's gRPC API.
     assert_reaches_none("switchboard-placement", "normal,build", &placement_above);
+    above.push("switchboard-store");
     for bottom in ["switchboard-common", "switchboard-proto"] {
         assert_reaches_none(bottom, "normal,build", &above);
     }

@@ -18,6 +18,10 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
+/// A required JSON body, with the bytes it was parsed from (for a handler that hashes what was sent).
+#[derive(Debug)]
+pub struct ApiJsonWithBytes<T>(pub T, pub Bytes);
+
 /// An optional JSON body: empty means `T::default()`.
 #[derive(Debug)]
 pub struct OptionalApiJson<T>(pub T);
@@ -41,6 +45,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             return Err(ApiError::BadRequest("Request body is required".into()));
         }
         parse(&bytes).map(Self)
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonWithBytes<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest("Request body is required".into()));
+        }
+        parse(&bytes).map(|value| Self(value, bytes))
     }
 }
 

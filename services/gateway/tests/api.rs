@@ -171,6 +171,54 @@ async fn create_sessions_rejects_bad_bodies_with_json_errors() {
 }
 
 #[tokio::test]
+async fn create_sessions_passes_an_idempotency_key_with_the_body_hash_and_the_client() {
+    use sha2::Digest;
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let body = r#"[{"Name":"s1","Owner":"user1","Type":"VIRTUAL"}]"#;
+    let with_key = |key: &str| {
+        let mut request = post_json("/createSessions", body);
+        request.headers_mut().insert("idempotency-key", key.parse().unwrap());
+        request
+    };
+    assert_eq!(send(&router, with_key("retry-1")).await.0, StatusCode::OK);
+    assert_eq!(send(&router, post_json("/createSessions", body)).await.0, StatusCode::OK);
+    // Every item failing JSON-level checks: placement still records the key with this body.
+    let mut refused = post_json("/createSessions", r#"[{"Owner":"user1","Type":"BOGUS"}]"#);
+    refused.headers_mut().insert("idempotency-key", "retry-2".parse().unwrap());
+    assert_eq!(send(&router, refused).await.0, StatusCode::OK);
+    {
+        let seen = upstream.fakes.seen.lock().unwrap();
+        let keyed = &seen.create_requests[0];
+        assert_eq!(keyed.idempotency_key, "retry-1");
+        assert_eq!(keyed.body_sha256, sha2::Sha256::digest(body.as_bytes()).to_vec(), "the raw body's SHA-256");
+        assert_eq!(keyed.client_id, "client-1", "the key is scoped by the calling client");
+        let plain = &seen.create_requests[1];
+        assert!(
+            plain.idempotency_key.is_empty() && plain.body_sha256.is_empty() && plain.client_id.is_empty(),
+            "without a key, placement's request is as before"
+        );
+        assert_eq!(
+            (seen.create_requests[2].idempotency_key.as_str(), seen.create_requests[2].specs.len()),
+            ("retry-2", 0)
+        );
+    }
+
+    for bad in [String::new(), "k".repeat(256), "tab\there".to_owned(), " lead".to_owned()] {
+        let mut request = post_json("/createSessions", body);
+        request.headers_mut().insert("idempotency-key", bad.parse().unwrap());
+        let (status, answer) = send(&router, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "key {bad:?}");
+        assert_eq!(answer["error"], switchboard_proto::contract::IDEMPOTENCY_KEY_INVALID);
+    }
+    let mut twice = post_json("/createSessions", body);
+    twice.headers_mut().append("idempotency-key", "a".parse().unwrap());
+    twice.headers_mut().append("idempotency-key", "b".parse().unwrap());
+    assert_eq!(send(&router, twice).await.0, StatusCode::BAD_REQUEST, "two keys");
+    assert_eq!(upstream.fakes.seen.lock().unwrap().create_requests.len(), 3, "refused keys never reach placement");
+}
+
+#[tokio::test]
 async fn oversized_bodies_get_413_json() {
     let upstream = start_fakes().await;
     let router = upstream.router(GatewayConfig { max_body_bytes: 64, ..Default::default() });

@@ -15,13 +15,18 @@
 //!   asked to be queued, and records the final state.
 //! - [`queue`]: the create-sessions queue worker: wakes queued requests when
 //!   capacity appears, times them out.
+//! - [`idempotency`]: CreateSessions' `Idempotency-Key`: claims and stored
+//!   answers in the store's `Idempotency` role.
 //!
-//! Placement keeps no shared state of its own: the fleet view is a cache, the
-//! queue lives in session-store's backend, and every decision is committed by
-//! session-store's atomic operations, so any number of replicas may run.
+//! Placement's one record of its own is the idempotency record, kept in the
+//! store's `Idempotency` role (shared by every replica); the fleet view is a
+//! cache, the queue lives in session-store's backend, and every decision is
+//! committed by session-store's atomic operations, so any number of replicas
+//! may run.
 
 pub mod driver;
 pub mod fleet;
+pub mod idempotency;
 pub mod metrics;
 pub mod place;
 pub mod queue;
@@ -36,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
+use switchboard_store::{BackendError, Idempotency};
 use tokio::net::TcpListener;
 
 pub use service::PlacementService;
@@ -81,6 +87,10 @@ pub struct PlacementConfig {
     /// milliseconds (at least 10; changes of the fleet wake it at once).
     #[arg(long)]
     pub queue_poll_interval_ms: u64,
+    /// How long the answer of a CreateSessions request with an `Idempotency-Key` is kept, in seconds: a
+    /// retry with the same key within it gets the same answer and creates nothing.
+    #[arg(long)]
+    pub idempotency_ttl_seconds: u64,
 }
 
 impl Default for PlacementConfig {
@@ -96,6 +106,7 @@ impl Default for PlacementConfig {
             create_sessions_queue_max_time_seconds: 1800,
             fleet_sync_interval_ms: 250,
             queue_poll_interval_ms: 1000,
+            idempotency_ttl_seconds: 86_400,
         }
     }
 }
@@ -115,6 +126,9 @@ impl PlacementConfig {
         if self.strategy.rare_os_percent > 100 {
             return Err("rare_os_percent must be at most 100".into());
         }
+        if self.idempotency_ttl_seconds == 0 {
+            return Err("idempotency_ttl_seconds must be above 0".into());
+        }
         Ok(())
     }
 
@@ -131,6 +145,11 @@ impl PlacementConfig {
     /// How often the fleet view syncs.
     pub fn fleet_sync_interval(&self) -> Duration {
         Duration::from_millis(self.fleet_sync_interval_ms.max(10))
+    }
+
+    /// How long an idempotent answer is kept.
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_seconds)
     }
 
     /// How often the queue worker polls.
@@ -154,14 +173,35 @@ pub enum Error {
     /// Serving gRPC failed.
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store's idempotency role failed.
+    #[error("idempotency record: {0}")]
+    Backend(#[from] BackendError),
+    /// The request's `Idempotency-Key` is malformed.
+    #[error("{}", switchboard_proto::contract::IDEMPOTENCY_KEY_INVALID)]
+    IdempotencyKeyInvalid,
+    /// A request with the same key is still running.
+    #[error("{}", switchboard_proto::contract::IDEMPOTENCY_KEY_IN_PROGRESS)]
+    IdempotencyInProgress,
+    /// The key was used with a different request body.
+    #[error("{}", switchboard_proto::contract::IDEMPOTENCY_KEY_REUSED)]
+    IdempotencyMismatch,
+    /// A task this request ran failed (panicked).
+    #[error("task failed: {0}")]
+    Task(String),
+    /// The caller broke the contract between the gateway and placement.
+    #[error("{0}")]
+    Contract(String),
 }
 
 impl ServiceError for Error {
     fn error_code(&self) -> ErrorCode {
         match self {
             Self::Store(status) => ErrorCode::from_grpc(status.code()),
-            Self::Conflict(_) => ErrorCode::Conflict,
-            Self::Protocol(_) | Self::Transport(_) => ErrorCode::Internal,
+            Self::Conflict(_) | Self::IdempotencyInProgress => ErrorCode::Conflict,
+            Self::Protocol(_) | Self::Transport(_) | Self::Task(_) => ErrorCode::Internal,
+            Self::Backend(error) => error.code(),
+            Self::IdempotencyKeyInvalid | Self::Contract(_) => ErrorCode::InvalidArgument,
+            Self::IdempotencyMismatch => ErrorCode::Unprocessable,
         }
     }
 
@@ -169,6 +209,7 @@ impl ServiceError for Error {
     fn is_public(&self) -> bool {
         match self {
             Self::Store(status) => status.metadata().contains_key(switchboard_common::error::PUBLIC_MESSAGE_KEY),
+            Self::Backend(_) | Self::Contract(_) => false,
             _ => !self.error_code().is_server_side(),
         }
     }
@@ -200,16 +241,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Serves `Placement` and gRPC health on `listener` until `shutdown` is
 /// cancelled; then lets in-flight calls finish and waits (up to
-/// `create_timeout`) for background placements to complete.
+/// `create_timeout`) for background placements to complete. `idempotency`
+/// keeps the `Idempotency-Key` records (the store every replica shares).
 pub async fn serve(
     config: PlacementConfig,
     listener: TcpListener,
     store: SessionStoreClient<GrpcChannel>,
+    idempotency: Arc<dyn Idempotency>,
     shutdown: Shutdown,
 ) -> Result<()> {
     metrics::describe();
     let create_timeout = config.create_timeout();
-    let service = PlacementService::new(config, store);
+    let service = PlacementService::new(config, store, idempotency);
     let placements = service.placements();
     let background = shutdown.child_token();
     let fleet = service.fleet();
@@ -282,5 +325,6 @@ mod tests {
             (config.autorun_file_arguments_max_size, config.autorun_file_arguments_max_argument_length),
             (50, 150)
         );
+        assert_eq!(config.idempotency_ttl(), Duration::from_secs(86_400), "an idempotency key lives a day");
     }
 }

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use switchboard_common::config::{self, InternalTlsSettings, TelemetrySettings};
+use switchboard_common::config::{self, InternalTlsSettings, StorageSettings, TelemetrySettings};
 use switchboard_common::grpc::replica_channel;
 use switchboard_placement::PlacementConfig;
 use switchboard_proto::session_store_client::SessionStoreClient;
+use switchboard_store::{BackendConfig, open_backend};
 
 /// Every setting of the binary: its own, then placement's and the shared ones (flattened: one flat set
 /// of file keys and flags).
@@ -33,6 +34,10 @@ struct Settings {
     #[command(flatten)]
     #[serde(flatten)]
     placement: PlacementConfig,
+    /// Where the `Idempotency-Key` records of CreateSessions live: the store auth and session-store use.
+    #[command(flatten)]
+    #[serde(flatten)]
+    storage: StorageSettings,
     #[command(flatten)]
     #[serde(flatten)]
     internal_tls: InternalTlsSettings,
@@ -49,6 +54,7 @@ impl Default for Settings {
             max_batch: PlacementConfig::default().max_batch,
             retries_on_failure: None,
             placement: PlacementConfig::default(),
+            storage: StorageSettings::default(),
             internal_tls: InternalTlsSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -86,12 +92,14 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let placement = PlacementConfig { max_batch: settings.max_batch, ..settings.placement };
     let placement_config = placement_config(placement, settings.retries_on_failure)?;
+    let storage: BackendConfig = settings.storage.choice()?.into();
     let store = SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?);
+    let backend = open_backend(&storage).await.context("opening the store")?;
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, store = %settings.store_url, "placement starting");
     let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_placement::serve(placement_config, listener, store, shutdown).await?;
+    switchboard_placement::serve(placement_config, listener, store, backend, shutdown).await?;
     Ok(())
 }
 

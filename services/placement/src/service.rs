@@ -36,6 +36,10 @@
 //! refused there and become DELETED with `… refused by the store
 //! (USER_SESSION_LIMIT)`).
 //!
+//! A request with an `Idempotency-Key` claims it first and stores its answer
+//! once done ([`crate::idempotency`]): a retry gets the same answer and creates
+//! nothing.
+//!
 //! `ExplainPlacement` validates an expression and dry-runs it against the
 //! fleet view (synced first): the servers that would take such a session,
 //! best first, and the rejection counts by reason.
@@ -62,6 +66,7 @@ use crate::{
     PlacementConfig, Placements,
     driver::Driver,
     fleet::FleetView,
+    idempotency::{Begin, IdempotencyKeys},
     place::{self, Exclusion, PlacementRequest, SessionKind},
     queue::QueueWorker,
     requirements::Requirements,
@@ -103,13 +108,20 @@ pub struct PlacementService {
     placements: Placements,
     fleet: Arc<FleetView>,
     queue_wake: Arc<Notify>,
+    keys: IdempotencyKeys,
 }
 
 impl PlacementService {
-    /// A service using `store` for all shared state.
-    pub fn new(config: PlacementConfig, store: SessionStoreClient<GrpcChannel>) -> Self {
+    /// A service using `store` for all shared state but the `Idempotency-Key` records, kept in
+    /// `idempotency`.
+    pub fn new(
+        config: PlacementConfig,
+        store: SessionStoreClient<GrpcChannel>,
+        idempotency: Arc<dyn switchboard_store::Idempotency>,
+    ) -> Self {
         let fleet = Arc::new(FleetView::new(store.clone()));
-        Self { config: Arc::new(config), store, placements: Placements::new(), fleet, queue_wake: Arc::default() }
+        let keys = IdempotencyKeys::new(idempotency, config.idempotency_ttl());
+        Self { config: Arc::new(config), store, placements: Placements::new(), fleet, queue_wake: Arc::default(), keys }
     }
 
     /// The background placement tasks, for draining at shutdown.
@@ -302,17 +314,15 @@ impl PlacementService {
     }
 }
 
-#[tonic::async_trait]
-impl Placement for PlacementService {
-    async fn create_sessions(
+impl PlacementService {
+    /// CreateSessions without its idempotency: judges every item, records the accepted ones and starts
+    /// placing them. The flag says whether the answer is final: `false` when the accepted items could
+    /// not be recorded (nothing was created; a retry may succeed).
+    async fn create(
         &self,
-        request: Request<CreateSessionsRequest>,
-    ) -> Result<Response<CreateSessionsResponse>, Status> {
-        let CreateSessionsRequest { request_id, specs } = request.into_inner();
-        if specs.len() > self.config.max_batch {
-            return Err(ErrorCode::InvalidArgument
-                .status(format!("at most {} sessions may be created per request", self.config.max_batch)));
-        }
+        request_id: &str,
+        specs: Vec<CreateSessionSpec>,
+    ) -> Result<(CreateSessionsResponse, bool), Status> {
         let verdicts: Vec<_> = specs.iter().map(|spec| validate_spec(spec, &self.config)).collect();
         let mut synced = false;
         let mut owners = HashMap::new();
@@ -337,20 +347,60 @@ impl Placement for PlacementService {
             }
         }
         let (positions, records): (Vec<usize>, Vec<SessionRecord>) = accepted.into_iter().unzip();
-        match self.accept(&request_id, records).await {
+        let recorded = match self.accept(request_id, records).await {
             Ok(stored) => {
                 for (position, session) in positions.into_iter().zip(stored) {
                     outcomes[position] = Some(Outcome::Session(session));
                 }
+                true
             }
             Err(reason) => {
                 for position in positions {
                     outcomes[position] = Some(Outcome::FailureReason(reason.clone()));
                 }
+                false
             }
-        }
+        };
         let outcomes = outcomes.into_iter().map(|outcome| CreateSessionOutcome { outcome }).collect();
-        Ok(Response::new(CreateSessionsResponse { outcomes }))
+        Ok((CreateSessionsResponse { outcomes }, recorded))
+    }
+}
+
+#[tonic::async_trait]
+impl Placement for PlacementService {
+    async fn create_sessions(
+        &self,
+        request: Request<CreateSessionsRequest>,
+    ) -> Result<Response<CreateSessionsResponse>, Status> {
+        let request = request.into_inner();
+        if request.specs.len() > self.config.max_batch {
+            return Err(ErrorCode::InvalidArgument
+                .status(format!("at most {} sessions may be created per request", self.config.max_batch)));
+        }
+        let claim = match self.keys.begin(&request).await? {
+            None => {
+                return self.create(&request.request_id, request.specs).await.map(|(answer, _)| Response::new(answer));
+            }
+            Some(Begin::Answer(answer)) => return Ok(Response::new(answer)),
+            Some(Begin::Run(claim)) => claim,
+        };
+        // A task of its own, finished even when the caller goes away: once sessions may be recorded, the
+        // answer must be stored (or, when nothing was, the key released), else a retry after the claim
+        // expired would create them again.
+        let service = self.clone();
+        let work = async move {
+            let created = service.create(&request.request_id, request.specs).await;
+            match &created {
+                Ok((answer, true)) => service.keys.complete(claim, answer).await,
+                // Nothing was created: a retry runs again.
+                _ => service.keys.release(claim).await,
+            }
+            created
+        };
+        let created = tokio::spawn(tracing::Instrument::instrument(work, tracing::Span::current()))
+            .await
+            .map_err(|error| crate::Error::Task(format!("an idempotent create: {error}")))?;
+        created.map(|(answer, _)| Response::new(answer))
     }
 
     async fn explain_placement(

@@ -100,6 +100,10 @@ struct TestStore {
     deleted_writes: Arc<Mutex<HashMap<String, usize>>>,
     /// `RecordSessions` calls: one per CreateSessions request with accepted items.
     record_calls: Arc<AtomicUsize>,
+    /// `RecordSessions` calls still to fail with Unavailable (a store outage).
+    unavailable_records: Arc<AtomicUsize>,
+    /// How long `RecordSessions` waits before recording (a slow store).
+    record_delay: Arc<Mutex<Duration>>,
     /// `ListServers` and `ListSessions` calls: placement decides from its
     /// fleet view, so a scan of the store per decision shows here.
     scans: Arc<AtomicUsize>,
@@ -116,6 +120,12 @@ impl SessionStore for TestStore {
         request: Request<RecordSessionsRequest>,
     ) -> Result<Response<RecordSessionsResponse>, Status> {
         self.record_calls.fetch_add(1, Ordering::SeqCst);
+        let outage = self.unavailable_records.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if outage.is_ok() {
+            return Err(Status::unavailable("store down"));
+        }
+        let delay = *self.record_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         self.inner.record_sessions(request).await
     }
 
@@ -296,6 +306,8 @@ impl Harness {
             owner_counts: Arc::default(),
             deleted_writes: Arc::default(),
             record_calls: Arc::default(),
+            unavailable_records: Arc::default(),
+            record_delay: Arc::default(),
             scans: Arc::default(),
         };
         let shutdown = Shutdown::new();
@@ -309,7 +321,7 @@ impl Harness {
         for _ in 0..replicas {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             placement_urls.push(format!("http://{}", listener.local_addr().unwrap()));
-            tokio::spawn(serve(config.clone(), listener, store_client.clone(), shutdown.clone()));
+            tokio::spawn(serve(config.clone(), listener, store_client.clone(), backend.clone(), shutdown.clone()));
         }
         let client = PlacementClient::new(lazy_channel(&placement_urls[0]).unwrap());
         Self { backend, store, store_client, client, shutdown }
@@ -324,7 +336,7 @@ impl Harness {
     }
 
     async fn create(&mut self, specs: Vec<CreateSessionSpec>) -> Vec<Outcome> {
-        let request = CreateSessionsRequest { request_id: "r1".into(), specs };
+        let request = CreateSessionsRequest { request_id: "r1".into(), specs, ..Default::default() };
         let response = self.client.create_sessions(request).await.unwrap().into_inner();
         response.outcomes.into_iter().map(|o| o.outcome.unwrap()).collect()
     }
@@ -532,6 +544,85 @@ async fn a_request_is_recorded_in_one_store_write_in_item_order() {
     }
     let _ = harness.create(vec![bad_owner()]).await;
     assert_eq!(harness.record_calls(), 1, "a request with no accepted item writes nothing");
+}
+
+/// A CreateSessions request of `specs` with an idempotency key of client `c1`, its body standing for
+/// the API body's hash.
+fn keyed(key: &str, body: &str, specs: Vec<CreateSessionSpec>) -> CreateSessionsRequest {
+    let mut body_sha256 = body.as_bytes().to_vec();
+    body_sha256.resize(32, 0);
+    CreateSessionsRequest {
+        request_id: "r-keyed".into(),
+        specs,
+        idempotency_key: key.into(),
+        body_sha256,
+        client_id: "c1".into(),
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_runs_a_request_once_and_is_released_when_nothing_was_recorded() {
+    let mut harness = Harness::start(vec![server("h1")]).await;
+    harness.store.unavailable_records.store(1, Ordering::SeqCst);
+    let first = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    assert_eq!(
+        first.outcomes[0].outcome,
+        Some(Outcome::FailureReason("the session store is unavailable; try again".into())),
+        "a store outage: nothing recorded"
+    );
+    let second = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    let created = session_of(second.outcomes[0].outcome.as_ref().unwrap()).clone();
+    assert_eq!(harness.record_calls(), 2, "the released key let the retry run");
+
+    let retry = harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await.unwrap().into_inner();
+    let replayed = session_of(retry.outcomes[0].outcome.as_ref().unwrap());
+    assert_eq!((&replayed.id, &replayed.name), (&created.id, &created.name), "a retry gets the stored answer");
+    assert!(replayed.spec.is_none(), "stored without the spec, which the API answer does not show");
+    assert_eq!(harness.record_calls(), 2, "and records nothing");
+    assert_eq!(harness.settled(&created.id).await.state(), SessionState::Ready);
+
+    let other = harness.client.create_sessions(keyed("k1", "other", vec![spec()])).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition, "another body: {other:?}");
+    assert_eq!(switchboard_common::error::public_message(&other), switchboard_proto::contract::IDEMPOTENCY_KEY_REUSED);
+
+    let bad = harness.client.create_sessions(keyed("k\u{e9}", "body", vec![spec()])).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "a non-ASCII key: {bad:?}");
+    let no_client = CreateSessionsRequest { client_id: String::new(), ..keyed("k2", "body", vec![spec()]) };
+    let refused = harness.client.create_sessions(no_client).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "a key without its client: {refused:?}");
+    assert_eq!(harness.record_calls(), 2, "refused requests record nothing");
+
+    let plain = harness.create(vec![spec()]).await;
+    assert_ne!(session_of(&plain[0]).id, created.id, "without a key, a request runs as always");
+}
+
+/// A caller that gives up while its keyed request is being recorded leaves no duplicate behind: the request
+/// finishes and stores its answer, which the retry gets.
+#[tokio::test]
+async fn a_keyed_request_abandoned_by_its_caller_still_stores_its_answer() {
+    let mut harness = Harness::start(vec![server("h1")]).await;
+    *harness.store.record_delay.lock().unwrap() = Duration::from_millis(500);
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        harness.client.create_sessions(keyed("k1", "body", vec![spec()])),
+    );
+    assert!(abandoned.await.is_err(), "the caller gave up while the sessions were being recorded");
+    *harness.store.record_delay.lock().unwrap() = Duration::ZERO;
+    let mut answer = None;
+    for _ in 0..200 {
+        match harness.client.create_sessions(keyed("k1", "body", vec![spec()])).await {
+            Ok(response) => {
+                answer = Some(response.into_inner());
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::Aborted => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(status) => panic!("the retry failed: {status:?}"),
+        }
+    }
+    let answer = answer.expect("the first request finished and stored its answer");
+    let session = session_of(answer.outcomes[0].outcome.as_ref().unwrap());
+    assert_eq!(harness.record_calls(), 1, "the retry created nothing");
+    assert_eq!(harness.settled(&session.id).await.state(), SessionState::Ready);
 }
 
 fn bad_owner() -> CreateSessionSpec {

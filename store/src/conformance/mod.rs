@@ -7,6 +7,7 @@
 
 pub mod dns;
 mod enrolment;
+mod idempotency;
 mod owner_counts;
 mod ownership;
 mod queue;
@@ -36,6 +37,7 @@ where
     enrolment::run(&make).await;
     secrets::run(&make).await;
     dns::run(&make).await;
+    idempotency::run(&make).await;
 }
 
 /// A CREATING, unplaced session.

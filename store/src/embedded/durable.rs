@@ -3,7 +3,9 @@
 //! clients and their server bindings) and the server - DNS names mappings in one redb file; plus the write-through
 //! copy of the create-sessions queue (each entry, its session's record and the
 //! queue's sequence counter) and of the used single-use token ids, which the
-//! backend reads back into memory when it opens ([`Durable::restore`]).
+//! backend reads back into memory when it opens ([`Durable::restore`]); and CreateSessions'
+//! idempotency records, which live in the file only (each call is one write transaction, which redb
+//! serialises: that is what makes a claim atomic).
 //!
 //! Every call is a short synchronous redb transaction, committed with
 //! `Durability::Immediate` (an fsync). These are rare admin operations
@@ -16,9 +18,10 @@ use std::path::Path;
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_proto::{DnsMappingSet, QueuedRequest, SessionRecord};
+use switchboard_proto::{DnsMappingSet, IdempotencyRecord, QueuedRequest, SessionRecord};
 
 use crate::AuthServerRecord;
+use crate::idempotency::IdempotencyClaim;
 use crate::{
     AgentClientRecord, ApiClientRecord, BackendError, BackendResult, SigningKeyRecord, SoftwareStatementRecord,
 };
@@ -46,6 +49,14 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const QUEUE_SEQUENCE: &str = "queue_sequence";
 /// Used single-use token id → its expiry (ms since epoch).
 const USED_TOKENS: TableDefinition<&str, i64> = TableDefinition::new("used_tokens");
+
+/// Idempotency scope key → its record ([`IdempotencyRecord`]).
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// (expiry in ms since epoch, scope key) of every idempotency record: the order expired ones are pruned in.
+const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
+/// Most expired idempotency records one claim prunes: bounds the work of a call while pruning at least
+/// as fast as claims add records.
+const IDEMPOTENCY_PRUNE_PER_CLAIM: usize = 16;
 
 /// What [`Durable::restore`] reads back for the in-memory state.
 #[derive(Debug, Default)]
@@ -100,6 +111,8 @@ impl Durable {
         txn.open_table(QUEUED_SESSIONS).map_err(storage)?;
         txn.open_table(COUNTERS).map_err(storage)?;
         txn.open_table(USED_TOKENS).map_err(storage)?;
+        txn.open_table(IDEMPOTENCY).map_err(storage)?;
+        txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -482,6 +495,132 @@ impl Durable {
             tokens.insert(token_id, expires_at_ms).map_err(storage)?;
         }
         txn.commit().map_err(storage)
+    }
+
+    /// Claims `key` at `now_ms` (see [`crate::Idempotency::claim_idempotency_key`]) and prunes up to
+    /// [`IDEMPOTENCY_PRUNE_PER_CLAIM`] expired records; one write transaction.
+    pub(super) fn claim_idempotency_key(
+        &self,
+        key: &str,
+        body_sha256: &[u8],
+        claim_ttl_ms: i64,
+        now_ms: i64,
+    ) -> BackendResult<IdempotencyClaim> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let claim = {
+            let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
+            let expired: Vec<(i64, String)> = expiry
+                .range(..=(now_ms, ""))
+                .map_err(storage)?
+                .take(IDEMPOTENCY_PRUNE_PER_CLAIM)
+                .map(|entry| entry.map(|(k, _)| (k.value().0, k.value().1.to_owned())).map_err(storage))
+                .collect::<BackendResult<_>>()?;
+            for (at, expired_key) in &expired {
+                expiry.remove((*at, expired_key.as_str())).map_err(storage)?;
+                records.remove(expired_key.as_str()).map_err(storage)?;
+            }
+            let stored = match records.get(key).map_err(storage)? {
+                Some(value) => Some(decode::<IdempotencyRecord>(key, value.value())?),
+                None => None,
+            };
+            let (live, expired) = match stored {
+                Some(record) if record.expires_unix_ms > now_ms => (Some(record), None),
+                other => (None, other),
+            };
+            if let Some(expired) = expired {
+                // Replaced below: its index entry must not prune the new record later.
+                expiry.remove((expired.expires_unix_ms, key)).map_err(storage)?;
+            }
+            match live {
+                Some(record) if record.body_sha256 != body_sha256 => IdempotencyClaim::Mismatch,
+                Some(record) if record.done => IdempotencyClaim::Done(record.answer),
+                Some(_) => IdempotencyClaim::InProgress,
+                None => {
+                    let record = IdempotencyRecord {
+                        body_sha256: body_sha256.to_vec(),
+                        expires_unix_ms: now_ms.saturating_add(claim_ttl_ms),
+                        ..Default::default()
+                    };
+                    Self::put_idempotency_record(&mut records, &mut expiry, key, &record)?;
+                    IdempotencyClaim::Claimed
+                }
+            }
+        };
+        txn.commit().map_err(storage)?;
+        Ok(claim)
+    }
+
+    /// Stores `answer` on the live in-progress record of `key`, expiring `ttl_ms` after `now_ms`;
+    /// `false` when there is none.
+    pub(super) fn complete_idempotency_key(
+        &self,
+        key: &str,
+        answer: &[u8],
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
+            let record = match records.get(key).map_err(storage)? {
+                Some(value) => Some(decode::<IdempotencyRecord>(key, value.value())?),
+                None => None,
+            };
+            let Some(record) = record.filter(|record| !record.done && record.expires_unix_ms > now_ms) else {
+                return Ok(false);
+            };
+            let done = IdempotencyRecord {
+                done: true,
+                answer: answer.to_vec(),
+                expires_unix_ms: now_ms.saturating_add(ttl_ms),
+                body_sha256: record.body_sha256,
+            };
+            expiry.remove((record.expires_unix_ms, key)).map_err(storage)?;
+            Self::put_idempotency_record(&mut records, &mut expiry, key, &done)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(true)
+    }
+
+    /// Forgets the in-progress record of `key`, if any (a done one stays).
+    pub(super) fn release_idempotency_key(&self, key: &str) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut records = txn.open_table(IDEMPOTENCY).map_err(storage)?;
+            let record = match records.get(key).map_err(storage)? {
+                Some(value) => Some(decode::<IdempotencyRecord>(key, value.value())?),
+                None => None,
+            };
+            let Some(record) = record.filter(|record| !record.done) else { return Ok(()) };
+            records.remove(key).map_err(storage)?;
+            txn.open_table(IDEMPOTENCY_EXPIRY)
+                .map_err(storage)?
+                .remove((record.expires_unix_ms, key))
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Writes `record` under `key` with its expiry index entry (an earlier entry is the caller's to remove).
+    fn put_idempotency_record(
+        records: &mut redb::Table<&str, &[u8]>,
+        expiry: &mut redb::Table<(i64, &str), ()>,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> BackendResult<()> {
+        records.insert(key, record.encode_to_vec().as_slice()).map_err(storage)?;
+        expiry.insert((record.expires_unix_ms, key), ()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// The number of idempotency records in the file, expired ones not yet pruned included (tests).
+    #[cfg(test)]
+    pub(super) fn idempotency_records(&self) -> BackendResult<u64> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read().map_err(storage)?;
+        txn.open_table(IDEMPOTENCY).map_err(storage)?.len().map_err(storage)
     }
 
     /// The used token ids in the file (tests).

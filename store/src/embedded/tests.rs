@@ -205,3 +205,41 @@ async fn pruning_used_token_ids_prunes_the_file() {
     assert_eq!(backend.durable.used_token_ids().unwrap(), ["new"], "expired ids leave the file with the memory map");
     assert_eq!(backend.memory().used_tokens.len(), 1);
 }
+
+#[tokio::test]
+async fn expired_idempotency_records_are_pruned_a_few_per_claim() {
+    use crate::idempotency::IdempotencyClaim;
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    let durable = &backend.durable;
+    for i in 0..40 {
+        let claim = durable.claim_idempotency_key(&format!("old-{i}"), b"body", 10, 1_000).unwrap();
+        assert_eq!(claim, IdempotencyClaim::Claimed);
+    }
+    assert_eq!(durable.idempotency_records().unwrap(), 40);
+    assert!(durable.complete_idempotency_key("old-0", b"answer", 10, 1_005).unwrap(), "done, expiring at 1015");
+    // Each claim after the expiry prunes at most 16 expired records: the work of one call is bounded.
+    durable.claim_idempotency_key("new-0", b"body", 60_000, 2_000).unwrap();
+    assert_eq!(durable.idempotency_records().unwrap(), 40 - 16 + 1);
+    durable.claim_idempotency_key("new-1", b"body", 60_000, 2_000).unwrap();
+    durable.claim_idempotency_key("new-2", b"body", 60_000, 2_000).unwrap();
+    assert_eq!(durable.idempotency_records().unwrap(), 3, "every expired record is gone, the live ones stay");
+    let retry = durable.claim_idempotency_key("new-0", b"body", 60_000, 2_001).unwrap();
+    assert_eq!(retry, IdempotencyClaim::InProgress, "pruning kept the live claim");
+}
+
+#[tokio::test]
+async fn a_claim_replacing_an_expired_record_outlives_the_old_expiry() {
+    use crate::idempotency::IdempotencyClaim;
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    let durable = &backend.durable;
+    // More expired records than one claim prunes, all older than the one replaced.
+    for i in 0..20 {
+        durable.claim_idempotency_key(&format!("old-{i}"), b"body", 10, 1_000).unwrap();
+    }
+    durable.claim_idempotency_key("key", b"first", 20, 1_000).unwrap();
+    let replaced = durable.claim_idempotency_key("key", b"second", 60_000, 2_000).unwrap();
+    assert_eq!(replaced, IdempotencyClaim::Claimed, "an expired record is replaced");
+    durable.claim_idempotency_key("other", b"body", 60_000, 2_000).unwrap();
+    let retry = durable.claim_idempotency_key("key", b"second", 60_000, 2_001).unwrap();
+    assert_eq!(retry, IdempotencyClaim::InProgress, "pruning the old record's expiry left the new record");
+}

@@ -29,6 +29,7 @@
 //! | `P agent-servers` | hash | server id → the agent client bound to it |
 //! | `P token-used:{jti}` | string | a used single-use token id, expiring with the token |
 //! | `P auth-servers` | hash | JWKS URL → protobuf record (trusted external authorization servers) |
+//! | `P idempotency:{scope key}` | hash | a CreateSessions `Idempotency-Key` record: `body` (SHA-256), `done` (`0`/`1`), `answer`; expiring |
 //!
 //! Leases are measured on the Redis server's clock (`TIME` inside the
 //! scripts), so replicas with skewed clocks agree on who owns a stream.
@@ -43,6 +44,7 @@
 //! `docs/redis.md` for the recommended server settings.
 
 mod enrolment;
+mod idempotency;
 mod reply;
 mod scripts;
 mod store;

@@ -34,6 +34,9 @@ pub(super) struct Scripts {
     pub(super) agent_client_bind: Script,
     pub(super) agent_client_remove: Script,
     pub(super) statement_deactivate: Script,
+    pub(super) idempotency_claim: Script,
+    pub(super) idempotency_complete: Script,
+    pub(super) idempotency_release: Script,
 }
 
 impl Scripts {
@@ -59,6 +62,9 @@ impl Scripts {
             agent_client_bind: script!("agent_client_bind.lua"),
             agent_client_remove: script!("agent_client_remove.lua"),
             statement_deactivate: script!("statement_deactivate.lua"),
+            idempotency_claim: script!("idempotency_claim.lua"),
+            idempotency_complete: script!("idempotency_complete.lua"),
+            idempotency_release: script!("idempotency_release.lua"),
         }
     }
 }

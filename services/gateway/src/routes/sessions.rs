@@ -2,10 +2,18 @@
 //!
 //! Each response carries a fresh `RequestId` (a UUID), also passed to the
 //! backing services and logged so one request can be followed end to end.
+//!
+//! `createSessions` takes an optional `Idempotency-Key` header (our addition):
+//! the gateway checks it and passes it to placement with the calling client's
+//! id and a SHA-256 of the body; placement keeps the record (a retry gets the
+//! first answer, 409 while the first runs, 422 for another body).
 
 use std::collections::HashMap;
 
-use axum::{Extension, Json, extract::State};
+use axum::{Extension, Json, body::Bytes, extract::State};
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use switchboard_proto::contract::{IDEMPOTENCY_KEY_INVALID, is_valid_idempotency_key};
 use switchboard_proto::{
     CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
     ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
@@ -16,7 +24,7 @@ use crate::{
     auth::Caller,
     convert,
     error::{ApiError, Result},
-    extract::{ApiJson, OptionalApiJson},
+    extract::{ApiJson, ApiJsonWithBytes, OptionalApiJson},
     model::{
         CreateSessionRequestData, CreateSessionsResponse, DeleteSessionRequestData, DeleteSessionSuccessfulResponse,
         DeleteSessionUnsuccessfulResponse, DeleteSessionsResponse, DescribeSessionsRequestData,
@@ -25,14 +33,46 @@ use crate::{
     routes::{MAX_RESULTS, check_batch, page_size, request_id},
 };
 
+/// The header that makes a createSessions retry safe.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The request's `Idempotency-Key`, checked (sent once, 1 to 255 printable ASCII characters); `None`
+/// when absent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest("Idempotency-Key may be sent only once".into()));
+    }
+    match value.to_str() {
+        Ok(key) if is_valid_idempotency_key(key) => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::BadRequest(IDEMPOTENCY_KEY_INVALID.into())),
+    }
+}
+
+/// The idempotency fields of placement's request: the key, the body's SHA-256 and the client the key
+/// belongs to; empty without a key. The hash runs off the async workers: a body of up to
+/// `max_body_bytes` (1 MiB) takes milliseconds.
+async fn idempotency_fields(key: Option<String>, body: Bytes, caller: &Caller) -> Result<(String, Vec<u8>, String)> {
+    let Some(key) = key else { return Ok(Default::default()) };
+    let digest = tokio::task::spawn_blocking(move || Sha256::digest(&body).to_vec())
+        .await
+        .map_err(|error| ApiError::Internal(format!("hashing the body: {error}")))?;
+    Ok((key, digest, caller.client_id.clone()))
+}
+
 /// `POST /createSessions`. Items failing JSON-level checks (type string,
 /// client count, base64) are answered here and never reach placement. An
 /// owner-restricted client is refused (403) if any item names another owner.
+/// With an `Idempotency-Key`, placement is asked even when no item passed
+/// those checks, so the key records this request's body.
 pub async fn create_sessions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(items): ApiJson<Vec<CreateSessionRequestData>>,
+    headers: HeaderMap,
+    ApiJsonWithBytes(items, body): ApiJsonWithBytes<Vec<CreateSessionRequestData>>,
 ) -> Result<Json<CreateSessionsResponse>> {
+    let key = idempotency_key(&headers)?;
     check_batch(items.len(), state.config.max_batch, "session")?;
     for item in &items {
         caller.require_owner(item.owner.as_deref().unwrap_or_default())?;
@@ -50,10 +90,12 @@ pub async fn create_sessions(
         }
     }
     let sent = specs.len();
-    let mut outcomes = if specs.is_empty() {
+    let mut outcomes = if specs.is_empty() && key.is_none() {
         Vec::new()
     } else {
-        let request = CreateSessionsRequest { request_id: request_id.clone(), specs };
+        let (idempotency_key, body_sha256, client_id) = idempotency_fields(key, body, &caller).await?;
+        let request =
+            CreateSessionsRequest { request_id: request_id.clone(), specs, idempotency_key, body_sha256, client_id };
         state.upstreams.placement.clone().create_sessions(request).await?.into_inner().outcomes
     };
     if outcomes.len() != sent {
