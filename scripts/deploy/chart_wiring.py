@@ -26,7 +26,9 @@ What a cluster would provide is replaced, and nothing else:
   - Probes: each container is ready when its rendered readinessProbe passes (httpGet as rendered, TLS not
     verified like the kubelet; grpc and tcpSocket probes as a TCP connect).
 Also, before anything starts, every SWITCHBOARD_* variable a container sets must be one its binary reads
-(listed as `[env: NAME=]` in its --help), so a misspelt name fails even when nothing else would notice.
+(listed as `[env: NAME=]` in its --help), so a misspelt name fails even when nothing else would notice; and
+the upstream URLs (SWITCHBOARD_{AUTH,PLACEMENT,STORE}_URL) must name headless Services, over whose pods the
+clients balance.
 
 Every wait is bounded (--timeout for the whole run); every process started is killed on exit.
 """
@@ -415,6 +417,20 @@ def scenario(args, work):
     cluster.secrets[redis_secrets[0]]["url"] = f"redis://127.0.0.1:{redis_port}/0".encode()
     wait("redis-server answers", lambda: run(["redis-cli", "-p", str(redis_port), "ping"], check=False).stdout.strip() == "PONG",
          10, alive=[redis])
+
+    # Internal clients balance over the addresses a name has (common/src/grpc.rs::replica_channel): the
+    # upstream URLs must name headless Services (one address per pod), not a ClusterIP that pins each
+    # client's connection to one pod.
+    upstreams = ("SWITCHBOARD_AUTH_URL", "SWITCHBOARD_PLACEMENT_URL", "SWITCHBOARD_STORE_URL")
+    for workload in cluster.workloads:
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            for variable in container.get("env") or []:
+                if variable["name"] not in upstreams or "value" not in variable:
+                    continue
+                host = re.sub(r"^https?://([^:/]+).*$", r"\1", variable["value"]).split(".")[0]
+                if cluster.services.get(host, {}).get("clusterIP") != "None":
+                    raise WiringError(f"{workload['metadata']['name']}: {variable['name']} names {host}, "
+                                      "which is no headless Service of the render")
 
     print("Service -> local port:")
     for name, spec in sorted(cluster.services.items()):

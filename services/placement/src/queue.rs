@@ -124,7 +124,7 @@ impl QueueWorker {
     }
 
     /// Serves the queue until `shutdown`; and takes over the sessions other replicas left unplaced
-    /// ([`QueueWorker::take_over`]).
+    /// (`take_over`).
     pub async fn run(self, shutdown: Shutdown) {
         let mut classes: HashMap<String, Class> = HashMap::new();
         let mut poll = tokio::time::interval(self.config.queue_poll_interval());

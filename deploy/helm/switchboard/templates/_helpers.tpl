@@ -66,13 +66,13 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- end -}}
 
 {{- define "switchboard.authUrl" -}}
-{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-auth:7001
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-auth-replicas:7001
 {{- end -}}
 {{- define "switchboard.placementUrl" -}}
-{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-placement:7002
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-placement-replicas:7002
 {{- end -}}
 {{- define "switchboard.storeUrl" -}}
-{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-session-store:7003
+{{ include "switchboard.scheme" . }}://{{ include "switchboard.fullname" . }}-session-store-replicas:7003
 {{- end -}}
 
 {{/*
