@@ -124,8 +124,9 @@ pub fn replica_channel_with(
         .filter(|url| !url.is_empty())
         .map(|url| {
             endpoint(url)?; // a malformed URL fails here, at start, not in the background task
-            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-            Ok(Target { scheme: scheme.to_owned(), authority: authority(rest), host: host(&authority(rest)) })
+            let scheme = url.split_once("://").map_or("http", |(scheme, _)| scheme).to_owned();
+            let authority = authority(url);
+            Ok(Target { scheme, host: host(&authority), authority })
         })
         .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
     let (channel, changes_tx) = Channel::balance_channel(64);
@@ -146,6 +147,8 @@ struct Target {
 struct Replica {
     endpoint: Endpoint,
     live: bool,
+    /// The index of the [`Target`] whose name gave this address (the first, when several did).
+    target: usize,
 }
 
 /// The background task of a [`replica_channel`]: the addresses behind its URLs, each with its endpoint
@@ -185,16 +188,15 @@ impl Discovery {
 
     /// Looks every URL up and brings the pool in line; `Err` once the channel is gone.
     async fn resolve(&mut self, changes: &Changes) -> Result<(), ()> {
-        let mut found: BTreeMap<String, Endpoint> = BTreeMap::new();
-        for target in &self.targets {
+        let mut found: BTreeMap<String, (Endpoint, usize)> = BTreeMap::new();
+        for (index, target) in self.targets.iter().enumerate() {
             let addresses = match (self.resolver)(&target.authority).await {
                 Ok(addresses) if !addresses.is_empty() => addresses,
                 Ok(_) | Err(_) => {
                     // Keep what this URL had: a resolver hiccup must not empty the pool.
                     tracing::warn!(authority = %target.authority, "lookup failed or empty; keeping the known replicas");
-                    let prefix = format!("{}://", target.scheme);
-                    for (key, replica) in self.replicas.iter().filter(|(key, _)| key.starts_with(&prefix)) {
-                        found.insert(key.clone(), replica.endpoint.clone());
+                    for (key, replica) in self.replicas.iter().filter(|(_, replica)| replica.target == index) {
+                        found.insert(key.clone(), (replica.endpoint.clone(), index));
                     }
                     continue;
                 }
@@ -214,7 +216,7 @@ impl Discovery {
                         }
                     },
                 };
-                found.insert(key, endpoint);
+                found.insert(key, (endpoint, index));
             }
         }
         let gone: Vec<String> = self.replicas.keys().filter(|key| !found.contains_key(*key)).cloned().collect();
@@ -225,14 +227,14 @@ impl Discovery {
                 changes.send(Change::Remove(key)).await.map_err(|_| ())?;
             }
         }
-        for (key, endpoint) in found {
+        for (key, (endpoint, target)) in found {
             if self.replicas.contains_key(&key) {
                 continue;
             }
             tracing::info!(replica = %key, "replica joined");
             // Optimistic: in the balancer until a probe says otherwise.
             changes.send(Change::Insert(key.clone(), endpoint.clone())).await.map_err(|_| ())?;
-            self.replicas.insert(key, Replica { endpoint, live: true });
+            self.replicas.insert(key, Replica { endpoint, live: true, target });
         }
         Ok(())
     }

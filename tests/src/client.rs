@@ -95,15 +95,7 @@ impl ApiClient {
         body: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(u16, Value)> {
-        let cached = self.token.read().await.clone();
-        let token = match cached {
-            Some(token) => token,
-            None => {
-                let token = self.fetch_token().await?;
-                *self.token.write().await = Some(token.clone());
-                token
-            }
-        };
+        let token = self.token().await?;
         let url = format!("{}{path}", self.gateways[gateway % self.gateways.len()]);
         let mut request =
             self.http.post(url).bearer_auth(token).header("Content-Type", "application/json").body(body.to_owned());
@@ -115,17 +107,20 @@ impl ApiClient {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// The cached access token, fetched first when there is none.
+    async fn token(&self) -> anyhow::Result<String> {
+        let cached = self.token.read().await.clone();
+        if let Some(token) = cached {
+            return Ok(token);
+        }
+        let token = self.fetch_token().await?;
+        *self.token.write().await = Some(token.clone());
+        Ok(token)
+    }
+
     /// One attempt of `POST path`; `Ok(None)` for answers worth retrying.
     async fn attempt(&self, path: &str, body: &Value) -> anyhow::Result<Option<Value>> {
-        let cached = self.token.read().await.clone();
-        let token = match cached {
-            Some(token) => token,
-            None => {
-                let token = self.fetch_token().await?;
-                *self.token.write().await = Some(token.clone());
-                token
-            }
-        };
+        let token = self.token().await?;
         let response = self.http.post(format!("{}{path}", self.gateway())).bearer_auth(token).json(body).send().await?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);

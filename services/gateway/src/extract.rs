@@ -40,11 +40,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadRequest("Request body is required".into()));
-        }
-        parse(&bytes).map(Self)
+        let ApiJsonWithBytes(value, _) = ApiJsonWithBytes::from_request(request, state).await?;
+        Ok(Self(value))
     }
 }
 
