@@ -24,10 +24,11 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
 use tracing_subscriber::fmt::{self, FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, prelude::*};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -99,6 +100,7 @@ where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let log_level = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let logs = match format {
         LogFormat::Pretty => fmt::layer().with_target(true).with_ansi(ansi).with_writer(writer).boxed(),
         LogFormat::Json => fmt::layer()
@@ -116,18 +118,40 @@ where
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_filter(filter_fn(|metadata| {
-                metadata.is_span()
-                    && metadata.target().starts_with("switchboard")
-                    && *metadata.level() <= tracing::Level::DEBUG
-            }))
+            .with_filter(
+                filter_fn(|metadata| {
+                    metadata.is_span()
+                        && metadata.target().starts_with("switchboard")
+                        && *metadata.level() <= tracing::Level::DEBUG
+                })
+                .with_max_level_hint(LevelFilter::DEBUG),
+            )
     });
     let installed = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).try_init().is_ok();
+    if installed {
+        // `try_init` bridged the `log` crate at the subscriber's level, which the trace layer raises to
+        // `debug`; but `log` records only ever reach the log layer, so the bridge takes the log filter's
+        // level. Otherwise each `log::debug!` of a dependency (rustls logs per TLS record) runs the
+        // filters: about 25 µs per API request with traces on, sampled or not (BENCHMARKS.md).
+        log::set_max_level(as_log(log_level));
+    }
     if installed && let (Some(provider), Some(export)) = (provider, export) {
         *PROVIDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(provider);
         NEW_TRACE_RATIO.store(export.sampling_ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// `level` as the `log` crate's filter.
+fn as_log(level: LevelFilter) -> log::LevelFilter {
+    match level.into_level() {
+        None => log::LevelFilter::Off,
+        Some(tracing::Level::ERROR) => log::LevelFilter::Error,
+        Some(tracing::Level::WARN) => log::LevelFilter::Warn,
+        Some(tracing::Level::INFO) => log::LevelFilter::Info,
+        Some(tracing::Level::DEBUG) => log::LevelFilter::Debug,
+        Some(tracing::Level::TRACE) => log::LevelFilter::Trace,
+    }
 }
 
 /// The tracer provider exporting to `export.endpoint` in batches, following the parent's sampling decision

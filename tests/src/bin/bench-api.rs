@@ -25,6 +25,14 @@
 //! (`--metrics-listen`) and traces sampled at 1 %; metrics and traces at 100 % (`--otlp-endpoint`, to an
 //! OTLP receiver this bench serves). Medians per configuration and their ratio to "off", of the requests
 //! per second and of the broker process's CPU time per request (from `/proc/PID/stat`).
+//! `--modes off,metrics,traces-1,both-1,both-100` picks the configurations (`off` first: the baseline;
+//! `metrics` and `traces-1` separate the two halves of `both-1`), and `--pin-broker CPU` runs each broker on
+//! that CPU alone (`taskset`), so that with the bench on another (`taskset -c 1 bench-api …`) the broker's
+//! core is saturated and its rate follows its own cost. `--callgrind 1` runs each broker under valgrind's
+//! callgrind instead and also reports the instructions the broker executed per request (counted only while
+//! a measurement runs; background work of the same seconds included): a count that, unlike time on a shared
+//! virtual machine, does not change from round to round. Rates under valgrind are about 50 times lower,
+//! so give it more `--seconds`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -43,17 +51,38 @@ const HOSTS: usize = 10;
 struct Options {
     /// Rounds of the telemetry-overhead comparison; 0 for the normal run.
     overhead: usize,
+    /// The telemetry configurations of the comparison, the baseline first.
+    modes: Vec<Mode>,
+    /// The CPU each broker of the comparison runs on alone (`taskset -c`), if any.
+    pin_broker: Option<u64>,
+    /// Each broker of the comparison runs under callgrind, which counts its instructions.
+    callgrind: bool,
     concurrent: usize,
     bulk: usize,
     seconds: u64,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut options = Options { overhead: 0, concurrent: 200, bulk: 10_000, seconds: 5 };
+    let mut options = Options {
+        overhead: 0,
+        modes: vec![Mode::Off, Mode::Both(0.01), Mode::Both(1.0)],
+        pin_broker: None,
+        callgrind: false,
+        concurrent: 200,
+        bulk: 10_000,
+        seconds: 5,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value: u64 = args.next().context("every option takes a number")?.parse()?;
+        let value = args.next().context("every option takes a value")?;
+        if flag == "--modes" {
+            options.modes = value.split(',').map(Mode::parse).collect::<anyhow::Result<_>>()?;
+            continue;
+        }
+        let value: u64 = value.parse().with_context(|| format!("{flag} takes a number"))?;
         match flag.as_str() {
+            "--pin-broker" => options.pin_broker = Some(value),
+            "--callgrind" => options.callgrind = value != 0,
             "--concurrent" => options.concurrent = usize::try_from(value)?,
             "--bulk" => options.bulk = usize::try_from(value)?,
             "--seconds" => options.seconds = value,
@@ -62,6 +91,52 @@ fn options() -> anyhow::Result<Options> {
         }
     }
     Ok(options)
+}
+
+/// A telemetry configuration of `--overhead`.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Off,
+    /// Metrics served, no traces.
+    Metrics,
+    /// Traces sampled at this ratio, no metrics.
+    Traces(f64),
+    /// Metrics served and traces sampled at this ratio.
+    Both(f64),
+}
+
+impl Mode {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let ratio = |percent: &str| -> anyhow::Result<f64> { Ok(percent.parse::<f64>()? / 100.0) };
+        Ok(match text.split_once('-') {
+            None if text == "off" => Self::Off,
+            None if text == "metrics" => Self::Metrics,
+            Some(("traces", percent)) => Self::Traces(ratio(percent)?),
+            Some(("both", percent)) => Self::Both(ratio(percent)?),
+            _ => bail!("unknown mode {text}: off, metrics, traces-PERCENT or both-PERCENT"),
+        })
+    }
+
+    fn label(self) -> String {
+        match self {
+            Self::Off => "off".to_owned(),
+            Self::Metrics => "metrics, no traces".to_owned(),
+            Self::Traces(ratio) => format!("traces at {} %, no metrics", ratio * 100.0),
+            Self::Both(ratio) => format!("metrics + traces at {} %", ratio * 100.0),
+        }
+    }
+
+    /// `switchboard up`'s options for this configuration; spans go to `otlp`.
+    fn options(self, otlp: &str) -> Vec<String> {
+        let metrics = || format!("--metrics-listen=127.0.0.1:{}", switchboard_tests::cluster::free_port());
+        let traces = |ratio: f64| [format!("--otlp-endpoint={otlp}"), format!("--otlp-sampling-ratio={ratio}")];
+        match self {
+            Self::Off => Vec::new(),
+            Self::Metrics => vec![metrics()],
+            Self::Traces(ratio) => traces(ratio).to_vec(),
+            Self::Both(ratio) => [vec![metrics()], traces(ratio).to_vec()].concat(),
+        }
+    }
 }
 
 /// A running broker the bench drives: `switchboard up` as a child process, or a two-replica cluster over
@@ -76,13 +151,15 @@ struct Broker {
     hosts: usize,
     /// The `switchboard up` process, whose CPU time [`Broker::cpu_seconds`] reads; none for a cluster.
     pid: Option<u32>,
+    /// Where callgrind writes its counts, when the process runs under it.
+    callgrind: Option<PathBuf>,
     _running: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// `switchboard up` as a child process, killed on drop.
 struct UpProcess {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for UpProcess {
@@ -129,17 +206,34 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 
 impl Broker {
     async fn start() -> anyhow::Result<Self> {
-        Self::start_with(&[]).await
+        Self::start_with(&[], &Launch::default()).await
     }
 
     /// `switchboard up` with `extra` flags.
-    async fn start_with(extra: &[String]) -> anyhow::Result<Self> {
+    async fn start_with(extra: &[String], launch: &Launch) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = switchboard_tests::cluster::free_port();
         let agent_port = switchboard_tests::cluster::free_port();
         let bin = sibling("switchboard")?;
         let log = std::fs::File::create(dir.path().join("up.log"))?;
-        let child = Command::new(&bin)
+        let mut command = Command::new(if launch.pin.is_some() { "taskset".as_ref() } else { bin.as_os_str() });
+        if let Some(cpu) = launch.pin {
+            command.args(["-c", &cpu.to_string()]).arg(&bin);
+        }
+        let callgrind = launch.callgrind.then(|| dir.path().join("callgrind"));
+        if let Some(out) = &callgrind {
+            std::fs::create_dir_all(out)?;
+            // Counting starts off (a fast start) and is switched on around each measurement.
+            let program = command.get_program().to_owned();
+            let args: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
+            command = Command::new("valgrind");
+            command
+                .args(["--tool=callgrind", "--instr-atstart=no", "--dump-instr=no"])
+                .arg(format!("--callgrind-out-file={}", out.join("counts").display()))
+                .arg(program)
+                .args(args);
+        }
+        let child = command
             .args(["up", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--sim-hosts", &HOSTS.to_string(), "--resolver-listen", "off", "--api-rate-per-minute", "0"])
@@ -149,27 +243,44 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        let data = dir.path().join("data");
+        // Killed when dropped, also when the start fails below.
+        let process = UpProcess { child, dir };
+        let data = process.dir.path().join("data");
         let ca_path = data.join("tls/ca.pem");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(if launch.callgrind { 600 } else { 60 });
         while !data.join("admin.json").exists() || !ca_path.exists() {
             if Instant::now() > deadline {
-                bail!("switchboard up did not start; see {}", dir.path().join("up.log").display());
+                bail!("switchboard up did not start; see {}", process.dir.path().join("up.log").display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let output = Command::new(&bin)
-            .args(["register-api-client", "--client-name", "bench", "--data-dir"])
-            .arg(&data)
-            .output()?;
-        let text = String::from_utf8(output.stdout)?;
+        // The admin port may answer a moment after its file appears (long under callgrind): try until then.
+        let text = loop {
+            let output = Command::new(&bin)
+                .args(["register-api-client", "--client-name", "bench", "--data-dir"])
+                .arg(&data)
+                .output()?;
+            if output.status.success() || Instant::now() > deadline {
+                break String::from_utf8(output.stdout)?;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
         let (id, secret) = (field("client-id: ").context("client id")?, field("client-password: ").context("secret")?);
         let api = format!("https://localhost:{port}");
         let (http, token) = client_and_token(&std::fs::read(&ca_path)?, &api, &id, &secret).await?;
-        let pid = Some(child.id());
-        let running = Box::new(UpProcess { child, _dir: dir });
-        let up = Self { apis: vec![api], next: Default::default(), http, token, hosts: HOSTS, pid, _running: running };
+        let pid = Some(process.child.id());
+        let running = Box::new(process);
+        let up = Self {
+            apis: vec![api],
+            next: Default::default(),
+            http,
+            token,
+            hosts: HOSTS,
+            pid,
+            callgrind,
+            _running: running,
+        };
         up.wait_hosts().await?;
         Ok(up)
     }
@@ -184,7 +295,16 @@ impl Broker {
         let apis = cluster.gateway_urls();
         let (http, token) = client_and_token(cluster.ca_pem.as_bytes(), &apis[0], &id, &secret).await?;
         let running = Box::new(cluster);
-        let target = Self { apis, next: Default::default(), http, token, hosts: HOSTS, pid: None, _running: running };
+        let target = Self {
+            apis,
+            next: Default::default(),
+            http,
+            token,
+            hosts: HOSTS,
+            pid: None,
+            callgrind: None,
+            _running: running,
+        };
         target.wait_hosts().await?;
         Ok(target)
     }
@@ -198,6 +318,35 @@ impl Broker {
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         Some(ticks as f64 / 100.0)
+    }
+
+    /// Under callgrind: counts from now on (`on`), or stops counting and returns the instructions counted
+    /// since it started (`off`). `None` when not under callgrind.
+    fn count_instructions(&self, on: bool) -> anyhow::Result<Option<f64>> {
+        let (Some(out), Some(pid)) = (&self.callgrind, self.pid) else { return Ok(None) };
+        let control = |args: &[&str]| -> anyhow::Result<()> {
+            let status =
+                Command::new("callgrind_control").args(args).arg(pid.to_string()).stdout(Stdio::null()).status()?;
+            anyhow::ensure!(status.success(), "callgrind_control {args:?} failed");
+            Ok(())
+        };
+        if on {
+            control(&["--zero"])?;
+            control(&["--instr=on"])?;
+            return Ok(None);
+        }
+        control(&["--instr=off"])?;
+        control(&["--dump"])?;
+        // The newest dump: `counts.N`, its `totals:` line the instructions (the only event counted).
+        let newest = std::fs::read_dir(out)?
+            .filter_map(Result::ok)
+            .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+            .max()
+            .context("no callgrind dump")?
+            .1;
+        let text = std::fs::read_to_string(&newest)?;
+        let totals = text.lines().find_map(|line| line.strip_prefix("totals:")).context("no totals line")?;
+        Ok(Some(totals.trim().parse()?))
     }
 
     /// The next gateway, round-robin.
@@ -357,6 +506,17 @@ async fn bulk(up: &Arc<Broker>, total: usize) -> anyhow::Result<f64> {
 struct Rate {
     per_second: f64,
     cpu_us: f64,
+    /// Instructions the broker executed per request (under callgrind), else NaN.
+    instructions: f64,
+}
+
+/// How [`Broker::start_with`] runs `switchboard up`.
+#[derive(Debug, Default)]
+struct Launch {
+    /// On this CPU alone (`taskset -c`).
+    pin: Option<u64>,
+    /// Under callgrind.
+    callgrind: bool,
 }
 
 async fn throughput(
@@ -382,16 +542,18 @@ async fn throughput(
             })
         })
         .collect();
-    let (started, cpu_before) = (Instant::now(), up.cpu_seconds());
+    up.count_instructions(true)?;
+    let (started, cpu_before, done_before) = (Instant::now(), up.cpu_seconds(), done.load(Ordering::Relaxed));
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (elapsed, cpu_after) = (started.elapsed(), up.cpu_seconds());
+    let requests = (done.load(Ordering::Relaxed) - done_before) as f64;
+    let instructions = up.count_instructions(false)?.map_or(f64::NAN, |count| count / requests);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await??;
     }
-    let (elapsed, cpu_after) = (started.elapsed(), up.cpu_seconds());
-    let requests = done.load(Ordering::Relaxed) as f64;
     let cpu = cpu_before.zip(cpu_after).map(|(before, after)| after - before).unwrap_or(f64::NAN);
-    Ok(Rate { per_second: requests / elapsed.as_secs_f64(), cpu_us: cpu * 1e6 / requests })
+    Ok(Rate { per_second: requests / elapsed.as_secs_f64(), cpu_us: cpu * 1e6 / requests, instructions })
 }
 
 /// `/health/live`, describeSessions for one id and for a page of 100: requests/s each.
@@ -429,27 +591,28 @@ async fn describe_table(up: &Arc<Broker>, seconds: u64, stored: usize) -> anyhow
 /// `--overhead`: see the module doc.
 async fn overhead(options: &Options) -> anyhow::Result<()> {
     let sink = switchboard_testkit::OtlpSink::start().await?;
-    let modes: [(&str, Option<&str>); 3] =
-        [("off", None), ("metrics + traces at 1 %", Some("0.01")), ("metrics + traces at 100 %", Some("1"))];
+    let modes = &options.modes;
     // Per configuration, per request kind (/health/live, one id, page of 100): each round's measurement.
     let mut rates: Vec<[Vec<Rate>; 3]> = vec![Default::default(); modes.len()];
     for round in 0..options.overhead {
-        for (index, (label, ratio)) in modes.iter().enumerate() {
-            let extra: Vec<String> = match ratio {
-                None => Vec::new(),
-                Some(ratio) => vec![
-                    format!("--metrics-listen=127.0.0.1:{}", switchboard_tests::cluster::free_port()),
-                    format!("--otlp-endpoint={}", sink.url),
-                    format!("--otlp-sampling-ratio={ratio}"),
-                ],
-            };
-            let up = Arc::new(Broker::start_with(&extra).await?);
+        for (index, mode) in modes.iter().enumerate() {
+            let label = mode.label();
+            let launch = Launch { pin: options.pin_broker, callgrind: options.callgrind };
+            let up = Arc::new(Broker::start_with(&mode.options(&sink.url), &launch).await?);
             up.create(100).await?;
             let (health, one, page) = describe_rates(&up, options.seconds).await?;
             println!(
                 "round {round}, {label}: /health/live {:.0}, one id {:.0}, page of 100 {:.0} requests/s; \
-                 broker CPU per request {:.1} / {:.1} / {:.1} µs",
-                health.per_second, one.per_second, page.per_second, health.cpu_us, one.cpu_us, page.cpu_us
+                 broker CPU per request {:.1} / {:.1} / {:.1} µs; instructions per request {:.0} / {:.0} / {:.0}",
+                health.per_second,
+                one.per_second,
+                page.per_second,
+                health.cpu_us,
+                one.cpu_us,
+                page.cpu_us,
+                health.instructions,
+                one.instructions,
+                page.instructions
             );
             for (kind, rate) in [health, one, page].into_iter().enumerate() {
                 rates[index][kind].push(rate);
@@ -460,34 +623,53 @@ async fn overhead(options: &Options) -> anyhow::Result<()> {
         values.sort_by(f64::total_cmp);
         percentile(&values, 0.5)
     };
-    // Medians per configuration and kind: (requests/s, CPU µs per request).
-    let medians: Vec<Vec<(f64, f64)>> = rates
+    // Medians per configuration and kind.
+    let medians: Vec<Vec<Rate>> = rates
         .iter()
         .map(|kinds| {
             kinds
                 .iter()
-                .map(|r| {
-                    (median(r.iter().map(|m| m.per_second).collect()), median(r.iter().map(|m| m.cpu_us).collect()))
+                .map(|r| Rate {
+                    per_second: median(r.iter().map(|m| m.per_second).collect()),
+                    cpu_us: median(r.iter().map(|m| m.cpu_us).collect()),
+                    instructions: median(r.iter().map(|m| m.instructions).collect()),
                 })
                 .collect()
         })
         .collect();
     let off = medians[0].clone();
     println!("\n| telemetry | /health/live | describeSessions, one id | page of 100 |\n| --- | --- | --- | --- |");
-    for ((label, _), kinds) in modes.iter().zip(&medians) {
+    for (mode, kinds) in modes.iter().zip(&medians) {
+        let label = mode.label();
         let cells: Vec<String> = kinds
             .iter()
             .zip(&off)
-            .map(|((rate, cpu), (off_rate, off_cpu))| {
-                format!("{rate:.0}/s ({:.3}); {cpu:.1} µs CPU ({:.3})", rate / off_rate, cpu / off_cpu)
+            .map(|(rate, base)| {
+                let mut cell = format!(
+                    "{:.0}/s ({:.3}); {:.1} µs CPU ({:.3})",
+                    rate.per_second,
+                    rate.per_second / base.per_second,
+                    rate.cpu_us,
+                    rate.cpu_us / base.cpu_us
+                );
+                if options.callgrind {
+                    cell += &format!(
+                        "; {:.0} instructions ({:.3})",
+                        rate.instructions,
+                        rate.instructions / base.instructions
+                    );
+                }
+                cell
             })
             .collect();
         println!("| {label} | {} |", cells.join(" | "));
     }
     println!(
-        "(requests/s and the broker's CPU time per request, medians of {} rounds; in brackets the ratio to \
-         off) spans received: {}",
+        "(requests/s, the broker's CPU time{} per request, medians of {} rounds; in brackets the ratio to \
+         {}) spans received: {}",
+        if options.callgrind { " and instructions" } else { "" },
         options.overhead,
+        modes[0].label(),
         sink.spans()
     );
     Ok(())
