@@ -7,6 +7,8 @@
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
+//! - [`health`]: honest gRPC health (not serving while draining or while the backend is unreachable) and
+//!   the hysteresis that keeps one failed check from flipping a state.
 //! - [`internal_tls`]: optional TLS / mTLS of the internal gRPC ports, configured once per process.
 //! - [`time`]: wall-clock milliseconds and RFC 3339 formatting as the API uses it.
 //! - [`secret`]: a wrapper that never prints its contents; generating, hashing and checking secrets.
@@ -16,6 +18,7 @@ pub mod claims;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod internal_tls;
 pub mod metrics;
 pub mod secret;

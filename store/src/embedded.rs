@@ -45,7 +45,8 @@ use switchboard_proto::{
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
     BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth,
-    QueuePush, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord,
+    StreamOwnership,
 };
 use durable::Durable;
 
@@ -824,6 +825,13 @@ impl DnsMappings for EmbeddedBackend {
 
     async fn list_dns_mappings(&self) -> BackendResult<Vec<DnsMappingRecord>> {
         Ok(self.durable.dns_mappings()?.mappings)
+    }
+}
+
+#[async_trait]
+impl Reachable for EmbeddedBackend {
+    async fn ping(&self) -> BackendResult<()> {
+        self.durable.ping()
     }
 }
 

@@ -41,6 +41,7 @@ pub mod observed;
 pub mod open;
 pub mod ownership;
 pub mod queue;
+pub mod reachable;
 pub mod redis;
 pub mod registry;
 pub mod secrets;
@@ -55,6 +56,7 @@ pub use observed::Observed;
 pub use open::{BackendConfig, open_backend};
 pub use ownership::{AgentOwnership, Fence, StreamOwnership};
 pub use queue::{CreateQueue, QueueDepth, QueuePush};
+pub use reachable::Reachable;
 pub use registry::ApiRegistry;
 pub use secrets::Secrets;
 pub use servers::{ServerChanges, Servers};
@@ -67,7 +69,16 @@ pub use switchboard_proto::{
 /// Every role: what a storage implementation provides. Implemented for every type that implements
 /// all the roles.
 pub trait Backend:
-    Sessions + Servers + CreateQueue + StreamOwnership + ApiRegistry + Enrolment + Secrets + DnsMappings + Idempotency
+    Sessions
+    + Servers
+    + CreateQueue
+    + StreamOwnership
+    + ApiRegistry
+    + Enrolment
+    + Secrets
+    + DnsMappings
+    + Idempotency
+    + Reachable
 {
 }
 
@@ -81,5 +92,6 @@ impl<T> Backend for T where
         + Secrets
         + DnsMappings
         + Idempotency
+        + Reachable
 {
 }

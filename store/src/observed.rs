@@ -25,7 +25,7 @@ use switchboard_proto::{
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
     BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth, QueuePush,
-    Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
+    Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
 };
 
 /// A backend whose every call is traced and measured.
@@ -193,6 +193,11 @@ observed! {
 }
 
 observed! {
+    Reachable:
+    fn ping() -> BackendResult<()>;
+}
+
+observed! {
     Idempotency:
     fn claim_idempotency_key(scope_key: &str, body_sha256: &[u8], claim_ttl: std::time::Duration) -> BackendResult<IdempotencyClaim>;
     fn complete_idempotency_key(scope_key: &str, answer: Vec<u8>, ttl: std::time::Duration) -> BackendResult<bool>;
@@ -256,4 +261,5 @@ pub const OPERATIONS: &[&str] = &[
     "claim_idempotency_key",
     "complete_idempotency_key",
     "release_idempotency_key",
+    "ping",
 ];

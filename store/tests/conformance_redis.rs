@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchboard_proto::ServerRecord;
 use switchboard_store::redis::{RedisBackend, RedisConfig};
 use switchboard_store::{ApiClientRecord, Backend, BackendError, SigningKeyRecord, conformance};
-use switchboard_store::{ApiRegistry, Servers};
+use switchboard_store::{ApiRegistry, Reachable, Servers};
 use switchboard_testkit::RedisServer;
 
 /// Upper bound for waiting on a recovering Redis.
@@ -65,6 +65,8 @@ async fn the_backend_rides_out_a_redis_outage() {
     redis.kill();
     let during = backend.list_signing_keys().await;
     assert!(matches!(during, Err(BackendError::Unavailable(_))), "calls fail as Unavailable: {during:?}");
+    let ping = backend.ping().await;
+    assert!(matches!(ping, Err(BackendError::Unavailable(_))), "health checks see the outage: {ping:?}");
 
     redis.restart();
     let deadline = tokio::time::Instant::now() + RECOVERY;
@@ -78,4 +80,5 @@ async fn the_backend_rides_out_a_redis_outage() {
         }
     };
     assert_eq!(keys.len(), 1, "the same backend works again, data intact");
+    backend.ping().await.expect("and health checks see it back");
 }

@@ -18,9 +18,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use switchboard_common::config::TelemetrySettings;
 use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
-use switchboard_proto::{
-    auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
-};
+use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_store::{Backend, Observed, embedded::EmbeddedBackend};
 use tokio::{net::TcpListener, task::JoinSet};
 
@@ -323,6 +321,7 @@ impl Cluster {
                     auth_listener,
                     backend.clone(),
                     backend.clone(),
+                    backend.clone(),
                     backend,
                     shutdown,
                 );
@@ -330,7 +329,8 @@ impl Cluster {
             }
         });
 
-        let store_client = SessionStoreClient::new(lazy_channel(&store_url)?);
+        let store_channel = lazy_channel(&store_url)?;
+        let store_client = SessionStoreClient::new(store_channel.clone());
         // One `max_batch` for the gateway and placement.
         let placement_config =
             switchboard_placement::PlacementConfig { max_batch: config.gateway.max_batch, ..config.placement.clone() };
@@ -339,16 +339,20 @@ impl Cluster {
             let (store_client, backend, shutdown) = (store_client.clone(), backend.clone(), shutdown.clone());
             async move {
                 let config = placement_config;
-                let result = switchboard_placement::serve(config, placement_listener, store_client, backend, shutdown);
+                let result = switchboard_placement::serve(
+                    config,
+                    placement_listener,
+                    store_client,
+                    backend.clone(),
+                    backend,
+                    shutdown,
+                );
                 ("placement", result.await.map_err(anyhow::Error::from))
             }
         });
 
-        let upstreams = switchboard_gateway::Upstreams {
-            auth: AuthClient::new(lazy_channel(&auth_url)?),
-            placement: PlacementClient::new(lazy_channel(&placement_url)?),
-            store: store_client,
-        };
+        let upstreams =
+            switchboard_gateway::Upstreams::new(lazy_channel(&auth_url)?, lazy_channel(&placement_url)?, store_channel);
         let api_listener = api_listener.into_std()?;
         if let Some(listener) = resolver_listener {
             let listener = listener.into_std()?;

@@ -37,6 +37,7 @@ impl Replica {
             listener,
             backend.clone(),
             backend.clone(),
+            backend.clone(),
             backend,
             shutdown.clone(),
         ));

@@ -27,13 +27,14 @@ pub mod tokens;
 
 use std::fmt;
 use std::sync::Arc;
+use tonic::server::NamedService;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::agent_admin_server::AgentAdminServer;
 use switchboard_proto::auth_server::AuthServer;
-use switchboard_store::{ApiRegistry, BackendError, DnsMappings, Enrolment};
+use switchboard_store::{ApiRegistry, BackendError, DnsMappings, Enrolment, Reachable};
 use tokio::net::TcpListener;
 
 /// Settings of the auth service; every replica must use the same values. Each field is one setting
@@ -177,13 +178,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Serves the `Auth` service and gRPC health on `listener` until `shutdown` is cancelled.
 ///
 /// Makes sure a signing key exists first (creating one if the backend has none), so the key set
-/// is never empty once health reports serving.
+/// is never empty once health reports serving. Health turns `NOT_SERVING` while `reachable` (the
+/// backend) does not answer and from the start of shutdown ([`switchboard_common::health::keep`]).
 pub async fn serve(
     config: AuthConfig,
     listener: TcpListener,
     registry: Arc<dyn ApiRegistry>,
     enrolment: Arc<dyn Enrolment>,
     dns: Arc<dyn DnsMappings>,
+    reachable: Arc<dyn Reachable>,
     shutdown: Shutdown,
 ) -> Result<()> {
     metrics::describe();
@@ -193,7 +196,10 @@ pub async fn serve(
     let agent_admin =
         agent_admin::AgentAdminService::new(service::AdminGuard::new(config.admin_token_sha256), enrolment, dns);
     let auth = service::AuthService::new(config, registry);
-    health_reporter.set_serving::<AuthServer<service::AuthService>>().await;
+    let services =
+        vec![AuthServer::<service::AuthService>::NAME, AgentAdminServer::<agent_admin::AgentAdminService>::NAME];
+    let probe = Some(switchboard_store::reachable::probe(reachable));
+    switchboard_common::health::keep(health_reporter, services, probe, shutdown.clone()).await;
     let router = switchboard_common::grpc::server_builder()?
         .add_service(health_service)
         .add_service(AuthServer::new(auth))

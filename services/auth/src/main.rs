@@ -89,7 +89,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, admin = auth_config.admin_token_sha256.is_some(), "auth starting");
     let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_auth::serve(auth_config, listener, backend.clone(), backend.clone(), backend, shutdown).await?;
+    switchboard_auth::serve(
+        auth_config,
+        listener,
+        backend.clone(),
+        backend.clone(),
+        backend.clone(),
+        backend,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

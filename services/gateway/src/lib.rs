@@ -24,6 +24,7 @@ pub mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod readiness;
 pub mod resolver;
 pub mod routes;
 pub mod scope;
@@ -159,9 +160,29 @@ pub struct Upstreams {
     pub placement: PlacementClient<GrpcChannel>,
     /// Sessions and servers.
     pub store: SessionStoreClient<GrpcChannel>,
+    /// The channels under the clients, for their health checks.
+    channels: [(&'static str, GrpcChannel); 3],
 }
 
 impl Upstreams {
+    /// Clients over the channels to auth, placement and session-store.
+    pub fn new(auth: GrpcChannel, placement: GrpcChannel, store: GrpcChannel) -> Self {
+        Self {
+            auth: AuthClient::new(auth.clone()),
+            placement: PlacementClient::new(placement.clone()),
+            store: SessionStoreClient::new(store.clone()),
+            channels: [("auth", auth), ("placement", placement), ("session-store", store)],
+        }
+    }
+
+    /// A gRPC health probe of each upstream, by name.
+    pub fn probes(&self) -> Vec<(&'static str, switchboard_common::health::Probe)> {
+        self.channels
+            .iter()
+            .map(|(name, channel)| (*name, switchboard_common::health::grpc_probe(channel.clone())))
+            .collect()
+    }
+
     /// The DNS names registered for `server_id` (`register-server-dns-mappings`), if any.
     pub async fn server_dns_names(&self, server_id: &str) -> Result<Option<switchboard_proto::ServerDnsNames>> {
         let request = switchboard_proto::GetServerDnsNamesRequest { server_ids: vec![server_id.to_owned()] };
@@ -183,16 +204,19 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Cancelled when the process drains; readiness turns false.
     pub shutdown: Shutdown,
+    /// The upstreams' reachability, for readiness.
+    pub readiness: Arc<readiness::Readiness>,
 }
 
 impl AppState {
     /// State verifying tokens with the auth service's key set.
     pub fn new(config: GatewayConfig, upstreams: Upstreams, shutdown: Shutdown) -> Self {
         let tokens = auth::token_verifier(upstreams.auth.clone(), config.verifier(), config.client_cache_ttl());
-        Self::with_token_check(config, upstreams, tokens, shutdown)
+        let readiness = readiness::Readiness::watch(upstreams.probes(), shutdown.clone());
+        Self { readiness, ..Self::with_token_check(config, upstreams, tokens, shutdown) }
     }
 
-    /// State with a custom token check (tests).
+    /// State with a custom token check and no upstream health checks (tests).
     pub fn with_token_check(
         config: GatewayConfig,
         upstreams: Upstreams,
@@ -200,7 +224,8 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let limits = Arc::new(limits::Limits::new(config.limits));
-        Self { config: Arc::new(config), upstreams, tokens, limits, shutdown }
+        let readiness = Arc::default();
+        Self { config: Arc::new(config), upstreams, tokens, limits, shutdown, readiness }
     }
 }
 

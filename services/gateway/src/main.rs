@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 use switchboard_common::config::{self, InternalTlsSettings, TelemetrySettings, TlsSettings};
 use switchboard_common::grpc::replica_channel;
 use switchboard_gateway::{GatewayConfig, Upstreams};
-use switchboard_proto::{
-    auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
-};
 
 /// Every setting of the binary: its own, then the gateway's and the shared ones (flattened: one flat set
 /// of file keys and flags).
@@ -95,11 +92,11 @@ async fn main() -> anyhow::Result<()> {
 /// Everything after the settings: bind, serve until a signal.
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let identity = settings.tls.identity()?;
-    let upstreams = Upstreams {
-        auth: AuthClient::new(replica_channel(&settings.auth_url).context("auth_url")?),
-        placement: PlacementClient::new(replica_channel(&settings.placement_url).context("placement_url")?),
-        store: SessionStoreClient::new(replica_channel(&settings.store_url).context("store_url")?),
-    };
+    let upstreams = Upstreams::new(
+        replica_channel(&settings.auth_url).context("auth_url")?,
+        replica_channel(&settings.placement_url).context("placement_url")?,
+        replica_channel(&settings.store_url).context("store_url")?,
+    );
     let gateway_config = settings.gateway;
     gateway_config.validate().map_err(anyhow::Error::msg)?;
     let bind = |addr: SocketAddr| -> anyhow::Result<std::net::TcpListener> {

@@ -35,13 +35,14 @@ pub mod service;
 pub mod validate;
 
 use std::{sync::Arc, time::Duration};
+use tonic::server::NamedService;
 
 use serde::{Deserialize, Serialize};
 
 use switchboard_common::grpc::GrpcChannel;
 use switchboard_common::{ErrorCode, ServiceError, Shutdown};
 use switchboard_proto::{placement_server::PlacementServer, session_store_client::SessionStoreClient};
-use switchboard_store::{BackendError, Idempotency};
+use switchboard_store::{BackendError, Idempotency, Reachable};
 use tokio::net::TcpListener;
 
 pub use service::PlacementService;
@@ -242,12 +243,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Serves `Placement` and gRPC health on `listener` until `shutdown` is
 /// cancelled; then lets in-flight calls finish and waits (up to
 /// `create_timeout`) for background placements to complete. `idempotency`
-/// keeps the `Idempotency-Key` records (the store every replica shares).
+/// keeps the `Idempotency-Key` records (the store every replica shares); health turns `NOT_SERVING`
+/// while `reachable` (that store) does not answer and from the start of shutdown.
 pub async fn serve(
     config: PlacementConfig,
     listener: TcpListener,
     store: SessionStoreClient<GrpcChannel>,
     idempotency: Arc<dyn Idempotency>,
+    reachable: Arc<dyn Reachable>,
     shutdown: Shutdown,
 ) -> Result<()> {
     metrics::describe();
@@ -263,7 +266,14 @@ pub async fn serve(
     });
     let worker = tokio::spawn(service.queue_worker().run(background.clone()));
     let (reporter, health) = switchboard_common::grpc::health();
-    reporter.set_serving::<PlacementServer<PlacementService>>().await;
+    let probe = Some(switchboard_store::reachable::probe(reachable));
+    switchboard_common::health::keep(
+        reporter,
+        vec![PlacementServer::<PlacementService>::NAME],
+        probe,
+        shutdown.clone(),
+    )
+    .await;
     let router =
         switchboard_common::grpc::server_builder()?.add_service(health).add_service(PlacementServer::new(service));
     tracing::info!(addr = ?listener.local_addr().ok(), "placement serving");

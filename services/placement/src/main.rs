@@ -99,7 +99,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     tracing::info!(listen = %listener.local_addr()?, store = %settings.store_url, "placement starting");
     let shutdown = switchboard_common::shutdown::on_signals();
-    switchboard_placement::serve(placement_config, listener, store, backend, shutdown).await?;
+    switchboard_placement::serve(placement_config, listener, store, backend.clone(), backend, shutdown).await?;
     Ok(())
 }
 

@@ -321,7 +321,14 @@ impl Harness {
         for _ in 0..replicas {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             placement_urls.push(format!("http://{}", listener.local_addr().unwrap()));
-            tokio::spawn(serve(config.clone(), listener, store_client.clone(), backend.clone(), shutdown.clone()));
+            tokio::spawn(serve(
+                config.clone(),
+                listener,
+                store_client.clone(),
+                backend.clone(),
+                backend.clone(),
+                shutdown.clone(),
+            ));
         }
         let client = PlacementClient::new(lazy_channel(&placement_urls[0]).unwrap());
         Self { backend, store, store_client, client, shutdown }

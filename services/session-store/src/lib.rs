@@ -37,6 +37,7 @@ pub mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::server::NamedService;
 
 use serde::{Deserialize, Serialize};
 
@@ -244,10 +245,15 @@ pub async fn serve(
         config.connection_token_single_use,
     ));
 
+    // Both ports: NOT_SERVING while the backend does not answer and from the start of shutdown.
     let (store_health, store_health_service) = health();
-    store_health.set_serving::<SessionStoreServer<StoreService>>().await;
+    let probe = switchboard_store::reachable::probe(backend.clone());
+    let store_names = vec![SessionStoreServer::<StoreService>::NAME];
+    switchboard_common::health::keep(store_health, store_names, Some(probe.clone()), shutdown.clone()).await;
     let (link_health, link_health_service) = health();
-    link_health.set_serving::<AgentLinkServer<AgentLinkService>>().await;
+    let link_names = vec![AgentLinkServer::<AgentLinkService>::NAME];
+    let link_http_health = switchboard_common::health::http_router(link_health.clone());
+    switchboard_common::health::keep(link_health, link_names, Some(probe), shutdown.clone()).await;
 
     let grpc_router = switchboard_common::grpc::server_builder()?.add_service(store_health_service).add_service(store);
     let agent_router = tonic::service::Routes::new(link_health_service)
@@ -255,7 +261,8 @@ pub async fn serve(
         .add_service(enrolment)
         .prepare()
         .into_axum_router()
-        .merge(agent_link::verifier::router(verifier));
+        .merge(agent_link::verifier::router(verifier))
+        .merge(link_http_health);
 
     let stop_liveness = shutdown.child_token();
     let liveness = tokio::spawn(agent_link::liveness::run(backend, config.clone(), stop_liveness.clone()));

@@ -11,6 +11,7 @@ mod idempotency;
 mod owner_counts;
 mod ownership;
 mod queue;
+mod reachable;
 mod registry;
 mod secrets;
 mod servers;
@@ -38,6 +39,7 @@ where
     secrets::run(&make).await;
     dns::run(&make).await;
     idempotency::run(&make).await;
+    reachable::run(&make).await;
 }
 
 /// A CREATING, unplaced session.

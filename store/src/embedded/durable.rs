@@ -226,6 +226,12 @@ impl Durable {
         txn.commit().map_err(storage)
     }
 
+    /// A read transaction opened and closed: the file is usable.
+    pub(super) fn ping(&self) -> BackendResult<()> {
+        self.db.begin_read().map_err(storage)?;
+        Ok(())
+    }
+
     pub(super) fn dns_mappings(&self) -> BackendResult<DnsMappingSet> {
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(SETTINGS).map_err(storage)?;

@@ -8,7 +8,7 @@ use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRe
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Secrets,
+    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Reachable, Secrets,
     ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 
@@ -592,6 +592,13 @@ impl DnsMappings for RedisBackend {
         DnsMappingSet::decode(bytes.as_slice())
             .map(|set| set.mappings)
             .map_err(|error| BackendError::Corrupt(format!("dns-mappings: {error}")))
+    }
+}
+
+#[async_trait]
+impl Reachable for RedisBackend {
+    async fn ping(&self) -> BackendResult<()> {
+        self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
 }
 

@@ -14,11 +14,8 @@ use switchboard_gateway::{
 };
 use switchboard_proto::{
     self as pb,
-    auth_client::AuthClient,
     auth_server::{Auth, AuthServer},
-    placement_client::PlacementClient,
     placement_server::{Placement, PlacementServer},
-    session_store_client::SessionStoreClient,
     session_store_server::{SessionStore, SessionStoreServer},
 };
 use tonic::{Request as GrpcRequest, Response, Status};
@@ -445,6 +442,8 @@ impl TokenCheck for FakeTokens {
 pub struct Upstream {
     pub fakes: Fakes,
     pub upstreams: Upstreams,
+    /// The fakes' gRPC health (serving until a test says otherwise).
+    pub health: tonic_health::server::HealthReporter,
     pub shutdown: Shutdown,
 }
 
@@ -460,19 +459,17 @@ pub async fn start_fakes() -> Upstream {
     let shutdown = Shutdown::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let (health, health_service) = switchboard_common::grpc::health();
     let router = switchboard_common::grpc::server_builder()
         .unwrap()
+        .add_service(health_service)
         .add_service(AuthServer::new(fakes.clone()))
         .add_service(PlacementServer::new(fakes.clone()))
         .add_service(SessionStoreServer::new(fakes.clone()));
     tokio::spawn(switchboard_common::grpc::serve_router(router, listener, shutdown.clone()));
     let channel = lazy_channel(&url).unwrap();
-    let upstreams = Upstreams {
-        auth: AuthClient::new(channel.clone()),
-        placement: PlacementClient::new(channel.clone()),
-        store: SessionStoreClient::new(channel),
-    };
-    Upstream { fakes, upstreams, shutdown }
+    let upstreams = Upstreams::new(channel.clone(), channel.clone(), channel);
+    Upstream { fakes, upstreams, health, shutdown }
 }
 
 impl Upstream {
