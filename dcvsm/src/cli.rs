@@ -218,6 +218,11 @@ pub struct CloseServers {
     /// Close even servers with running sessions.
     #[arg(long)]
     pub force: bool,
+    /// Without `--force`: let a server with running sessions drain for at most this many seconds (no new
+    /// sessions; closed when the last one ends or at the deadline); 0: refuse it. Default: the broker's
+    /// setting. A Switchboard addition (`DrainTimeoutSeconds`).
+    #[arg(long, conflicts_with = "force", value_parser = clap::value_parser!(u32).range(0..=604_800))]
+    pub drain_timeout_seconds: Option<u32>,
 }
 
 /// `get-session-connection-data`.

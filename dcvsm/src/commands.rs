@@ -92,7 +92,13 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
             let body: Vec<Value> = args
                 .server_ids
                 .iter()
-                .map(|id| if args.force { json!({"ServerId": id, "Force": true}) } else { json!({"ServerId": id}) })
+                .map(|id| {
+                    let mut item = Map::new();
+                    item.insert("ServerId".into(), json!(id));
+                    put(&mut item, "Force", args.force.then_some(Value::Bool(true)));
+                    put(&mut item, "DrainTimeoutSeconds", args.drain_timeout_seconds.map(Value::from));
+                    Value::Object(item)
+                })
                 .collect();
             servers(broker, "closeServers", "/CloseServerRequestData/ServerId", Value::Array(body)).await
         }
@@ -203,9 +209,16 @@ fn raw_items(raw: &str, key: &str) -> Result<Vec<String>> {
 async fn servers(broker: &Broker, operation: &str, failed_id: &'static str, body: Value) -> Result<Outcome> {
     let answer = broker.call(Method::POST, &[operation], Some(&body)).await?;
     let response = answer.0.clone();
+    // A closed server that drains says until when (a Switchboard addition); the column only then.
+    let draining = output::rows(&response, "/SuccessfulList").iter().any(|row| row.get("DrainDeadline").is_some());
+    let successful: &[Column] = if draining {
+        &[("ServerId", "/ServerId"), ("DrainDeadline", "/DrainDeadline")]
+    } else {
+        &[("ServerId", "/ServerId")]
+    };
     let table = output::lists(
         &response,
-        &[("ServerId", "/ServerId")],
+        successful,
         &[("ServerId", failed_id), ("FailureCode", "/FailureCode"), ("FailureReason", "/FailureReason")],
     );
     Ok(Outcome::new(answer, table))

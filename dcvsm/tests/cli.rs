@@ -99,6 +99,26 @@ async fn every_command_against_switchboard_up() {
     assert_eq!(ready["Server"]["Id"], a.as_str(), "placed on the required server: {ready}");
     assert_eq!(ready["MaxConcurrentClients"], 2, "{ready}");
 
+    // close-servers --drain-timeout-seconds: the server with a session drains; the table says until when.
+    let drained = run(h.dcvsm(&[
+        "--output-format",
+        "table",
+        "close-servers",
+        "--server-ids",
+        &a,
+        "--drain-timeout-seconds",
+        "600",
+    ]))
+    .await
+    .expect_code(0)
+    .stdout;
+    let row = drained.lines().nth(2).unwrap_or_default();
+    assert!(drained.starts_with("Successful\nServerId") && drained.contains("DrainDeadline"), "{drained}");
+    assert!(row.starts_with(&a) && row.ends_with('Z'), "the server and its deadline: {drained}");
+    let described = run(h.dcvsm(&["describe-servers", "--server-ids", &a])).await.expect_code(0).json();
+    assert_eq!(described["Servers"][0]["Draining"], true, "{described}");
+    run(h.dcvsm(&["open-servers", "--server-ids", &a])).await.expect_code(0);
+
     // The remaining create-session options reach the API as the contract spells them.
     let permissions = h.home.path().join("create.perm");
     std::fs::write(&permissions, "[permissions]\n%owner% allow builtin\n").unwrap();
@@ -388,6 +408,8 @@ async fn exit_codes_are_the_originals() {
     // 252: an option value is invalid.
     run(dcvsm(&["describe-sessions", "--max-results", "0"])).await.expect_code(252);
     run(dcvsm(&["describe-servers", "--max-results", "1001"])).await.expect_code(252);
+    run(dcvsm(&["close-servers", "--server-ids", "s", "--drain-timeout-seconds", "604801"])).await.expect_code(252);
+    run(dcvsm(&["close-servers", "--server-ids", "s", "--force", "--drain-timeout-seconds", "5"])).await.expect_code(2);
     run(dcvsm(&["create-session", "--name", "n", "--owner", "o", "--type", "Desktop"])).await.expect_code(252);
     let missing = home.path().join("missing.txt");
     let args = ["--broker-url", "https://127.0.0.1:1", "update-session-permissions", "--session-id", "s"];

@@ -31,6 +31,15 @@ pub const RECORD_SESSIONS_MAX: usize = 1000;
 /// Bounds one call's work (one Redis pipeline, one hold of the embedded lock).
 pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;
 
+/// Longest drain of a server closed without Force while sessions run on it (CloseServers'
+/// `DrainTimeoutSeconds`, session-store's `drain_timeout_seconds` setting), in seconds: 7 days. The gateway
+/// refuses a longer item; session-store checks the same bound.
+pub const DRAIN_TIMEOUT_MAX_SECONDS: u32 = 7 * 24 * 3600;
+
+/// CloseServers' `FailureCode` for a server with sessions closed without Force when it may not drain
+/// (`DrainTimeoutSeconds` 0, the default): the original broker's answer.
+pub const SERVER_HAS_SESSIONS: &str = "SERVER_HAS_SESSIONS";
+
 /// Longest `Idempotency-Key` accepted on CreateSessions, in characters (each printable ASCII). The
 /// gateway answers 400 beyond it; placement checks the same bound.
 pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;

@@ -1,6 +1,6 @@
 //! The embedded backend: one process, durable where it matters.
 //!
-//! API clients, signing keys, server `open` flags, agent enrolment and DNS mappings live in
+//! API clients, signing keys, server `open` flags (and drain deadlines), agent enrolment and DNS mappings live in
 //! a redb file (`<dir>/switchboard.redb`, see [`durable`]) and survive
 //! restarts. Sessions, server reports and agent ownership live in memory:
 //! after a restart every agent reconnects and its hello carries the full
@@ -44,9 +44,9 @@ use switchboard_proto::{
 
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth,
-    QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord,
-    StreamOwnership,
+    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency,
+    IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
+    SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 
@@ -257,6 +257,25 @@ impl Memory {
         view
     }
 
+    /// Writes a known server's operator state, durable first (a failed write changes nothing), with a
+    /// new revision and a feed change; returns its view. The caller holds the lock across the write.
+    fn set_server_state(
+        &mut self,
+        durable: &Durable,
+        server_id: &str,
+        open: bool,
+        drain_deadline_unix_ms: i64,
+    ) -> BackendResult<ServerRecord> {
+        durable.set_server_state(server_id, Some((open, drain_deadline_unix_ms)))?;
+        let server = self.servers.get_mut(server_id).expect("the caller checked the server is known");
+        server.open = open;
+        server.drain_deadline_unix_ms = drain_deadline_unix_ms;
+        server.revision += 1;
+        let server = server.clone();
+        self.feed.touch(server_id);
+        Ok(self.server_view(&server))
+    }
+
     fn index(&mut self, session: &SessionRecord) {
         self.feed.touch(&session.server_id);
         if !session.server_id.is_empty() {
@@ -462,18 +481,19 @@ impl Servers for EmbeddedBackend {
         default_open: bool,
         fence: Option<&Fence>,
     ) -> BackendResult<ServerRecord> {
-        // Read the durable flag before locking: only needed for servers not in memory.
+        // Read the durable state before locking: only needed for servers not in memory.
         let known = self.memory().servers.contains_key(&report.id);
-        let stored_open = if known { None } else { self.durable.server_open(&report.id)? };
+        let stored = if known { None } else { self.durable.server_state(&report.id)? };
         let mut memory = self.memory();
         memory.check_fence(fence)?;
         match memory.servers.get(&report.id) {
             Some(existing) => {
                 report.open = existing.open;
+                report.drain_deadline_unix_ms = existing.drain_deadline_unix_ms;
                 report.revision = existing.revision + 1;
             }
             None => {
-                report.open = stored_open.unwrap_or(default_open);
+                (report.open, report.drain_deadline_unix_ms) = stored.unwrap_or((default_open, 0));
                 report.revision = 1;
             }
         }
@@ -495,23 +515,50 @@ impl Servers for EmbeddedBackend {
 
     async fn set_server_open(&self, server_id: &str, open: bool) -> BackendResult<ServerRecord> {
         // The lock is held across the (synchronous, rare) redb write so the
-        // durable flag and the in-memory one cannot disagree.
+        // durable state and the in-memory one cannot disagree.
         let mut memory = self.memory();
         if !memory.servers.contains_key(server_id) {
             return Err(BackendError::NotFound(format!("server {server_id}")));
         }
-        self.durable.set_server_open(server_id, Some(open))?;
-        let server = memory.servers.get_mut(server_id).expect("checked above");
-        server.open = open;
-        server.revision += 1;
-        let server = server.clone();
-        memory.feed.touch(server_id);
-        Ok(memory.server_view(&server))
+        Ok(memory.set_server_state(&self.durable, server_id, open, 0)?)
+    }
+
+    async fn close_server(&self, server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<CloseOutcome> {
+        // One hold of the lock for the check and the write: `assign_session` takes it too.
+        let mut memory = self.memory();
+        let Some(server) = memory.servers.get(server_id) else {
+            return Err(BackendError::NotFound(format!("server {server_id}")));
+        };
+        let counts = memory.counts.get(server_id);
+        let has_sessions = counts.is_some_and(|c| c.console + c.virtual_sessions > 0);
+        if has_sessions && drain_deadline_unix_ms <= 0 {
+            return Ok(CloseOutcome::HasSessions);
+        }
+        if !server.open && server.drain_deadline_unix_ms == 0 {
+            let server = server.clone();
+            return Ok(CloseOutcome::Closed(memory.server_view(&server)));
+        }
+        if !has_sessions {
+            return Ok(CloseOutcome::Closed(memory.set_server_state(&self.durable, server_id, false, 0)?));
+        }
+        let server = memory.set_server_state(&self.durable, server_id, false, drain_deadline_unix_ms)?;
+        Ok(CloseOutcome::Draining(server))
+    }
+
+    async fn finish_drain(&self, server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<bool> {
+        let mut memory = self.memory();
+        let draining = memory.servers.get(server_id).is_some_and(|server| {
+            drain_deadline_unix_ms > 0 && server.drain_deadline_unix_ms == drain_deadline_unix_ms
+        });
+        if draining {
+            memory.set_server_state(&self.durable, server_id, false, 0)?;
+        }
+        Ok(draining)
     }
 
     async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
         let mut memory = self.memory();
-        self.durable.set_server_open(server_id, None)?;
+        self.durable.set_server_state(server_id, None)?;
         if memory.servers.remove(server_id).is_some() {
             memory.feed.touch(server_id);
         }

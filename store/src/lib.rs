@@ -4,7 +4,7 @@
 //! any service may call it at once:
 //! - [`sessions`]: [`Sessions`], session records, compare-and-set updates and the atomic host
 //!   assignment ([`AssignOutcome`]);
-//! - [`servers`]: [`Servers`], what agents report of their hosts, the durable open flag and the fleet
+//! - [`servers`]: [`Servers`], what agents report of their hosts, the durable open flag (and drain) and the fleet
 //!   change feed ([`ServerChanges`]);
 //! - [`queue`]: [`CreateQueue`], the create-sessions queue with claims and leases;
 //! - [`ownership`]: [`StreamOwnership`], which session-store replica owns each agent stream, and the
@@ -59,7 +59,7 @@ pub use queue::{CreateQueue, QueueDepth, QueuePush};
 pub use reachable::Reachable;
 pub use registry::ApiRegistry;
 pub use secrets::Secrets;
-pub use servers::{ServerChanges, Servers};
+pub use servers::{CloseOutcome, ServerChanges, Servers};
 pub use sessions::{AssignOutcome, AssignRejection, Sessions};
 pub use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
 pub use switchboard_proto::{

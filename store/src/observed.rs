@@ -24,8 +24,8 @@ use switchboard_proto::{
 
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
-    BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth, QueuePush,
-    Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
+    BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth,
+    QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
 };
 
 /// A backend whose every call is traced and measured.
@@ -128,6 +128,8 @@ observed! {
     fn get_servers(ids: &[String]) -> BackendResult<Vec<ServerRecord>>;
     fn list_servers(after_id: &str, limit: usize) -> BackendResult<Vec<ServerRecord>>;
     fn set_server_open(server_id: &str, open: bool) -> BackendResult<ServerRecord>;
+    fn close_server(server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<CloseOutcome>;
+    fn finish_drain(server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<bool>;
     fn remove_server(server_id: &str) -> BackendResult<()>;
     fn forget_server(server_id: &str, expected_revision: u64) -> BackendResult<()>;
     fn server_changes(after_revision: u64, limit: usize) -> BackendResult<ServerChanges>;

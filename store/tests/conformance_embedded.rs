@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use switchboard_proto::ServerRecord;
+use switchboard_proto::{ServerRecord, SessionType};
 use switchboard_store::embedded::EmbeddedBackend;
-use switchboard_store::{ApiClientRecord, Backend, SigningKeyRecord};
+use switchboard_store::{ApiClientRecord, AssignOutcome, Backend, CloseOutcome, SigningKeyRecord};
 use switchboard_store::{ApiRegistry, DnsMappings, Idempotency, IdempotencyClaim, Servers, Sessions};
 use switchboard_store::{conformance, idempotency};
 
@@ -47,6 +47,11 @@ async fn durable_records_survive_a_restart() {
         backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
         backend.set_server_open("h1", false).await.unwrap();
         backend.insert_session(conformance::session("s1", "alice", Default::default()), None).await.unwrap();
+        backend.upsert_server_report(conformance::server("h2"), true, None).await.unwrap();
+        backend.insert_session(conformance::session("s2", "alice", SessionType::Virtual), None).await.unwrap();
+        assert!(matches!(backend.assign_session("s2", "h2").await.unwrap(), AssignOutcome::Assigned(_)));
+        let draining = backend.close_server("h2", 5_000).await.unwrap();
+        assert!(matches!(draining, CloseOutcome::Draining(_)), "{draining:?}");
         let mapping = conformance::dns::mapping("Ip", "10.0.0.1", "h1.internal", "");
         backend.replace_dns_mappings(vec![mapping]).await.unwrap();
     }
@@ -60,6 +65,9 @@ async fn durable_records_survive_a_restart() {
     let report =
         backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
     assert!(!report.open, "the stored open flag applies when the agent reports again");
+    let h2 =
+        backend.upsert_server_report(ServerRecord { id: "h2".into(), ..Default::default() }, true, None).await.unwrap();
+    assert_eq!((h2.open, h2.drain_deadline_unix_ms), (false, 5_000), "a drain survives, with its deadline");
 }
 
 /// A completed idempotency key answers retries after a restart too (keys live for a day), and an

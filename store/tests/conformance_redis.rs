@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use switchboard_proto::ServerRecord;
+use switchboard_proto::{ServerRecord, SessionType};
 use switchboard_store::redis::{RedisBackend, RedisConfig};
-use switchboard_store::{ApiClientRecord, Backend, BackendError, SigningKeyRecord, conformance};
-use switchboard_store::{ApiRegistry, Reachable, Servers};
+use switchboard_store::{
+    ApiClientRecord, AssignOutcome, Backend, BackendError, CloseOutcome, SigningKeyRecord, conformance,
+};
+use switchboard_store::{ApiRegistry, Reachable, Servers, Sessions};
 use switchboard_testkit::RedisServer;
 
 /// Upper bound for waiting on a recovering Redis.
@@ -42,6 +44,11 @@ async fn durable_records_survive_a_redis_restart() {
     backend.put_signing_key(key).await.unwrap();
     backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
     backend.set_server_open("h1", false).await.unwrap();
+    backend.upsert_server_report(conformance::server("h2"), true, None).await.unwrap();
+    backend.insert_session(conformance::session("s2", "alice", SessionType::Virtual), None).await.unwrap();
+    assert!(matches!(backend.assign_session("s2", "h2").await.unwrap(), AssignOutcome::Assigned(_)));
+    let draining = backend.close_server("h2", 5_000).await.unwrap();
+    assert!(matches!(draining, CloseOutcome::Draining(_)), "{draining:?}");
     drop(backend);
 
     redis.kill();
@@ -54,6 +61,8 @@ async fn durable_records_survive_a_redis_restart() {
     let report =
         backend.upsert_server_report(ServerRecord { id: "h1".into(), ..Default::default() }, true, None).await.unwrap();
     assert!(!report.open, "a new report keeps the stored flag");
+    let h2 = backend.get_servers(&["h2".into()]).await.unwrap().remove(0);
+    assert_eq!((h2.open, h2.drain_deadline_unix_ms), (false, 5_000), "a drain survives, with its deadline");
 }
 
 #[tokio::test]

@@ -115,6 +115,29 @@ impl Harness {
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
     }
 
+    /// Creates one VIRTUAL session of alice's and waits until it is READY; its id and its server's id.
+    async fn create_ready(&self, token: &str) -> (String, String) {
+        let created = self.call(token, "/createSessions", json!([{ "Owner": "alice", "Type": "VIRTUAL" }])).await;
+        let id = created["SuccessfulList"][0]["Id"].as_str().unwrap_or_else(|| panic!("created: {created}")).to_owned();
+        let ready = self.wait_for_state(token, &id, "READY").await;
+        let server = ready["Server"]["Id"].as_str().unwrap_or_else(|| panic!("on a server: {ready}")).to_owned();
+        (id, server)
+    }
+
+    /// Polls describeServers until `check` holds for server `id`; its last description.
+    async fn wait_for_server(&self, token: &str, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = self.call(token, "/describeServers", json!({ "ServerIds": [id] })).await;
+            let server = &body["Servers"][0];
+            if check(server) {
+                return server.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "server {id} never {what}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls describeSessions until the session reaches `state`.
     async fn wait_for_state(&self, token: &str, session_id: &str, state: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -628,5 +651,73 @@ async fn a_queued_request_survives_a_restart() {
     assert_eq!(opened["UnsuccessfulList"], json!([]), "{opened}");
     let ready = harness.wait_for_state(&token, &id, "READY").await;
     assert_eq!(ready["Server"]["Id"], ids[1].as_str(), "{ready}");
+    harness.cluster.stop().await;
+}
+
+/// Graceful drain (docs/saas.md, "Drain"): closed without Force with a drain timeout, a host with a session
+/// drains (a success that says so; describeServers shows it; new sessions go elsewhere) and closes when its
+/// last session ends; with a short timeout it closes at the deadline, its session still running; openServers
+/// cancels a drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_closed_without_force_drains() {
+    let harness = Harness::start(2).await;
+    let token = harness.token().await;
+    let (first, busy) = harness.create_ready(&token).await;
+    let servers = harness.call(&token, "/describeServers", json!({})).await;
+    let other = servers["Servers"].as_array().unwrap().iter().map(|s| s["Id"].as_str().unwrap()).find(|id| *id != busy);
+    let other = other.unwrap_or_else(|| panic!("two hosts: {servers}")).to_owned();
+    let drain = |id: &str, seconds: u32| json!([{ "ServerId": id, "DrainTimeoutSeconds": seconds }]);
+    let draining = |server: &Value| server["Draining"] == true;
+
+    let closed = harness.call(&token, "/closeServers", drain(&busy, 3600)).await;
+    assert_eq!(closed["UnsuccessfulList"], json!([]), "{closed}");
+    let entry = &closed["SuccessfulList"][0];
+    assert_eq!(
+        (entry["ServerId"].as_str(), entry["Draining"].as_bool()),
+        (Some(busy.as_str()), Some(true)),
+        "{closed}"
+    );
+    assert!(entry["DrainDeadline"].as_str().is_some_and(|t| t.ends_with('Z')), "{closed}");
+    let described = harness.call(&token, "/describeServers", json!({ "ServerIds": [busy] })).await;
+    let server = &described["Servers"][0];
+    assert!(draining(server), "{described}");
+    assert_eq!(server["UnavailabilityReason"], "SERVER_CLOSED", "closed for placement: {described}");
+    assert_eq!(server["DrainDeadline"], entry["DrainDeadline"], "{described}");
+    assert!(server["DrainSecondsLeft"].as_u64().is_some_and(|left| left > 0 && left <= 3600), "{described}");
+
+    // New sessions go to the other host.
+    for _ in 0..2 {
+        let (_, server) = harness.create_ready(&token).await;
+        assert_eq!(server, other, "no new session on the draining host");
+    }
+
+    // Its last session ends: it is closed, no longer draining.
+    harness.call(&token, "/deleteSessions", json!([{ "SessionId": first, "Owner": "alice" }])).await;
+    harness.wait_for_state(&token, &first, "DELETED").await;
+    let closed = harness.wait_for_server(&token, &busy, "closed", |s| !draining(s)).await;
+    assert_eq!(closed["UnavailabilityReason"], "SERVER_CLOSED", "{closed}");
+    assert!(closed.get("DrainDeadline").is_none() && closed.get("DrainSecondsLeft").is_none(), "{closed}");
+
+    // A short deadline: closed with its session still running.
+    harness.call(&token, "/openServers", json!([{ "ServerId": busy }])).await;
+    harness.call(&token, "/closeServers", json!([{ "ServerId": other, "Force": true }])).await;
+    let (running, server) = harness.create_ready(&token).await;
+    assert_eq!(server, busy, "the only open host");
+    let closed = harness.call(&token, "/closeServers", drain(&busy, 1)).await;
+    assert_eq!(closed["SuccessfulList"][0]["Draining"], true, "{closed}");
+    let closed = harness.wait_for_server(&token, &busy, "closed at its deadline", |s| !draining(s)).await;
+    assert_eq!(closed["UnavailabilityReason"], "SERVER_CLOSED", "{closed}");
+    harness.wait_for_state(&token, &running, "READY").await;
+
+    // openServers cancels a drain.
+    harness.call(&token, "/openServers", json!([{ "ServerId": busy }])).await;
+    let closed = harness.call(&token, "/closeServers", drain(&busy, 3600)).await;
+    assert_eq!(closed["SuccessfulList"][0]["Draining"], true, "{closed}");
+    let opened = harness.call(&token, "/openServers", json!([{ "ServerId": busy }])).await;
+    assert_eq!(opened["SuccessfulList"], json!([{ "ServerId": busy }]), "{opened}");
+    let described = harness.call(&token, "/describeServers", json!({ "ServerIds": [busy] })).await;
+    let server = &described["Servers"][0];
+    assert!(server.get("Draining").is_none(), "{described}");
+    assert_ne!(server["UnavailabilityReason"], "SERVER_CLOSED", "open again: {described}");
     harness.cluster.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Conversions between the API's JSON shapes and the proto records.
 
 use base64::Engine as _;
-use switchboard_common::time::rfc3339_ms;
+use switchboard_common::time::{now_ms, rfc3339_ms};
 use switchboard_proto as pb;
 
 use crate::model::{
@@ -53,7 +53,8 @@ pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) ->
 }
 
 /// `(Availability, UnavailabilityReason)` derived from the record, first
-/// matching cause wins: `UNREACHABLE_AGENT`, `SERVER_CLOSED`,
+/// matching cause wins: `UNREACHABLE_AGENT`, `SERVER_CLOSED` (a draining
+/// server too: it takes no new session; the additions say it drains),
 /// `UNHEALTHY_DCV_SERVER`, `UNKNOWN` (no telemetry reported yet),
 /// `SERVER_FULL` (virtual limit reached, or a Windows host whose one console
 /// session exists), `EXISTING_LOGGED_IN_USER` (a Windows host with a user
@@ -90,6 +91,7 @@ pub fn availability(record: &pb::ServerRecord) -> (&'static str, Option<&'static
 /// A server as the API shows it.
 pub fn server(record: &pb::ServerRecord) -> Server {
     let (availability, reason) = availability(record);
+    let draining = record.drain_deadline_unix_ms > 0;
     let port = record.endpoints.iter().find(|e| e.protocol.eq_ignore_ascii_case("HTTP")).map(|e| e.port.to_string());
     Server {
         id: record.id.clone(),
@@ -116,7 +118,16 @@ pub fn server(record: &pb::ServerRecord) -> Server {
         virtual_session_count: record.virtual_session_count,
         host: record.host.as_ref().map(host),
         tags: record.tags.iter().map(|t| KeyValuePair { key: t.key.clone(), value: t.value.clone() }).collect(),
+        draining: draining.then_some(true),
+        drain_deadline: draining.then(|| rfc3339_ms(record.drain_deadline_unix_ms)).flatten(),
+        drain_seconds_left: draining.then(|| drain_seconds_left(record.drain_deadline_unix_ms, now_ms())),
     }
+}
+
+/// Whole seconds from `now_ms` to `deadline_ms`, rounded up; 0 once due.
+pub fn drain_seconds_left(deadline_ms: i64, now_ms: i64) -> u64 {
+    let left_ms = u64::try_from(deadline_ms.saturating_sub(now_ms)).unwrap_or_default();
+    left_ms.div_ceil(1000)
 }
 
 fn host(info: &pb::HostInfo) -> Host {
@@ -196,6 +207,14 @@ pub fn create_spec(item: &CreateSessionRequestData) -> Result<pb::CreateSessionS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_seconds_left_rounds_up_and_stops_at_zero() {
+        assert_eq!(drain_seconds_left(12_000, 10_000), 2);
+        assert_eq!(drain_seconds_left(10_500, 10_000), 1, "a part of a second left counts as one");
+        assert_eq!(drain_seconds_left(10_000, 10_000), 0);
+        assert_eq!(drain_seconds_left(9_000, 10_000), 0, "past the deadline: 0 until the sweep closes it");
+    }
 
     #[test]
     fn server_port_is_the_first_http_endpoint_as_a_string() {

@@ -195,6 +195,17 @@ pub struct Server {
     pub host: Option<Host>,
     /// Server tags.
     pub tags: Vec<KeyValuePair>,
+    /// Addition: `true` while the server drains (closed without `Force` while sessions ran: no new
+    /// sessions, closed when the last one ends or at `DrainDeadline`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draining: Option<bool>,
+    /// Addition: when a draining server closes at the latest (RFC 3339); absent when not draining.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<String>,
+    /// Addition: whole seconds left until `DrainDeadline` (rounded up; 0 once due); absent when not
+    /// draining.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_seconds_left: Option<u64>,
 }
 
 /// A session as the API shows it.
@@ -570,15 +581,35 @@ pub struct CloseServerRequestData {
     /// Close even while sessions run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
+    /// Addition: without `Force`, how long a server with sessions may drain before it closes as with
+    /// `Force` (0..=604800 seconds; 0: refused while sessions run, as the original broker does). Absent:
+    /// session-store's `drain_timeout_seconds` setting. Ignored with `Force`. Signed so that a
+    /// negative value fails this item alone, as a missing `ServerId` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<i64>,
 }
 
-/// A server that was opened or closed (`OpenServerSuccessfulResponse`,
-/// `CloseServerSuccessfulResponse`: the same shape).
+/// A server that was opened (`OpenServerSuccessfulResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ServerIdResponse {
     /// Server id.
     pub server_id: String,
+}
+
+/// A server that was closed, or is draining (`CloseServerSuccessfulResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CloseServerSuccessfulResponse {
+    /// Server id.
+    pub server_id: String,
+    /// Addition: `true` when the server was left draining (closed for new sessions, closed for good when
+    /// its last session ends or at `DrainDeadline`); absent when it is closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draining: Option<bool>,
+    /// Addition: when the draining server closes at the latest (RFC 3339); absent when closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<String>,
 }
 
 /// A server that could not be opened.
@@ -623,8 +654,8 @@ pub struct OpenServersResponse {
 pub struct CloseServersResponse {
     /// Request id.
     pub request_id: String,
-    /// Closed servers.
-    pub successful_list: Vec<ServerIdResponse>,
+    /// Closed (or draining) servers.
+    pub successful_list: Vec<CloseServerSuccessfulResponse>,
     /// Servers not closed.
     pub unsuccessful_list: Vec<CloseServerUnsuccessfulResponse>,
 }

@@ -4,7 +4,7 @@ mod support;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{post_json, send, start_fakes};
 use switchboard_gateway::GatewayConfig;
 
@@ -389,7 +389,73 @@ async fn open_and_close_servers_keep_item_order_and_echo_failures() {
     assert_eq!(response["UnsuccessfulList"][0]["FailureCode"], "SERVER_HAS_SESSIONS");
     let seen = upstream.fakes.seen.lock().unwrap();
     let closes: Vec<(bool, bool)> = seen.open_requests.iter().skip(1).map(|r| (r.open, r.force)).collect();
-    assert_eq!(closes, [(false, false), (false, true)]);
+    assert_eq!(closes, [(false, true), (false, false)], "one call for the forced items, one for the others");
+}
+
+#[tokio::test]
+async fn close_servers_drains_with_a_timeout_and_checks_it_per_item() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let body = json!([
+        { "ServerId": "server-1", "DrainTimeoutSeconds": 600 },
+        { "ServerId": "server-1", "DrainTimeoutSeconds": 0 },
+        { "ServerId": "server-1" },
+        { "ServerId": "nope", "DrainTimeoutSeconds": 600 },
+        { "ServerId": "server-1", "DrainTimeoutSeconds": -1 },
+        { "ServerId": "server-1", "DrainTimeoutSeconds": 604_801 },
+        { "ServerId": "server-1", "Force": true, "DrainTimeoutSeconds": 5 },
+    ]);
+    let (status, response) = send(&router, post_json("/closeServers", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        response["SuccessfulList"],
+        json!([
+            { "ServerId": "server-1", "Draining": true, "DrainDeadline": "2023-11-14T22:23:20.000Z" },
+            { "ServerId": "server-1" },
+        ]),
+        "a drain is a success that says so; Force ignores the timeout"
+    );
+    let has_sessions = |item: Value| json!({ "CloseServerRequestData": item, "FailureCode": "SERVER_HAS_SESSIONS", "FailureReason": "Dcv server has sessions; close it with force to proceed." });
+    let out_of_range = |item: Value| json!({ "CloseServerRequestData": item, "FailureCode": "INVALID_REQUEST", "FailureReason": "DrainTimeoutSeconds must be between 0 and 604800" });
+    assert_eq!(
+        response["UnsuccessfulList"],
+        json!([
+            has_sessions(json!({ "ServerId": "server-1", "DrainTimeoutSeconds": 0 })),
+            has_sessions(json!({ "ServerId": "server-1" })),
+            { "CloseServerRequestData": { "ServerId": "nope", "DrainTimeoutSeconds": 600 }, "FailureCode": "DCV_SERVER_NOT_FOUND", "FailureReason": "Dcv server not found." },
+            out_of_range(json!({ "ServerId": "server-1", "DrainTimeoutSeconds": -1 })),
+            out_of_range(json!({ "ServerId": "server-1", "DrainTimeoutSeconds": 604_801 })),
+        ])
+    );
+    let seen = upstream.fakes.seen.lock().unwrap();
+    let calls: Vec<(bool, Option<u32>, usize)> =
+        seen.open_requests.iter().map(|r| (r.force, r.drain_timeout_seconds, r.server_ids.len())).collect();
+    assert_eq!(
+        calls,
+        [(true, None, 1), (false, None, 1), (false, Some(0), 1), (false, Some(600), 2)],
+        "one call per kind of item; the store's default when the item gives none"
+    );
+}
+
+#[tokio::test]
+async fn describe_servers_shows_a_drain_with_the_time_left() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let (status, body) = send(&router, post_json("/describeServers", r#"{"ServerIds":["draining-1"]}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let server = &body["Servers"][0];
+    assert_eq!(server["Draining"], true, "{server}");
+    assert_eq!(
+        (server["Availability"].as_str(), server["UnavailabilityReason"].as_str()),
+        (Some("UNAVAILABLE"), Some("SERVER_CLOSED"))
+    );
+    assert!(server["DrainDeadline"].as_str().is_some_and(|t| t.ends_with('Z')), "{server}");
+    let left = server["DrainSecondsLeft"].as_u64().unwrap();
+    assert!((1..=90).contains(&left), "at most the 90 s the fake set: {server}");
+    let (_, body) = send(&router, post_json("/describeServers", r#"{"ServerIds":["server-1"]}"#)).await;
+    for field in ["Draining", "DrainDeadline", "DrainSecondsLeft"] {
+        assert!(body["Servers"][0].get(field).is_none(), "{field} only while draining: {body}");
+    }
 }
 
 #[tokio::test]

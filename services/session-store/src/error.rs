@@ -15,6 +15,9 @@ pub enum Error {
     /// The agent port failed (bind, serve).
     #[error("agent port: {0}")]
     AgentPort(#[from] std::io::Error),
+    /// A setting is out of its range; the text names it and the bound.
+    #[error("{0}")]
+    Config(String),
     /// The agent port's TLS identity was refused.
     #[error(transparent)]
     Tls(#[from] switchboard_common::tls::TlsError),
@@ -50,7 +53,7 @@ impl ServiceError for Error {
             Self::AgentProtocol(_) => ErrorCode::InvalidArgument,
             Self::Tls(_) => ErrorCode::Internal,
             Self::Backend(error) => error.error_code(),
-            Self::Contract(_) | Self::InvalidPageToken(_) => ErrorCode::InvalidArgument,
+            Self::Contract(_) | Self::InvalidPageToken(_) | Self::Config(_) => ErrorCode::InvalidArgument,
             Self::HostTimeout(_) => ErrorCode::Timeout,
         }
     }

@@ -166,6 +166,13 @@ pub struct Timers {
     /// so a slow but successful create is confirmed by the host's inventory first.
     #[arg(long)]
     pub stalled_session_seconds: u64,
+    /// How long a server closed without Force while sessions run on it drains before it closes as with
+    /// Force, in seconds, when the CloseServers item gives no `DrainTimeoutSeconds`: draining, it takes no
+    /// new session, and it closes when its last session ends (within one update interval) or at the
+    /// deadline (its sessions keep running). 0 (the default): no drain, such a close is refused with
+    /// `SERVER_HAS_SESSIONS`, as the original broker does. At most 604800 (7 days).
+    #[arg(long)]
+    pub drain_timeout_seconds: u32,
 }
 
 impl Default for Timers {
@@ -175,6 +182,7 @@ impl Default for Timers {
             seconds_before_deleting_sessions_unreachable_server: 1800,
             deleted_session_retention_seconds: 300,
             stalled_session_seconds: 180,
+            drain_timeout_seconds: 0,
         }
     }
 }
@@ -228,11 +236,19 @@ pub async fn serve(
     agent_tls: Option<switchboard_common::tls::Identity>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let max_drain = switchboard_proto::contract::DRAIN_TIMEOUT_MAX_SECONDS;
+    if config.timers.drain_timeout_seconds > max_drain {
+        let why = format!("drain_timeout_seconds is {}, at most {max_drain}", config.timers.drain_timeout_seconds);
+        return Err(Error::Config(why));
+    }
     metrics::describe();
     let hub = Arc::new(AgentHub::default());
     let router =
         Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));
-    let store = SessionStoreServer::new(StoreService::new(backend.clone(), router).with_bounds(config.bounds()))
+    let service = StoreService::new(backend.clone(), router)
+        .with_bounds(config.bounds())
+        .with_drain_timeout_seconds(config.timers.drain_timeout_seconds);
+    let store = SessionStoreServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let link = AgentLinkServer::new(AgentLinkService::new(config.clone(), backend.clone(), hub, shutdown.clone()))

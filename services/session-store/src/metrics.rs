@@ -69,6 +69,7 @@ impl ServerCounts {
     pub fn add(&mut self, server: &ServerRecord) {
         let availability = match (server.reachable, server.open) {
             (false, _) => "unreachable",
+            (true, false) if server.drain_deadline_unix_ms > 0 => "draining",
             (true, false) => "closed",
             (true, true) => "open",
         };
@@ -83,7 +84,7 @@ impl ServerCounts {
 
     /// Sets the gauges (every combination, zeros included).
     pub fn publish(&self) {
-        for availability in ["open", "closed", "unreachable"] {
+        for availability in ["open", "draining", "closed", "unreachable"] {
             for family in ["linux", "windows", "other"] {
                 let count = self.0.get(&(availability, family)).copied().unwrap_or_default();
                 metrics::gauge!("switchboard_servers", "availability" => availability, "os_family" => family)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_common::time::now_ms;
-use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
+use switchboard_proto::contract::{DRAIN_TIMEOUT_MAX_SECONDS, OWNER_COUNTS_MAX_SERVERS, SERVER_HAS_SESSIONS};
 use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
@@ -27,7 +27,7 @@ use crate::dns_names::DnsNames;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{FORWARDED_HEADER, HostCommands};
 use crate::{creation, lifecycle};
-use switchboard_store::{AssignOutcome, Backend, BackendError, QueuePush};
+use switchboard_store::{AssignOutcome, Backend, BackendError, CloseOutcome, QueuePush};
 
 /// Largest page a list call returns.
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -63,6 +63,9 @@ pub struct StoreService {
     tokens: PageTokens,
     dns_names: DnsNames,
     bounds: lifecycle::Bounds,
+    /// How long a server closed without force drains when the call gives no timeout, in seconds (the
+    /// `drain_timeout_seconds` setting; 0: no drain, the original broker's refusal).
+    drain_timeout_seconds: u32,
 }
 
 impl StoreService {
@@ -72,12 +75,26 @@ impl StoreService {
     pub fn new(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>) -> Self {
         let tokens = PageTokens::new(backend.clone());
         let dns_names = DnsNames::new(backend.clone());
-        Self { backend, hosts, tokens, dns_names, bounds: crate::Timers::default().bounds() }
+        let timers = crate::Timers::default();
+        Self {
+            backend,
+            hosts,
+            tokens,
+            dns_names,
+            bounds: timers.bounds(),
+            drain_timeout_seconds: timers.drain_timeout_seconds,
+        }
     }
 
     /// The lifecycle's bounds (the `stalled_session_seconds` setting) instead of the defaults.
     pub fn with_bounds(mut self, bounds: lifecycle::Bounds) -> Self {
         self.bounds = bounds;
+        self
+    }
+
+    /// The `drain_timeout_seconds` setting instead of the default (0, no drain).
+    pub fn with_drain_timeout_seconds(mut self, seconds: u32) -> Self {
+        self.drain_timeout_seconds = seconds;
         self
     }
 
@@ -274,15 +291,22 @@ impl SessionStore for StoreService {
         request: Request<SetServersOpenRequest>,
     ) -> Result<Response<SetServersOpenResponse>, Status> {
         let request = request.into_inner();
-        let mut outcomes = Vec::new();
+        let change = match (request.open, request.force) {
+            (true, _) => OpenChange::Open,
+            (false, true) => OpenChange::ForceClose,
+            (false, false) => {
+                let seconds = request.drain_timeout_seconds.unwrap_or(self.drain_timeout_seconds);
+                if seconds > DRAIN_TIMEOUT_MAX_SECONDS {
+                    return Err(contract(format!("drain_timeout_seconds must be at most {DRAIN_TIMEOUT_MAX_SECONDS}")));
+                }
+                // One deadline for the whole call, read once from the broker's clock.
+                let deadline = if seconds == 0 { 0 } else { now_ms().saturating_add(i64::from(seconds) * 1000) };
+                OpenChange::Close { drain_deadline_unix_ms: deadline }
+            }
+        };
+        let mut outcomes = Vec::with_capacity(request.server_ids.len());
         for server_id in request.server_ids {
-            let failure = set_one_open(&*self.backend, &server_id, request.open, request.force).await?;
-            let (failure_code, failure_reason) = failure.unwrap_or_default();
-            outcomes.push(SetServerOpenOutcome {
-                server_id,
-                failure_code: failure_code.to_owned(),
-                failure_reason: failure_reason.to_owned(),
-            });
+            outcomes.push(set_one_open(&*self.backend, server_id, change).await?);
         }
         Ok(Response::new(SetServersOpenResponse { outcomes }))
     }
@@ -451,26 +475,52 @@ impl SessionStore for StoreService {
     }
 }
 
-/// Opens or closes one server; `Some((code, reason))` when refused.
+/// What one `SetServersOpen` call does to each of its servers.
+#[derive(Debug, Clone, Copy)]
+enum OpenChange {
+    /// Open (a drain under way is cancelled).
+    Open,
+    /// Close with force: at once, whatever runs (a drain under way ends).
+    ForceClose,
+    /// Close without force: a server with sessions drains until the deadline, or is refused with 0.
+    Close { drain_deadline_unix_ms: i64 },
+}
+
+/// Applies `change` to one server; its outcome (a failure code for an unknown server or a refusal).
 async fn set_one_open(
     backend: &dyn Backend,
-    server_id: &str,
-    open: bool,
-    force: bool,
-) -> Result<Option<(&'static str, &'static str)>, Status> {
+    server_id: String,
+    change: OpenChange,
+) -> Result<SetServerOpenOutcome, Status> {
     const NOT_FOUND: (&str, &str) = ("DCV_SERVER_NOT_FOUND", "Dcv server not found.");
-    if backend.get_servers(&[server_id.to_owned()]).await.map_err(store_status)?.is_empty() {
-        return Ok(Some(NOT_FOUND));
-    }
-    if !open && !force {
-        let sessions = backend.sessions_on_server(server_id).await.map_err(store_status)?;
-        if sessions.iter().any(|s| s.state() != SessionState::Deleted) {
-            return Ok(Some(("SERVER_HAS_SESSIONS", "Dcv server has sessions; close it with force to proceed.")));
+    const HAS_SESSIONS: (&str, &str) =
+        (SERVER_HAS_SESSIONS, "Dcv server has sessions; close it with force to proceed.");
+    let result = match change {
+        OpenChange::Open => backend.set_server_open(&server_id, true).await.map(|_| Ok(0)),
+        OpenChange::ForceClose => backend.set_server_open(&server_id, false).await.map(|_| Ok(0)),
+        OpenChange::Close { drain_deadline_unix_ms } => {
+            backend.close_server(&server_id, drain_deadline_unix_ms).await.map(|outcome| match outcome {
+                CloseOutcome::Closed(_) => Ok(0),
+                CloseOutcome::Draining(server) => {
+                    tracing::info!(server_id = %server.id, drain_deadline_unix_ms, "server draining");
+                    Ok(server.drain_deadline_unix_ms)
+                }
+                CloseOutcome::HasSessions => Err(HAS_SESSIONS),
+            })
         }
-    }
-    match backend.set_server_open(server_id, open).await {
-        Ok(_) => Ok(None),
-        Err(BackendError::NotFound(_)) => Ok(Some(NOT_FOUND)),
-        Err(error) => Err(store_status(error)),
-    }
+    };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(BackendError::NotFound(_)) => Err(NOT_FOUND),
+        Err(error) => return Err(store_status(error)),
+    };
+    Ok(match outcome {
+        Ok(drain_deadline_unix_ms) => SetServerOpenOutcome { server_id, drain_deadline_unix_ms, ..Default::default() },
+        Err((code, reason)) => SetServerOpenOutcome {
+            server_id,
+            failure_code: code.to_owned(),
+            failure_reason: reason.to_owned(),
+            drain_deadline_unix_ms: 0,
+        },
+    })
 }

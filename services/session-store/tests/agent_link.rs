@@ -190,8 +190,9 @@ async fn agent_stream_lifecycle() {
     let result = within("send_command", call).await.unwrap().unwrap().into_inner();
     assert_eq!(result.command_id, command.command_id);
 
-    // Closing a server with sessions needs force; unknown servers are reported.
-    let request = SetServersOpenRequest { server_ids: vec!["h1".into(), "nope".into()], open: false, force: false };
+    // Closing a server with sessions needs force (no drain by default); unknown servers are reported.
+    let ids = vec!["h1".into(), "nope".into()];
+    let request = SetServersOpenRequest { server_ids: ids, open: false, force: false, drain_timeout_seconds: None };
     let outcomes = replica.store.set_servers_open(request).await.unwrap().into_inner().outcomes;
     assert_eq!(outcomes[0].failure_code, "SERVER_HAS_SESSIONS");
     assert_eq!(outcomes[1].failure_code, "DCV_SERVER_NOT_FOUND");
@@ -660,4 +661,98 @@ async fn servers_carry_the_broker_reserved_tags() {
     assert_eq!(unlimited, ["dcv:os-family=linux"], "no limit, no max-virtual-sessions tag");
     drop(agents);
     replica.stop().await;
+}
+
+/// A SetServersOpen call for `h1`: open, or close without force with a drain timeout.
+fn set_h1(open: bool, drain_timeout_seconds: u32) -> SetServersOpenRequest {
+    let drain_timeout_seconds = (!open).then_some(drain_timeout_seconds);
+    SetServersOpenRequest { server_ids: vec!["h1".into()], open, force: false, drain_timeout_seconds }
+}
+
+/// Graceful drain on each backend, through two replicas sharing it: the host's stream on r1, every call
+/// on r2, and either replica's sweep may finish the drain.
+#[tokio::test]
+async fn a_server_closed_without_force_drains_until_its_sessions_end_or_its_deadline() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        // Sweeps every second, so a drain that is due ends within a second or two.
+        let config = StoreConfig { update_interval_seconds: 1, ..StoreConfig::default() };
+        let r1 = start_replica_with("r1", backend.clone(), config.clone()).await;
+        let mut r2 = start_replica_with("r2", backend.clone(), config).await;
+        let mut agent = connect(&r1, hello("h1", AGENT_PROTOCOL_VERSION)).await.unwrap();
+        assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+        assert_eq!(r2.session_state("s1").await, SessionState::Ready, "{name}: the host's session");
+        let mut store = r2.store.clone();
+
+        // Closed without force while s1 runs: draining, a success that says until when.
+        let outcome = store.set_servers_open(set_h1(false, 3600)).await.unwrap().into_inner().outcomes.remove(0);
+        assert_eq!(outcome.failure_code, "", "{name}: a drain is a success: {outcome:?}");
+        let deadline = outcome.drain_deadline_unix_ms;
+        assert!(deadline > switchboard_common::time::now_ms(), "{name}: a deadline ahead: {outcome:?}");
+        assert_eq!(drain_state(&mut store, "h1").await, Some((false, deadline)), "{name}: listed as draining");
+
+        // No new session is placed on it.
+        let fresh = switchboard_store::conformance::session("fresh", "alice", SessionType::Virtual);
+        store.record_sessions(RecordSessionsRequest { sessions: vec![fresh] }).await.unwrap();
+        let request = AssignSessionRequest { session_id: "fresh".into(), server_id: "h1".into() };
+        let assigned = store.assign_session(request).await.unwrap().into_inner().outcome;
+        assert!(
+            matches!(assigned, Some(assign_session_response::Outcome::Rejected(_))),
+            "{name}: a draining server takes no new session: {assigned:?}"
+        );
+
+        // Its last session ends: a sweep closes it.
+        let items = vec![DeleteSessionItem { session_id: "s1".into(), owner: "alice".into(), force: false }];
+        store.delete_sessions(DeleteSessionsRequest { items }).await.unwrap();
+        let close = agent.next_command().await;
+        agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+        agent.report(vec![]).await;
+        eventually("the drained server closed", || {
+            let mut store = store.clone();
+            async move { drain_state(&mut store, "h1").await == Some((false, 0)) }
+        })
+        .await;
+
+        // A short deadline: closed as with force, its session still running.
+        store.set_servers_open(set_h1(true, 0)).await.unwrap();
+        agent.report(vec![host_session("s2")]).await;
+        eventually("s2 cached", || {
+            let mut store = store.clone();
+            async move { record_if_any(&mut store, "s2").await.is_some_and(|s| s.state() == SessionState::Ready) }
+        })
+        .await;
+        let outcome = store.set_servers_open(set_h1(false, 1)).await.unwrap().into_inner().outcomes.remove(0);
+        assert!(outcome.drain_deadline_unix_ms > 0, "{name}: draining: {outcome:?}");
+        eventually("closed at the deadline", || {
+            let mut store = store.clone();
+            async move { drain_state(&mut store, "h1").await == Some((false, 0)) }
+        })
+        .await;
+        assert_eq!(r2.session_state("s2").await, SessionState::Ready, "{name}: its session keeps running");
+        assert_eq!(r2.server("h1").await.unwrap().virtual_session_count, 1, "{name}");
+
+        // Opening cancels a drain.
+        store.set_servers_open(set_h1(true, 0)).await.unwrap();
+        let outcome = store.set_servers_open(set_h1(false, 3600)).await.unwrap().into_inner().outcomes.remove(0);
+        assert!(outcome.drain_deadline_unix_ms > 0, "{name}: draining again: {outcome:?}");
+        let opened = store.set_servers_open(set_h1(true, 0)).await.unwrap().into_inner().outcomes.remove(0);
+        assert_eq!(opened.failure_code, "", "{name}");
+        assert_eq!(drain_state(&mut store, "h1").await, Some((true, 0)), "{name}: open, no longer draining");
+        drop(agent);
+        r2.stop().await;
+        r1.stop().await;
+    }
+}
+
+/// Server `id`'s `(open, drain deadline)`, if it is known.
+async fn drain_state(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> Option<(bool, i64)> {
+    let request = ListServersRequest { server_ids: vec![id.into()], page_size: 10, ..Default::default() };
+    let server = store.list_servers(request).await.unwrap().into_inner().servers.pop();
+    server.map(|s| (s.open, s.drain_deadline_unix_ms))
+}
+
+/// The record of session `id`, if the store has one.
+async fn record_if_any(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> Option<SessionRecord> {
+    let request = GetSessionsRequest { session_ids: vec![id.into()] };
+    store.get_sessions(request).await.unwrap().into_inner().sessions.pop()
 }

@@ -1,5 +1,5 @@
 //! The durable half of the embedded backend: API clients, signing keys,
-//! server `open` flags and agent enrolment (software statements, agent
+//! server `open` flags (with their drain deadlines) and agent enrolment (software statements, agent
 //! clients and their server bindings) and the server - DNS names mappings in one redb file; plus the write-through
 //! copy of the create-sessions queue (each entry, its session's record and the
 //! queue's sequence counter) and of the used single-use token ids, which the
@@ -29,6 +29,8 @@ use crate::{
 const API_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_clients");
 const SIGNING_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const SERVER_OPEN: TableDefinition<&str, bool> = TableDefinition::new("server_open");
+/// The drain deadline (ms since epoch) of each draining server; written with its `server_open` entry.
+const SERVER_DRAIN: TableDefinition<&str, i64> = TableDefinition::new("server_drain");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const SOFTWARE_STATEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("software_statements");
 const AGENT_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_clients");
@@ -102,6 +104,7 @@ impl Durable {
         txn.open_table(API_CLIENTS).map_err(storage)?;
         txn.open_table(SIGNING_KEYS).map_err(storage)?;
         txn.open_table(SERVER_OPEN).map_err(storage)?;
+        txn.open_table(SERVER_DRAIN).map_err(storage)?;
         txn.open_table(SOFTWARE_STATEMENTS).map_err(storage)?;
         txn.open_table(AGENT_CLIENTS).map_err(storage)?;
         txn.open_table(AGENT_SERVERS).map_err(storage)?;
@@ -241,21 +244,34 @@ impl Durable {
         }
     }
 
-    /// The stored `open` flag of a server, if an operator ever set one.
-    pub(super) fn server_open(&self, server_id: &str) -> BackendResult<Option<bool>> {
+    /// The stored `open` flag of a server, if an operator ever set one, and its drain deadline (0: not
+    /// draining).
+    pub(super) fn server_state(&self, server_id: &str) -> BackendResult<Option<(bool, i64)>> {
         let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(SERVER_OPEN).map_err(storage)?;
-        Ok(table.get(server_id).map_err(storage)?.map(|v| v.value()))
+        let Some(open) =
+            txn.open_table(SERVER_OPEN).map_err(storage)?.get(server_id).map_err(storage)?.map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let drain = txn.open_table(SERVER_DRAIN).map_err(storage)?.get(server_id).map_err(storage)?.map(|v| v.value());
+        Ok(Some((open, drain.unwrap_or_default())))
     }
 
-    /// Stores (`Some`) or forgets (`None`) a server's `open` flag.
-    pub(super) fn set_server_open(&self, server_id: &str, open: Option<bool>) -> BackendResult<()> {
+    /// Stores (`Some((open, drain deadline))`, a deadline of 0 for none) or forgets (`None`) a server's
+    /// operator state, in one transaction.
+    pub(super) fn set_server_state(&self, server_id: &str, state: Option<(bool, i64)>) -> BackendResult<()> {
         let txn = self.db.begin_write().map_err(storage)?;
         {
-            let mut table = txn.open_table(SERVER_OPEN).map_err(storage)?;
-            match open {
-                Some(open) => table.insert(server_id, open).map(|_| ()),
-                None => table.remove(server_id).map(|_| ()),
+            let mut open_table = txn.open_table(SERVER_OPEN).map_err(storage)?;
+            let mut drain_table = txn.open_table(SERVER_DRAIN).map_err(storage)?;
+            match state {
+                Some((open, _)) => open_table.insert(server_id, open).map(|_| ()),
+                None => open_table.remove(server_id).map(|_| ()),
+            }
+            .map_err(storage)?;
+            match state {
+                Some((_, drain)) if drain > 0 => drain_table.insert(server_id, drain).map(|_| ()),
+                _ => drain_table.remove(server_id).map(|_| ()),
             }
             .map_err(storage)?;
         }

@@ -90,20 +90,24 @@ pub(super) fn assigned_session(id: &str, fields: &[Value], server_id: &str) -> B
     Ok(session)
 }
 
-/// Servers from a flattened `id, data, rev, open, console, virtual` reply:
-/// the stored report with its revision, open flag and derived counts.
+/// Servers from a flattened `id, data, rev, open, console, virtual, drain` reply:
+/// the stored report with its revision, open flag, derived counts and drain deadline.
 pub(super) fn servers(value: Value) -> BackendResult<Vec<ServerRecord>> {
     let items = array(value)?;
-    items.chunks_exact(6).map(server).collect()
+    items.chunks_exact(7).map(server).collect()
 }
 
-/// One server from its six reply fields.
+/// One server from its seven reply fields.
 pub(super) fn server(fields: &[Value]) -> BackendResult<ServerRecord> {
+    if fields.len() < 7 {
+        return Err(malformed("a server", &Value::Array(fields.to_vec())));
+    }
     let mut record: ServerRecord = decode(bytes(&fields[0])?, &fields[1])?;
     record.revision = u64::try_from(int(&fields[2])?).unwrap_or_default();
     record.open = int(&fields[3])? == 1;
     record.console_session_count = u32::try_from(int(&fields[4])?).unwrap_or_default();
     record.virtual_session_count = u32::try_from(int(&fields[5])?).unwrap_or_default();
+    record.drain_deadline_unix_ms = int(&fields[6])?;
     Ok(record)
 }
 

@@ -8,8 +8,8 @@ use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRe
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Reachable, Secrets,
-    ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Reachable,
+    Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
@@ -110,6 +110,19 @@ impl RedisBackend {
             invocation.arg(*arg);
         }
         reply::servers(self.run(&invocation).await?)
+    }
+
+    /// Runs `server_set_open.lua` in `mode` (with `deadline_ms` for the drain modes): its status word and
+    /// the rest of its reply.
+    async fn server_state(
+        &self,
+        server_id: &str,
+        mode: &str,
+        deadline_ms: i64,
+    ) -> BackendResult<(String, Vec<redis::Value>)> {
+        let mut invocation = self.scripts.server_set_open.prepare_invoke();
+        invocation.arg(&self.prefix).arg(server_id).arg(mode).arg(deadline_ms.max(0).to_string());
+        reply::status(self.run(&invocation).await?)
     }
 
     /// Every record of a prost-encoded hash, in field order.
@@ -277,13 +290,36 @@ impl Servers for RedisBackend {
     }
 
     async fn set_server_open(&self, server_id: &str, open: bool) -> BackendResult<ServerRecord> {
-        let mut invocation = self.scripts.server_set_open.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg(flag(open));
-        let (word, rest) = reply::status(self.run(&invocation).await?)?;
+        let mode = if open { "open" } else { "close" };
+        let (word, rest) = self.server_state(server_id, mode, 0).await?;
         match word.as_str() {
             "ok" => reply::server(&reply::array(rest.into_iter().next().unwrap_or_default())?),
             "missing" => Err(BackendError::NotFound(format!("server {server_id}"))),
             _ => Err(unexpected("set open", &word)),
+        }
+    }
+
+    async fn close_server(&self, server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<CloseOutcome> {
+        let (word, rest) = self.server_state(server_id, "gentle", drain_deadline_unix_ms).await?;
+        let view = |rest: Vec<redis::Value>| reply::server(&reply::array(rest.into_iter().next().unwrap_or_default())?);
+        match word.as_str() {
+            "closed" => Ok(CloseOutcome::Closed(view(rest)?)),
+            "draining" => Ok(CloseOutcome::Draining(view(rest)?)),
+            "busy" => Ok(CloseOutcome::HasSessions),
+            "missing" => Err(BackendError::NotFound(format!("server {server_id}"))),
+            _ => Err(unexpected("close", &word)),
+        }
+    }
+
+    async fn finish_drain(&self, server_id: &str, drain_deadline_unix_ms: i64) -> BackendResult<bool> {
+        if drain_deadline_unix_ms <= 0 {
+            return Ok(false);
+        }
+        let (word, _) = self.server_state(server_id, "finish", drain_deadline_unix_ms).await?;
+        match word.as_str() {
+            "ok" => Ok(true),
+            "no" => Ok(false),
+            _ => Err(unexpected("finish drain", &word)),
         }
     }
 
@@ -319,7 +355,7 @@ impl Servers for RedisBackend {
             ..Default::default()
         };
         let mut last = None;
-        for row in rows.chunks_exact(8) {
+        for row in rows.chunks_exact(9) {
             last = Some(reply::text(&row[1])?.parse::<f64>().map_err(|_| unexpected("server changes", "revision"))?);
             if reply::text(&row[2])? == "1" {
                 changes.servers.push(reply::server(&[
@@ -329,6 +365,7 @@ impl Servers for RedisBackend {
                     row[5].clone(),
                     row[6].clone(),
                     row[7].clone(),
+                    row[8].clone(),
                 ])?);
             } else {
                 changes.removed.push(reply::text(&row[0])?);

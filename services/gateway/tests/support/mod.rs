@@ -192,6 +192,9 @@ pub fn ready_session(id: &str) -> pb::SessionRecord {
     }
 }
 
+/// The fake session-store's clock for drain deadlines (2023-11-14T22:13:20Z).
+pub const FAKE_NOW_MS: i64 = 1_700_000_000_000;
+
 pub fn server() -> pb::ServerRecord {
     pb::ServerRecord {
         id: "server-1".into(),
@@ -302,6 +305,12 @@ impl SessionStore for Fakes {
         if request.server_ids.iter().any(|id| id == "explode") {
             return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
         }
+        if request.server_ids.iter().any(|id| id == "draining-1") {
+            let deadline = switchboard_common::time::now_ms() + 90_000;
+            let draining =
+                pb::ServerRecord { id: "draining-1".into(), open: false, drain_deadline_unix_ms: deadline, ..server() };
+            return Ok(Response::new(pb::ServersPage { servers: vec![draining], ..Default::default() }));
+        }
         let next_token = if request.page_token.is_empty() && request.page_size == 1 { "signed-server-1" } else { "" };
         Ok(Response::new(pb::ServersPage {
             servers: vec![server()],
@@ -319,14 +328,23 @@ impl SessionStore for Fakes {
             .server_ids
             .into_iter()
             .map(|server_id| {
+                // server-1 has sessions: a gentle close drains with a timeout (from a fixed clock), else is refused.
+                let drain_seconds = request.drain_timeout_seconds.unwrap_or_default();
+                let gentle = !request.open && !request.force;
                 let (code, reason) = match server_id.as_str() {
-                    "server-1" if !request.open && !request.force => {
+                    "server-1" if gentle && drain_seconds == 0 => {
                         ("SERVER_HAS_SESSIONS", "Dcv server has sessions; close it with force to proceed.")
                     }
                     "server-1" => ("", ""),
                     _ => ("DCV_SERVER_NOT_FOUND", "Dcv server not found."),
                 };
-                pb::SetServerOpenOutcome { server_id, failure_code: code.into(), failure_reason: reason.into() }
+                let draining = server_id == "server-1" && gentle && drain_seconds > 0;
+                pb::SetServerOpenOutcome {
+                    server_id,
+                    failure_code: code.into(),
+                    failure_reason: reason.into(),
+                    drain_deadline_unix_ms: if draining { FAKE_NOW_MS + i64::from(drain_seconds) * 1000 } else { 0 },
+                }
             })
             .collect();
         Ok(Response::new(pb::SetServersOpenResponse { outcomes }))

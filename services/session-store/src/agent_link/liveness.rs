@@ -20,7 +20,10 @@
 //! - CREATING and DELETING sessions that waited past `stalled_session_seconds` on a host that is gone, or
 //!   unplaced on a placement replica that is gone (a scan of the sessions, every half bound), end DELETED
 //!   with a reason.
-//!   Connected hosts' sessions are bounded by their stream's inventory instead (`reconcile`).
+//!   Connected hosts' sessions are bounded by their stream's inventory instead (`reconcile`);
+//! - a draining server (closed without Force while sessions ran) whose last session ended, or whose
+//!   deadline passed, becomes closed as with Force (`Servers::finish_drain`, a compare-and-set on the
+//!   deadline: an opening or a new close in between wins, and one replica finishes it).
 //!
 //! "Silent since" is the server's `last_seen_unix_ms`: the last time its
 //! report was written, at most `telemetry_write_interval` before it was last
@@ -55,6 +58,8 @@ pub struct SweepOutcome {
     pub sessions_expired: usize,
     /// CREATING and DELETING sessions ended past the stalled bound (unplaced, or on a host that is gone).
     pub sessions_stalled: usize,
+    /// Draining servers closed (their last session ended, or their deadline passed).
+    pub drains_finished: usize,
 }
 
 /// The thresholds of one sweep, in ms since epoch.
@@ -141,6 +146,11 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
         after_id = last.id.clone();
         let full = page.len() == PAGE;
         page.iter().for_each(|server| fleet.add(server));
+        for server in &page {
+            if finish_drain(backend, server, now).await? {
+                outcome.drains_finished += 1;
+            }
+        }
         for server in page {
             match sweep_server(backend, config, &cutoffs, server, &mut outcome).await {
                 Ok(()) | Err(BackendError::Fenced(_) | BackendError::Conflict(_)) => {}
@@ -161,6 +171,25 @@ pub async fn sweep(backend: &dyn Backend, config: &StoreConfig, now: i64) -> Bac
         }
     }
     Ok(outcome)
+}
+
+/// Closes `server` as with Force if it drains and its last session ended or its deadline passed at
+/// `now`; whether this call did (another replica, an opening or a new close may have come first).
+async fn finish_drain(backend: &dyn Backend, server: &ServerRecord, now: i64) -> BackendResult<bool> {
+    let deadline = server.drain_deadline_unix_ms;
+    if deadline <= 0 {
+        return Ok(false);
+    }
+    let sessions = server.console_session_count + server.virtual_session_count;
+    if sessions > 0 && now < deadline {
+        return Ok(false);
+    }
+    let finished = backend.finish_drain(&server.id, deadline).await?;
+    if finished {
+        let why = if sessions == 0 { "its last session ended" } else { "its drain deadline passed" };
+        tracing::info!(server_id = %server.id, sessions, why, "drained server closed");
+    }
+    Ok(finished)
 }
 
 /// Liveness and reaping of one server. `Fenced`/`Conflict` mean the host came

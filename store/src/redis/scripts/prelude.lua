@@ -8,6 +8,7 @@ local VIRTUAL = '2'
 local K_SESSIONS = P .. 'sessions'
 local K_SERVERS = P .. 'servers'
 local K_OPEN = P .. 'server-open'
+local K_DRAIN = P .. 'server-drain'
 local K_DELETED = P .. 'deleted'
 local K_FLEET_REV = P .. 'fleet-rev'
 local K_FLEET_CHANGES = P .. 'fleet-changes'
@@ -103,10 +104,11 @@ local function delete_session(id)
   return true
 end
 
--- A server's record fields for the reader: data, rev, open, console, virtual.
+-- A server's record fields for the reader: data, rev, open, console, virtual,
+-- drain deadline.
 local function server_view(id)
-  local s = redis.call('HMGET', k_server(id), 'data', 'rev', 'open')
+  local s = redis.call('HMGET', k_server(id), 'data', 'rev', 'open', 'drain')
   if s[1] == false then return false end
   local c = redis.call('HMGET', k_counts(id), 'console', 'virtual')
-  return { id, s[1], s[2], s[3], c[1] or '0', c[2] or '0' }
+  return { id, s[1], s[2], s[3], c[1] or '0', c[2] or '0', s[4] or '0' }
 end

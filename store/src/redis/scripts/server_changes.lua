@@ -1,7 +1,7 @@
 -- ARGV: prefix, after revision, limit, generation to create if none exists
 -- Returns generation, current revision, more ('1'/'0'), then per changed
--- server 8 fields: id, feed revision, present ('1'/'0'), and when present
--- the reader's data, rev, open, console, virtual (else empty strings).
+-- server 9 fields: id, feed revision, present ('1'/'0'), and when present
+-- the reader's data, rev, open, console, virtual, drain (else empty strings).
 local gen = redis.call('GET', K_FLEET_GEN)
 if gen == false then
   gen = ARGV[4]
@@ -24,10 +24,10 @@ for i = 1, found do
   local view = server_view(id)
   if view then
     out[#out + 1] = '1'
-    for j = 2, 6 do out[#out + 1] = view[j] end
+    for j = 2, 7 do out[#out + 1] = view[j] end
   else
-    for _ = 1, 6 do out[#out + 1] = '' end
-    out[#out - 5] = '0'
+    for _ = 1, 7 do out[#out + 1] = '' end
+    out[#out - 6] = '0'
   end
 end
 return out

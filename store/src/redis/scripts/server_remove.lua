@@ -1,5 +1,5 @@
--- ARGV: prefix, id, mode: 'remove' (admin: the open flag goes too) or
---       'forget' (reaper: keeps the open flag), expected rev (forget only).
+-- ARGV: prefix, id, mode: 'remove' (admin: the open flag and drain go too) or
+--       'forget' (reaper: keeps them), expected rev (forget only).
 local id, mode = ARGV[2], ARGV[3]
 local key = k_server(id)
 if mode == 'forget' then
@@ -9,6 +9,7 @@ if mode == 'forget' then
   if not fence_ok('unowned', id, '') then return 'fenced' end
 else
   redis.call('HDEL', K_OPEN, id)
+  redis.call('HDEL', K_DRAIN, id)
 end
 if redis.call('DEL', key) == 1 then touch(id) end
 redis.call('ZREM', K_SERVERS, id)

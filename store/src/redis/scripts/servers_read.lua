@@ -1,5 +1,5 @@
 -- ARGV: prefix, mode, then: 'ids' id...; 'page' after limit.
--- Returns id, data, rev, open, console count, virtual count per server, flattened.
+-- Returns id, data, rev, open, console count, virtual count, drain deadline per server, flattened.
 local mode = ARGV[2]
 local ids
 if mode == 'ids' then

@@ -129,3 +129,47 @@ async fn the_loop_expires_deleted_records_and_ends_abandoned_creates_on_time() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_drain_ends_with_the_last_session_or_at_the_deadline() {
+    let backend = EmbeddedBackend::in_memory().unwrap();
+    for id in ["emptied", "busy"] {
+        backend.claim_agent(id, "r1", "http://r1", 60_000).await.unwrap();
+        let report = ServerRecord { last_seen_unix_ms: now_ms(), ..server(id) };
+        backend.upsert_server_report(report, true, None).await.unwrap();
+    }
+    ready_session_on(&backend, "s1", "emptied").await;
+    ready_session_on(&backend, "s2", "busy").await;
+    let now = now_ms();
+    let deadline = now + 60_000;
+    for id in ["emptied", "busy"] {
+        let outcome = backend.close_server(id, deadline).await.unwrap();
+        assert!(matches!(outcome, switchboard_store::CloseOutcome::Draining(_)), "{outcome:?}");
+    }
+    let drain = |id: &'static str| {
+        let backend = &backend;
+        async move {
+            let server = backend.get_servers(&[id.into()]).await.unwrap().remove(0);
+            (server.open, server.drain_deadline_unix_ms)
+        }
+    };
+
+    let outcome = sweep(&backend, &config(), now).await.unwrap();
+    assert_eq!(outcome.drains_finished, 0, "sessions run and the deadline is ahead: {outcome:?}");
+    assert_eq!(drain("emptied").await, (false, deadline));
+
+    let mut s1 = backend.get_sessions(&["s1".into()]).await.unwrap().remove(0);
+    s1.state = SessionState::Deleted as i32;
+    backend.update_session(s1.clone(), s1.revision, None).await.unwrap();
+    let outcome = sweep(&backend, &config(), now).await.unwrap();
+    assert_eq!(outcome.drains_finished, 1, "the server whose last session ended: {outcome:?}");
+    assert_eq!(drain("emptied").await, (false, 0), "closed, no longer draining");
+    assert_eq!(drain("busy").await, (false, deadline), "the other still drains");
+
+    let outcome = sweep(&backend, &config(), deadline).await.unwrap();
+    assert_eq!(outcome.drains_finished, 1, "at the deadline: {outcome:?}");
+    assert_eq!(drain("busy").await, (false, 0), "closed as with Force");
+    assert_eq!(state(&backend, "s2").await, SessionState::Ready, "its session keeps running");
+    let again = sweep(&backend, &config(), deadline).await.unwrap();
+    assert_eq!(again.drains_finished, 0, "a drain ends once");
+}
