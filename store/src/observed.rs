@@ -222,6 +222,8 @@ pub const OPERATIONS: &[&str] = &[
     "get_servers",
     "list_servers",
     "set_server_open",
+    "close_server",
+    "finish_drain",
     "remove_server",
     "forget_server",
     "server_changes",

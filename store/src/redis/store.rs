@@ -8,8 +8,8 @@ use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRe
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush, Reachable,
-    Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush,
+    Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 
 /// The side fields the scripts keep next to a session's bytes:

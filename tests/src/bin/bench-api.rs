@@ -30,8 +30,8 @@
 //! that CPU alone (`taskset`), so that with the bench on another (`taskset -c 1 bench-api …`) the broker's
 //! core is saturated and its rate follows its own cost. `--callgrind 1` runs each broker under valgrind's
 //! callgrind instead and also reports the instructions the broker executed per request (counted only while
-//! a measurement runs; background work of the same seconds included): a count that, unlike time on a shared
-//! virtual machine, does not change from round to round. Rates under valgrind are about 50 times lower,
+//! a measurement runs, less what the idle broker executes in as many seconds, counted just before): a
+//! count that, unlike time on a shared virtual machine, hardly changes from round to round. Rates under valgrind are about 50 times lower,
 //! so give it more `--seconds`.
 
 use std::path::PathBuf;
@@ -524,6 +524,17 @@ async fn throughput(
     seconds: u64,
     request: Arc<dyn Fn(&Broker) -> reqwest::RequestBuilder + Send + Sync>,
 ) -> anyhow::Result<Rate> {
+    // Under callgrind: what the broker executes with no request (its background loops and the simulated
+    // hosts), per second, subtracted from the measurement below.
+    let idle_per_second = match up.count_instructions(true)? {
+        None if up.callgrind.is_some() => {
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs(seconds.min(5))).await;
+            let idle = up.count_instructions(false)?.context("an idle count")?;
+            idle / started.elapsed().as_secs_f64()
+        }
+        _ => 0.0,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..CONNECTIONS)
@@ -547,7 +558,8 @@ async fn throughput(
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (elapsed, cpu_after) = (started.elapsed(), up.cpu_seconds());
     let requests = (done.load(Ordering::Relaxed) - done_before) as f64;
-    let instructions = up.count_instructions(false)?.map_or(f64::NAN, |count| count / requests);
+    let background = idle_per_second * elapsed.as_secs_f64();
+    let instructions = up.count_instructions(false)?.map_or(f64::NAN, |count| (count - background) / requests);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await??;

@@ -196,11 +196,15 @@ prometheus.io/path: /metrics
 
 {{/*
 Probes of an internal gRPC port: gRPC health checks when the port is plaintext, TCP when internal TLS is
-on (kubelet's gRPC probe cannot speak TLS). (dict "port" 7001 "service" "switchboard.v1.Auth" "tls" bool)
+on (kubelet's gRPC probe cannot speak TLS). The gRPC health is NOT_SERVING while the service drains and
+while its storage backend does not answer, so readiness follows it; liveness is always a TCP check, so an
+outage of Redis takes pods out of rotation without restarting them.
+(dict "port" 7001 "service" "switchboard.v1.Auth" "tls" bool)
 */}}
 {{- define "switchboard.grpcProbes" -}}
+{{- $alive := dict "tcpSocket" (dict "port" .port) -}}
 {{- $check := dict "grpc" (dict "port" .port "service" .service) -}}
-{{- if .tls }}{{ $check = dict "tcpSocket" (dict "port" .port) }}{{ end -}}
+{{- if .tls }}{{ $check = $alive }}{{ end -}}
 startupProbe:
   {{- toYaml $check | nindent 2 }}
   periodSeconds: 2
@@ -209,7 +213,7 @@ readinessProbe:
   {{- toYaml $check | nindent 2 }}
   periodSeconds: 5
 livenessProbe:
-  {{- toYaml $check | nindent 2 }}
+  {{- toYaml $alive | nindent 2 }}
   periodSeconds: 10
   failureThreshold: 6
 {{- end -}}
