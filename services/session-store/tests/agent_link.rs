@@ -762,20 +762,51 @@ fn connected_session(id: &str, connections: u32, created: i64) -> HostSession {
     HostSession { num_of_connections: connections, creation_time_unix_ms: created, ..host_session(id) }
 }
 
+/// What a fake host reports, sent every 500 ms as a real agent reports every update interval (the broker
+/// ends the stream of an agent silent for two intervals).
+struct Inventory {
+    sessions: Arc<std::sync::Mutex<Vec<HostSession>>>,
+    reporter: tokio::task::JoinHandle<()>,
+}
+
+impl Inventory {
+    fn keep_reporting(agent: &FakeAgent, sessions: Vec<HostSession>) -> Self {
+        let sessions = Arc::new(std::sync::Mutex::new(sessions));
+        let (to_broker, reported) = (agent.to_broker.clone(), sessions.clone());
+        let reporter = tokio::spawn(async move {
+            loop {
+                let sessions = reported.lock().unwrap().clone();
+                let update = AgentUpdate { dcv_healthy: true, sessions, ..Default::default() };
+                if to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self { sessions, reporter }
+    }
+
+    /// From now on the host reports `sessions`.
+    fn set(&self, sessions: Vec<HostSession>) {
+        *self.sessions.lock().unwrap() = sessions;
+    }
+}
+
 /// Two replicas on one backend reaping under `timers`: r1 owns `h1`'s stream (the fake agent, whose hello
-/// lists `sessions`), r2 is where the test looks.
+/// lists `sessions` and which keeps reporting its inventory), r2 is where the test looks.
 async fn reaping_pair(
     backend: Arc<dyn Backend>,
     timers: switchboard_session_store::Timers,
     sessions: Vec<HostSession>,
-) -> (Replica, Replica, FakeAgent) {
+) -> (Replica, Replica, FakeAgent, Inventory) {
     // Sweeps (and, since the settings reap, scans the sessions) every second.
     let config = StoreConfig { update_interval_seconds: 1, timers, ..StoreConfig::default() };
     let r1 = start_replica_with("r1", backend.clone(), config.clone()).await;
     let r2 = start_replica_with("r2", backend, config).await;
-    let mut agent = connect(&r1, AgentHello { sessions, ..empty_hello("h1") }).await.unwrap();
+    let mut agent = connect(&r1, AgentHello { sessions: sessions.clone(), ..empty_hello("h1") }).await.unwrap();
     assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
-    (r1, r2, agent)
+    let inventory = Inventory::keep_reporting(&agent, sessions);
+    (r1, r2, agent, inventory)
 }
 
 /// Idle reaping on each backend through two replicas: a session without connections is warned (ReapAt)
@@ -794,7 +825,7 @@ async fn idle_sessions_are_warned_then_reaped_and_a_connection_cancels() {
         let now = switchboard_common::time::now_ms();
         let sessions = vec![connected_session("idle", 0, now), connected_session("busy", 1, now)];
         let sessions = [sessions, vec![connected_session("flaky", 0, now)]].concat();
-        let (r1, r2, mut agent) = reaping_pair(backend, timers, sessions).await;
+        let (r1, r2, mut agent, inventory) = reaping_pair(backend, timers, sessions).await;
         let mut store = r2.store.clone();
 
         eventually("both idle sessions warned", || {
@@ -811,7 +842,7 @@ async fn idle_sessions_are_warned_then_reaped_and_a_connection_cancels() {
 
         // A client connects to flaky within the warning window: its reap is cancelled.
         let reported = vec![connected_session("idle", 0, now), connected_session("busy", 1, now)];
-        agent.report([reported, vec![connected_session("flaky", 1, now)]].concat()).await;
+        inventory.set([reported, vec![connected_session("flaky", 1, now)]].concat());
         eventually("flaky's reap cancelled", || {
             let mut store = store.clone();
             async move { record(&mut store, "flaky").await.reap_at_unix_ms == 0 }
@@ -824,6 +855,7 @@ async fn idle_sessions_are_warned_then_reaped_and_a_connection_cancels() {
         assert_eq!(closed.session_id, "idle", "{name}: only the idle session is reaped");
         assert_eq!(record(&mut store, "idle").await.state(), SessionState::Deleting, "{name}");
         agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+        inventory.set(vec![connected_session("busy", 1, now), connected_session("flaky", 1, now)]);
         eventually("idle deleted", || {
             let mut store = store.clone();
             async move { record(&mut store, "idle").await.state() == SessionState::Deleted }
@@ -836,6 +868,7 @@ async fn idle_sessions_are_warned_then_reaped_and_a_connection_cancels() {
             let kept = record(&mut store, id).await;
             assert_eq!((kept.state(), kept.reap_at_unix_ms), (SessionState::Ready, 0), "{name}: {id} kept");
         }
+        inventory.reporter.abort();
         drop(agent);
         r2.stop().await;
         r1.stop().await;
@@ -854,7 +887,8 @@ async fn the_maximum_lifetime_reaps_connected_sessions_unless_their_own_limit_is
             ..Default::default()
         };
         let now = switchboard_common::time::now_ms();
-        let (r1, r2, mut agent) = reaping_pair(backend, timers, vec![connected_session("old", 1, now)]).await;
+        let (r1, r2, mut agent, inventory) =
+            reaping_pair(backend, timers, vec![connected_session("old", 1, now)]).await;
         let mut store = r2.store.clone();
         // Recorded by placement with its own limit off, then found on the host (adopted READY).
         let spec = switchboard_proto::CreateSessionSpec { max_lifetime_seconds: Some(0), ..Default::default() };
@@ -863,15 +897,18 @@ async fn the_maximum_lifetime_reaps_connected_sessions_unless_their_own_limit_is
             ..switchboard_store::conformance::session("kept", "alice", SessionType::Virtual)
         };
         store.record_sessions(RecordSessionsRequest { sessions: vec![kept] }).await.unwrap();
-        agent.report(vec![connected_session("old", 1, now), connected_session("kept", 1, now)]).await;
+        inventory.set(vec![connected_session("old", 1, now), connected_session("kept", 1, now)]);
         eventually("kept adopted", || {
             let mut store = store.clone();
             async move { record(&mut store, "kept").await.state() == SessionState::Ready }
         })
         .await;
 
-        assert_eq!(agent.next_close().await, "old", "{name}: reaped though connected");
-        agent.report(vec![connected_session("kept", 1, now)]).await;
+        let close = agent.next_command().await;
+        let Some(Action::Close(closed)) = &close.action else { panic!("{name}: expected a close: {close:?}") };
+        assert_eq!(closed.session_id, "old", "{name}: reaped though connected");
+        agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+        inventory.set(vec![connected_session("kept", 1, now)]);
         eventually("old deleted", || {
             let mut store = store.clone();
             async move { record(&mut store, "old").await.state() == SessionState::Deleted }
@@ -883,6 +920,7 @@ async fn the_maximum_lifetime_reaps_connected_sessions_unless_their_own_limit_is
         // Created with old, so it would be past its warning too; its own limit is off.
         let kept = record(&mut store, "kept").await;
         assert_eq!((kept.state(), kept.reap_at_unix_ms), (SessionState::Ready, 0), "{name}: kept");
+        inventory.reporter.abort();
         drop(agent);
         r2.stop().await;
         r1.stop().await;
