@@ -36,6 +36,22 @@ pub const OWNER_COUNTS_MAX_SERVERS: usize = 5000;
 /// refuses a longer item; session-store checks the same bound.
 pub const DRAIN_TIMEOUT_MAX_SECONDS: u32 = 7 * 24 * 3600;
 
+/// Longest idle time and lifetime a session may be given before the reaper deletes it (CreateSessions'
+/// `MaxIdleSeconds` and `MaxLifetimeSeconds`, session-store's `session_max_idle_seconds` and
+/// `session_max_lifetime_seconds`), in seconds: 365 days. The gateway fails a larger item; placement
+/// checks the same bound.
+pub const REAP_MAX_SECONDS: u32 = 365 * 24 * 3600;
+
+/// Longest warning before a reap (session-store's `reap_warning_seconds`), in seconds: 1 day.
+pub const REAP_WARNING_MAX_SECONDS: u32 = 24 * 3600;
+
+/// The record's `reap_reason` (and the API's `ReapReason`) for a session without a client connection for
+/// its maximum idle time.
+pub const REAP_REASON_IDLE: &str = "IDLE";
+
+/// The record's `reap_reason` (and the API's `ReapReason`) for a session past its maximum lifetime.
+pub const REAP_REASON_MAX_LIFETIME: &str = "MAX_LIFETIME";
+
 /// CloseServers' `FailureCode` for a server with sessions closed without Force when it may not drain
 /// (`DrainTimeoutSeconds` 0, the default): the original broker's answer.
 pub const SERVER_HAS_SESSIONS: &str = "SERVER_HAS_SESSIONS";

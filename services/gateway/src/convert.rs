@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use switchboard_common::time::{now_ms, rfc3339_ms};
 use switchboard_proto as pb;
+use switchboard_proto::contract::REAP_MAX_SECONDS;
 
 use crate::model::{
     Aws, CpuInfo, CpuLoadAverage, CreateSessionRequestData, Endpoint, Gpu, Host, KeyValuePair, LoggedInUser, Memory,
@@ -49,6 +50,8 @@ pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) ->
         last_disconnection_time: rfc3339_ms(record.last_disconnection_time_unix_ms),
         num_of_connections: record.num_of_connections,
         storage_root: non_empty(&record.storage_root),
+        reap_at: rfc3339_ms(record.reap_at_unix_ms),
+        reap_reason: rfc3339_ms(record.reap_at_unix_ms).and(non_empty(&record.reap_reason)),
     }
 }
 
@@ -168,7 +171,7 @@ fn host(info: &pb::HostInfo) -> Host {
 /// The JSON-level checks of one createSessions item; `Err` is its
 /// FailureReason. Field rules (owner, lengths, type/GL combination) are
 /// placement's; here only what the proto cannot carry is checked: the type
-/// string, a negative or oversized client count, and base64.
+/// string, a negative or oversized client count or reap limit, and base64.
 pub fn create_spec(item: &CreateSessionRequestData) -> Result<pb::CreateSessionSpec, String> {
     let session_type = match item.session_type.as_deref() {
         None => pb::SessionType::Unspecified,
@@ -187,6 +190,16 @@ pub fn create_spec(item: &CreateSessionRequestData) -> Result<pb::CreateSessionS
             .decode(encoded.trim())
             .map_err(|_| "PermissionsFile is not valid base64".to_owned())?,
     };
+    let reap_limit = |name: &str, value: Option<i64>| match value {
+        None => Ok(None),
+        Some(seconds) => u32::try_from(seconds)
+            .ok()
+            .filter(|seconds| *seconds <= REAP_MAX_SECONDS)
+            .map(Some)
+            .ok_or_else(|| format!("{name} must be between 0 and {REAP_MAX_SECONDS}")),
+    };
+    let max_idle_seconds = reap_limit("MaxIdleSeconds", item.max_idle_seconds)?;
+    let max_lifetime_seconds = reap_limit("MaxLifetimeSeconds", item.max_lifetime_seconds)?;
     Ok(pb::CreateSessionSpec {
         name: item.name.clone().unwrap_or_default(),
         owner: item.owner.clone().unwrap_or_default(),
@@ -201,6 +214,8 @@ pub fn create_spec(item: &CreateSessionRequestData) -> Result<pb::CreateSessionS
         enqueue_request: item.enqueue_request.unwrap_or(false),
         disable_retry_on_failure: item.disable_retry_on_failure.unwrap_or(false),
         storage_root: item.storage_root.clone().unwrap_or_default(),
+        max_idle_seconds,
+        max_lifetime_seconds,
     })
 }
 
@@ -214,6 +229,37 @@ mod tests {
         assert_eq!(drain_seconds_left(10_500, 10_000), 1, "a part of a second left counts as one");
         assert_eq!(drain_seconds_left(10_000, 10_000), 0);
         assert_eq!(drain_seconds_left(9_000, 10_000), 0, "past the deadline: 0 until the sweep closes it");
+    }
+
+    #[test]
+    fn a_session_shows_an_announced_reap_only() {
+        let plain = pb::SessionRecord { id: "s1".into(), state: pb::SessionState::Ready as i32, ..Default::default() };
+        let json = serde_json::to_value(session(&plain, None)).unwrap();
+        assert!(json.get("ReapAt").is_none() && json.get("ReapReason").is_none(), "the official shape: {json}");
+        let warned = pb::SessionRecord { reap_at_unix_ms: 1_601_979_331_633, reap_reason: "IDLE".into(), ..plain };
+        let json = serde_json::to_value(session(&warned, None)).unwrap();
+        assert_eq!(
+            (json["ReapAt"].as_str(), json["ReapReason"].as_str()),
+            (Some("2020-10-06T10:15:31.633Z"), Some("IDLE"))
+        );
+    }
+
+    #[test]
+    fn create_spec_carries_the_reap_limits_within_bounds() {
+        let item = |idle: Option<i64>, lifetime: Option<i64>| CreateSessionRequestData {
+            max_idle_seconds: idle,
+            max_lifetime_seconds: lifetime,
+            ..Default::default()
+        };
+        let spec = create_spec(&item(Some(0), Some(31_536_000))).unwrap();
+        assert_eq!((spec.max_idle_seconds, spec.max_lifetime_seconds), (Some(0), Some(31_536_000)));
+        let spec = create_spec(&item(None, None)).unwrap();
+        assert_eq!((spec.max_idle_seconds, spec.max_lifetime_seconds), (None, None), "absent: the settings");
+        assert_eq!(create_spec(&item(Some(-1), None)).unwrap_err(), "MaxIdleSeconds must be between 0 and 31536000");
+        assert_eq!(
+            create_spec(&item(None, Some(31_536_001))).unwrap_err(),
+            "MaxLifetimeSeconds must be between 0 and 31536000"
+        );
     }
 
     #[test]

@@ -247,6 +247,14 @@ pub struct Session {
     /// Session storage folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_root: Option<String>,
+    /// Addition: when the reaper deletes the session (RFC 3339), set from the start of the warning before
+    /// an idle or lifetime reap (on a DELETED session: when it was reaped); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reap_at: Option<String>,
+    /// Addition: why the reaper deletes (or deleted) the session: `IDLE` or `MAX_LIFETIME`; absent with
+    /// `ReapAt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reap_reason: Option<String>,
 }
 
 /// One createSessions item, kept verbatim so a failed item can be echoed.
@@ -295,6 +303,15 @@ pub struct CreateSessionRequestData {
     /// Session storage folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_root: Option<String>,
+    /// Addition: reap the session after this many seconds without a client connection (0 to 31536000; 0:
+    /// never for this session); absent: session-store's `session_max_idle_seconds` setting. Signed so that
+    /// a negative value is answered with the bounds rather than a JSON type error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_idle_seconds: Option<i64>,
+    /// Addition: reap the session this many seconds after its creation, connected or not (0 to 31536000;
+    /// 0: never for this session); absent: session-store's `session_max_lifetime_seconds` setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime_seconds: Option<i64>,
 }
 
 /// A createSessions item that could not be created.

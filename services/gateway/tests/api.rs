@@ -258,6 +258,45 @@ async fn describe_sessions_accepts_an_empty_body_and_pages_with_next_token() {
     assert_eq!(second.tags[0].key, "os");
 }
 
+/// Reaping's additions: the items' limits reach placement, an out-of-range item fails alone, and a
+/// session whose reap is announced says when and why (others keep the official shape).
+#[tokio::test]
+async fn reap_limits_are_passed_on_and_an_announced_reap_is_described() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let body = json!([
+        { "Owner": "user1", "Type": "VIRTUAL", "MaxIdleSeconds": 1800, "MaxLifetimeSeconds": 0 },
+        { "Owner": "user1", "Type": "VIRTUAL" },
+        { "Owner": "user1", "Type": "VIRTUAL", "MaxLifetimeSeconds": 31_536_001 },
+    ]);
+    let (status, response) = send(&router, post_json("/createSessions", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        response["UnsuccessfulList"],
+        json!([{
+            "CreateSessionRequestData": { "Owner": "user1", "Type": "VIRTUAL", "MaxLifetimeSeconds": 31_536_001 },
+            "FailureReason": "MaxLifetimeSeconds must be between 0 and 31536000"
+        }])
+    );
+    {
+        let seen = upstream.fakes.seen.lock().unwrap();
+        let limits: Vec<_> =
+            seen.create_requests[0].specs.iter().map(|s| (s.max_idle_seconds, s.max_lifetime_seconds)).collect();
+        assert_eq!(limits, [(Some(1800), Some(0)), (None, None)], "absent stays absent: the settings apply");
+    }
+
+    let ids = json!({ "SessionIds": ["known-reaping-1", "known-1"] });
+    let (status, body) = send(&router, post_json("/describeSessions", &ids.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let reaping = &body["Sessions"][0];
+    assert_eq!(
+        (reaping["ReapAt"].as_str(), reaping["ReapReason"].as_str()),
+        (Some("2023-11-14T22:13:20.000Z"), Some("IDLE"))
+    );
+    let plain = &body["Sessions"][1];
+    assert!(plain.get("ReapAt").is_none() && plain.get("ReapReason").is_none(), "{plain}");
+}
+
 #[tokio::test]
 async fn describe_sessions_validates_its_parameters() {
     let upstream = start_fakes().await;

@@ -7,6 +7,7 @@
 //! `MaxConcurrentClients >= 0` is enforced by the gateway: the spec carries it
 //! as an unsigned integer, so a negative value cannot reach placement.
 
+use switchboard_proto::contract::REAP_MAX_SECONDS;
 use switchboard_proto::{CreateSessionSpec, SessionType};
 
 use crate::{PlacementConfig, requirements::Requirements};
@@ -105,6 +106,12 @@ pub fn validate_spec(spec: &CreateSessionSpec, config: &PlacementConfig) -> Resu
         return Err(format!("Requirements must be at most {REQUIREMENTS_MAX_CHARS} characters"));
     }
     Requirements::parse(&spec.requirements)?;
+    for (field, limit) in [("MaxIdleSeconds", spec.max_idle_seconds), ("MaxLifetimeSeconds", spec.max_lifetime_seconds)]
+    {
+        if limit.is_some_and(|seconds| seconds > REAP_MAX_SECONDS) {
+            return Err(format!("{field} must be between 0 and {REAP_MAX_SECONDS}"));
+        }
+    }
     Ok(())
 }
 
@@ -179,6 +186,17 @@ mod tests {
             validate_spec(&spec, &config).unwrap_err(),
             "AutorunFileArguments item 0 is longer than 2 characters"
         );
+    }
+
+    #[test]
+    fn reap_limits_are_bounded() {
+        let spec =
+            CreateSessionSpec { max_idle_seconds: Some(0), max_lifetime_seconds: Some(REAP_MAX_SECONDS), ..valid() };
+        assert_eq!(check(&spec), Ok(()));
+        let spec = CreateSessionSpec { max_idle_seconds: Some(REAP_MAX_SECONDS + 1), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "MaxIdleSeconds must be between 0 and 31536000");
+        let spec = CreateSessionSpec { max_lifetime_seconds: Some(u32::MAX), ..valid() };
+        assert_eq!(check(&spec).unwrap_err(), "MaxLifetimeSeconds must be between 0 and 31536000");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! `CloseSessionCommand` to its host; if the host fails the command the
 //! session stays DELETING (with the reason) until the host's inventory no
 //! longer lists it (see `agent_link::reconcile`).
+//!
+//! The reaper (idle and lifetime limits, `lifecycle::reap`) deletes through the same path: [`reap`] makes
+//! the session DELETING and sends the same close.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use switchboard_proto::{CloseSessionCommand, CommandErrorKind, DeleteSessionItem
 use tonic::Status;
 
 use crate::lifecycle;
+use crate::lifecycle::reap::ReapPolicy;
 use crate::routing::HostCommands;
 use crate::service::store_status;
 use switchboard_proto::contract::SESSION_NOT_FOUND;
@@ -53,6 +57,26 @@ pub(crate) async fn start(
         tokio::spawn(tracing::Instrument::in_current_span(close));
     }
     Ok(Ok(stored.state()))
+}
+
+/// Reaps one session whose limit is due under `policy`: DELETING (compare-and-set: a connection or a
+/// DeleteSessions in between wins), then the close as for DeleteSessions. The reap's reason if this call
+/// started it.
+pub(crate) async fn reap(
+    backend: &Arc<dyn Backend>,
+    hosts: &Arc<dyn HostCommands>,
+    session_id: &str,
+    policy: &ReapPolicy,
+) -> switchboard_store::BackendResult<Option<String>> {
+    let applied =
+        lifecycle::apply(&**backend, session_id, None, |record, now| lifecycle::reap::reaped(record, policy, now))
+            .await?;
+    let Some(stored) = applied.filter(|applied| applied.changed).map(|applied| applied.record) else {
+        return Ok(None);
+    };
+    let close = close_on_host(backend.clone(), hosts.clone(), stored.id.clone(), stored.server_id.clone());
+    tokio::spawn(tracing::Instrument::in_current_span(close));
+    Ok(Some(stored.reap_reason))
 }
 
 /// Sends the close command and records the outcome. A failed close keeps the session DELETING with the

@@ -173,6 +173,22 @@ pub struct Timers {
     /// `SERVER_HAS_SESSIONS`, as the original broker does. At most 604800 (7 days).
     #[arg(long)]
     pub drain_timeout_seconds: u32,
+    /// Reap sessions without a client connection for this long, in seconds (as their hosts report it;
+    /// counted from the later of the session's creation and its last disconnection): the session is
+    /// deleted as by DeleteSessions, after a warning (`reap_warning_seconds`). A CreateSessions item's
+    /// `MaxIdleSeconds` overrides it for its session. 0 (the default): off. At most 31536000 (365 days).
+    #[arg(long)]
+    pub session_max_idle_seconds: u32,
+    /// Reap sessions this long after their creation, connected or not, in seconds, after a warning
+    /// (`reap_warning_seconds`). A CreateSessions item's `MaxLifetimeSeconds` overrides it for its session.
+    /// 0 (the default): off. At most 31536000 (365 days).
+    #[arg(long)]
+    pub session_max_lifetime_seconds: u32,
+    /// How long before reaping a session (idle or lifetime limit) the reap is announced, in seconds: the
+    /// session's `ReapAt` and `ReapReason` are set then, and a client connection in that window cancels an
+    /// idle reap. 0: no warning. At most 86400 (1 day).
+    #[arg(long)]
+    pub reap_warning_seconds: u32,
 }
 
 impl Default for Timers {
@@ -183,11 +199,38 @@ impl Default for Timers {
             deleted_session_retention_seconds: 300,
             stalled_session_seconds: 180,
             drain_timeout_seconds: 0,
+            session_max_idle_seconds: 0,
+            session_max_lifetime_seconds: 0,
+            reap_warning_seconds: 300,
         }
     }
 }
 
 impl Timers {
+    /// The reaper's broker-wide limits (sessions may carry their own).
+    pub fn reap_policy(&self) -> lifecycle::reap::ReapPolicy {
+        lifecycle::reap::ReapPolicy {
+            max_idle_seconds: self.session_max_idle_seconds,
+            max_lifetime_seconds: self.session_max_lifetime_seconds,
+            warning_seconds: self.reap_warning_seconds,
+        }
+    }
+
+    /// Refuses values beyond the contract's bounds.
+    fn check(&self) -> Result<()> {
+        use switchboard_proto::contract::{DRAIN_TIMEOUT_MAX_SECONDS, REAP_MAX_SECONDS, REAP_WARNING_MAX_SECONDS};
+        let limits = [
+            ("drain_timeout_seconds", self.drain_timeout_seconds, DRAIN_TIMEOUT_MAX_SECONDS),
+            ("session_max_idle_seconds", self.session_max_idle_seconds, REAP_MAX_SECONDS),
+            ("session_max_lifetime_seconds", self.session_max_lifetime_seconds, REAP_MAX_SECONDS),
+            ("reap_warning_seconds", self.reap_warning_seconds, REAP_WARNING_MAX_SECONDS),
+        ];
+        match limits.into_iter().find(|(_, value, max)| value > max) {
+            Some((name, value, max)) => Err(Error::Config(format!("{name} is {value}, at most {max}"))),
+            None => Ok(()),
+        }
+    }
+
     /// The lifecycle's bounds on CREATING and DELETING.
     pub fn bounds(&self) -> lifecycle::Bounds {
         let stalled_ms = i64::try_from(self.stalled_session_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -236,16 +279,12 @@ pub async fn serve(
     agent_tls: Option<switchboard_common::tls::Identity>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let max_drain = switchboard_proto::contract::DRAIN_TIMEOUT_MAX_SECONDS;
-    if config.timers.drain_timeout_seconds > max_drain {
-        let why = format!("drain_timeout_seconds is {}, at most {max_drain}", config.timers.drain_timeout_seconds);
-        return Err(Error::Config(why));
-    }
+    config.timers.check()?;
     metrics::describe();
     let hub = Arc::new(AgentHub::default());
     let router =
         Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));
-    let service = StoreService::new(backend.clone(), router)
+    let service = StoreService::new(backend.clone(), router.clone())
         .with_bounds(config.bounds())
         .with_drain_timeout_seconds(config.timers.drain_timeout_seconds);
     let store = SessionStoreServer::new(service)
@@ -281,7 +320,8 @@ pub async fn serve(
         .merge(link_http_health);
 
     let stop_liveness = shutdown.child_token();
-    let liveness = tokio::spawn(agent_link::liveness::run(backend, config.clone(), stop_liveness.clone()));
+    let hosts: Arc<dyn routing::HostCommands> = router.clone();
+    let liveness = tokio::spawn(agent_link::liveness::run(backend, hosts, config.clone(), stop_liveness.clone()));
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
         async { serve_router(grpc_router, listeners.grpc, shutdown.clone()).await.map_err(Error::from) },

@@ -6,6 +6,7 @@
 //!                 │   │                                   └─────────────────────────────┘ (back to placing)
 //!                 │   └──► DELETED + StateReason  ◄── no host / last attempt failed / stalled past the bound
 //!  READY / UNKNOWN ──DeleteSessions──► DELETING ──host confirms (or no longer lists it)──► DELETED
+//!  READY ──idle or lifetime limit, after its warning (reap)──► DELETING ──► DELETED
 //! ```
 //!
 //! Each transition is a pure function from the record read to the record to write, `None` when it does not
@@ -16,12 +17,16 @@
 //!
 //! `state_since_unix_ms` is stamped by every transition that starts a wait on someone else (placing, the
 //! host creating, the host closing): the bound on CREATING and DELETING ([`Bounds`]) counts from it.
+//!
+//! [`reap`] holds the idle and lifetime limits' steps (warn, cancel, reap into DELETING).
 
 use switchboard_common::time::now_ms;
 use switchboard_proto::contract::QUEUED_REASON_PREFIX;
 use switchboard_proto::contract::substate::SESSION_PLACING;
 use switchboard_proto::{HostSession, SessionRecord, SessionState, SessionType};
 use switchboard_store::{Backend, BackendError, BackendResult, Fence};
+
+pub mod reap;
 
 /// Why a session the host no longer has becomes DELETED.
 pub const GONE_FROM_HOST: &str = "session no longer exists on the host";
@@ -73,7 +78,7 @@ pub fn deleted(mut record: SessionRecord, reason: &str, now: i64) -> SessionReco
     record.ended_unix_ms = now;
     record.state_since_unix_ms = now;
     record.forced = false;
-    record
+    reap::cleared(record)
 }
 
 /// Copies what the host knows best onto the record; empty host values keep the broker's.
@@ -104,7 +109,7 @@ pub fn with_host_fields(mut record: SessionRecord, host: &HostSession) -> Sessio
 /// READY with the host's fields: the host created it, or lists it.
 pub fn ready(record: SessionRecord, host: &HostSession, now: i64) -> SessionRecord {
     let was_ready = record.state() == SessionState::Ready;
-    marked_ready(with_host_fields(record, host), was_ready, now)
+    reap::connected(marked_ready(with_host_fields(record, host), was_ready, now))
 }
 
 /// READY, the substate and reason cleared; the clock restarts unless it `was_ready`.
@@ -190,12 +195,13 @@ pub fn delete_requested(record: &SessionRecord, force: bool, now: i64) -> Option
         _ if force => Some(SessionRecord { forced: true, ..deleted(record.clone(), "", now) }),
         _ if unplaced => Some(deleted(record.clone(), "", now)),
         SessionState::Deleting => None,
-        _ => Some(SessionRecord {
+        // Deleted on request, not reaped: an announced reap no longer applies.
+        _ => Some(reap::cleared(SessionRecord {
             state: SessionState::Deleting as i32,
             state_reason: String::new(),
             state_since_unix_ms: now,
             ..record.clone()
-        }),
+        })),
     }
 }
 
@@ -220,7 +226,7 @@ pub fn host_unreachable(record: SessionRecord, reason: &str) -> SessionRecord {
 
 /// The host confirmed the close (or no longer has the session).
 pub fn closed(record: &SessionRecord, now: i64) -> Option<SessionRecord> {
-    (record.state() == SessionState::Deleting).then(|| deleted(record.clone(), "", now))
+    (record.state() == SessionState::Deleting).then(|| reap::ended(record, deleted(record.clone(), "", now)))
 }
 
 /// The host did not close the session: it stays DELETING with the reason (the close is sent again).

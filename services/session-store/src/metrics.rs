@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use switchboard_proto::contract::{REAP_REASON_IDLE, REAP_REASON_MAX_LIFETIME};
 use switchboard_proto::host_command::Action;
 use switchboard_proto::{ServerRecord, SessionRecord, SessionState, SessionType};
 use switchboard_store::QueueDepth;
@@ -57,6 +58,31 @@ pub fn host_sessions_to_close(delta: f64) {
 /// copy).
 pub fn repaired(repair: &'static str, count: usize) {
     metrics::counter!("switchboard_sessions_repaired_total", "repair" => repair).increment(count as u64);
+}
+
+/// The reaper's steps: `switchboard_session_reap_warnings_total{reason}` (a reap announced),
+/// `switchboard_session_reaps_cancelled_total{reason}` (an announced reap that no longer applied when the
+/// reaper looked again) and `switchboard_sessions_reaped_total{reason}` (deleted); `reason` is `IDLE` or
+/// `MAX_LIFETIME`. Counted by the replica that wrote the step.
+pub fn reap_step(step: ReapStep, reason: &str) {
+    let reason = if reason == REAP_REASON_IDLE { REAP_REASON_IDLE } else { REAP_REASON_MAX_LIFETIME };
+    let name = match step {
+        ReapStep::Warned => "switchboard_session_reap_warnings_total",
+        ReapStep::Cancelled => "switchboard_session_reaps_cancelled_total",
+        ReapStep::Reaped => "switchboard_sessions_reaped_total",
+    };
+    metrics::counter!(name, "reason" => reason).increment(1);
+}
+
+/// The reaper's step counted by [`reap_step`].
+#[derive(Debug, Clone, Copy)]
+pub enum ReapStep {
+    /// A reap announced.
+    Warned,
+    /// An announced reap cancelled.
+    Cancelled,
+    /// A session deleted by the reaper.
+    Reaped,
 }
 
 /// Servers by (availability, OS family), counted during a sweep; [`ServerCounts::publish`] sets
@@ -181,11 +207,26 @@ pub fn describe() {
         "Age of the oldest queued request per requirement class."
     );
     describe_gauge!("switchboard_queue_entries", "Create-sessions queue entries in all.");
+    describe_counter!("switchboard_session_reap_warnings_total", "Reaps announced (ReapAt set), by reason.");
+    describe_counter!(
+        "switchboard_session_reaps_cancelled_total",
+        "Announced reaps cancelled by the reaper (a connection, a later disconnection, a changed limit), by reason."
+    );
+    describe_counter!("switchboard_sessions_reaped_total", "Sessions deleted by the reaper, by reason.");
     // Every fixed label value from the start (at 0), so series do not appear with the first event.
     for command in ["create", "close", "screenshot", "set_permissions"] {
         for outcome in ["ok", "host_error", "not_sent", "unknown"] {
             metrics::counter!("switchboard_agent_commands_total", "command" => command, "outcome" => outcome)
                 .increment(0);
+        }
+    }
+    for reason in [REAP_REASON_IDLE, REAP_REASON_MAX_LIFETIME] {
+        for name in [
+            "switchboard_session_reap_warnings_total",
+            "switchboard_session_reaps_cancelled_total",
+            "switchboard_sessions_reaped_total",
+        ] {
+            metrics::counter!(name, "reason" => reason).increment(0);
         }
     }
     for kind in ["hello", "update"] {

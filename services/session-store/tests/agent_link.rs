@@ -756,3 +756,173 @@ async fn record_if_any(store: &mut SessionStoreClient<GrpcChannel>, id: &str) ->
     let request = GetSessionsRequest { session_ids: vec![id.into()] };
     store.get_sessions(request).await.unwrap().into_inner().sessions.pop()
 }
+
+/// A session on the host with `connections` clients, created at `created` (ms since epoch).
+fn connected_session(id: &str, connections: u32, created: i64) -> HostSession {
+    HostSession { num_of_connections: connections, creation_time_unix_ms: created, ..host_session(id) }
+}
+
+/// What a fake host reports, sent every 500 ms as a real agent reports every update interval (the broker
+/// ends the stream of an agent silent for two intervals).
+struct Inventory {
+    sessions: Arc<std::sync::Mutex<Vec<HostSession>>>,
+    reporter: tokio::task::JoinHandle<()>,
+}
+
+impl Inventory {
+    fn keep_reporting(agent: &FakeAgent, sessions: Vec<HostSession>) -> Self {
+        let sessions = Arc::new(std::sync::Mutex::new(sessions));
+        let (to_broker, reported) = (agent.to_broker.clone(), sessions.clone());
+        let reporter = tokio::spawn(async move {
+            loop {
+                let sessions = reported.lock().unwrap().clone();
+                let update = AgentUpdate { dcv_healthy: true, sessions, ..Default::default() };
+                if to_broker.send(AgentMessage { kind: Some(AgentKind::Update(update)) }).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self { sessions, reporter }
+    }
+
+    /// From now on the host reports `sessions`.
+    fn set(&self, sessions: Vec<HostSession>) {
+        *self.sessions.lock().unwrap() = sessions;
+    }
+}
+
+/// Two replicas on one backend reaping under `timers`: r1 owns `h1`'s stream (the fake agent, whose hello
+/// lists `sessions` and which keeps reporting its inventory), r2 is where the test looks.
+async fn reaping_pair(
+    backend: Arc<dyn Backend>,
+    timers: switchboard_session_store::Timers,
+    sessions: Vec<HostSession>,
+) -> (Replica, Replica, FakeAgent, Inventory) {
+    // Sweeps (and, since the settings reap, scans the sessions) every second.
+    let config = StoreConfig { update_interval_seconds: 1, timers, ..StoreConfig::default() };
+    let r1 = start_replica_with("r1", backend.clone(), config.clone()).await;
+    let r2 = start_replica_with("r2", backend, config).await;
+    let mut agent = connect(&r1, AgentHello { sessions: sessions.clone(), ..empty_hello("h1") }).await.unwrap();
+    assert!(matches!(agent.next().await, BrokerKind::Welcome(_)));
+    let inventory = Inventory::keep_reporting(&agent, sessions);
+    (r1, r2, agent, inventory)
+}
+
+/// Idle reaping on each backend through two replicas: a session without connections is warned (ReapAt)
+/// then deleted through the close to its host; a connected one is kept; a connection in the warning
+/// window cancels.
+#[tokio::test]
+async fn idle_sessions_are_warned_then_reaped_and_a_connection_cancels() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        // Idle after 2 s, announced 4 s ahead: warned at the first scan, deleted 4 s later.
+        let timers = switchboard_session_store::Timers {
+            session_max_idle_seconds: 2,
+            reap_warning_seconds: 4,
+            ..Default::default()
+        };
+        let now = switchboard_common::time::now_ms();
+        let sessions = vec![connected_session("idle", 0, now), connected_session("busy", 1, now)];
+        let sessions = [sessions, vec![connected_session("flaky", 0, now)]].concat();
+        let (r1, r2, mut agent, inventory) = reaping_pair(backend, timers, sessions).await;
+        let mut store = r2.store.clone();
+
+        eventually("both idle sessions warned", || {
+            let mut store = store.clone();
+            async move {
+                let (idle, flaky) = (record(&mut store, "idle").await, record(&mut store, "flaky").await);
+                idle.reap_at_unix_ms > 0 && flaky.reap_at_unix_ms > 0
+            }
+        })
+        .await;
+        let warned = record(&mut store, "idle").await;
+        assert_eq!((warned.state(), warned.reap_reason.as_str()), (SessionState::Ready, "IDLE"), "{name}");
+        assert!(warned.reap_at_unix_ms >= now + 2000, "{name}: announced for when it is due: {warned:?}");
+
+        // A client connects to flaky within the warning window: its reap is cancelled.
+        let reported = vec![connected_session("idle", 0, now), connected_session("busy", 1, now)];
+        inventory.set([reported, vec![connected_session("flaky", 1, now)]].concat());
+        eventually("flaky's reap cancelled", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "flaky").await.reap_at_unix_ms == 0 }
+        })
+        .await;
+
+        // idle is deleted as by DeleteSessions: DELETING, the close to its host, DELETED once confirmed.
+        let close = agent.next_command().await;
+        let Some(Action::Close(closed)) = &close.action else { panic!("{name}: expected a close: {close:?}") };
+        assert_eq!(closed.session_id, "idle", "{name}: only the idle session is reaped");
+        assert_eq!(record(&mut store, "idle").await.state(), SessionState::Deleting, "{name}");
+        agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+        inventory.set(vec![connected_session("busy", 1, now), connected_session("flaky", 1, now)]);
+        eventually("idle deleted", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "idle").await.state() == SessionState::Deleted }
+        })
+        .await;
+        let reaped = record(&mut store, "idle").await;
+        assert_eq!(reaped.state_reason, switchboard_session_store::lifecycle::reap::REAPED_IDLE, "{name}");
+        assert_eq!((reaped.reap_reason.as_str(), reaped.reap_at_unix_ms), ("IDLE", warned.reap_at_unix_ms));
+        for id in ["busy", "flaky"] {
+            let kept = record(&mut store, id).await;
+            assert_eq!((kept.state(), kept.reap_at_unix_ms), (SessionState::Ready, 0), "{name}: {id} kept");
+        }
+        inventory.reporter.abort();
+        drop(agent);
+        r2.stop().await;
+        r1.stop().await;
+    }
+}
+
+/// The maximum lifetime on each backend through two replicas: it deletes even a connected session,
+/// except one whose CreateSessions item turned it off (`MaxLifetimeSeconds: 0`).
+#[tokio::test]
+async fn the_maximum_lifetime_reaps_connected_sessions_unless_their_own_limit_is_off() {
+    switchboard_common::telemetry::init_for_tests();
+    for (name, backend, _redis) in each_backend().await {
+        let timers = switchboard_session_store::Timers {
+            session_max_lifetime_seconds: 2,
+            reap_warning_seconds: 1,
+            ..Default::default()
+        };
+        let now = switchboard_common::time::now_ms();
+        let (r1, r2, mut agent, inventory) =
+            reaping_pair(backend, timers, vec![connected_session("old", 1, now)]).await;
+        let mut store = r2.store.clone();
+        // Recorded by placement with its own limit off, then found on the host (adopted READY).
+        let spec = switchboard_proto::CreateSessionSpec { max_lifetime_seconds: Some(0), ..Default::default() };
+        let kept = SessionRecord {
+            spec: Some(spec),
+            ..switchboard_store::conformance::session("kept", "alice", SessionType::Virtual)
+        };
+        store.record_sessions(RecordSessionsRequest { sessions: vec![kept] }).await.unwrap();
+        inventory.set(vec![connected_session("old", 1, now), connected_session("kept", 1, now)]);
+        eventually("kept adopted", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "kept").await.state() == SessionState::Ready }
+        })
+        .await;
+
+        let close = agent.next_command().await;
+        let Some(Action::Close(closed)) = &close.action else { panic!("{name}: expected a close: {close:?}") };
+        assert_eq!(closed.session_id, "old", "{name}: reaped though connected");
+        agent.answer(CommandResult { command_id: close.command_id, ..Default::default() }).await;
+        inventory.set(vec![connected_session("kept", 1, now)]);
+        eventually("old deleted", || {
+            let mut store = store.clone();
+            async move { record(&mut store, "old").await.state() == SessionState::Deleted }
+        })
+        .await;
+        let old = record(&mut store, "old").await;
+        assert_eq!(old.reap_reason, "MAX_LIFETIME", "{name}");
+        assert_eq!(old.state_reason, switchboard_session_store::lifecycle::reap::REAPED_MAX_LIFETIME, "{name}");
+        // Created with old, so it would be past its warning too; its own limit is off.
+        let kept = record(&mut store, "kept").await;
+        assert_eq!((kept.state(), kept.reap_at_unix_ms), (SessionState::Ready, 0), "{name}: kept");
+        inventory.reporter.abort();
+        drop(agent);
+        r2.stop().await;
+        r1.stop().await;
+    }
+}

@@ -237,6 +237,12 @@ impl SessionStore for Fakes {
             return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
         }
         let sessions: Vec<_> = ids.iter().filter(|id| id.starts_with("known")).map(|id| ready_session(id)).collect();
+        // `known-reaping…`: a session whose idle reap is announced.
+        let reaping = |session: pb::SessionRecord| match session.id.starts_with("known-reaping") {
+            true => pb::SessionRecord { reap_at_unix_ms: FAKE_NOW_MS, reap_reason: "IDLE".into(), ..session },
+            false => session,
+        };
+        let sessions = sessions.into_iter().map(reaping).collect();
         Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], ..Default::default() }))
     }
     async fn list_sessions(

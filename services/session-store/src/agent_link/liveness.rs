@@ -23,7 +23,13 @@
 //!   Connected hosts' sessions are bounded by their stream's inventory instead (`reconcile`);
 //! - a draining server (closed without Force while sessions ran) whose last session ended, or whose
 //!   deadline passed, becomes closed as with Force (`Servers::finish_drain`, a compare-and-set on the
-//!   deadline: an opening or a new close in between wins, and one replica finishes it).
+//!   deadline: an opening or a new close in between wins, and one replica finishes it);
+//! - READY sessions past their idle or lifetime limit are announced, then reaped (`lifecycle::reap`):
+//!   the announcement is a compare-and-set of the record, the deletion the DeleteSessions path
+//!   (`deletion::reap`), so racing replicas announce and reap once. This rides on the scan of the
+//!   sessions, which runs every update interval while the settings reap (`session_max_idle_seconds`,
+//!   `session_max_lifetime_seconds`), and every half stalled bound otherwise (for sessions whose own
+//!   limits ask for it).
 //!
 //! "Silent since" is the server's `last_seen_unix_ms`: the last time its
 //! report was written, at most `telemetry_write_interval` before it was last
@@ -38,6 +44,9 @@ use switchboard_proto::{ServerRecord, SessionRecord, SessionState};
 
 use crate::StoreConfig;
 use crate::lifecycle;
+use crate::lifecycle::reap::{self, ReapPolicy};
+use crate::metrics::ReapStep;
+use crate::routing::HostCommands;
 use switchboard_store::{Backend, BackendError, BackendResult, Fence};
 
 /// Servers (and expired sessions) handled per backend call while sweeping.
@@ -101,11 +110,31 @@ async fn end_stalled(
     Ok((ended, after))
 }
 
-/// Ends CREATING sessions that no placement replica carries any more: unplaced, not queued, past the
-/// stalled bound. Scans the sessions in pages of [`PAGE`] (one backend call each): its cost grows with
-/// the sessions stored, which is why it runs only every half bound.
-async fn sweep_unplaced(backend: &dyn Backend, bounds: &lifecycle::Bounds, now: i64) -> BackendResult<usize> {
-    let mut ended = 0;
+/// What one scan of the sessions ([`scan_sessions`]) did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Unplaced CREATING sessions ended past the stalled bound.
+    pub unplaced_ended: usize,
+    /// Reaps announced (the session's `reap_at_unix_ms` set).
+    pub reaps_warned: usize,
+    /// Announced reaps cancelled.
+    pub reaps_cancelled: usize,
+    /// Sessions reaped (made DELETING, their close sent).
+    pub sessions_reaped: usize,
+}
+
+/// Scans the sessions in pages of [`PAGE`] (one backend call each): ends CREATING sessions that no
+/// placement replica carries any more (unplaced, not queued, past the stalled bound), and takes the
+/// reaper's steps (`lifecycle::reap`) under `policy`. Its cost grows with the sessions stored, which is
+/// why it runs only every half bound unless the settings reap.
+async fn scan(
+    backend: &Arc<dyn Backend>,
+    hosts: &Arc<dyn HostCommands>,
+    bounds: &lifecycle::Bounds,
+    policy: &ReapPolicy,
+    now: i64,
+) -> BackendResult<ScanOutcome> {
+    let mut outcome = ScanOutcome::default();
     let mut after_id = String::new();
     let mut counts = crate::metrics::SessionCounts::default();
     loop {
@@ -114,17 +143,62 @@ async fn sweep_unplaced(backend: &dyn Backend, bounds: &lifecycle::Bounds, now: 
         let Some(last) = page.last() else { break };
         after_id = last.id.clone();
         let full = page.len() == PAGE;
+        for session in page.iter().filter(|session| reap::step(session, policy, now).is_some()) {
+            match reap_step(backend, hosts, session, policy, &mut outcome).await {
+                Ok(()) | Err(BackendError::Conflict(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let unplaced = page
             .into_iter()
             .filter(|s| s.state() == SessionState::Creating && s.server_id.is_empty() && !lifecycle::is_queued(s))
             .collect();
-        ended += end_stalled(backend, unplaced, bounds, now, None).await?.0;
+        outcome.unplaced_ended += end_stalled(&**backend, unplaced, bounds, now, None).await?.0;
         if !full {
             break;
         }
     }
     crate::metrics::sessions(&counts);
-    Ok(ended)
+    Ok(outcome)
+}
+
+/// Takes the reaper's step for `session` (as scanned), re-evaluated on the record as stored: a warning
+/// or a cancellation is a compare-and-set of the record, a reap goes through the DeleteSessions path.
+async fn reap_step(
+    backend: &Arc<dyn Backend>,
+    hosts: &Arc<dyn HostCommands>,
+    session: &SessionRecord,
+    policy: &ReapPolicy,
+    outcome: &mut ScanOutcome,
+) -> BackendResult<()> {
+    let id = &session.id;
+    if let Some(reap::Step::Reap(_)) = reap::step(session, policy, now_ms()) {
+        if let Some(reason) = crate::deletion::reap(backend, hosts, id, policy).await? {
+            outcome.sessions_reaped += 1;
+            crate::metrics::reap_step(ReapStep::Reaped, &reason);
+            tracing::info!(session_id = %id, server_id = %session.server_id, reason, "session reaped");
+        }
+        return Ok(());
+    }
+    let applied = lifecycle::apply(&**backend, id, None, |record, now| match reap::step(record, policy, now) {
+        Some(reap::Step::Warn(next) | reap::Step::Cancel(next)) => Some(next),
+        _ => None,
+    })
+    .await?;
+    let Some(stored) = applied.filter(|applied| applied.changed).map(|applied| applied.record) else {
+        return Ok(());
+    };
+    if stored.reap_at_unix_ms != 0 {
+        outcome.reaps_warned += 1;
+        crate::metrics::reap_step(ReapStep::Warned, &stored.reap_reason);
+        let reap_at = switchboard_common::time::rfc3339_ms(stored.reap_at_unix_ms).unwrap_or_default();
+        tracing::info!(session_id = %id, reason = %stored.reap_reason, %reap_at, "session to be reaped");
+    } else {
+        outcome.reaps_cancelled += 1;
+        crate::metrics::reap_step(ReapStep::Cancelled, &session.reap_reason);
+        tracing::info!(session_id = %id, reason = %session.reap_reason, "session reap cancelled");
+    }
+    Ok(())
 }
 
 /// Sweeps once at `now`: liveness, then the reapers (see the module doc).
@@ -240,21 +314,31 @@ async fn sweep_server(
     Ok(())
 }
 
-/// Ends unplaced CREATING sessions past the stalled bound ([`sweep_unplaced`]): a scan of every session,
-/// so [`run`] does it once per half bound, not every sweep.
-pub async fn sweep_stalled_unplaced(backend: &dyn Backend, config: &StoreConfig, now: i64) -> BackendResult<usize> {
-    sweep_unplaced(backend, &config.bounds(), now).await
+/// Scans every session once at `now` ([`scan`]): ends unplaced CREATING sessions past the stalled bound
+/// and takes the reaper's steps, sending reaped sessions' closes through `hosts`. [`run`] does it once per
+/// half stalled bound (every sweep while the settings reap), not every sweep.
+pub async fn scan_sessions(
+    backend: &Arc<dyn Backend>,
+    hosts: &Arc<dyn HostCommands>,
+    config: &StoreConfig,
+    now: i64,
+) -> BackendResult<ScanOutcome> {
+    scan(backend, hosts, &config.bounds(), &config.timers.reap_policy(), now).await
 }
 
-/// Runs [`sweep`] every update interval, and [`sweep_stalled_unplaced`] every half stalled bound (at
-/// least every update interval), until `shutdown`.
-pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutdown) {
+/// Runs [`sweep`] every update interval, and [`scan_sessions`] every half stalled bound (at least every
+/// update interval; every update interval while the settings reap), until `shutdown`.
+pub async fn run(backend: Arc<dyn Backend>, hosts: Arc<dyn HostCommands>, config: StoreConfig, shutdown: Shutdown) {
     let period = Duration::from_secs(u64::from(config.update_interval_seconds.max(1)));
     // The first sweep waits one interval: streams of the replica's previous
     // life (if any) get the same grace as everyone else's lease.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let unplaced_period = period.max(Duration::from_secs(config.timers.stalled_session_seconds / 2));
+    let unplaced_period = if config.timers.reap_policy().broker_wide() {
+        period
+    } else {
+        period.max(Duration::from_secs(config.timers.stalled_session_seconds / 2))
+    };
     // Due at the first sweep, so the session gauges exist from then on.
     let mut unplaced_due = tokio::time::Instant::now();
     loop {
@@ -273,10 +357,10 @@ pub async fn run(backend: Arc<dyn Backend>, config: StoreConfig, shutdown: Shutd
         }
         if unplaced_due <= tokio::time::Instant::now() {
             unplaced_due = tokio::time::Instant::now() + unplaced_period;
-            match sweep_stalled_unplaced(&*backend, &config, now_ms()).await {
-                Ok(0) => {}
-                Ok(ended) => tracing::info!(ended, "stalled unplaced sessions ended"),
-                Err(error) => tracing::warn!(%error, "sweep of unplaced sessions failed"),
+            match scan_sessions(&backend, &hosts, &config, now_ms()).await {
+                Ok(outcome) if outcome != ScanOutcome::default() => tracing::info!(?outcome, "scan of the sessions"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "scan of the sessions failed"),
             }
         }
     }

@@ -25,6 +25,12 @@ async fn ready_session_on(backend: &EmbeddedBackend, id: &str, server_id: &str) 
     backend.update_session(record, 2, None).await.unwrap();
 }
 
+/// A command router with no agent stream: every close is `NotSent` (the host keeps DELETING sessions).
+fn no_hosts(backend: &Arc<dyn Backend>) -> Arc<dyn HostCommands> {
+    let hub = Arc::new(crate::agent_link::hub::AgentHub::default());
+    Arc::new(crate::routing::CommandRouter::new("r1".into(), backend.clone(), hub, Duration::from_secs(1)))
+}
+
 async fn state(backend: &EmbeddedBackend, id: &str) -> SessionState {
     backend.get_sessions(&[id.into()]).await.unwrap().remove(0).state()
 }
@@ -105,7 +111,7 @@ async fn the_loop_expires_deleted_records_and_ends_abandoned_creates_on_time() {
     config.update_interval_seconds = 1;
     config.timers.stalled_session_seconds = 20;
     let shutdown = Shutdown::new();
-    let task = tokio::spawn(run(backend.clone(), config, shutdown.clone()));
+    let task = tokio::spawn(run(backend.clone(), no_hosts(&backend), config, shutdown.clone()));
 
     let exists = |id: &'static str| {
         let backend = backend.clone();
