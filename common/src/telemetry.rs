@@ -6,7 +6,8 @@
 //! an endpoint is configured ([`TraceExport`]): then a `tracing-opentelemetry` layer turns this process's
 //! spans into OpenTelemetry spans, batched and sent by a background thread. That layer has its own filter
 //! (spans of Switchboard's crates at `debug` and above, no events), so the log level never decides what is
-//! traced and log events are not copied into spans. [`shutdown`] flushes what is still buffered; every
+//! traced and log events are not copied into spans; nor does tracing raise the log level (the `log` crate's
+//! bridge keeps the log filter's level). [`shutdown`] flushes what is still buffered; every
 //! binary calls it before exiting. The W3C trace context crossing processes is in [`crate::trace_context`].
 //!
 //! **Sampling is decided before a trace's first span.** Code that starts a new trace (the gateway's API
