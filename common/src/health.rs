@@ -78,44 +78,60 @@ pub async fn run_probe(probe: &Probe) -> Result<(), String> {
     }
 }
 
-/// Keeps the health status of `services` (gRPC service names, e.g. `switchboard.v1.Auth`) and of the
-/// overall service `""` honest until shutdown: `SERVING` while `probe` passes (always, without one),
-/// `NOT_SERVING` after [`FAILURES_TO_FLIP`] failed probes in a row and from the moment `shutdown` is
-/// cancelled. Marks them `SERVING` before returning, so call it before serving; the task it spawns ends
-/// with shutdown.
-pub async fn keep(reporter: HealthReporter, services: Vec<&'static str>, probe: Option<Probe>, shutdown: Shutdown) {
-    let names: Vec<&'static str> = std::iter::once("").chain(services).collect();
-    set(&reporter, &names, ServingStatus::Serving).await;
+/// Runs `probe` every [`CHECK_INTERVAL`] until `shutdown` and publishes its [`Hysteresis`] state (starting
+/// healthy), logging each change under `what`. The one checking loop of [`keep`] and the gateway's
+/// readiness.
+pub fn watch(what: String, probe: Probe, shutdown: Shutdown) -> tokio::sync::watch::Receiver<bool> {
+    let (healthy, receiver) = tokio::sync::watch::channel(true);
     tokio::spawn(async move {
         let mut state = Hysteresis::default();
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    set(&reporter, &names, ServingStatus::NotServing).await;
-                    return;
-                }
+                () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Some(probe) = &probe else { continue };
-            let result = run_probe(probe).await;
-            if let Err(reason) = &result {
-                tracing::debug!(%reason, "health probe failed");
-            }
+            let result = run_probe(&probe).await;
             match state.observe(result.is_ok()) {
-                Some(true) => {
-                    tracing::info!(services = ?names, "dependency reachable again; serving");
-                    set(&reporter, &names, ServingStatus::Serving).await;
-                }
-                Some(false) => {
-                    let reason = result.err().unwrap_or_default();
-                    tracing::warn!(services = ?names, %reason, "dependency unreachable; health is NOT_SERVING");
-                    set(&reporter, &names, ServingStatus::NotServing).await;
-                }
-                None => {}
+                Some(true) => tracing::info!(%what, "reachable again"),
+                Some(false) => tracing::warn!(%what, reason = %result.err().unwrap_or_default(), "unreachable"),
+                None => continue,
+            }
+            if healthy.send(state.healthy()).is_err() {
+                return;
             }
         }
+    });
+    receiver
+}
+
+/// Keeps the health status of `services` (gRPC service names, e.g. `switchboard.v1.Auth`) and of the
+/// overall service `""` honest until shutdown: `SERVING` while `probe` passes (always, without one),
+/// `NOT_SERVING` after [`FAILURES_TO_FLIP`] failed probes in a row ([`watch`]) and from the moment
+/// `shutdown` is cancelled. Marks them `SERVING` before returning, so call it before serving; the task it
+/// spawns ends with shutdown.
+pub async fn keep(reporter: HealthReporter, services: Vec<&'static str>, probe: Option<Probe>, shutdown: Shutdown) {
+    let names: Vec<&'static str> = std::iter::once("").chain(services).collect();
+    set(&reporter, &names, ServingStatus::Serving).await;
+    let mut healthy = probe.map(|probe| watch(format!("the backend of {names:?}"), probe, shutdown.clone()));
+    tokio::spawn(async move {
+        loop {
+            let changed = async {
+                match &mut healthy {
+                    Some(healthy) => healthy.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                still = changed => if !still { break },
+            }
+            let serving = healthy.as_mut().is_some_and(|healthy| *healthy.borrow_and_update());
+            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            set(&reporter, &names, status).await;
+        }
+        set(&reporter, &names, ServingStatus::NotServing).await;
     });
 }
 
