@@ -31,7 +31,7 @@
 
 mod durable;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -39,14 +39,15 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_common::time::now_ms;
 use switchboard_proto::{
-    DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType,
+    DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType,
 };
 
+use crate::events;
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency,
-    IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
-    SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
+    Idempotency, IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions,
+    SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 
@@ -87,6 +88,7 @@ struct Memory {
     used_tokens: HashMap<String, i64>,
     /// Size of `used_tokens` at which expired ids are pruned next.
     used_tokens_prune_at: usize,
+    events: EventLog,
 }
 
 /// Live sessions on one server, by type and by owner.
@@ -149,6 +151,102 @@ impl Feed {
         }
         self.by_revision.insert(self.revision, server_id.to_owned());
     }
+}
+
+/// The event stream (`crate::events`), in memory: a restart begins a new log, and a reader whose cursor
+/// is from before it is told its events were dropped.
+struct EventLog {
+    entries: VecDeque<EventRecord>,
+    /// The newest id handed out.
+    last: (u64, u64),
+    /// Ids up to this one were dropped for retention ((0, 0): none).
+    dropped_through: (u64, u64),
+    /// The first id this process could hand out: a cursor other than `0-0` below it is from before a
+    /// restart.
+    started: (u64, u64),
+    retained: usize,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        let started = (u64::try_from(now_ms()).unwrap_or_default(), 0);
+        Self {
+            entries: VecDeque::new(),
+            last: (started.0, 0),
+            dropped_through: (0, 0),
+            started,
+            retained: crate::events::EVENTS_RETAINED,
+        }
+    }
+}
+
+impl EventLog {
+    /// Appends `event` with the next id; returns the id.
+    fn append(&mut self, mut event: EventRecord) -> String {
+        let now = u64::try_from(now_ms()).unwrap_or_default();
+        self.last = if now > self.last.0 { (now, 0) } else { (self.last.0, self.last.1 + 1) };
+        event.id = events::format_id(self.last);
+        event.at_unix_ms = i64::try_from(self.last.0).unwrap_or(i64::MAX);
+        let id = event.id.clone();
+        self.entries.push_back(event);
+        while self.entries.len() > self.retained {
+            if let Some(dropped) = self.entries.pop_front() {
+                self.dropped_through = events::parse_id(&dropped.id).unwrap_or(self.dropped_through);
+            }
+        }
+        id
+    }
+
+    fn read(&self, after: (u64, u64), limit: usize) -> EventPage {
+        let start = self.entries.partition_point(|event| events::parse_id(&event.id).is_ok_and(|id| id <= after));
+        EventPage {
+            events: self.entries.range(start..).take(limit).cloned().collect(),
+            truncated: after < self.dropped_through || (after != (0, 0) && after < self.started),
+            last_id: self.entries.back().map(|event| event.id.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// A `session.state` event when `new` is a new session or changed state, and a `session.placed`
+    /// event when it gained a host.
+    fn session_written(&mut self, old: Option<&SessionRecord>, new: &SessionRecord) {
+        if old.is_none_or(|old| old.state != new.state) {
+            self.append(EventRecord {
+                kind: events::kind::SESSION_STATE.to_owned(),
+                session_id: new.id.clone(),
+                owner: new.owner.clone(),
+                server_id: new.server_id.clone(),
+                state: new.state,
+                previous_state: old.map_or(0, |old| old.state),
+                reason: new.state_reason.clone(),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// A `server.availability` event when the availability of `server_id` went from `old` to `new`
+    /// (`None`: not known / removed).
+    fn server_changed(&mut self, server_id: &str, old: Option<(bool, bool, bool)>, new: Option<(bool, bool, bool)>) {
+        let view = |flags: Option<(bool, bool, bool)>| {
+            flags.map(|(reachable, open, healthy)| events::server_availability(reachable, open, healthy))
+        };
+        let (before, after) = (view(old), view(new));
+        if before == after {
+            return;
+        }
+        let (availability, reason) = after.unwrap_or(("UNAVAILABLE", events::SERVER_REMOVED));
+        self.append(EventRecord {
+            kind: events::kind::SERVER_AVAILABILITY.to_owned(),
+            server_id: server_id.to_owned(),
+            availability: availability.to_owned(),
+            reason: reason.to_owned(),
+            ..Default::default()
+        });
+    }
+}
+
+/// What a server's availability event depends on.
+fn availability_flags(server: &ServerRecord) -> (bool, bool, bool) {
+    (server.reachable, server.open, server.dcv_healthy)
 }
 
 /// The create-sessions queue: entries by session, and per class by sequence.
@@ -268,11 +366,13 @@ impl Memory {
     ) -> BackendResult<ServerRecord> {
         durable.set_server_state(server_id, Some((open, drain_deadline_unix_ms)))?;
         let server = self.servers.get_mut(server_id).expect("the caller checked the server is known");
+        let before = availability_flags(server);
         server.open = open;
         server.drain_deadline_unix_ms = drain_deadline_unix_ms;
         server.revision += 1;
         let server = server.clone();
         self.feed.touch(server_id);
+        self.events.server_changed(server_id, Some(before), Some(availability_flags(&server)));
         Ok(self.server_view(&server))
     }
 
@@ -355,6 +455,7 @@ impl Sessions for EmbeddedBackend {
         session.revision = 1;
         self.write_queued_session(&memory, &session)?;
         memory.index(&session);
+        memory.events.session_written(None, &session);
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(session)
     }
@@ -371,6 +472,7 @@ impl Sessions for EmbeddedBackend {
             session.revision = 1;
             self.write_queued_session(&memory, session)?;
             memory.index(session);
+            memory.events.session_written(None, session);
             memory.sessions.insert(session.id.clone(), session.clone());
         }
         Ok(sessions)
@@ -412,6 +514,7 @@ impl Sessions for EmbeddedBackend {
         self.write_queued_session(&memory, &session)?;
         memory.unindex(&stored);
         memory.index(&session);
+        memory.events.session_written(Some(&stored), &session);
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(session)
     }
@@ -460,6 +563,15 @@ impl Sessions for EmbeddedBackend {
         session.revision += 1;
         self.write_queued_session(&memory, &session)?;
         memory.index(&session);
+        memory.events.append(EventRecord {
+            kind: events::kind::SESSION_PLACED.to_owned(),
+            session_id: session.id.clone(),
+            owner: session.owner.clone(),
+            server_id: session.server_id.clone(),
+            state: session.state,
+            previous_state: session.state,
+            ..Default::default()
+        });
         memory.sessions.insert(session.id.clone(), session.clone());
         Ok(AssignOutcome::Assigned(session))
     }
@@ -486,6 +598,7 @@ impl Servers for EmbeddedBackend {
         let stored = if known { None } else { self.durable.server_state(&report.id)? };
         let mut memory = self.memory();
         memory.check_fence(fence)?;
+        let before = memory.servers.get(&report.id).map(availability_flags);
         match memory.servers.get(&report.id) {
             Some(existing) => {
                 report.open = existing.open;
@@ -498,6 +611,7 @@ impl Servers for EmbeddedBackend {
             }
         }
         memory.feed.touch(&report.id);
+        memory.events.server_changed(&report.id, before, Some(availability_flags(&report)));
         memory.servers.insert(report.id.clone(), report.clone());
         Ok(memory.server_view(&report))
     }
@@ -559,8 +673,9 @@ impl Servers for EmbeddedBackend {
     async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
         let mut memory = self.memory();
         self.durable.set_server_state(server_id, None)?;
-        if memory.servers.remove(server_id).is_some() {
+        if let Some(removed) = memory.servers.remove(server_id) {
             memory.feed.touch(server_id);
+            memory.events.server_changed(server_id, Some(availability_flags(&removed)), None);
         }
         Ok(())
     }
@@ -572,7 +687,9 @@ impl Servers for EmbeddedBackend {
             return Err(BackendError::Conflict(format!("server {server_id}")));
         }
         memory.check_fence(Some(&Fence::unowned(server_id)))?;
-        memory.servers.remove(server_id);
+        if let Some(removed) = memory.servers.remove(server_id) {
+            memory.events.server_changed(server_id, Some(availability_flags(&removed)), None);
+        }
         memory.feed.touch(server_id);
         Ok(())
     }
@@ -621,8 +738,18 @@ impl CreateQueue for EmbeddedBackend {
         self.durable.queue_push(&entry, memory.sessions.get(&entry.session_id))?;
         let queue = &mut memory.queue;
         queue.sequence = entry.sequence;
-        queue.classes.entry(entry.class_id.clone()).or_default().insert(entry.sequence, entry.session_id.clone());
+        let class = queue.classes.entry(entry.class_id.clone()).or_default();
+        class.insert(entry.sequence, entry.session_id.clone());
+        let position = u32::try_from(class.len()).unwrap_or(u32::MAX);
         queue.entries.insert(entry.session_id.clone(), entry.clone());
+        memory.events.append(EventRecord {
+            kind: events::kind::QUEUE_ENQUEUED.to_owned(),
+            session_id: entry.session_id.clone(),
+            owner: entry.owner.clone(),
+            detail: entry.class_id.clone(),
+            queue_position: position,
+            ..Default::default()
+        });
         Ok(QueuePush::Queued(entry))
     }
 
@@ -949,5 +1076,26 @@ impl Idempotency for EmbeddedBackend {
 
     async fn release_idempotency_key(&self, scope_key: &str) -> BackendResult<()> {
         self.durable.release_idempotency_key(scope_key)
+    }
+}
+
+#[async_trait]
+impl Events for EmbeddedBackend {
+    async fn append_event(&self, event: EventRecord) -> BackendResult<String> {
+        Ok(self.memory().events.append(event))
+    }
+
+    async fn read_events(&self, after: &str, limit: usize) -> BackendResult<EventPage> {
+        let after = events::parse_id(after)?;
+        Ok(self.memory().events.read(after, limit.clamp(1, events::READ_EVENTS_MAX)))
+    }
+}
+
+impl EmbeddedBackend {
+    /// Keeps only the newest `retained` events (tests of retention; the default is
+    /// [`events::EVENTS_RETAINED`]).
+    pub fn with_events_retained(self, retained: usize) -> Self {
+        self.memory().events.retained = retained.max(1);
+        self
     }
 }

@@ -17,6 +17,8 @@
 //! - [`secrets`]: [`Secrets`], shared secrets and single-use token ids (durable);
 //! - [`idempotency`]: [`Idempotency`], CreateSessions' `Idempotency-Key` records: claims and stored
 //!   answers, expiring (durable);
+//! - [`events`]: [`Events`], the bounded event stream: session states, placements, server
+//!   availability and queue events appended by the backends in the same atomic step as the change;
 //! - [`error`]: [`BackendError`], mapped once to an `ErrorCode`;
 //! - [`open`]: [`BackendConfig`] and [`open_backend`];
 //! - [`observed`]: [`Observed`], a span and the per-call metrics around any backend;
@@ -36,6 +38,7 @@ pub mod dns;
 pub mod embedded;
 pub mod enrolment;
 pub mod error;
+pub mod events;
 pub mod idempotency;
 pub mod observed;
 pub mod open;
@@ -51,6 +54,7 @@ pub mod sessions;
 pub use dns::DnsMappings;
 pub use enrolment::Enrolment;
 pub use error::{BackendError, BackendResult};
+pub use events::{EventPage, Events};
 pub use idempotency::{Idempotency, IdempotencyClaim};
 pub use observed::Observed;
 pub use open::{BackendConfig, open_backend};
@@ -78,6 +82,7 @@ pub trait Backend:
     + Secrets
     + DnsMappings
     + Idempotency
+    + Events
     + Reachable
 {
 }
@@ -92,6 +97,7 @@ impl<T> Backend for T where
         + Secrets
         + DnsMappings
         + Idempotency
+        + Events
         + Reachable
 {
 }

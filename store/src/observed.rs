@@ -19,13 +19,15 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use switchboard_proto::{
-    AgentClientRecord, DnsMappingRecord, QueuedRequest, ServerRecord, SessionRecord, SoftwareStatementRecord,
+    AgentClientRecord, DnsMappingRecord, EventRecord, QueuedRequest, ServerRecord, SessionRecord,
+    SoftwareStatementRecord,
 };
 
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
-    BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, Idempotency, IdempotencyClaim, QueueDepth,
-    QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, StreamOwnership,
+    BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence, Idempotency,
+    IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
+    StreamOwnership,
 };
 
 /// A backend whose every call is traced and measured.
@@ -200,6 +202,12 @@ observed! {
 }
 
 observed! {
+    Events:
+    fn append_event(event: EventRecord) -> BackendResult<String>;
+    fn read_events(after: &str, limit: usize) -> BackendResult<EventPage>;
+}
+
+observed! {
     Idempotency:
     fn claim_idempotency_key(scope_key: &str, body_sha256: &[u8], claim_ttl: std::time::Duration) -> BackendResult<IdempotencyClaim>;
     fn complete_idempotency_key(scope_key: &str, answer: Vec<u8>, ttl: std::time::Duration) -> BackendResult<bool>;
@@ -265,5 +273,7 @@ pub const OPERATIONS: &[&str] = &[
     "claim_idempotency_key",
     "complete_idempotency_key",
     "release_idempotency_key",
+    "append_event",
+    "read_events",
     "ping",
 ];

@@ -91,3 +91,32 @@ async fn the_backend_rides_out_a_redis_outage() {
     assert_eq!(keys.len(), 1, "the same backend works again, data intact");
     backend.ping().await.expect("and health checks see it back");
 }
+
+#[tokio::test]
+async fn the_event_stream_is_trimmed_to_its_retention_and_readers_told() {
+    use switchboard_proto::EventRecord;
+    use switchboard_store::Events;
+    let redis = RedisServer::start();
+    let backend = connect(&redis, "ev:").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET").arg("ev:events-retained").arg(10).query_async(&mut raw).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..500 {
+        let event = EventRecord { kind: "session.permissions".into(), detail: n.to_string(), ..Default::default() };
+        ids.push(backend.append_event(event).await.unwrap());
+    }
+    let len: usize = redis::cmd("XLEN").arg("ev:events").query_async(&mut raw).await.unwrap();
+    // Trimmed in batches of 100: between the retention and 100 more.
+    assert!((10..=110).contains(&len), "the stream keeps about its retention: {len}");
+    let page = backend.read_events("0-0", 1000).await.unwrap();
+    assert!(page.truncated, "a reader from the start missed dropped events");
+    assert_eq!(page.events.len(), len);
+    assert_eq!(page.last_id, ids[499]);
+    let recent = backend.read_events(&ids[490], 1000).await.unwrap();
+    assert!(!recent.truncated, "a reader within the retained events missed nothing");
+    assert_eq!(
+        recent.events.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+        (491..500).map(|n| n.to_string()).collect::<Vec<_>>()
+    );
+}

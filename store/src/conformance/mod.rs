@@ -7,6 +7,7 @@
 
 pub mod dns;
 mod enrolment;
+mod events;
 mod idempotency;
 mod owner_counts;
 mod ownership;
@@ -39,6 +40,7 @@ where
     secrets::run(&make).await;
     dns::run(&make).await;
     idempotency::run(&make).await;
+    events::run(&make).await;
     reachable::run(&make).await;
 }
 

@@ -243,3 +243,30 @@ async fn a_claim_replacing_an_expired_record_outlives_the_old_expiry() {
     let retry = durable.claim_idempotency_key("key", b"second", 60_000, 2_001).unwrap();
     assert_eq!(retry, IdempotencyClaim::InProgress, "pruning the old record's expiry left the new record");
 }
+
+#[tokio::test]
+async fn events_beyond_retention_are_dropped_and_readers_told() {
+    use crate::Events;
+    use crate::events::{kind, parse_id};
+    use switchboard_proto::EventRecord;
+    let backend = EmbeddedBackend::in_memory().unwrap().with_events_retained(3);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let event = EventRecord { kind: kind::SESSION_PERMISSIONS.into(), detail: n.to_string(), ..Default::default() };
+        ids.push(backend.append_event(event).await.unwrap());
+    }
+    let kept = backend.read_events("0-0", 10).await.unwrap();
+    assert_eq!(kept.events.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(), ["2", "3", "4"]);
+    assert!(kept.truncated, "a reader from the start missed the two dropped events");
+    assert!(backend.read_events(&ids[0], 10).await.unwrap().truncated, "after the first: missed the second");
+    let caught_up = backend.read_events(&ids[1], 10).await.unwrap();
+    assert!(!caught_up.truncated, "after the last dropped one: nothing missed");
+    assert_eq!(caught_up.events.len(), 3);
+
+    // A restarted process begins a new log: a cursor of the old one is told its events are gone.
+    let restarted = EmbeddedBackend::in_memory().unwrap();
+    let (ms, _) = parse_id(&ids[4]).unwrap();
+    let old_cursor = format!("{}-0", ms - 1);
+    assert!(restarted.read_events(&old_cursor, 10).await.unwrap().truncated, "a cursor from before the restart");
+    assert!(!restarted.read_events("0-0", 10).await.unwrap().truncated, "0-0 asks for what there is");
+}

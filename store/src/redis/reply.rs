@@ -2,7 +2,7 @@
 
 use prost::Message;
 use redis::Value;
-use switchboard_proto::{QueuedRequest, ServerRecord, SessionRecord};
+use switchboard_proto::{EventRecord, QueuedRequest, ServerRecord, SessionRecord};
 
 use crate::{BackendError, BackendResult};
 
@@ -131,4 +131,35 @@ pub(super) fn queued(items: &[Value]) -> BackendResult<Vec<QueuedRequest>> {
             })
         })
         .collect()
+}
+
+/// One stream entry of the event stream, `[id, [field, value, ...]]` (fields as `prelude.lua`'s `emit`
+/// writes them).
+pub(super) fn event(value: Value) -> BackendResult<EventRecord> {
+    let mut entry = array(value)?.into_iter();
+    let (Some(id), Some(fields)) = (entry.next(), entry.next()) else {
+        return Err(BackendError::Corrupt("event entry without id or fields".into()));
+    };
+    let id = text(&id)?;
+    let (at_ms, _) = crate::events::parse_id(&id)?;
+    let mut event = EventRecord { at_unix_ms: i64::try_from(at_ms).unwrap_or(i64::MAX), id, ..Default::default() };
+    let fields = array(fields)?;
+    for pair in fields.chunks_exact(2) {
+        let value = text(&pair[1])?;
+        let number = |value: &str| value.parse::<i64>().unwrap_or_default();
+        match text(&pair[0])?.as_str() {
+            "k" => event.kind = value,
+            "s" => event.session_id = value,
+            "o" => event.owner = value,
+            "v" => event.server_id = value,
+            "st" => event.state = i32::try_from(number(&value)).unwrap_or_default(),
+            "ps" => event.previous_state = i32::try_from(number(&value)).unwrap_or_default(),
+            "r" => event.reason = value,
+            "a" => event.availability = value,
+            "d" => event.detail = value,
+            "q" => event.queue_position = u32::try_from(number(&value)).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    Ok(event)
 }

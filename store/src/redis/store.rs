@@ -3,18 +3,21 @@
 use async_trait::async_trait;
 use prost::Message;
 use switchboard_common::time::now_ms;
-use switchboard_proto::{DnsMappingRecord, DnsMappingSet, QueuedRequest, ServerRecord, SessionRecord, SessionState};
+use switchboard_proto::{
+    DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord, SessionState,
+};
 
 use super::{RedisBackend, fence_args, reply};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
-    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, Fence, QueueDepth, QueuePush,
-    Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
+    QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
+    SoftwareStatementRecord, StreamOwnership,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
 /// server, state, type, owner, end time (for DELETED retention).
-fn session_side(session: &SessionRecord) -> [String; 5] {
+fn session_side(session: &SessionRecord) -> [String; 6] {
     let ended = match session.state() {
         SessionState::Deleted if session.ended_unix_ms > 0 => session.ended_unix_ms,
         SessionState::Deleted => now_ms(),
@@ -26,6 +29,7 @@ fn session_side(session: &SessionRecord) -> [String; 5] {
         session.r#type.to_string(),
         session.owner.clone(),
         ended.to_string(),
+        session.state_reason.clone(),
     ]
 }
 
@@ -666,4 +670,35 @@ fn ownership(fields: Vec<redis::Value>) -> BackendResult<Option<AgentOwnership>>
         epoch: u64::try_from(reply::int(epoch)?).unwrap_or_default(),
         lease_until_ms: reply::int(lease_until)?,
     }))
+}
+
+#[async_trait]
+impl Events for RedisBackend {
+    async fn append_event(&self, event: EventRecord) -> BackendResult<String> {
+        let mut invocation = self.scripts.events_append.prepare_invoke();
+        invocation.arg(&self.prefix).arg(&event.kind).arg(&event.session_id).arg(&event.owner).arg(&event.server_id);
+        invocation.arg(state_field(event.state)).arg(state_field(event.previous_state)).arg(&event.reason);
+        invocation.arg(&event.availability).arg(&event.detail);
+        invocation.arg(if event.queue_position == 0 { String::new() } else { event.queue_position.to_string() });
+        reply::text(&self.run(&invocation).await?)
+    }
+
+    async fn read_events(&self, after: &str, limit: usize) -> BackendResult<EventPage> {
+        let after_id = crate::events::parse_id(after)?;
+        let mut invocation = self.scripts.events_read.prepare_invoke();
+        let limit = limit.clamp(1, crate::events::READ_EVENTS_MAX);
+        invocation.arg(&self.prefix).arg(crate::events::format_id(after_id)).arg(limit);
+        let mut items = reply::array(self.run(&invocation).await?)?.into_iter();
+        let (Some(dropped), Some(last), Some(entries)) = (items.next(), items.next(), items.next()) else {
+            return Err(BackendError::Corrupt("events_read: short reply".into()));
+        };
+        let dropped = crate::events::parse_id(&reply::text(&dropped)?)?;
+        let events = reply::array(entries)?.into_iter().map(reply::event).collect::<BackendResult<Vec<_>>>()?;
+        Ok(EventPage { events, truncated: after_id < dropped, last_id: reply::text(&last)? })
+    }
+}
+
+/// A session state as the event stream's `st`/`ps` fields hold it: the enum's number, empty for none.
+fn state_field(state: i32) -> String {
+    if state == 0 { String::new() } else { state.to_string() }
 }

@@ -16,6 +16,11 @@ local K_FLEET_GEN = P .. 'fleet-generation'
 local K_QUEUE_SEQ = P .. 'queue-seq'
 local K_QUEUE_CLASSES = P .. 'queue-classes'
 local K_QUEUE_DEADLINES = P .. 'queue-deadlines'
+local K_EVENTS = P .. 'events'
+-- How many events the stream keeps (events::EVENTS_RETAINED unless `SET <prefix>events-retained N`), and
+-- the id of the newest event dropped ('0-0' or missing: none).
+local K_EVENTS_RETAINED = P .. 'events-retained'
+local K_EVENTS_DROPPED = P .. 'events-dropped'
 local function k_queued(id) return P .. 'queued:' .. id end
 local function k_queue_class(class) return P .. 'queue-class:' .. class end
 local function k_session(id) return P .. 'session:' .. id end
@@ -41,6 +46,43 @@ local function fence_ok(mode, server, epoch)
   local a = redis.call('HMGET', k_agent(server), 'epoch', 'lease_until')
   if mode == 'owner' then return a[1] ~= false and a[1] == epoch end
   return a[1] == false or tonumber(a[2]) <= now_ms()
+end
+
+-- Appends an event (events.rs) to the stream, in the same script as the change it reports. Fields:
+-- k kind, s session, o owner, v server, st state, ps previous state, r reason, a availability,
+-- d detail, q queue position.
+local function emit(kind, session, owner, server, state, prev, reason, avail, detail, position)
+  redis.call('XADD', K_EVENTS, '*', 'k', kind, 's', session or '', 'o', owner or '', 'v', server or '',
+    'st', state or '', 'ps', prev or '', 'r', reason or '', 'a', avail or '', 'd', detail or '',
+    'q', position or '')
+  -- Trimmed in batches of 100, exactly, remembering the newest id dropped so a reader can be told.
+  local keep = tonumber(redis.call('GET', K_EVENTS_RETAINED) or '100000')
+  local len = redis.call('XLEN', K_EVENTS)
+  if len >= keep + 100 then
+    local dropped = redis.call('XRANGE', K_EVENTS, '-', '+', 'COUNT', len - keep)
+    redis.call('XTRIM', K_EVENTS, 'MAXLEN', keep)
+    redis.call('SET', K_EVENTS_DROPPED, dropped[#dropped][1])
+  end
+end
+
+-- A server's operational availability (events::server_availability): 'AVAILABLE', '' or 'UNAVAILABLE'
+-- and the first cause; nil, nil for a server not stored.
+local function availability(id)
+  local s = redis.call('HMGET', P .. 'server:' .. id, 'reachable', 'open', 'healthy')
+  if s[1] == false then return nil, nil end
+  if s[1] ~= '1' then return 'UNAVAILABLE', 'UNREACHABLE_AGENT' end
+  if s[2] ~= '1' then return 'UNAVAILABLE', 'SERVER_CLOSED' end
+  if s[3] ~= '1' then return 'UNAVAILABLE', 'UNHEALTHY_DCV_SERVER' end
+  return 'AVAILABLE', ''
+end
+
+-- Emits a server.availability event if the server's availability is no longer `before`/`before_reason`
+-- (what availability(id) said before the change).
+local function availability_changed(id, before, before_reason)
+  local now, reason = availability(id)
+  if now == before and reason == before_reason then return end
+  if now == nil then now, reason = 'UNAVAILABLE', 'SERVER_REMOVED' end
+  emit('server.availability', '', '', id, '', '', reason, now, '', '')
 end
 
 -- Gives a server a new revision in the fleet change feed (placement's view).
@@ -72,8 +114,14 @@ local function session_side(id)
 end
 
 -- Moves a session's index entries and counts from `old` (side fields or
--- nil) to its new side fields, then stores it.
-local function write_session(id, data, rev, server, state, stype, owner, ended, old)
+-- nil) to its new side fields, then stores it; a new session or a new
+-- state is a session.state event with `reason` (the StateReason).
+local function write_session(id, data, rev, server, state, stype, owner, ended, reason, old)
+  if not old or old[2] ~= state then
+    local prev = ''
+    if old then prev = old[2] end
+    emit('session.state', id, owner, server, state, prev, reason, '', '', '')
+  end
   if old then
     count(old[1], old[2], old[3], old[4], -1)
     if old[1] ~= server and old[1] ~= '' then redis.call('SREM', k_server_sessions(old[1]), id) end

@@ -43,6 +43,7 @@ if mode == 'push' then
   redis.call('ZADD', k_queue_class(class), int(seq), id)
   redis.call('SADD', K_QUEUE_CLASSES, class)
   redis.call('ZADD', K_QUEUE_DEADLINES, int(deadline), id)
+  emit('queue.enqueued', id, ARGV[7], '', '', '', '', '', class, int(redis.call('ZCARD', k_queue_class(class))))
   local out = { 'ok' }
   append(out, fields(id))
   return out

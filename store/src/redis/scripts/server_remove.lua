@@ -11,6 +11,10 @@ else
   redis.call('HDEL', K_OPEN, id)
   redis.call('HDEL', K_DRAIN, id)
 end
-if redis.call('DEL', key) == 1 then touch(id) end
+local before, before_reason = availability(id)
+if redis.call('DEL', key) == 1 then
+  touch(id)
+  availability_changed(id, before, before_reason)
+end
 redis.call('ZREM', K_SERVERS, id)
 return 'ok'

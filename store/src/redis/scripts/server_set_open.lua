@@ -17,6 +17,7 @@ if s[1] == false then
 end
 local drain = s[3] or '0'
 local function set(open, until_ms)
+  local before, before_reason = availability(id)
   redis.call('HSET', key, 'open', open, 'drain', until_ms, 'rev', tonumber(s[1]) + 1)
   redis.call('HSET', K_OPEN, id, open)
   if until_ms == '0' then
@@ -25,6 +26,7 @@ local function set(open, until_ms)
     redis.call('HSET', K_DRAIN, id, until_ms)
   end
   touch(id)
+  availability_changed(id, before, before_reason)
 end
 if mode == 'open' or mode == 'close' then
   local open = '0'

@@ -6,6 +6,7 @@
 local id = ARGV[2]
 if not fence_ok(ARGV[9], ARGV[10], ARGV[11]) then return { 'fenced' } end
 local key = k_server(id)
+local before, before_reason = availability(id)
 local s = redis.call('HMGET', key, 'rev', 'open', 'drain')
 local rev, open, drain = 1, s[2], s[3] or '0'
 if s[1] ~= false then
@@ -18,4 +19,5 @@ redis.call('HSET', key, 'data', ARGV[3], 'rev', rev, 'open', open, 'drain', drai
   'healthy', ARGV[5], 'max_virtual', ARGV[6], 'max_per_user', ARGV[7])
 redis.call('ZADD', K_SERVERS, 0, id)
 touch(id)
+availability_changed(id, before, before_reason)
 return { 'ok', server_view(id) }

@@ -24,4 +24,5 @@ count(old[1], old[2], old[3], old[4], -1)
 count(server, old[2], old[3], old[4], 1)
 redis.call('SADD', k_server_sessions(server), id)
 redis.call('HSET', k_session(id), 'server', server, 'rev', int(rev), 'assigned', '1')
+emit('session.placed', id, old[4], server, old[2], old[2], '', '', '', '')
 return { 'ok', redis.call('HGET', k_session(id), 'data'), int(rev) }
