@@ -95,3 +95,35 @@ mod tests {
         }
     }
 }
+
+/// The kinds of the event stream's events (`GET /events`, `EventRecord.kind`; `switchboard_store::events`
+/// says who appends each).
+pub mod event_kind {
+    /// A session was created (state CREATING) or changed state.
+    pub const SESSION_STATE: &str = "session.state";
+    /// A CREATING session was assigned its host.
+    pub const SESSION_PLACED: &str = "session.placed";
+    /// A server became available or unavailable (reachable, open, DCV healthy), or was removed.
+    pub const SERVER_AVAILABILITY: &str = "server.availability";
+    /// A create request waits in the queue (`detail`: its requirement class; `queue_position`).
+    pub const QUEUE_ENQUEUED: &str = "queue.enqueued";
+    /// A session's permissions file was replaced (updateSessionPermissions).
+    pub const SESSION_PERMISSIONS: &str = "session.permissions";
+    /// A session will be reaped (idle or too old): `reason` says which limit, `detail` when.
+    pub const SESSION_REAP_WARNING: &str = "session.reap_warning";
+
+    /// Every kind, in the order documented.
+    pub const ALL: &[&str] = &[
+        SESSION_STATE,
+        SESSION_PLACED,
+        SERVER_AVAILABILITY,
+        QUEUE_ENQUEUED,
+        SESSION_PERMISSIONS,
+        SESSION_REAP_WARNING,
+    ];
+
+    /// Whether events of `kind` are about a session (and so carry its owner).
+    pub fn is_session_event(kind: &str) -> bool {
+        kind != SERVER_AVAILABILITY
+    }
+}

@@ -29,31 +29,8 @@ pub const EVENTS_RETAINED: usize = 100_000;
 /// Most events one [`Events::read_events`] call returns.
 pub const READ_EVENTS_MAX: usize = 1000;
 
-/// The event kinds.
-pub mod kind {
-    /// A session was created (state CREATING) or changed state.
-    pub const SESSION_STATE: &str = "session.state";
-    /// A CREATING session was assigned its host.
-    pub const SESSION_PLACED: &str = "session.placed";
-    /// A server became available or unavailable (reachable, open, DCV healthy), or was removed.
-    pub const SERVER_AVAILABILITY: &str = "server.availability";
-    /// A create request waits in the queue (`detail`: its requirement class).
-    pub const QUEUE_ENQUEUED: &str = "queue.enqueued";
-    /// A session's permissions file was replaced (updateSessionPermissions).
-    pub const SESSION_PERMISSIONS: &str = "session.permissions";
-    /// A session will be reaped (idle or too old) at the time `detail` says, unless it is used.
-    pub const SESSION_REAP_WARNING: &str = "session.reap_warning";
-
-    /// Every kind, in the order documented.
-    pub const ALL: &[&str] = &[
-        SESSION_STATE,
-        SESSION_PLACED,
-        SERVER_AVAILABILITY,
-        QUEUE_ENQUEUED,
-        SESSION_PERMISSIONS,
-        SESSION_REAP_WARNING,
-    ];
-}
+/// The event kinds (a contract with the gateway and webhook receivers).
+pub use switchboard_proto::contract::event_kind as kind;
 
 /// What [`Events::read_events`] found.
 #[derive(Debug, Clone, Default, PartialEq)]

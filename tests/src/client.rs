@@ -18,6 +18,8 @@ const ATTEMPTS: u32 = 10;
 /// A REST client over every gateway of a cluster.
 pub struct ApiClient {
     http: reqwest::Client,
+    /// Without a whole-request timeout: for streams.
+    stream_http: reqwest::Client,
     gateways: Vec<String>,
     client_id: String,
     client_secret: String,
@@ -51,8 +53,14 @@ impl ApiClient {
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(0)
             .build()?;
+        let stream_http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes())?)
+            .tls_built_in_root_certs(false)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
         Ok(Self {
             http,
+            stream_http,
             gateways: cluster.gateway_urls(),
             client_id,
             client_secret,
@@ -105,6 +113,36 @@ impl ApiClient {
         let response = request.send().await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// One attempt of `GET path` (with its query) through gateway `gateway` (an index, wrapping) with the
+    /// extra `headers`: the HTTP status and the JSON answer (`Null` when none).
+    pub async fn get_once(&self, gateway: usize, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, Value)> {
+        let token = self.token().await?;
+        let url = format!("{}{path}", self.gateways[gateway % self.gateways.len()]);
+        let mut request = self.stream_http.get(url).bearer_auth(token).timeout(Duration::from_secs(40));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `GET path` through gateway `gateway` with `headers`, its body left to read (a stream): the response.
+    pub async fn open_stream(
+        &self,
+        gateway: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let token = self.token().await?;
+        let url = format!("{}{path}", self.gateways[gateway % self.gateways.len()]);
+        let mut request = self.stream_http.get(url).bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Ok(request.send().await?)
     }
 
     /// The cached access token, fetched first when there is none.

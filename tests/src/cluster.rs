@@ -532,6 +532,11 @@ impl ProcessCluster {
 
     /// Registers an API client through the auth replicas' admin RPC; returns (id, secret).
     pub async fn register_client(&self, name: &str) -> anyhow::Result<(String, String)> {
+        self.register_client_for(name, &[]).await
+    }
+
+    /// Registers an API client restricted to `owners` (none: unrestricted); returns (id, secret).
+    pub async fn register_client_for(&self, name: &str, owners: &[&str]) -> anyhow::Result<(String, String)> {
         let channel = switchboard_common::grpc::replica_channel(&self.grpc_urls(Service::Auth))?;
         let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", self.admin_token).parse()?;
         let mut auth = switchboard_proto::auth_client::AuthClient::with_interceptor(
@@ -541,7 +546,11 @@ impl ProcessCluster {
                 Ok(request)
             },
         );
-        let request = switchboard_proto::RegisterApiClientRequest { client_name: name.into(), ..Default::default() };
+        let request = switchboard_proto::RegisterApiClientRequest {
+            client_name: name.into(),
+            allowed_owners: owners.iter().map(|owner| owner.to_string()).collect(),
+            ..Default::default()
+        };
         let response = auth.register_api_client(request).await?.into_inner();
         Ok((response.client_id, response.client_secret))
     }

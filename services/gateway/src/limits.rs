@@ -10,6 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{
@@ -76,6 +77,9 @@ pub struct LimitsConfig {
     /// Largest total size of the request headers (names + values), bytes; larger: 431.
     #[arg(long)]
     pub max_header_bytes: usize,
+    /// Most `GET /events` Server-Sent Events streams this replica keeps open at once; beyond: 503.
+    #[arg(long)]
+    pub max_event_streams: usize,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +92,7 @@ impl Default for LimitsConfig {
             api_rate_per_minute: 3_000,
             api_rate_burst: 100,
             max_header_bytes: 16 * 1024,
+            max_event_streams: 1000,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct Limits {
     api_per_client: Option<DefaultKeyedRateLimiter<String>>,
     /// Largest total header size.
     pub max_header_bytes: usize,
+    /// One permit per open event stream.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -150,6 +157,7 @@ impl Limits {
             token_overall: config.token_overall().quota().map(RateLimiter::direct),
             api_per_client: config.api_per_client().quota().map(RateLimiter::keyed),
             max_header_bytes: config.max_header_bytes,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(config.max_event_streams)),
         }
     }
 

@@ -76,6 +76,9 @@ pub const OPERATIONS: &[Operation] = &[
     op("/closeServers", "CloseServers", Access::Full, Target::Servers),
     // Beyond the original API: a dry run of placement over the fleet (reveals servers, changes nothing).
     op("/explainPlacement", "ExplainPlacement", Access::Read, Target::Servers),
+    // Beyond the original API: the event stream; the handler shows an owner-restricted client only its
+    // owners' session events.
+    op("/events", "GetEvents", Access::Read, CHECKED),
 ];
 
 /// Treatment of a route missing from [`OPERATIONS`]: the most restrictive.
@@ -142,7 +145,10 @@ mod tests {
         let reader = caller(true, None);
         let permitted: Vec<&str> =
             OPERATIONS.iter().filter(|op| authorize_operation(&reader, op).is_ok()).map(|op| op.name).collect();
-        assert_eq!(permitted, ["DescribeSessions", "GetSessionConnectionData", "DescribeServers", "ExplainPlacement"]);
+        assert_eq!(
+            permitted,
+            ["DescribeSessions", "GetSessionConnectionData", "DescribeServers", "ExplainPlacement", "GetEvents"]
+        );
         assert!(authorize_operation(&reader, &UNLISTED).is_err());
     }
 
@@ -152,6 +158,7 @@ mod tests {
         assert!(allowed(&tenant, "CreateSessions"));
         assert!(allowed(&tenant, "DescribeSessions"));
         assert!(allowed(&tenant, "DeleteSessions"));
+        assert!(allowed(&tenant, "GetEvents"), "the handler filters the events by owner");
         for refused in ["DescribeServers", "OpenServers", "CloseServers", "ExplainPlacement"] {
             assert!(!allowed(&tenant, refused), "{refused}");
         }

@@ -156,3 +156,34 @@ async fn session_owner_checks_by_id_for_restricted_callers() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     Caller::full("c").require_session_owners(&mut store, &ids).await.unwrap();
 }
+
+#[tokio::test]
+async fn owner_restricted_clients_see_only_their_owners_events() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let get_as = |token: &str, uri: &str| {
+        Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+    };
+    let kinds_and_owners = |body: &serde_json::Value| -> Vec<(String, String)> {
+        body["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["Type"].as_str().unwrap().to_owned(), e["Owner"].as_str().unwrap_or("-").to_owned()))
+            .collect()
+    };
+    let (status, body) = send(&router, get_as("read-only", "/events?after=0-0&wait=0")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        kinds_and_owners(&body),
+        [("session.state", "user1"), ("session.state", "mallory"), ("server.availability", "-")]
+            .map(|(kind, owner)| (kind.to_owned(), owner.to_owned())),
+        "an unrestricted (read-only) client sees every event"
+    );
+    let (status, body) = send(&router, get_as("tenant", "/events?after=0-0&wait=0")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(kinds_and_owners(&body), [("session.state".to_owned(), "user1".to_owned())], "only user1's session");
+    assert_eq!(body["Cursor"], "1-2", "the cursor passes the events filtered out");
+    let (status, _) = send(&router, get_as("tenant", "/events?after=0-0&wait=99")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "wait is bounded");
+}

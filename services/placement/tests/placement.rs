@@ -141,6 +141,13 @@ impl SessionStore for TestStore {
         self.inner.take_over_unplaced(request).await
     }
 
+    async fn read_events(
+        &self,
+        request: Request<switchboard_proto::ReadEventsRequest>,
+    ) -> Result<Response<switchboard_proto::ReadEventsResponse>, Status> {
+        self.inner.read_events(request).await
+    }
+
     async fn get_server_dns_names(
         &self,
         request: Request<switchboard_proto::GetServerDnsNamesRequest>,

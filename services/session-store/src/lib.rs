@@ -14,6 +14,8 @@
 //! - [`lifecycle`]: every transition of a session record (pure functions, applied with compare-and-set);
 //! - `creation`: `StartSession` (one attempt on a host, to its outcome) and `SettleUnplaced`;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
+//! - [`events`]: `ReadEvents`, the event stream's long polls, and the events this crate appends itself
+//!   (permission changes, reaping warnings; the store appends session and server events);
 //! - [`dns_names`]: the registered server DNS names (`GetServerDnsNames`), cached per replica;
 //! - [`error`]: the crate's error enum.
 //!
@@ -29,6 +31,7 @@ mod creation;
 mod deletion;
 pub mod dns_names;
 pub mod error;
+pub mod events;
 pub mod lifecycle;
 pub mod metrics;
 pub mod page_token;

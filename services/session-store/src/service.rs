@@ -11,19 +11,21 @@ use switchboard_proto::session_store_server::SessionStore;
 use switchboard_proto::{
     AssignSessionRequest, AssignSessionResponse, ClaimQueuedRequest, ClaimQueuedResponse, CommandResult,
     DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse,
-    EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, GetServerDnsNamesRequest, GetServerDnsNamesResponse,
-    GetSessionsRequest, KeyValue, ListServersRequest, ListSessionsRequest, OwnerSessionCountsRequest,
-    OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, RecordSessionsRequest, RecordSessionsResponse,
-    ReleaseQueuedRequest, ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse,
-    ServerRecord, ServersPage, SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest,
-    SetServersOpenResponse, SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse,
-    TakeOverUnplacedRequest, TakeOverUnplacedResponse, assign_session_response,
+    EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, EventRecord, GetServerDnsNamesRequest,
+    GetServerDnsNamesResponse, GetSessionsRequest, KeyValue, ListServersRequest, ListSessionsRequest,
+    OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, ReadEventsRequest,
+    ReadEventsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse,
+    SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord,
+    SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
+    SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse, TakeOverUnplacedRequest,
+    TakeOverUnplacedResponse, assign_session_response, host_command,
 };
 use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::deletion;
 use crate::dns_names::DnsNames;
+use crate::events::EventFeed;
 use crate::page_token::{PageKind, PageTokens};
 use crate::routing::{FORWARDED_HEADER, HostCommands};
 use crate::{creation, lifecycle};
@@ -66,6 +68,7 @@ pub struct StoreService {
     /// How long a server closed without force drains when the call gives no timeout, in seconds (the
     /// `drain_timeout_seconds` setting; 0: no drain, the original broker's refusal).
     drain_timeout_seconds: u32,
+    events: Arc<EventFeed>,
 }
 
 impl StoreService {
@@ -76,7 +79,9 @@ impl StoreService {
         let tokens = PageTokens::new(backend.clone());
         let dns_names = DnsNames::new(backend.clone());
         let timers = crate::Timers::default();
+        let events = EventFeed::start(backend.clone());
         Self {
+            events,
             backend,
             hosts,
             tokens,
@@ -316,8 +321,31 @@ impl SessionStore for StoreService {
         let request = request.into_inner();
         let command = request.command.ok_or_else(|| contract("command is required"))?;
         let timeout = (request.timeout_ms > 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)));
+        let permissions = match &command.action {
+            Some(host_command::Action::SetPermissions(set)) if !forwarded => Some(set.session_id.clone()),
+            _ => None,
+        };
         let result = self.hosts.send(&request.server_id, command, timeout, forwarded).await?;
+        if let Some(session_id) = permissions.filter(|_| result.error.is_empty()) {
+            let owner = self.backend.get_session(&session_id).await.ok().flatten().map(|s| s.owner).unwrap_or_default();
+            let event = EventRecord {
+                kind: switchboard_store::events::kind::SESSION_PERMISSIONS.to_owned(),
+                session_id,
+                owner,
+                server_id: request.server_id.clone(),
+                ..Default::default()
+            };
+            crate::events::record(&*self.backend, event).await;
+        }
         Ok(Response::new(result))
+    }
+
+    async fn read_events(&self, request: Request<ReadEventsRequest>) -> Result<Response<ReadEventsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let wait = Duration::from_millis(u64::from(request.wait_ms));
+        let answer = self.events.read(&request.after, limit, wait).await.map_err(store_status)?;
+        Ok(Response::new(answer))
     }
 
     async fn server_changes(

@@ -10,6 +10,7 @@
 //! - [`health`]: `GET /health`, `/health/live`, `/health/ready` (no auth).
 
 pub mod connection;
+pub mod events;
 pub mod health;
 pub mod permissions;
 pub mod placement;
@@ -75,6 +76,7 @@ pub const API_PATHS: &[&str] = &[
     "/openServers",
     "/closeServers",
     "/explainPlacement",
+    "/events",
 ];
 
 /// The whole API. Every response body is JSON, errors included.
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openServers", post(servers::open_servers))
         .route("/closeServers", post(servers::close_servers))
         .route("/explainPlacement", post(placement::explain_placement))
+        .route("/events", get(events::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
     Router::new()
         .merge(api)

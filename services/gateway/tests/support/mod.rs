@@ -434,6 +434,32 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::TakeOverUnplacedResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    /// Three events after any cursor: a session of `user1`, one of `mallory`, a server's.
+    async fn read_events(
+        &self,
+        _: GrpcRequest<pb::ReadEventsRequest>,
+    ) -> Result<Response<pb::ReadEventsResponse>, Status> {
+        let event = |id: &str, kind: &str, owner: &str| pb::EventRecord {
+            id: id.into(),
+            at_unix_ms: 1_700_000_000_000,
+            kind: kind.into(),
+            session_id: if owner.is_empty() { String::new() } else { format!("session-of-{owner}") },
+            owner: owner.into(),
+            state: pb::SessionState::Ready as i32,
+            ..Default::default()
+        };
+        let events = vec![
+            event("1-0", "session.state", "user1"),
+            event("1-1", "session.state", "mallory"),
+            pb::EventRecord {
+                server_id: "h1".into(),
+                availability: "AVAILABLE".into(),
+                state: 0,
+                ..event("1-2", "server.availability", "")
+            },
+        ];
+        Ok(Response::new(pb::ReadEventsResponse { events, truncated: false, cursor: "1-2".into() }))
+    }
     /// No DNS mappings registered.
     async fn get_server_dns_names(
         &self,

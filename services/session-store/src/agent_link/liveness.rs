@@ -193,6 +193,18 @@ async fn reap_step(
         crate::metrics::reap_step(ReapStep::Warned, &stored.reap_reason);
         let reap_at = switchboard_common::time::rfc3339_ms(stored.reap_at_unix_ms).unwrap_or_default();
         tracing::info!(session_id = %id, reason = %stored.reap_reason, %reap_at, "session to be reaped");
+        let warning = switchboard_proto::EventRecord {
+            kind: switchboard_store::events::kind::SESSION_REAP_WARNING.to_owned(),
+            session_id: id.clone(),
+            owner: stored.owner.clone(),
+            server_id: stored.server_id.clone(),
+            state: stored.state,
+            previous_state: stored.state,
+            reason: stored.reap_reason.clone(),
+            detail: reap_at,
+            ..Default::default()
+        };
+        crate::events::record(&**backend, warning).await;
     } else {
         outcome.reaps_cancelled += 1;
         crate::metrics::reap_step(ReapStep::Cancelled, &session.reap_reason);
