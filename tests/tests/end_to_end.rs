@@ -721,3 +721,54 @@ async fn a_host_closed_without_force_drains() {
     assert_ne!(server["UnavailabilityReason"], "SERVER_CLOSED", "open again: {described}");
     harness.cluster.stop().await;
 }
+
+/// The event stream of the all-in-one (embedded store): a session's creation, placement and READY, a
+/// permissions update, a forced close and a reopen of its host, and its deletion, in order, by long poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_reports_what_happens() {
+    let harness = Harness::start(1).await;
+    let token = harness.token().await;
+    let (status, start) = harness.send(&token, reqwest::Method::GET, "/events?wait=0", None).await;
+    assert_eq!(status, 200, "{start}");
+    let mut cursor = start["Cursor"].as_str().unwrap().to_owned();
+    let (id, server) = harness.create_ready(&token).await;
+    let update = json!([{ "SessionId": id, "Owner": "alice", "PermissionsFile": "W3Blcm1pc3Npb25zXQo=" }]);
+    let (status, answer) = harness.send(&token, reqwest::Method::PUT, "/sessionPermissions", Some(update)).await;
+    assert_eq!((status, answer["UnsuccessfulList"].as_array().map(Vec::len)), (200, Some(0)), "{answer}");
+    harness.call(&token, "/closeServers", json!([{ "ServerId": server, "Force": true }])).await;
+    harness.call(&token, "/openServers", json!([{ "ServerId": server }])).await;
+    harness.call(&token, "/deleteSessions", json!([{ "SessionId": id, "Owner": "alice" }])).await;
+
+    let expected = [
+        ("session.state", "CREATING"),
+        ("session.placed", "CREATING"),
+        ("session.state", "READY"),
+        ("session.permissions", ""),
+        ("server.availability", "SERVER_CLOSED"),
+        ("server.availability", "AVAILABLE"),
+        ("session.state", "DELETING"),
+        ("session.state", "DELETED"),
+    ];
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < expected.len() {
+        assert!(tokio::time::Instant::now() < deadline, "events missing: {seen:?}");
+        let path = format!("/events?after={cursor}&wait=5");
+        let (status, page) = harness.send(&token, reqwest::Method::GET, &path, None).await;
+        assert_eq!((status, &page["Truncated"]), (200, &json!(false)), "{page}");
+        for event in page["Events"].as_array().unwrap() {
+            let kind = event["Type"].as_str().unwrap().to_owned();
+            let about = if kind == "server.availability" {
+                assert_eq!(event["ServerId"], server.as_str());
+                event["UnavailabilityReason"].as_str().or(event["Availability"].as_str()).unwrap().to_owned()
+            } else {
+                assert_eq!((&event["SessionId"], &event["Owner"]), (&json!(id), &json!("alice")), "{event}");
+                event["State"].as_str().unwrap_or_default().to_owned()
+            };
+            seen.push((kind, about));
+        }
+        cursor = page["Cursor"].as_str().unwrap().to_owned();
+    }
+    let expected: Vec<(String, String)> = expected.iter().map(|(k, a)| (k.to_string(), a.to_string())).collect();
+    assert_eq!(seen, expected, "the events in order");
+}
