@@ -18,6 +18,7 @@ local K_QUEUE_CLASSES = P .. 'queue-classes'
 local K_QUEUE_DEADLINES = P .. 'queue-deadlines'
 local function k_queued(id) return P .. 'queued:' .. id end
 local function k_queue_class(class) return P .. 'queue-class:' .. class end
+local function k_queue_placed(class) return P .. 'queue-placed:' .. class end
 local function k_session(id) return P .. 'session:' .. id end
 local function k_server(id) return P .. 'server:' .. id end
 local function k_server_sessions(id) return P .. 'server:' .. id .. ':sessions' end
