@@ -241,8 +241,9 @@ impl QueueWorker {
             }
             let served = self.serve_entry(&entry, class).await;
             match served {
-                Ok(Served::Placed | Served::Gone) => {
-                    let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
+                Ok(served @ (Served::Placed | Served::Gone)) => {
+                    let placed = matches!(served, Served::Placed);
+                    let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed };
                     store.dequeue_session(dequeue).await.map_err(Error::Store)?;
                     class.heads.remove(0);
                 }
@@ -261,7 +262,7 @@ impl QueueWorker {
     async fn serve_entry(&self, entry: &QueuedRequest, class: &mut Class) -> Result<Served> {
         let mut store = self.store.clone();
         let page = store
-            .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()] })
+            .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()], with_queue_places: false })
             .await
             .map_err(Error::Store)?
             .into_inner();
@@ -321,8 +322,12 @@ impl QueueWorker {
         // The explanation judges by each session's own kind (its AutorunFile
         // is in the session's spec, not in the entry).
         let session_ids = expired.iter().map(|entry| entry.session_id.clone()).collect();
-        let sessions =
-            self.store.clone().get_sessions(GetSessionsRequest { session_ids }).await.map_err(Error::Store)?;
+        let sessions = self
+            .store
+            .clone()
+            .get_sessions(GetSessionsRequest { session_ids, with_queue_places: false })
+            .await
+            .map_err(Error::Store)?;
         let kinds: HashMap<String, SessionKind> = sessions
             .into_inner()
             .sessions
@@ -353,7 +358,7 @@ impl QueueWorker {
         if self.driver().fail_queued(&entry.session_id, reason).await? {
             tracing::info!(session_id = %entry.session_id, reason, "queued session failed");
         }
-        let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
+        let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed: false };
         self.store.clone().dequeue_session(dequeue).await.map_err(Error::Store)?;
         Ok(())
     }
