@@ -11,6 +11,14 @@
 //! classes are served independently, so a head that cannot be placed never
 //! blocks another class (no head-of-line blocking between classes).
 //!
+//! **Fair turns with aging.** Classes that compete for the same hosts are
+//! served in turns (`Turns`): each turn places one entry of every
+//! class still going, the class whose head has waited longest first (by
+//! sequence, which grows with time), until every class is blocked or out of
+//! entries. So a class with many entries cannot take all the capacity that
+//! frees up: another class gets the next slot of the same turn, and once its
+//! head is older than the long class's, the first slot of every turn.
+//!
 //! **Waking without rescanning.** The worker keeps the first few entries of
 //! each class (`QueueHeads`, refreshed every `queue_poll_interval` and when
 //! this replica queues something). A class is retried only when it is new or
@@ -38,7 +46,11 @@
 //! removes its entry (session-store's deletion path); an entry whose session
 //! is no longer waiting is dropped when next seen.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use switchboard_common::Shutdown;
 use switchboard_common::grpc::GrpcChannel;
@@ -79,6 +91,51 @@ impl Class {
     /// The kind its wake-up is judged by.
     fn kind(&self) -> SessionKind {
         SessionKind { session_type: self.session_type, console_autorun: self.console_autorun.unwrap_or(false) }
+    }
+}
+
+/// What serving the next entry of a class did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The entry left the queue (placed, or its session gone): the class may go on.
+    Progressed,
+    /// The class stops for this round: its head is blocked, or another replica holds it.
+    Stopped,
+    /// The class placed every entry it knew (more may wait behind them): it stops for this round.
+    Exhausted,
+}
+
+/// Fair turns over the classes worth trying in a round: every turn serves one entry of each class
+/// still going, the class whose head waited longest first (aging: the order is taken again at every
+/// turn, by the heads' sequences, which grow with time), until every class stopped.
+struct Turns {
+    /// The classes left in this turn, in order.
+    this_turn: VecDeque<String>,
+    /// The classes that progressed in this turn: the next turn's.
+    next_turn: Vec<String>,
+}
+
+impl Turns {
+    fn new(classes: Vec<String>) -> Self {
+        Self { this_turn: VecDeque::new(), next_turn: classes }
+    }
+
+    /// The class to serve one entry of next; `head_sequence` orders a new turn (a class without a
+    /// head last). `None` once every class stopped.
+    fn next(&mut self, head_sequence: impl Fn(&str) -> Option<u64>) -> Option<String> {
+        if self.this_turn.is_empty() {
+            let mut going = std::mem::take(&mut self.next_turn);
+            going.sort_by_key(|id| head_sequence(id).unwrap_or(u64::MAX));
+            self.this_turn = going.into();
+        }
+        self.this_turn.pop_front()
+    }
+
+    /// What serving the class `next` gave did: a class that progressed gets the next turn too.
+    fn served(&mut self, class: String, step: Step) {
+        if step == Step::Progressed {
+            self.next_turn.push(class);
+        }
     }
 }
 
@@ -169,10 +226,19 @@ impl QueueWorker {
                 }
             });
         }
-        let mut exhausted = false;
-        for class in classes.values_mut().filter(|class| class.dirty) {
+        let mut dirty = Vec::new();
+        for (id, class) in classes.iter_mut().filter(|(_, class)| class.dirty) {
             class.dirty = false;
-            exhausted |= self.serve_class(class).await?;
+            dirty.push(id.clone());
+        }
+        let mut turns = Turns::new(dirty);
+        let mut exhausted = false;
+        while let Some(id) = turns.next(|id| classes.get(id).and_then(|class| class.heads.first()).map(|e| e.sequence))
+        {
+            let Some(class) = classes.get_mut(&id) else { continue };
+            let step = self.serve_next(class).await?;
+            exhausted |= step == Step::Exhausted;
+            turns.served(id, step);
         }
         if exhausted {
             // A class placed every entry it knew: fetch the next ones now.
@@ -221,42 +287,40 @@ impl QueueWorker {
         Ok(())
     }
 
-    /// Serves one class in FIFO order until an entry is blocked; `true` when
-    /// every known entry was placed (more may wait behind them).
-    async fn serve_class(&self, class: &mut Class) -> Result<bool> {
+    /// Serves the next entry of a class (FIFO within it).
+    async fn serve_next(&self, class: &mut Class) -> Result<Step> {
         let mut store = self.store.clone();
-        while let Some(entry) = class.heads.first().cloned() {
-            let claim_id = uuid::Uuid::new_v4().to_string();
-            let claim = ClaimQueuedRequest {
-                session_id: entry.session_id.clone(),
-                claim_id: claim_id.clone(),
-                lease_ms: self.lease_ms(),
-                limit: 0,
-            };
-            let claimed = store.claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries.pop();
-            if claimed.is_none() {
-                // Another replica is serving this class (or the entry left the
-                // queue): leave the class to it; the next poll shows what is left.
-                return Ok(false);
+        let Some(entry) = class.heads.first().cloned() else { return Ok(Step::Exhausted) };
+        let claim_id = uuid::Uuid::new_v4().to_string();
+        let claim = ClaimQueuedRequest {
+            session_id: entry.session_id.clone(),
+            claim_id: claim_id.clone(),
+            lease_ms: self.lease_ms(),
+            limit: 0,
+        };
+        let claimed = store.claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries.pop();
+        if claimed.is_none() {
+            // Another replica is serving this class (or the entry left the
+            // queue): leave the class to it; the next poll shows what is left.
+            return Ok(Step::Stopped);
+        }
+        let served = self.serve_entry(&entry, class).await;
+        match served {
+            Ok(served @ (Served::Placed | Served::Gone)) => {
+                let placed = matches!(served, Served::Placed);
+                let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed };
+                store.dequeue_session(dequeue).await.map_err(Error::Store)?;
+                class.heads.remove(0);
+                Ok(if class.heads.is_empty() { Step::Exhausted } else { Step::Progressed })
             }
-            let served = self.serve_entry(&entry, class).await;
-            match served {
-                Ok(served @ (Served::Placed | Served::Gone)) => {
-                    let placed = matches!(served, Served::Placed);
-                    let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed };
-                    store.dequeue_session(dequeue).await.map_err(Error::Store)?;
-                    class.heads.remove(0);
-                }
-                Ok(Served::Blocked) | Err(_) => {
-                    let release = ReleaseQueuedRequest { session_id: entry.session_id.clone(), claim_id };
-                    let released = store.release_queued(release).await;
-                    served?;
-                    released.map_err(Error::Store)?;
-                    return Ok(false);
-                }
+            Ok(Served::Blocked) | Err(_) => {
+                let release = ReleaseQueuedRequest { session_id: entry.session_id.clone(), claim_id };
+                let released = store.release_queued(release).await;
+                served?;
+                released.map_err(Error::Store)?;
+                Ok(Step::Stopped)
             }
         }
-        Ok(true)
     }
 
     async fn serve_entry(&self, entry: &QueuedRequest, class: &mut Class) -> Result<Served> {
@@ -361,5 +425,58 @@ impl QueueWorker {
         let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed: false };
         self.store.clone().dequeue_session(dequeue).await.map_err(Error::Store)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, VecDeque};
+
+    use super::{Step, Turns};
+
+    /// Runs rounds as the worker does over classes of queued sequences, with `slots` free host slots
+    /// per round shared by every class; the sequences placed, in order.
+    fn place(classes: &[(&str, &[u64])], slots_per_round: &[usize]) -> Vec<u64> {
+        let mut lines: HashMap<String, VecDeque<u64>> =
+            classes.iter().map(|(id, sequences)| ((*id).to_owned(), sequences.iter().copied().collect())).collect();
+        let mut placed = Vec::new();
+        for &slots in slots_per_round {
+            let mut free = slots;
+            let mut turns = Turns::new(lines.keys().cloned().collect());
+            while let Some(id) = turns.next(|id| lines.get(id).and_then(|line| line.front().copied())) {
+                let line = lines.get_mut(&id).unwrap();
+                let step = match line.front() {
+                    None => Step::Exhausted,
+                    Some(_) if free == 0 => Step::Stopped,
+                    Some(_) => {
+                        free -= 1;
+                        placed.extend(line.pop_front());
+                        if line.is_empty() { Step::Exhausted } else { Step::Progressed }
+                    }
+                };
+                turns.served(id, step);
+            }
+        }
+        placed
+    }
+
+    #[test]
+    fn a_long_class_does_not_take_all_the_capacity_of_a_turn() {
+        // The long class has the oldest head; three slots free up at once.
+        let placed = place(&[("long", &[1, 3, 4, 5, 6, 7]), ("short", &[2])], &[3]);
+        assert_eq!(placed, [1, 2, 3], "one entry per class per turn, the older head first: {placed:?}");
+    }
+
+    #[test]
+    fn a_short_class_gets_the_first_slot_once_its_head_is_the_oldest() {
+        // One slot at a time: the long class's head goes first while it is older, then the short one's.
+        let placed = place(&[("long", &[1, 3, 4, 5]), ("short", &[2])], &[1, 1, 1, 1, 1]);
+        assert_eq!(placed, [1, 2, 3, 4, 5], "served by age across classes, never starved: {placed:?}");
+    }
+
+    #[test]
+    fn every_class_goes_on_until_it_stops() {
+        let placed = place(&[("a", &[1, 2]), ("b", &[3]), ("c", &[])], &[10]);
+        assert_eq!(placed, [1, 3, 2], "turns continue for the classes that progressed");
     }
 }
