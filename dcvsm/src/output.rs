@@ -138,6 +138,27 @@ pub const SESSION: &[Column] = &[
     ("Port", "/Server/Port"),
 ];
 
+/// Columns of sessions when one of them waits in the create-sessions queue (Switchboard additions):
+/// [`SESSION`] and where it stands, with the estimated start.
+pub const QUEUED_SESSION: &[Column] = &[
+    ("Id", "/Id"),
+    ("Name", "/Name"),
+    ("Owner", "/Owner"),
+    ("Type", "/Type"),
+    ("State", "/State"),
+    ("Server", "/Server/Hostname"),
+    ("Ip", "/Server/Ip"),
+    ("Port", "/Server/Port"),
+    ("QueuePosition", "/QueuePosition"),
+    ("QueueLength", "/QueueLength"),
+    ("QueueEstimatedStartTime", "/QueueEstimatedStartTime"),
+];
+
+/// The session columns for `rows`: the queue's only when one of them is queued.
+pub fn session_columns(rows: &[Value]) -> &'static [Column] {
+    if rows.iter().any(|row| row.get("QueuePosition").is_some()) { QUEUED_SESSION } else { SESSION }
+}
+
 /// Columns of a server.
 pub const SERVER: &[Column] = &[
     ("Id", "/Id"),
@@ -164,6 +185,18 @@ mod tests {
         assert_eq!(pretty(raw), expected);
         let reparsed: Value = serde_json::from_str(&pretty(raw)).unwrap();
         assert_eq!(reparsed, serde_json::from_str::<Value>(raw).unwrap());
+    }
+
+    #[test]
+    fn session_tables_show_the_queue_only_when_a_session_is_queued() {
+        let ready = json!({"Id": "a", "State": "READY"});
+        assert_eq!(session_columns(std::slice::from_ref(&ready)), SESSION);
+        let queued = json!({"Id": "b", "State": "CREATING", "QueuePosition": 2, "QueueLength": 3});
+        let rows = [ready, queued];
+        assert_eq!(session_columns(&rows), QUEUED_SESSION);
+        assert!(QUEUED_SESSION.starts_with(SESSION), "the usual columns first");
+        let out = table(&rows, session_columns(&rows));
+        assert!(out.lines().nth(2).is_some_and(|line| line.ends_with("2              3            -")), "{out}");
     }
 
     #[test]

@@ -43,11 +43,12 @@ use switchboard_proto::{
 };
 
 use crate::events;
+use crate::queue::{PLACEMENT_RATE_SAMPLES, PLACEMENT_RATE_WINDOW_MS};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
     BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
-    Idempotency, IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions,
-    SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    Idempotency, IdempotencyClaim, QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers,
+    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
 };
 use durable::Durable;
 
@@ -255,6 +256,9 @@ struct Queue {
     sequence: u64,
     entries: HashMap<String, QueuedRequest>,
     classes: BTreeMap<String, BTreeMap<u64, String>>,
+    /// Recent placement times per class, newest first (at most `PLACEMENT_RATE_SAMPLES`, none older than
+    /// `PLACEMENT_RATE_WINDOW_MS`): only an estimate's input, so kept in memory, not in the file.
+    placed: HashMap<String, VecDeque<i64>>,
 }
 
 impl Queue {
@@ -266,6 +270,51 @@ impl Queue {
         entry.claim_id = claim_id.to_owned();
         entry.claimed_until_unix_ms = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
         entry.clone()
+    }
+
+    /// Takes the entry of `session_id` out of memory (the file is the caller's).
+    fn remove(&mut self, session_id: &str) -> Option<QueuedRequest> {
+        let entry = self.entries.remove(session_id)?;
+        if let Some(members) = self.classes.get_mut(&entry.class_id) {
+            members.remove(&entry.sequence);
+            if members.is_empty() {
+                self.classes.remove(&entry.class_id);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Counts a placement of `class_id` at `now`, dropping what fell out of the window (of every
+    /// class, so classes that stopped placing leave no record behind).
+    fn count_placement(&mut self, class_id: &str, now: i64) {
+        let since = now.saturating_sub(PLACEMENT_RATE_WINDOW_MS);
+        self.placed.retain(|_, times| {
+            while times.back().is_some_and(|&time| time <= since) {
+                times.pop_back();
+            }
+            !times.is_empty()
+        });
+        let times = self.placed.entry(class_id.to_owned()).or_default();
+        times.push_front(now);
+        times.truncate(PLACEMENT_RATE_SAMPLES);
+    }
+
+    /// Where `session_id` stands, or `None` when it is not queued.
+    fn position(&self, session_id: &str, now: i64) -> Option<QueuePosition> {
+        let entry = self.entries.get(session_id)?;
+        let members = self.classes.get(&entry.class_id)?;
+        let ahead = members.range(..entry.sequence).count();
+        let since = now.saturating_sub(PLACEMENT_RATE_WINDOW_MS);
+        let recent: Vec<i64> =
+            self.placed.get(&entry.class_id).into_iter().flatten().copied().filter(|&time| time > since).collect();
+        Some(QueuePosition {
+            session_id: session_id.to_owned(),
+            class_id: entry.class_id.clone(),
+            position: ahead + 1,
+            class_entries: members.len(),
+            recent_placements: recent.len(),
+            recent_span_ms: recent.iter().min().map_or(0, |&oldest| now.saturating_sub(oldest).max(0)),
+        })
     }
 }
 
@@ -826,15 +875,24 @@ impl CreateQueue for EmbeddedBackend {
             return Ok(false);
         }
         self.durable.queue_remove(session_id)?;
-        let queue = &mut memory.queue;
-        let Some(entry) = queue.entries.remove(session_id) else { return Ok(false) };
-        if let Some(members) = queue.classes.get_mut(&entry.class_id) {
-            members.remove(&entry.sequence);
-            if members.is_empty() {
-                queue.classes.remove(&entry.class_id);
-            }
+        Ok(memory.queue.remove(session_id).is_some())
+    }
+
+    async fn queue_remove_placed(&self, session_id: &str) -> BackendResult<bool> {
+        let mut memory = self.memory();
+        if !memory.queue.entries.contains_key(session_id) {
+            return Ok(false);
         }
+        self.durable.queue_remove(session_id)?;
+        let Some(entry) = memory.queue.remove(session_id) else { return Ok(false) };
+        memory.queue.count_placement(&entry.class_id, now_ms());
         Ok(true)
+    }
+
+    async fn queue_positions(&self, session_ids: &[String]) -> BackendResult<Vec<QueuePosition>> {
+        let memory = self.memory();
+        let now = now_ms();
+        Ok(session_ids.iter().filter_map(|id| memory.queue.position(id, now)).collect())
     }
 
     async fn queue_len(&self) -> BackendResult<usize> {

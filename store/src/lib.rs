@@ -59,7 +59,7 @@ pub use idempotency::{Idempotency, IdempotencyClaim};
 pub use observed::Observed;
 pub use open::{BackendConfig, open_backend};
 pub use ownership::{AgentOwnership, Fence, StreamOwnership};
-pub use queue::{CreateQueue, QueueDepth, QueuePush};
+pub use queue::{CreateQueue, QueueDepth, QueuePosition, QueuePush};
 pub use reachable::Reachable;
 pub use registry::ApiRegistry;
 pub use secrets::Secrets;

@@ -26,8 +26,8 @@ use switchboard_proto::{
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
     BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence, Idempotency,
-    IdempotencyClaim, QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
-    StreamOwnership,
+    IdempotencyClaim, QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions,
+    SigningKeyRecord, StreamOwnership,
 };
 
 /// A backend whose every call is traced and measured.
@@ -145,6 +145,8 @@ observed! {
     fn queue_claim_expired(claim_id: &str, lease_ms: u64, limit: usize) -> BackendResult<Vec<QueuedRequest>>;
     fn queue_release(session_id: &str, claim_id: &str) -> BackendResult<bool>;
     fn queue_remove(session_id: &str) -> BackendResult<bool>;
+    fn queue_remove_placed(session_id: &str) -> BackendResult<bool>;
+    fn queue_positions(session_ids: &[String]) -> BackendResult<Vec<QueuePosition>>;
     fn queue_len() -> BackendResult<usize>;
     fn queue_depths() -> BackendResult<Vec<QueueDepth>>;
 }
@@ -241,6 +243,8 @@ pub const OPERATIONS: &[&str] = &[
     "queue_claim_expired",
     "queue_release",
     "queue_remove",
+    "queue_remove_placed",
+    "queue_positions",
     "queue_len",
     "queue_depths",
     "claim_agent",

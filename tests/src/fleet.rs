@@ -43,7 +43,7 @@ pub async fn all_sessions(cluster: &ProcessCluster) -> anyhow::Result<Vec<Sessio
 /// The store's records of `ids` (for the failure message of a fault test: revision, state, timestamps).
 pub async fn records(cluster: &ProcessCluster, ids: &[String]) -> anyhow::Result<Vec<SessionRecord>> {
     let channel = switchboard_common::grpc::replica_channel(&cluster.grpc_urls(Service::SessionStore))?;
-    let request = switchboard_proto::GetSessionsRequest { session_ids: ids.to_vec() };
+    let request = switchboard_proto::GetSessionsRequest { session_ids: ids.to_vec(), with_queue_places: false };
     let mut store = SessionStoreClient::new(channel);
     let page = tokio::time::timeout(Duration::from_secs(5), store.get_sessions(request)).await??;
     let mut sessions = page.into_inner().sessions;

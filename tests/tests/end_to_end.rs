@@ -646,6 +646,12 @@ async fn a_queued_request_survives_a_restart() {
     let token = harness.token().await;
     let body = harness.call(&token, "/describeSessions", json!({ "SessionIds": [id] })).await;
     assert!(queued(&body["Sessions"][0]), "still queued after the restart: {body}");
+    // Where it stands (docs/saas.md, "Queue position and ETA"): first of one, and no estimate before any
+    // placement of its class.
+    let session = &body["Sessions"][0];
+    assert_eq!((session["QueuePosition"].as_u64(), session["QueueLength"].as_u64()), (Some(1), Some(1)), "{body}");
+    assert!(session["StateReason"].as_str().is_some_and(|r| r.ends_with(" (position 1 of 1)")), "{body}");
+    assert!(session.get("QueueEstimatedStartTime").is_none(), "no rate known: {body}");
 
     let opened = harness.call(&token, "/openServers", json!([{ "ServerId": ids[1] }])).await;
     assert_eq!(opened["UnsuccessfulList"], json!([]), "{opened}");

@@ -100,7 +100,7 @@ impl Caller {
         if self.allowed_owners().is_none() || session_ids.is_empty() {
             return Ok(());
         }
-        let request = GetSessionsRequest { session_ids: session_ids.to_vec() };
+        let request = GetSessionsRequest { session_ids: session_ids.to_vec(), with_queue_places: false };
         let page = store.get_sessions(request).await?.into_inner();
         match page.sessions.iter().find(|session| !self.may_act_for(&session.owner)) {
             Some(session) => {

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use switchboard_common::time::{now_ms, rfc3339_ms};
 use switchboard_proto as pb;
-use switchboard_proto::contract::REAP_MAX_SECONDS;
+use switchboard_proto::contract::{QUEUED_REASON_PREFIX, REAP_MAX_SECONDS};
 
 use crate::model::{
     Aws, CpuInfo, CpuLoadAverage, CreateSessionRequestData, Endpoint, Gpu, Host, KeyValuePair, LoggedInUser, Memory,
@@ -52,6 +52,26 @@ pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) ->
         storage_root: non_empty(&record.storage_root),
         reap_at: rfc3339_ms(record.reap_at_unix_ms),
         reap_reason: rfc3339_ms(record.reap_at_unix_ms).and(non_empty(&record.reap_reason)),
+        queue_position: None,
+        queue_length: None,
+        queue_estimated_start_time: None,
+        queue_estimated_wait_seconds: None,
+    }
+}
+
+/// Adds where a queued session stands (session-store's `QueuePlace`, read at `now_ms`): the additions
+/// `QueuePosition`, `QueueLength` and, when a rate is known, the estimate (`QueueEstimatedStartTime`,
+/// `QueueEstimatedWaitSeconds`); and the position to its `queued: <why>` StateReason.
+pub fn queue_place(session: &mut Session, place: &pb::QueuePlace, now_ms: i64) {
+    session.queue_position = Some(place.position);
+    session.queue_length = Some(place.class_entries);
+    if let Some(wait_ms) = place.estimated_wait_ms {
+        let wait_ms = wait_ms.max(0);
+        session.queue_estimated_start_time = rfc3339_ms(now_ms.saturating_add(wait_ms));
+        session.queue_estimated_wait_seconds = Some(u64::try_from(wait_ms).unwrap_or_default().div_ceil(1000));
+    }
+    if let Some(reason) = session.state_reason.as_mut().filter(|reason| reason.starts_with(QUEUED_REASON_PREFIX)) {
+        reason.push_str(&format!(" (position {} of {})", place.position, place.class_entries));
     }
 }
 
@@ -241,6 +261,34 @@ mod tests {
         assert_eq!(
             (json["ReapAt"].as_str(), json["ReapReason"].as_str()),
             (Some("2020-10-06T10:15:31.633Z"), Some("IDLE"))
+        );
+    }
+
+    #[test]
+    fn a_queued_session_shows_its_place_and_the_estimate_when_known() {
+        let queued = pb::SessionRecord {
+            id: "s1".into(),
+            state: pb::SessionState::Creating as i32,
+            state_reason: "queued: no server matches: 1 server; 1 closed".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(session(&queued, None)).unwrap();
+        assert!(json.get("QueuePosition").is_none() && json.get("QueueLength").is_none(), "the official shape: {json}");
+        let place = pb::QueuePlace { session_id: "s1".into(), position: 3, class_entries: 7, estimated_wait_ms: None };
+        let mut shown = session(&queued, None);
+        queue_place(&mut shown, &place, 1_601_979_331_633);
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!((json["QueuePosition"].as_u64(), json["QueueLength"].as_u64()), (Some(3), Some(7)));
+        assert_eq!(json["StateReason"], "queued: no server matches: 1 server; 1 closed (position 3 of 7)");
+        assert!(json.get("QueueEstimatedStartTime").is_none(), "no rate, no estimate: {json}");
+        let place = pb::QueuePlace { estimated_wait_ms: Some(90_500), ..place };
+        let mut shown = session(&queued, None);
+        queue_place(&mut shown, &place, 1_601_979_331_633);
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(
+            (json["QueueEstimatedStartTime"].as_str(), json["QueueEstimatedWaitSeconds"].as_u64()),
+            (Some("2020-10-06T10:17:02.133Z"), Some(91)),
+            "the estimate as a time and as whole seconds, rounded up"
         );
     }
 

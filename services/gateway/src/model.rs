@@ -255,6 +255,22 @@ pub struct Session {
     /// `ReapAt`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reap_reason: Option<String>,
+    /// Addition: 1-based place of a queued session in the create-sessions queue, among the requests of
+    /// its requirement class (FIFO within a class); absent for a session not waiting in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    /// Addition: requests of the queued session's requirement class in the queue, itself included; absent
+    /// with `QueuePosition`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_length: Option<u32>,
+    /// Addition: an estimate of when the queued session will be placed (RFC 3339), from the recent
+    /// placement rate of its class; absent when no rate is known (nothing of its class placed lately).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_estimated_start_time: Option<String>,
+    /// Addition: the same estimate as whole seconds from now, rounded up; absent with
+    /// `QueueEstimatedStartTime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_estimated_wait_seconds: Option<u64>,
 }
 
 /// One createSessions item, kept verbatim so a failed item can be echoed.

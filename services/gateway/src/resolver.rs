@@ -58,7 +58,10 @@ async fn resolve_session(
     let page = upstreams
         .store
         .clone()
-        .get_sessions(switchboard_proto::GetSessionsRequest { session_ids: vec![session_id.to_owned()] })
+        .get_sessions(switchboard_proto::GetSessionsRequest {
+            session_ids: vec![session_id.to_owned()],
+            with_queue_places: false,
+        })
         .await?
         .into_inner();
     let not_found = || ApiError::NotFoundWith(NOT_RESOLVED.into());

@@ -298,6 +298,24 @@ async fn reap_limits_are_passed_on_and_an_announced_reap_is_described() {
 }
 
 #[tokio::test]
+async fn describe_sessions_shows_where_a_queued_session_stands() {
+    let upstream = start_fakes().await;
+    let router = upstream.router(GatewayConfig::default());
+    let ids = json!({ "SessionIds": ["known-queued-1", "known-1"] });
+    let (status, body) = send(&router, post_json("/describeSessions", &ids.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let queued = &body["Sessions"][0];
+    assert_eq!((queued["QueuePosition"].as_u64(), queued["QueueLength"].as_u64()), (Some(2), Some(5)), "{queued}");
+    assert_eq!(queued["StateReason"], "queued: no server matches (position 2 of 5)");
+    assert_eq!(queued["QueueEstimatedWaitSeconds"], 60, "{queued}");
+    assert!(queued["QueueEstimatedStartTime"].as_str().is_some_and(|t| t.ends_with('Z')), "{queued}");
+    let plain = &body["Sessions"][1];
+    for field in ["QueuePosition", "QueueLength", "QueueEstimatedStartTime", "QueueEstimatedWaitSeconds"] {
+        assert!(plain.get(field).is_none(), "the official shape for a session not queued: {plain}");
+    }
+}
+
+#[tokio::test]
 async fn describe_sessions_validates_its_parameters() {
     let upstream = start_fakes().await;
     let router = upstream.router(GatewayConfig::default());

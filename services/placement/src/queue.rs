@@ -11,6 +11,14 @@
 //! classes are served independently, so a head that cannot be placed never
 //! blocks another class (no head-of-line blocking between classes).
 //!
+//! **Fair turns with aging.** Classes that compete for the same hosts are
+//! served in turns (`queue/turns.rs`): each turn places one entry of every
+//! class still going, the class whose head has waited longest first (by
+//! sequence, which grows with time), until every class is blocked or out of
+//! entries. So a class with many entries cannot take all the capacity that
+//! frees up: another class gets the next slot of the same turn, and once its
+//! head is older than the long class's, the first slot of every turn.
+//!
 //! **Waking without rescanning.** The worker keeps the first few entries of
 //! each class (`QueueHeads`, refreshed every `queue_poll_interval` and when
 //! this replica queues something). A class is retried only when it is new or
@@ -47,6 +55,10 @@ use switchboard_proto::{
     ReleaseQueuedRequest, SessionState, SessionType, TakeOverUnplacedRequest, session_store_client::SessionStoreClient,
 };
 use tokio::sync::Notify;
+
+mod turns;
+
+use turns::{Step, Turns};
 
 use crate::{
     Error, PlacementConfig, Placements, Result,
@@ -169,10 +181,19 @@ impl QueueWorker {
                 }
             });
         }
-        let mut exhausted = false;
-        for class in classes.values_mut().filter(|class| class.dirty) {
+        let mut dirty = Vec::new();
+        for (id, class) in classes.iter_mut().filter(|(_, class)| class.dirty) {
             class.dirty = false;
-            exhausted |= self.serve_class(class).await?;
+            dirty.push(id.clone());
+        }
+        let mut turns = Turns::new(dirty);
+        let mut exhausted = false;
+        while let Some(id) = turns.next(|id| classes.get(id).and_then(|class| class.heads.first()).map(|e| e.sequence))
+        {
+            let Some(class) = classes.get_mut(&id) else { continue };
+            let step = self.serve_next(class).await?;
+            exhausted |= step == Step::Exhausted;
+            turns.served(id, step);
         }
         if exhausted {
             // A class placed every entry it knew: fetch the next ones now.
@@ -221,47 +242,46 @@ impl QueueWorker {
         Ok(())
     }
 
-    /// Serves one class in FIFO order until an entry is blocked; `true` when
-    /// every known entry was placed (more may wait behind them).
-    async fn serve_class(&self, class: &mut Class) -> Result<bool> {
+    /// Serves the next entry of a class (FIFO within it).
+    async fn serve_next(&self, class: &mut Class) -> Result<Step> {
         let mut store = self.store.clone();
-        while let Some(entry) = class.heads.first().cloned() {
-            let claim_id = uuid::Uuid::new_v4().to_string();
-            let claim = ClaimQueuedRequest {
-                session_id: entry.session_id.clone(),
-                claim_id: claim_id.clone(),
-                lease_ms: self.lease_ms(),
-                limit: 0,
-            };
-            let claimed = store.claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries.pop();
-            if claimed.is_none() {
-                // Another replica is serving this class (or the entry left the
-                // queue): leave the class to it; the next poll shows what is left.
-                return Ok(false);
+        let Some(entry) = class.heads.first().cloned() else { return Ok(Step::Exhausted) };
+        let claim_id = uuid::Uuid::new_v4().to_string();
+        let claim = ClaimQueuedRequest {
+            session_id: entry.session_id.clone(),
+            claim_id: claim_id.clone(),
+            lease_ms: self.lease_ms(),
+            limit: 0,
+        };
+        let claimed = store.claim_queued(claim).await.map_err(Error::Store)?.into_inner().entries.pop();
+        if claimed.is_none() {
+            // Another replica is serving this class (or the entry left the
+            // queue): leave the class to it; the next poll shows what is left.
+            return Ok(Step::Stopped);
+        }
+        let served = self.serve_entry(&entry, class).await;
+        match served {
+            Ok(served @ (Served::Placed | Served::Gone)) => {
+                let placed = matches!(served, Served::Placed);
+                let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed };
+                store.dequeue_session(dequeue).await.map_err(Error::Store)?;
+                class.heads.remove(0);
+                Ok(if class.heads.is_empty() { Step::Exhausted } else { Step::Progressed })
             }
-            let served = self.serve_entry(&entry, class).await;
-            match served {
-                Ok(Served::Placed | Served::Gone) => {
-                    let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
-                    store.dequeue_session(dequeue).await.map_err(Error::Store)?;
-                    class.heads.remove(0);
-                }
-                Ok(Served::Blocked) | Err(_) => {
-                    let release = ReleaseQueuedRequest { session_id: entry.session_id.clone(), claim_id };
-                    let released = store.release_queued(release).await;
-                    served?;
-                    released.map_err(Error::Store)?;
-                    return Ok(false);
-                }
+            Ok(Served::Blocked) | Err(_) => {
+                let release = ReleaseQueuedRequest { session_id: entry.session_id.clone(), claim_id };
+                let released = store.release_queued(release).await;
+                served?;
+                released.map_err(Error::Store)?;
+                Ok(Step::Stopped)
             }
         }
-        Ok(true)
     }
 
     async fn serve_entry(&self, entry: &QueuedRequest, class: &mut Class) -> Result<Served> {
         let mut store = self.store.clone();
         let page = store
-            .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()] })
+            .get_sessions(GetSessionsRequest { session_ids: vec![entry.session_id.clone()], with_queue_places: false })
             .await
             .map_err(Error::Store)?
             .into_inner();
@@ -321,8 +341,12 @@ impl QueueWorker {
         // The explanation judges by each session's own kind (its AutorunFile
         // is in the session's spec, not in the entry).
         let session_ids = expired.iter().map(|entry| entry.session_id.clone()).collect();
-        let sessions =
-            self.store.clone().get_sessions(GetSessionsRequest { session_ids }).await.map_err(Error::Store)?;
+        let sessions = self
+            .store
+            .clone()
+            .get_sessions(GetSessionsRequest { session_ids, with_queue_places: false })
+            .await
+            .map_err(Error::Store)?;
         let kinds: HashMap<String, SessionKind> = sessions
             .into_inner()
             .sessions
@@ -353,7 +377,7 @@ impl QueueWorker {
         if self.driver().fail_queued(&entry.session_id, reason).await? {
             tracing::info!(session_id = %entry.session_id, reason, "queued session failed");
         }
-        let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone() };
+        let dequeue = DequeueSessionRequest { session_id: entry.session_id.clone(), placed: false };
         self.store.clone().dequeue_session(dequeue).await.map_err(Error::Store)?;
         Ok(())
     }

@@ -1054,6 +1054,48 @@ async fn classes_do_not_block_each_other_and_each_is_fifo() {
     assert_eq!(harness.queue_len().await, 1);
 }
 
+/// Fair turns (docs/saas.md, "Queue position and ETA"): when capacity for two frees up, a long class gets
+/// one of the slots and a short class competing for the same hosts the other, though the long class has
+/// the older entries too.
+#[tokio::test]
+async fn a_long_class_does_not_starve_a_short_one() {
+    let mut harness = Harness::start(vec![ServerRecord { max_virtual_sessions: 1, ..server("a") }]).await;
+    harness.fill("a", "bob", 1, SessionType::Virtual).await;
+    let mut long = Vec::new();
+    for _ in 0..2 {
+        let session = harness.create_one(queued_spec()).await;
+        harness.queued(&session.id).await;
+        long.push(session.id);
+    }
+    let linux = CreateSessionSpec { requirements: "server:Host.Os.Family = 'linux'".into(), ..queued_spec() };
+    let short = harness.create_one(linux).await;
+    harness.queued(&short.id).await;
+    for _ in 0..2 {
+        let session = harness.create_one(queued_spec()).await;
+        harness.queued(&session.id).await;
+        long.push(session.id);
+    }
+    assert_eq!(harness.queue_len().await, 5);
+
+    harness
+        .backend
+        .upsert_server_report(ServerRecord { max_virtual_sessions: 2, ..server("b") }, true, None)
+        .await
+        .unwrap();
+    assert_eq!(harness.settled(&short.id).await.server_id, "b", "the short class gets a slot of the turn");
+    assert_eq!(harness.settled(&long[0]).await.server_id, "b", "the long class's oldest the other");
+    for id in &long[1..] {
+        assert_eq!(harness.session(id).await.state(), SessionState::Creating, "no room for the rest of the long class");
+    }
+    assert_eq!(harness.queue_len().await, 3);
+
+    // The worker's dequeue of a placed entry feeds its class's rate: the rest of the class has an estimate.
+    let positions = harness.backend.queue_positions(&long[1..]).await.unwrap();
+    let places: Vec<(usize, usize, usize)> =
+        positions.iter().map(|p| (p.position, p.class_entries, p.recent_placements)).collect();
+    assert_eq!(places, [(1, 3, 1), (2, 3, 1), (3, 3, 1)], "moved up; one placement of the class counted");
+}
+
 // ----- explain -----
 
 #[tokio::test]

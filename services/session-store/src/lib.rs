@@ -11,6 +11,7 @@
 //!   `switchboard_store::enrolment`);
 //! - [`routing`]: sending host commands to the replica owning the stream;
 //! - [`page_token`]: signed, replica-independent `NextToken`s;
+//! - [`queue_places`]: where queued sessions stand in the create-sessions queue (position, estimated wait);
 //! - [`lifecycle`]: every transition of a session record (pure functions, applied with compare-and-set);
 //! - `creation`: `StartSession` (one attempt on a host, to its outcome) and `SettleUnplaced`;
 //! - `deletion`: DELETING → DELETED with the close command in the background;
@@ -35,6 +36,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod metrics;
 pub mod page_token;
+pub mod queue_places;
 pub mod routing;
 pub mod service;
 

@@ -13,10 +13,10 @@ use switchboard_proto::{
     DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse,
     EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, EventRecord, GetServerDnsNamesRequest,
     GetServerDnsNamesResponse, GetSessionsRequest, KeyValue, ListServersRequest, ListSessionsRequest,
-    OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, ReadEventsRequest,
-    ReadEventsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest, ReleaseQueuedResponse,
-    SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage, SessionRecord,
-    SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
+    OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, QueuePlace,
+    ReadEventsRequest, ReadEventsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
+    ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
+    SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
     SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse, TakeOverUnplacedRequest,
     TakeOverUnplacedResponse, assign_session_response, host_command,
 };
@@ -27,6 +27,7 @@ use crate::deletion;
 use crate::dns_names::DnsNames;
 use crate::events::EventFeed;
 use crate::page_token::{PageKind, PageTokens};
+use crate::queue_places;
 use crate::routing::{FORWARDED_HEADER, HostCommands};
 use crate::{creation, lifecycle};
 use switchboard_store::{AssignOutcome, Backend, BackendError, CloseOutcome, QueuePush};
@@ -135,6 +136,14 @@ impl StoreService {
         }
         self.backend.get_servers(&ids).await.map_err(store_status)
     }
+
+    /// Where the queued ones of `sessions` stand, when `wanted`: one store call per page.
+    async fn queue_places(&self, wanted: bool, sessions: &[SessionRecord]) -> Result<Vec<QueuePlace>, Status> {
+        if !wanted {
+            return Ok(Vec::new());
+        }
+        queue_places::queue_places(&*self.backend, sessions).await.map_err(store_status)
+    }
 }
 
 fn page_size(requested: u32) -> Result<usize, Status> {
@@ -165,10 +174,17 @@ impl SessionStore for StoreService {
     }
 
     async fn get_sessions(&self, request: Request<GetSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
-        let ids = request.into_inner().session_ids;
-        let sessions = self.backend.get_sessions(&ids).await.map_err(store_status)?;
+        let request = request.into_inner();
+        let sessions = self.backend.get_sessions(&request.session_ids).await.map_err(store_status)?;
         let servers = self.servers_of(&sessions).await?;
-        Ok(Response::new(SessionsPage { sessions, servers, last_id: String::new(), next_token: String::new() }))
+        let queue_places = self.queue_places(request.with_queue_places, &sessions).await?;
+        Ok(Response::new(SessionsPage {
+            sessions,
+            servers,
+            last_id: String::new(),
+            next_token: String::new(),
+            queue_places,
+        }))
     }
 
     async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<SessionsPage>, Status> {
@@ -213,7 +229,8 @@ impl SessionStore for StoreService {
             if page.len() == limit { page.last().map(|s| s.id.clone()).unwrap_or_default() } else { String::new() };
         let servers = self.servers_of(&page).await?;
         let next_token = self.next_token(PageKind::Sessions, &last_id).await?;
-        Ok(Response::new(SessionsPage { sessions: page, servers, last_id, next_token }))
+        let queue_places = self.queue_places(request.with_queue_places, &page).await?;
+        Ok(Response::new(SessionsPage { sessions: page, servers, last_id, next_token, queue_places }))
     }
 
     async fn assign_session(
@@ -429,7 +446,13 @@ impl SessionStore for StoreService {
         &self,
         request: Request<DequeueSessionRequest>,
     ) -> Result<Response<DequeueSessionResponse>, Status> {
-        let removed = self.backend.queue_remove(&request.into_inner().session_id).await.map_err(store_status)?;
+        let request = request.into_inner();
+        let removed = if request.placed {
+            self.backend.queue_remove_placed(&request.session_id).await
+        } else {
+            self.backend.queue_remove(&request.session_id).await
+        }
+        .map_err(store_status)?;
         Ok(Response::new(DequeueSessionResponse { removed }))
     }
 

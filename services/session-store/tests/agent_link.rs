@@ -77,7 +77,7 @@ impl Replica {
     }
 
     async fn session_state(&mut self, session_id: &str) -> SessionState {
-        let request = GetSessionsRequest { session_ids: vec![session_id.into()] };
+        let request = GetSessionsRequest { session_ids: vec![session_id.into()], with_queue_places: false };
         self.store.get_sessions(request).await.unwrap().into_inner().sessions[0].state()
     }
 }
@@ -215,7 +215,7 @@ async fn agent_stream_lifecycle() {
     eventually("session DELETED", || {
         let mut replica_store = replica.store.clone();
         async move {
-            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()], with_queue_places: false };
             replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Deleted
         }
     })
@@ -296,7 +296,7 @@ async fn close_of_a_session_the_host_no_longer_has_ends_deleted() {
     eventually("session DELETED", || {
         let mut replica_store = replica.store.clone();
         async move {
-            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()], with_queue_places: false };
             replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Deleted
         }
     })
@@ -359,7 +359,7 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
     eventually("session READY again", || {
         let mut replica_store = replica.store.clone();
         async move {
-            let request = GetSessionsRequest { session_ids: vec!["s1".into()] };
+            let request = GetSessionsRequest { session_ids: vec!["s1".into()], with_queue_places: false };
             replica_store.get_sessions(request).await.unwrap().into_inner().sessions[0].state() == SessionState::Ready
         }
     })
@@ -387,7 +387,7 @@ async fn creating(store: &mut SessionStoreClient<GrpcChannel>, id: &str, server_
 }
 
 async fn record(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> SessionRecord {
-    let request = GetSessionsRequest { session_ids: vec![id.into()] };
+    let request = GetSessionsRequest { session_ids: vec![id.into()], with_queue_places: false };
     store.get_sessions(request).await.unwrap().into_inner().sessions.remove(0)
 }
 
@@ -561,7 +561,7 @@ async fn stray_copies_are_closed_and_force_deleted_sessions_recached() {
         eventually("the reported session is cached", || {
             let mut store = store.clone();
             async move {
-                let request = GetSessionsRequest { session_ids: vec!["forced".into()] };
+                let request = GetSessionsRequest { session_ids: vec!["forced".into()], with_queue_places: false };
                 let sessions = store.get_sessions(request).await.unwrap().into_inner().sessions;
                 sessions.first().is_some_and(|s| s.state() == SessionState::Ready)
             }
@@ -753,7 +753,7 @@ async fn drain_state(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> O
 
 /// The record of session `id`, if the store has one.
 async fn record_if_any(store: &mut SessionStoreClient<GrpcChannel>, id: &str) -> Option<SessionRecord> {
-    let request = GetSessionsRequest { session_ids: vec![id.into()] };
+    let request = GetSessionsRequest { session_ids: vec![id.into()], with_queue_places: false };
     store.get_sessions(request).await.unwrap().into_inner().sessions.pop()
 }
 

@@ -8,13 +8,14 @@ use switchboard_common::Shutdown;
 use switchboard_common::grpc::lazy_channel;
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_proto::{
-    AssignSessionRequest, DeleteSessionItem, DeleteSessionsRequest, KeyValue, ListSessionsRequest,
-    OwnerSessionCountsRequest, RecordSessionsRequest, ServerRecord, SessionState, SessionType, assign_session_response,
+    AssignSessionRequest, DeleteSessionItem, DeleteSessionsRequest, DequeueSessionRequest, GetSessionsRequest,
+    KeyValue, ListSessionsRequest, OwnerSessionCountsRequest, QueuedRequest, RecordSessionsRequest, ServerRecord,
+    SessionRecord, SessionState, SessionType, SessionsPage, assign_session_response,
 };
 use switchboard_session_store::{Listeners, StoreConfig, serve};
 use switchboard_store::conformance::{server, session};
 use switchboard_store::embedded::EmbeddedBackend;
-use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS};
+use switchboard_store::{AssignOutcome, Backend, OWNER_COUNTS_MAX_SERVERS, QueuePush};
 
 async fn start(backend: Arc<dyn Backend>) -> (SessionStoreClient<switchboard_common::grpc::GrpcChannel>, Shutdown) {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,6 +52,7 @@ async fn list_sessions_filters_and_pages() {
         page_size,
         after_id: after_id.to_owned(),
         page_token: String::new(),
+        with_queue_places: false,
     };
 
     let first = client.list_sessions(list(Some("alice"), vec![], 2, "")).await.unwrap().into_inner();
@@ -175,5 +177,52 @@ async fn owner_session_counts_answers_per_server_and_validates() {
     let most = vec!["h1"; OWNER_COUNTS_MAX_SERVERS];
     let answered = client.owner_session_counts(request("alice", &most)).await.unwrap().into_inner().counts;
     assert_eq!((answered.len(), answered[0]), (OWNER_COUNTS_MAX_SERVERS, 2));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn describe_reads_say_where_queued_sessions_stand() {
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let queued = |id: &str| SessionRecord {
+        state_reason: "queued: no server matches".into(),
+        ..session(id, "alice", SessionType::Virtual)
+    };
+    for id in ["q1", "q2", "q3"] {
+        backend.insert_session(queued(id), None).await.unwrap();
+        let entry = QueuedRequest { session_id: id.into(), class_id: "A".into(), ..Default::default() };
+        assert!(matches!(backend.queue_push(entry, 60_000, 10).await.unwrap(), QueuePush::Queued(_)));
+    }
+    backend.insert_session(session("placing", "alice", SessionType::Virtual), None).await.unwrap();
+    let (mut client, shutdown) = start(backend.clone()).await;
+    let ids: Vec<String> = ["q2", "placing", "q3"].map(String::from).to_vec();
+    let places = |page: &SessionsPage| -> Vec<(String, u32, u32, Option<i64>)> {
+        page.queue_places
+            .iter()
+            .map(|p| (p.session_id.clone(), p.position, p.class_entries, p.estimated_wait_ms))
+            .collect()
+    };
+
+    let plain = GetSessionsRequest { session_ids: ids.clone(), with_queue_places: false };
+    let page = client.get_sessions(plain).await.unwrap().into_inner();
+    assert!(page.queue_places.is_empty(), "internal reads do not pay for queue places");
+    let asked = GetSessionsRequest { session_ids: ids.clone(), with_queue_places: true };
+    let page = client.get_sessions(asked.clone()).await.unwrap().into_inner();
+    assert_eq!(
+        places(&page),
+        [("q2".into(), 2, 3, None), ("q3".into(), 3, 3, None)],
+        "only queued sessions, 1-based in their class; no estimate before any placement"
+    );
+
+    let placed = DequeueSessionRequest { session_id: "q1".into(), placed: true };
+    assert!(client.dequeue_session(placed).await.unwrap().into_inner().removed);
+    let page = client.get_sessions(asked).await.unwrap().into_inner();
+    let moved: Vec<(String, u32, u32)> = places(&page).into_iter().map(|(id, p, n, _)| (id, p, n)).collect();
+    assert_eq!(moved, [("q2".into(), 1, 2), ("q3".into(), 2, 2)], "the line moved up");
+    assert!(page.queue_places.iter().all(|p| p.estimated_wait_ms.is_some()), "a placement gives a rate: {page:?}");
+
+    let list = ListSessionsRequest { page_size: 10, with_queue_places: true, ..Default::default() };
+    let page = client.list_sessions(list).await.unwrap().into_inner();
+    let listed: Vec<&str> = page.queue_places.iter().map(|p| p.session_id.as_str()).collect();
+    assert_eq!(listed, ["q2", "q3"], "a listed page says the same");
     shutdown.cancel();
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use switchboard_proto::{QueuedRequest, SessionType};
 
-use crate::{Backend, QueuePush};
+use crate::{Backend, QueuePosition, QueuePush};
 
 /// Every queue check, each against a fresh backend from `make`.
 pub(super) async fn run<F, Fut>(make: &F)
@@ -16,6 +16,7 @@ where
     queue_is_bounded_and_ordered(make().await).await;
     queue_claims_are_exclusive(make().await).await;
     queue_expiry_is_claimed_once(make().await).await;
+    queue_positions_and_placement_rate(make().await).await;
 }
 
 fn entry(session_id: &str, class_id: &str) -> QueuedRequest {
@@ -134,4 +135,52 @@ async fn queue_expiry_is_claimed_once(backend: Arc<dyn Backend>) {
     assert!(backend.queue_claim("old", "other", 1000).await.unwrap().is_none(), "and stays claimed");
     assert!(backend.queue_remove("old").await.unwrap());
     assert_eq!(backend.queue_len().await.unwrap(), 1, "the entry within its deadline stays");
+}
+
+async fn queue_positions_and_placement_rate(backend: Arc<dyn Backend>) {
+    for (id, class) in [("a1", "A"), ("b1", "B"), ("a2", "A"), ("a3", "A")] {
+        push(&*backend, id, class).await;
+    }
+    backend.queue_claim("a1", "worker", 60_000).await.unwrap().expect("a1 is claimable");
+    let ids = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<String>>();
+    let places = |positions: &[QueuePosition]| -> Vec<(String, String, usize, usize, usize)> {
+        positions
+            .iter()
+            .map(|p| (p.session_id.clone(), p.class_id.clone(), p.position, p.class_entries, p.recent_placements))
+            .collect()
+    };
+    let positions = backend.queue_positions(&ids(&["a3", "missing", "b1", "a2"])).await.unwrap();
+    assert_eq!(
+        places(&positions),
+        [
+            ("a3".to_owned(), "A".to_owned(), 3, 3, 0),
+            ("b1".to_owned(), "B".to_owned(), 1, 1, 0),
+            ("a2".to_owned(), "A".to_owned(), 2, 3, 0),
+        ],
+        "1-based place in its own class, a claimed entry ahead still counting; unknown ids left out; in asked order"
+    );
+    assert!(positions.iter().all(|p| p.recent_span_ms == 0 && p.estimated_wait_ms().is_none()), "no rate yet");
+    assert!(backend.queue_positions(&[]).await.unwrap().is_empty(), "nothing asked, nothing answered");
+
+    assert!(backend.queue_remove_placed("a1").await.unwrap(), "a placed entry is removed");
+    assert!(!backend.queue_remove_placed("a1").await.unwrap(), "and only once");
+    assert!(backend.queue_remove("a2").await.unwrap(), "a cancelled entry is removed, not counted as placed");
+    let positions = backend.queue_positions(&ids(&["a3", "b1"])).await.unwrap();
+    assert_eq!(
+        places(&positions),
+        [("a3".to_owned(), "A".to_owned(), 1, 1, 1), ("b1".to_owned(), "B".to_owned(), 1, 1, 0)],
+        "the line moves up; only the placement counts towards its class's rate"
+    );
+    assert!(positions[0].recent_span_ms >= 0, "the span is measured since the placement");
+    assert!(positions[0].estimated_wait_ms().is_some_and(|wait| wait > 0), "a placement gives a rate: an estimate");
+    assert!(positions[1].estimated_wait_ms().is_none(), "another class's placements say nothing of B");
+
+    for i in 0..40 {
+        push(&*backend, &format!("c{i}"), "C").await;
+        assert!(backend.queue_remove_placed(&format!("c{i}")).await.unwrap());
+    }
+    push(&*backend, "c-last", "C").await;
+    let positions = backend.queue_positions(&ids(&["c-last"])).await.unwrap();
+    assert_eq!(positions[0].recent_placements, crate::queue::PLACEMENT_RATE_SAMPLES, "the record is bounded");
+    assert_eq!((positions[0].position, positions[0].class_entries), (1, 1), "a class record outlives its entries");
 }

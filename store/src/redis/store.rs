@@ -8,10 +8,11 @@ use switchboard_proto::{
 };
 
 use super::{RedisBackend, fence_args, reply};
+use crate::queue::{PLACEMENT_RATE_SAMPLES, PLACEMENT_RATE_WINDOW_MS};
 use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
     BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
-    QueueDepth, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
+    QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
     SoftwareStatementRecord, StreamOwnership,
 };
 
@@ -440,6 +441,37 @@ impl CreateQueue for RedisBackend {
 
     async fn queue_remove(&self, session_id: &str) -> BackendResult<bool> {
         Ok(self.queue_call("remove", &[session_id]).await?.0 == "yes")
+    }
+
+    async fn queue_remove_placed(&self, session_id: &str) -> BackendResult<bool> {
+        let (window, samples) = (PLACEMENT_RATE_WINDOW_MS.to_string(), PLACEMENT_RATE_SAMPLES.to_string());
+        Ok(self.queue_call("remove", &[session_id, &window, &samples]).await?.0 == "yes")
+    }
+
+    async fn queue_positions(&self, session_ids: &[String]) -> BackendResult<Vec<QueuePosition>> {
+        if session_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.scripts.queue.prepare_invoke();
+        invocation.arg(&self.prefix).arg("positions").arg(PLACEMENT_RATE_WINDOW_MS.to_string());
+        for id in session_ids {
+            invocation.arg(id);
+        }
+        let (_, rest) = reply::status(self.run(&invocation).await?)?;
+        let count =
+            |value: &redis::Value| Ok::<_, BackendError>(usize::try_from(reply::int(value)?).unwrap_or_default());
+        rest.chunks_exact(6)
+            .map(|fields| {
+                Ok(QueuePosition {
+                    session_id: reply::text(&fields[0])?,
+                    class_id: reply::text(&fields[1])?,
+                    position: count(&fields[2])?,
+                    class_entries: count(&fields[3])?,
+                    recent_placements: count(&fields[4])?,
+                    recent_span_ms: reply::int(&fields[5])?,
+                })
+            })
+            .collect()
     }
 
     async fn queue_len(&self) -> BackendResult<usize> {

@@ -159,7 +159,7 @@ pub async fn lookup_sessions(
         .upstreams
         .store
         .clone()
-        .get_sessions(switchboard_proto::GetSessionsRequest { session_ids: ids })
+        .get_sessions(switchboard_proto::GetSessionsRequest { session_ids: ids, with_queue_places: false })
         .await?
         .into_inner();
     let servers: std::collections::HashMap<String, switchboard_proto::ServerRecord> =

@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use axum::{Extension, Json, body::Bytes, extract::State};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
+use switchboard_common::time::now_ms;
 use switchboard_proto::contract::{IDEMPOTENCY_KEY_INVALID, is_valid_idempotency_key};
 use switchboard_proto::{
     CreateSessionsRequest, DeleteSessionItem, DeleteSessionsRequest, GetSessionsRequest, KeyValue, ListSessionsRequest,
-    ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
+    QueuePlace, ServerRecord, SessionRecord, SessionState, create_session_outcome::Outcome,
 };
 
 use crate::{
@@ -203,7 +204,7 @@ pub async fn describe_sessions(
         if next_token.is_some() {
             return Err(ApiError::BadRequest("NextToken cannot be combined with SessionIds".into()));
         }
-        (store.get_sessions(GetSessionsRequest { session_ids }).await?.into_inner(), None)
+        (store.get_sessions(GetSessionsRequest { session_ids, with_queue_places: true }).await?.into_inner(), None)
     } else if filters.contradictory {
         (Default::default(), None)
     } else {
@@ -213,19 +214,29 @@ pub async fn describe_sessions(
             page_size,
             after_id: String::new(),
             page_token: next_token.unwrap_or_default(),
+            with_queue_places: true,
         };
         let page = store.list_sessions(list).await?.into_inner();
         let next = (!page.next_token.is_empty()).then(|| page.next_token.clone());
         (page, next)
     };
     let servers: HashMap<&str, &ServerRecord> = page.servers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let queue_places: HashMap<&str, &QueuePlace> =
+        page.queue_places.iter().map(|place| (place.session_id.as_str(), place)).collect();
+    let now = now_ms();
     let sessions: Vec<Session> = page
         .sessions
         .iter()
+        .filter(|session| caller.may_act_for(&session.owner))
         .filter_map(|session| {
             let server = servers.get(session.server_id.as_str()).copied();
-            (matches(&filters, session, server) && caller.may_act_for(&session.owner))
-                .then(|| convert::session(session, server))
+            matches(&filters, session, server).then(|| {
+                let mut shown = convert::session(session, server);
+                if let Some(place) = queue_places.get(session.id.as_str()) {
+                    convert::queue_place(&mut shown, place, now);
+                }
+                shown
+            })
         })
         .collect();
     tracing::debug!(%request_id, count = sessions.len(), "describeSessions");

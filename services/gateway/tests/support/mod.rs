@@ -232,7 +232,8 @@ impl SessionStore for Fakes {
         &self,
         request: GrpcRequest<pb::GetSessionsRequest>,
     ) -> Result<Response<pb::SessionsPage>, Status> {
-        let ids = request.into_inner().session_ids;
+        let request = request.into_inner();
+        let ids = request.session_ids;
         if ids.iter().any(|id| id == "explode") {
             return Err(Status::internal("secret backend detail: redis at 10.0.0.3 refused"));
         }
@@ -242,8 +243,28 @@ impl SessionStore for Fakes {
             true => pb::SessionRecord { reap_at_unix_ms: FAKE_NOW_MS, reap_reason: "IDLE".into(), ..session },
             false => session,
         };
-        let sessions = sessions.into_iter().map(reaping).collect();
-        Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], ..Default::default() }))
+        // `known-queued…`: a session waiting in the create-sessions queue, second of five in its class.
+        let queued = |session: pb::SessionRecord| match session.id.starts_with("known-queued") {
+            true => pb::SessionRecord {
+                server_id: String::new(),
+                state: pb::SessionState::Creating as i32,
+                state_reason: "queued: no server matches".into(),
+                ..session
+            },
+            false => session,
+        };
+        let sessions: Vec<_> = sessions.into_iter().map(reaping).map(queued).collect();
+        let queue_places = sessions
+            .iter()
+            .filter(|session| request.with_queue_places && session.id.starts_with("known-queued"))
+            .map(|session| pb::QueuePlace {
+                session_id: session.id.clone(),
+                position: 2,
+                class_entries: 5,
+                estimated_wait_ms: Some(60_000),
+            })
+            .collect();
+        Ok(Response::new(pb::SessionsPage { sessions, servers: vec![server()], queue_places, ..Default::default() }))
     }
     async fn list_sessions(
         &self,

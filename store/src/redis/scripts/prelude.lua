@@ -23,6 +23,7 @@ local K_EVENTS_RETAINED = P .. 'events-retained'
 local K_EVENTS_DROPPED = P .. 'events-dropped'
 local function k_queued(id) return P .. 'queued:' .. id end
 local function k_queue_class(class) return P .. 'queue-class:' .. class end
+local function k_queue_placed(class) return P .. 'queue-placed:' .. class end
 local function k_session(id) return P .. 'session:' .. id end
 local function k_server(id) return P .. 'server:' .. id end
 local function k_server_sessions(id) return P .. 'server:' .. id .. ':sessions' end

@@ -4,12 +4,16 @@
 --   claim    id, claim id, lease ms
 --   expired  claim id, lease ms, limit
 --   release  id, claim id
---   remove   id
+--   remove   id, then for a placed entry: window ms, samples
 --   len
 --   depths   (per class with entries: class, count, enqueued time of its oldest)
+--   positions  window ms, then ids (per queued id: id, class, 1-based position, class entries,
+--              placements within the window, ms since the oldest of them)
 -- Entries are hashes (class, requirements, type, owner, enqueued, deadline,
 -- seq, claim, until), ordered per class in a sorted set by sequence, and by
--- deadline in one more. Replies: a status word, then 10 fields per entry:
+-- deadline in one more. A class's recent placement times are a list, newest
+-- first, trimmed to the samples and expiring a window after the last one.
+-- Replies: a status word, then 10 fields per entry:
 -- id, class, requirements, type, owner, enqueued, deadline, seq, claim, until.
 local mode = ARGV[2]
 local now = now_ms()
@@ -97,7 +101,38 @@ elseif mode == 'remove' then
   redis.call('ZREM', k_queue_class(class), id)
   redis.call('ZREM', K_QUEUE_DEADLINES, id)
   if redis.call('ZCARD', k_queue_class(class)) == 0 then redis.call('SREM', K_QUEUE_CLASSES, class) end
+  if ARGV[4] then
+    local placed = k_queue_placed(class)
+    redis.call('LPUSH', placed, int(now))
+    redis.call('LTRIM', placed, 0, tonumber(ARGV[5]) - 1)
+    redis.call('PEXPIRE', placed, ARGV[4])
+  end
   return { 'yes' }
+elseif mode == 'positions' then
+  local since = now - tonumber(ARGV[3])
+  local out = { 'ok' }
+  for i = 4, #ARGV do
+    local id = ARGV[i]
+    local class = redis.call('HGET', k_queued(id), 'class')
+    local rank = class and redis.call('ZRANK', k_queue_class(class), id)
+    if rank then
+      local recent, oldest = 0, now
+      for _, time in ipairs(redis.call('LRANGE', k_queue_placed(class), 0, -1)) do
+        local t = tonumber(time)
+        if t > since then
+          recent = recent + 1
+          if t < oldest then oldest = t end
+        end
+      end
+      out[#out + 1] = id
+      out[#out + 1] = class
+      out[#out + 1] = rank + 1
+      out[#out + 1] = redis.call('ZCARD', k_queue_class(class))
+      out[#out + 1] = recent
+      out[#out + 1] = now - oldest
+    end
+  end
+  return out
 elseif mode == 'depths' then
   local out = { 'ok' }
   for _, class in ipairs(redis.call('SMEMBERS', K_QUEUE_CLASSES)) do
