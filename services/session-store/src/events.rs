@@ -5,7 +5,7 @@
 //! poller per replica refreshes every [`POLL_INTERVAL`] while anyone waits (and not at all otherwise): a
 //! waiting reader costs the store nothing, and an event reaches it within about one interval.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use switchboard_proto::{EventRecord, ReadEventsResponse};
@@ -31,7 +31,7 @@ impl EventFeed {
     /// The feed over `backend`; its poller ends once the feed and its waiters are dropped.
     pub fn start(backend: Arc<dyn Backend>) -> Arc<Self> {
         let (sender, newest) = watch::channel(String::new());
-        tokio::spawn(poll(backend.clone(), sender));
+        tokio::spawn(poll(Arc::downgrade(&backend), sender));
         Arc::new(Self { backend, newest })
     }
 
@@ -73,14 +73,16 @@ pub async fn record(backend: &dyn Backend, event: EventRecord) {
 }
 
 /// Refreshes `sender` with the newest event id every [`POLL_INTERVAL`] while a reader waits on it, until
-/// the feed is dropped.
-async fn poll(backend: Arc<dyn Backend>, sender: watch::Sender<String>) {
+/// the feed is dropped. It holds the backend weakly, so it never keeps a store open (the embedded store's
+/// file lock) after the service is gone.
+async fn poll(backend: Weak<dyn Backend>, sender: watch::Sender<String>) {
     while !sender.is_closed() {
         tokio::time::sleep(POLL_INTERVAL).await;
         // The feed itself holds one receiver: more means a long poll is waiting.
         if sender.receiver_count() <= 1 {
             continue;
         }
+        let Some(backend) = backend.upgrade() else { return };
         match backend.read_events("0-0", 1).await {
             Ok(page) => {
                 sender.send_if_modified(|newest| {
