@@ -39,7 +39,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_common::time::now_ms;
 use switchboard_proto::{
-    DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord, SessionState, SessionType,
+    DeadLetterRecord, DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord,
+    SessionState, SessionType, WebhookRecord,
 };
 
 use crate::events;
@@ -48,7 +49,7 @@ use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
     BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
     Idempotency, IdempotencyClaim, QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers,
-    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership,
+    Sessions, SigningKeyRecord, SoftwareStatementRecord, StreamOwnership, Webhooks,
 };
 use durable::Durable;
 
@@ -1155,5 +1156,32 @@ impl EmbeddedBackend {
     pub fn with_events_retained(self, retained: usize) -> Self {
         self.memory().events.retained = retained.max(1);
         self
+    }
+}
+
+#[async_trait]
+impl Webhooks for EmbeddedBackend {
+    async fn insert_webhook(&self, webhook: WebhookRecord) -> BackendResult<()> {
+        self.durable.put_webhook(&webhook, false).map(|_| ())
+    }
+
+    async fn list_webhooks(&self) -> BackendResult<Vec<WebhookRecord>> {
+        self.durable.list_webhooks()
+    }
+
+    async fn update_webhook(&self, webhook: WebhookRecord) -> BackendResult<bool> {
+        self.durable.put_webhook(&webhook, true)
+    }
+
+    async fn remove_webhook(&self, id: &str) -> BackendResult<bool> {
+        self.durable.remove_webhook(id)
+    }
+
+    async fn add_dead_letter(&self, letter: DeadLetterRecord) -> BackendResult<()> {
+        self.durable.add_dead_letter(&letter, crate::webhooks::DEAD_LETTERS_KEPT)
+    }
+
+    async fn dead_letters(&self, webhook_id: &str) -> BackendResult<Vec<DeadLetterRecord>> {
+        self.durable.dead_letters(webhook_id)
     }
 }

@@ -19,6 +19,8 @@
 //!   answers, expiring (durable);
 //! - [`events`]: [`Events`], the bounded event stream: session states, placements, server
 //!   availability and queue events appended by the backends in the same atomic step as the change;
+//! - [`webhooks`]: [`Webhooks`], webhook subscriptions with their delivery progress, and dead letters
+//!   (durable);
 //! - [`error`]: [`BackendError`], mapped once to an `ErrorCode`;
 //! - [`open`]: [`BackendConfig`] and [`open_backend`];
 //! - [`observed`]: [`Observed`], a span and the per-call metrics around any backend;
@@ -50,6 +52,7 @@ pub mod registry;
 pub mod secrets;
 pub mod servers;
 pub mod sessions;
+pub mod webhooks;
 
 pub use dns::DnsMappings;
 pub use enrolment::Enrolment;
@@ -69,6 +72,7 @@ pub use switchboard_proto::contract::OWNER_COUNTS_MAX_SERVERS;
 pub use switchboard_proto::{
     AgentClientRecord, ApiClientRecord, AuthServerRecord, SigningKeyRecord, SoftwareStatementRecord,
 };
+pub use webhooks::Webhooks;
 
 /// Every role: what a storage implementation provides. Implemented for every type that implements
 /// all the roles.
@@ -83,6 +87,7 @@ pub trait Backend:
     + DnsMappings
     + Idempotency
     + Events
+    + Webhooks
     + Reachable
 {
 }
@@ -98,6 +103,7 @@ impl<T> Backend for T where
         + DnsMappings
         + Idempotency
         + Events
+        + Webhooks
         + Reachable
 {
 }

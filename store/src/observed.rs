@@ -19,15 +19,15 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use switchboard_proto::{
-    AgentClientRecord, DnsMappingRecord, EventRecord, QueuedRequest, ServerRecord, SessionRecord,
-    SoftwareStatementRecord,
+    AgentClientRecord, DeadLetterRecord, DnsMappingRecord, EventRecord, QueuedRequest, ServerRecord, SessionRecord,
+    SoftwareStatementRecord, WebhookRecord,
 };
 
 use crate::{
     AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AuthServerRecord, Backend, BackendError,
     BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence, Idempotency,
     IdempotencyClaim, QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions,
-    SigningKeyRecord, StreamOwnership,
+    SigningKeyRecord, StreamOwnership, Webhooks,
 };
 
 /// A backend whose every call is traced and measured.
@@ -204,6 +204,16 @@ observed! {
 }
 
 observed! {
+    Webhooks:
+    fn insert_webhook(webhook: WebhookRecord) -> BackendResult<()>;
+    fn list_webhooks() -> BackendResult<Vec<WebhookRecord>>;
+    fn update_webhook(webhook: WebhookRecord) -> BackendResult<bool>;
+    fn remove_webhook(id: &str) -> BackendResult<bool>;
+    fn add_dead_letter(letter: DeadLetterRecord) -> BackendResult<()>;
+    fn dead_letters(webhook_id: &str) -> BackendResult<Vec<DeadLetterRecord>>;
+}
+
+observed! {
     Events:
     fn append_event(event: EventRecord) -> BackendResult<String>;
     fn read_events(after: &str, limit: usize) -> BackendResult<EventPage>;
@@ -277,6 +287,12 @@ pub const OPERATIONS: &[&str] = &[
     "claim_idempotency_key",
     "complete_idempotency_key",
     "release_idempotency_key",
+    "insert_webhook",
+    "list_webhooks",
+    "update_webhook",
+    "remove_webhook",
+    "add_dead_letter",
+    "dead_letters",
     "append_event",
     "read_events",
     "ping",

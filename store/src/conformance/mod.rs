@@ -17,6 +17,7 @@ mod registry;
 mod secrets;
 mod servers;
 mod sessions;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ where
     dns::run(&make).await;
     idempotency::run(&make).await;
     events::run(&make).await;
+    webhooks::run(&make).await;
     reachable::run(&make).await;
 }
 

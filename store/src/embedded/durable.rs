@@ -18,7 +18,9 @@ use std::path::Path;
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_proto::{DnsMappingSet, IdempotencyRecord, QueuedRequest, SessionRecord};
+use switchboard_proto::{
+    DeadLetterRecord, DnsMappingSet, IdempotencyRecord, QueuedRequest, SessionRecord, WebhookRecord,
+};
 
 use crate::AuthServerRecord;
 use crate::idempotency::IdempotencyClaim;
@@ -54,6 +56,10 @@ const USED_TOKENS: TableDefinition<&str, i64> = TableDefinition::new("used_token
 
 /// Idempotency scope key → its record ([`IdempotencyRecord`]).
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// Webhook subscriptions (`WebhookRecord`) by id.
+const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
+/// Dead letters (`DeadLetterRecord`) by `<webhook id>/<20-digit sequence>`, oldest first per webhook.
+const DEAD_LETTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
 /// (expiry in ms since epoch, scope key) of every idempotency record: the order expired ones are pruned in.
 const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
 /// Most expired idempotency records one claim prunes: bounds the work of a call while pruning at least
@@ -116,6 +122,8 @@ impl Durable {
         txn.open_table(USED_TOKENS).map_err(storage)?;
         txn.open_table(IDEMPOTENCY).map_err(storage)?;
         txn.open_table(IDEMPOTENCY_EXPIRY).map_err(storage)?;
+        txn.open_table(WEBHOOKS).map_err(storage)?;
+        txn.open_table(DEAD_LETTERS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(Self { db })
     }
@@ -139,6 +147,82 @@ impl Durable {
             return Ok(None);
         };
         decode(client_id, value.value()).map(Some)
+    }
+
+    /// Stores `webhook`: a new one (`AlreadyExists` if the id is taken) or, with `replace`, over an
+    /// existing one only (`false` when there is none).
+    pub(super) fn put_webhook(&self, webhook: &WebhookRecord, replace: bool) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let stored = {
+            let mut table = txn.open_table(WEBHOOKS).map_err(storage)?;
+            let exists = table.get(webhook.id.as_str()).map_err(storage)?.is_some();
+            if exists != replace {
+                if exists {
+                    return Err(BackendError::AlreadyExists(format!("webhook {}", webhook.id)));
+                }
+                return Ok(false);
+            }
+            table.insert(webhook.id.as_str(), webhook.encode_to_vec().as_slice()).map_err(storage)?;
+            true
+        };
+        txn.commit().map_err(storage)?;
+        Ok(stored)
+    }
+
+    pub(super) fn list_webhooks(&self) -> BackendResult<Vec<WebhookRecord>> {
+        self.list(WEBHOOKS)
+    }
+
+    /// Removes a webhook and its dead letters.
+    pub(super) fn remove_webhook(&self, id: &str) -> BackendResult<bool> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let existed = {
+            let mut table = txn.open_table(WEBHOOKS).map_err(storage)?;
+            let existed = table.remove(id).map_err(storage)?.is_some();
+            let mut letters = txn.open_table(DEAD_LETTERS).map_err(storage)?;
+            let (start, end) = (format!("{id}/"), format!("{id}0"));
+            letters.retain_in(start.as_str()..end.as_str(), |_, _| false).map_err(storage)?;
+            existed
+        };
+        txn.commit().map_err(storage)?;
+        Ok(existed)
+    }
+
+    /// Appends a dead letter, keeping the newest `keep` of its webhook.
+    pub(super) fn add_dead_letter(&self, letter: &DeadLetterRecord, keep: usize) -> BackendResult<()> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut letters = txn.open_table(DEAD_LETTERS).map_err(storage)?;
+            let id = &letter.webhook_id;
+            let (start, end) = (format!("{id}/"), format!("{id}0"));
+            let keys: Vec<String> = letters
+                .range(start.as_str()..end.as_str())
+                .map_err(storage)?
+                .map(|entry| entry.map(|(key, _)| key.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(storage)?;
+            let next = keys.last().and_then(|key| key.rsplit('/').next()?.parse::<u64>().ok()).map_or(0, |n| n + 1);
+            let key = format!("{id}/{next:020}");
+            letters.insert(key.as_str(), letter.encode_to_vec().as_slice()).map_err(storage)?;
+            for old in keys.iter().take((keys.len() + 1).saturating_sub(keep)) {
+                letters.remove(old.as_str()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// A webhook's dead letters, newest first.
+    pub(super) fn dead_letters(&self, webhook_id: &str) -> BackendResult<Vec<DeadLetterRecord>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let letters = txn.open_table(DEAD_LETTERS).map_err(storage)?;
+        let (start, end) = (format!("{webhook_id}/"), format!("{webhook_id}0"));
+        let mut out = Vec::new();
+        for entry in letters.range(start.as_str()..end.as_str()).map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     pub(super) fn list_api_clients(&self) -> BackendResult<Vec<ApiClientRecord>> {

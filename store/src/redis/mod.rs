@@ -96,7 +96,7 @@ pub struct RedisBackend {
 /// Maps a client or server failure to `Unavailable`: connection loss,
 /// timeouts, and server refusals (loading, out of memory, read-only replica)
 /// are all "try again later" for the caller.
-fn unavailable(error: redis::RedisError) -> BackendError {
+pub(super) fn unavailable(error: redis::RedisError) -> BackendError {
     BackendError::Unavailable(format!("redis: {error}"))
 }
 

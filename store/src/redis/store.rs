@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use prost::Message;
 use switchboard_common::time::now_ms;
 use switchboard_proto::{
-    DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord, SessionState,
+    DeadLetterRecord, DnsMappingRecord, DnsMappingSet, EventRecord, QueuedRequest, ServerRecord, SessionRecord,
+    SessionState, WebhookRecord,
 };
 
 use super::{RedisBackend, fence_args, reply};
@@ -13,7 +14,7 @@ use crate::{
     AgentClientRecord, AgentOwnership, ApiClientRecord, ApiRegistry, AssignOutcome, AssignRejection, AuthServerRecord,
     BackendError, BackendResult, CloseOutcome, CreateQueue, DnsMappings, Enrolment, EventPage, Events, Fence,
     QueueDepth, QueuePosition, QueuePush, Reachable, Secrets, ServerChanges, Servers, Sessions, SigningKeyRecord,
-    SoftwareStatementRecord, StreamOwnership,
+    SoftwareStatementRecord, StreamOwnership, Webhooks,
 };
 
 /// The side fields the scripts keep next to a session's bytes:
@@ -733,4 +734,96 @@ impl Events for RedisBackend {
 /// A session state as the event stream's `st`/`ps` fields hold it: the enum's number, empty for none.
 fn state_field(state: i32) -> String {
     if state == 0 { String::new() } else { state.to_string() }
+}
+
+#[async_trait]
+impl Webhooks for RedisBackend {
+    async fn insert_webhook(&self, webhook: WebhookRecord) -> BackendResult<()> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}webhooks", self.prefix);
+        let added: bool = redis::cmd("HSETNX")
+            .arg(&key)
+            .arg(&webhook.id)
+            .arg(webhook.encode_to_vec())
+            .query_async(&mut connection)
+            .await
+            .map_err(super::unavailable)?;
+        if !added {
+            return Err(BackendError::AlreadyExists(format!("webhook {}", webhook.id)));
+        }
+        Ok(())
+    }
+
+    async fn list_webhooks(&self) -> BackendResult<Vec<WebhookRecord>> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}webhooks", self.prefix);
+        let all: std::collections::BTreeMap<String, Vec<u8>> =
+            redis::cmd("HGETALL").arg(&key).query_async(&mut connection).await.map_err(super::unavailable)?;
+        all.into_iter()
+            .map(|(id, bytes)| {
+                WebhookRecord::decode(bytes.as_slice()).map_err(|e| BackendError::Corrupt(format!("webhook {id}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn update_webhook(&self, webhook: WebhookRecord) -> BackendResult<bool> {
+        let mut invocation = self.scripts.webhook_update.prepare_invoke();
+        invocation.arg(&self.prefix).arg(&webhook.id).arg(webhook.encode_to_vec());
+        Ok(reply::int(&self.run(&invocation).await?)? == 1)
+    }
+
+    async fn remove_webhook(&self, id: &str) -> BackendResult<bool> {
+        let mut connection = self.connection.clone();
+        let (removed, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(format!("{}webhooks", self.prefix))
+            .arg(id)
+            .cmd("DEL")
+            .arg(format!("{}webhook-dead:{id}", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .map_err(super::unavailable)?;
+        Ok(removed == 1)
+    }
+
+    async fn add_dead_letter(&self, letter: DeadLetterRecord) -> BackendResult<()> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}webhook-dead:{}", self.prefix, letter.webhook_id);
+        let keep = isize::try_from(crate::webhooks::DEAD_LETTERS_KEPT).unwrap_or(isize::MAX);
+        let (): () = redis::pipe()
+            .atomic()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(letter.encode_to_vec())
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(keep - 1)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(super::unavailable)?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, webhook_id: &str) -> BackendResult<Vec<DeadLetterRecord>> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}webhook-dead:{webhook_id}", self.prefix);
+        let letters: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await
+            .map_err(super::unavailable)?;
+        letters
+            .into_iter()
+            .map(|bytes| {
+                DeadLetterRecord::decode(bytes.as_slice())
+                    .map_err(|e| BackendError::Corrupt(format!("dead letter: {e}")))
+            })
+            .collect()
+    }
 }
