@@ -2,7 +2,7 @@
 //! so building needs no system protobuf compiler.
 
 /// Messages whose `Debug` must not print their secrets.
-const REDACTED: [&str; 8] = [
+const REDACTED: [&str; 10] = [
     "switchboard.v1.IssueTokenRequest",
     "switchboard.v1.IssueTokenResponse",
     "switchboard.v1.RegisterApiClientResponse",
@@ -13,6 +13,9 @@ const REDACTED: [&str; 8] = [
     "switchboard.v1.DeactivateSoftwareStatementRequest",
     // The private key of a signing key (records.proto).
     "switchboard.v1.SigningKeyRecord",
+    // A webhook's signing secret (records.proto, store.proto).
+    "switchboard.v1.WebhookRecord",
+    "switchboard.v1.RegisterWebhookResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

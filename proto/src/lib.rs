@@ -20,6 +20,7 @@ pub mod v1 {
 pub use v1::*;
 
 pub mod contract;
+pub mod event_json;
 
 /// Version of the agent link protocol this build speaks.
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
@@ -28,7 +29,33 @@ mod redacted {
     //! `Debug` for messages that carry secrets: every field but the secret.
     use std::fmt;
 
-    use super::v1::{IssueTokenRequest, IssueTokenResponse, RegisterApiClientResponse};
+    use super::v1::{
+        IssueTokenRequest, IssueTokenResponse, RegisterApiClientResponse, RegisterWebhookResponse, WebhookRecord,
+    };
+
+    impl fmt::Debug for WebhookRecord {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("WebhookRecord")
+                .field("id", &self.id)
+                .field("url", &self.url)
+                .field("event_types", &self.event_types)
+                .field("secret", &"[redacted]")
+                .field("created_unix_ms", &self.created_unix_ms)
+                .field("cursor", &self.cursor)
+                .field("attempts", &self.attempts)
+                .field("last_error", &self.last_error)
+                .field("last_attempt_unix_ms", &self.last_attempt_unix_ms)
+                .field("next_attempt_unix_ms", &self.next_attempt_unix_ms)
+                .field("delivered", &self.delivered)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for RegisterWebhookResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RegisterWebhookResponse").field("id", &self.id).field("secret", &"[redacted]").finish()
+        }
+    }
 
     impl fmt::Debug for IssueTokenRequest {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

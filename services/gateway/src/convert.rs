@@ -23,16 +23,8 @@ pub fn session_type_name(session_type: pb::SessionType) -> &'static str {
     }
 }
 
-/// The API name of a session state.
-pub fn session_state_name(state: pb::SessionState) -> &'static str {
-    match state {
-        pb::SessionState::Creating => "CREATING",
-        pb::SessionState::Ready => "READY",
-        pb::SessionState::Deleting => "DELETING",
-        pb::SessionState::Deleted => "DELETED",
-        pb::SessionState::Unknown | pb::SessionState::Unspecified => "UNKNOWN",
-    }
-}
+/// The API name of a session state (one mapping, shared with the event stream's JSON).
+pub use switchboard_proto::event_json::session_state_name;
 
 /// A session, with its server embedded when it is placed.
 pub fn session(record: &pb::SessionRecord, server: Option<&pb::ServerRecord>) -> Session {

@@ -17,6 +17,8 @@
 //! - `deletion`: DELETING → DELETED with the close command in the background;
 //! - [`events`]: `ReadEvents`, the event stream's long polls, and the events this crate appends itself
 //!   (permission changes, reaping warnings; the store appends session and server events);
+//! - [`webhooks`]: webhook registration and the deliverer (one replica at a time, by lease; signed, retried,
+//!   dead letters, guarded against reaching private networks);
 //! - [`dns_names`]: the registered server DNS names (`GetServerDnsNames`), cached per replica;
 //! - [`error`]: the crate's error enum.
 //!
@@ -39,6 +41,7 @@ pub mod page_token;
 pub mod queue_places;
 pub mod routing;
 pub mod service;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +123,10 @@ pub struct StoreConfig {
     #[arg(skip)]
     #[serde(skip)]
     pub agent_client_ca_pem: Option<String>,
+    /// Webhook delivery (flattened: settings of their own).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 fn telemetry_write_interval() -> Duration {
@@ -141,6 +148,7 @@ impl Default for StoreConfig {
             connection_token_issuer: "switchboard".to_owned(),
             connection_token_single_use: false,
             agent_client_ca_pem: None,
+            webhooks: webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -289,7 +297,9 @@ pub async fn serve(
     let hub = Arc::new(AgentHub::default());
     let router =
         Arc::new(CommandRouter::new(config.replica_id.clone(), backend.clone(), hub.clone(), config.command_timeout()));
+    let guard = Arc::new(webhooks::Guard::new(config.webhooks.clone()).map_err(|e| Error::Config(format!("{e:#}")))?);
     let service = StoreService::new(backend.clone(), router.clone())
+        .with_webhook_guard(guard.clone())
         .with_bounds(config.bounds())
         .with_drain_timeout_seconds(config.timers.drain_timeout_seconds);
     let store = SessionStoreServer::new(service)
@@ -326,6 +336,8 @@ pub async fn serve(
 
     let stop_liveness = shutdown.child_token();
     let hosts: Arc<dyn routing::HostCommands> = router.clone();
+    let deliverer =
+        tokio::spawn(webhooks::run(backend.clone(), guard, config.replica_id.clone(), stop_liveness.clone()));
     let liveness = tokio::spawn(agent_link::liveness::run(backend, hosts, config.clone(), stop_liveness.clone()));
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
@@ -341,6 +353,7 @@ pub async fn serve(
     // Stops the sweep also when a server failed before shutdown was requested.
     stop_liveness.cancel();
     let _ = liveness.await;
+    let _ = deliverer.await;
     served?;
     Ok(())
 }

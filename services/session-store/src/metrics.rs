@@ -60,6 +60,11 @@ pub fn repaired(repair: &'static str, count: usize) {
     metrics::counter!("switchboard_sessions_repaired_total", "repair" => repair).increment(count as u64);
 }
 
+/// One webhook delivery attempt's outcome: `delivered`, `failed` (to be retried) or `dead_letter`.
+pub fn webhook_delivery(outcome: &'static str) {
+    metrics::counter!("switchboard_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
 /// The reaper's steps: `switchboard_session_reap_warnings_total{reason}` (a reap announced),
 /// `switchboard_session_reaps_cancelled_total{reason}` (an announced reap that no longer applied when the
 /// reaper looked again) and `switchboard_sessions_reaped_total{reason}` (deleted); `reason` is `IDLE` or
@@ -190,6 +195,10 @@ pub fn describe() {
         "Time from an agent's previous message to its update: about the update interval, longer when lagging."
     );
     describe_counter!("switchboard_sessions_repaired_total", "Lifecycle repairs, by repair.");
+    describe_counter!(
+        "switchboard_webhook_deliveries_total",
+        "Webhook delivery attempts, by outcome (delivered, failed and retried later, dead_letter)."
+    );
     describe_gauge!(
         "switchboard_host_sessions_to_close",
         "Sessions hosts list but should not have (strays, unconfirmed closes) that this replica is closing."

@@ -13,12 +13,14 @@ use switchboard_proto::{
     DeleteSessionOutcome, DeleteSessionsRequest, DeleteSessionsResponse, DequeueSessionRequest, DequeueSessionResponse,
     EnqueueOutcome, EnqueueSessionRequest, EnqueueSessionResponse, EventRecord, GetServerDnsNamesRequest,
     GetServerDnsNamesResponse, GetSessionsRequest, KeyValue, ListServersRequest, ListSessionsRequest,
-    OwnerSessionCountsRequest, OwnerSessionCountsResponse, QueueHeadsRequest, QueueHeadsResponse, QueuePlace,
-    ReadEventsRequest, ReadEventsResponse, RecordSessionsRequest, RecordSessionsResponse, ReleaseQueuedRequest,
+    ListWebhooksRequest, ListWebhooksResponse, OwnerSessionCountsRequest, OwnerSessionCountsResponse,
+    QueueHeadsRequest, QueueHeadsResponse, QueuePlace, ReadEventsRequest, ReadEventsResponse, RecordSessionsRequest,
+    RecordSessionsResponse, RegisterWebhookRequest, RegisterWebhookResponse, ReleaseQueuedRequest,
     ReleaseQueuedResponse, SendCommandRequest, ServerChangesRequest, ServerChangesResponse, ServerRecord, ServersPage,
     SessionRecord, SessionState, SessionsPage, SetServerOpenOutcome, SetServersOpenRequest, SetServersOpenResponse,
     SettleUnplacedRequest, SettleUnplacedResponse, StartSessionRequest, StartSessionResponse, TakeOverUnplacedRequest,
-    TakeOverUnplacedResponse, assign_session_response, host_command,
+    TakeOverUnplacedResponse, UnregisterWebhookRequest, UnregisterWebhookResponse, WebhookStatus,
+    assign_session_response, host_command,
 };
 use tonic::{Request, Response, Status};
 
@@ -70,6 +72,7 @@ pub struct StoreService {
     /// `drain_timeout_seconds` setting; 0: no drain, the original broker's refusal).
     drain_timeout_seconds: u32,
     events: Arc<EventFeed>,
+    webhooks: Arc<crate::webhooks::Guard>,
 }
 
 impl StoreService {
@@ -83,6 +86,7 @@ impl StoreService {
         let events = EventFeed::start(backend.clone());
         Self {
             events,
+            webhooks: Arc::default(),
             backend,
             hosts,
             tokens,
@@ -90,6 +94,12 @@ impl StoreService {
             bounds: timers.bounds(),
             drain_timeout_seconds: timers.drain_timeout_seconds,
         }
+    }
+
+    /// The webhook settings (allowed networks, CA) registrations are checked with, instead of the defaults.
+    pub fn with_webhook_guard(mut self, guard: Arc<crate::webhooks::Guard>) -> Self {
+        self.webhooks = guard;
+        self
     }
 
     /// The lifecycle's bounds (the `stalled_session_seconds` setting) instead of the defaults.
@@ -363,6 +373,40 @@ impl SessionStore for StoreService {
         let wait = Duration::from_millis(u64::from(request.wait_ms));
         let answer = self.events.read(&request.after, limit, wait).await.map_err(store_status)?;
         Ok(Response::new(answer))
+    }
+
+    async fn register_webhook(
+        &self,
+        request: Request<RegisterWebhookRequest>,
+    ) -> Result<Response<RegisterWebhookResponse>, Status> {
+        let request = request.into_inner();
+        match crate::webhooks::register(&*self.backend, &self.webhooks, &request.url, request.event_types).await {
+            Ok(answer) => Ok(Response::new(answer)),
+            Err(crate::webhooks::RegisterError::Invalid(text)) => Err(contract(text)),
+            Err(crate::webhooks::RegisterError::Store(error)) => Err(store_status(error)),
+        }
+    }
+
+    async fn list_webhooks(&self, _: Request<ListWebhooksRequest>) -> Result<Response<ListWebhooksResponse>, Status> {
+        let mut webhooks = Vec::new();
+        for mut webhook in self.backend.list_webhooks().await.map_err(store_status)? {
+            let dead_letters = self.backend.dead_letters(&webhook.id).await.map_err(store_status)?;
+            webhook.secret.clear();
+            webhooks.push(WebhookStatus { webhook: Some(webhook), dead_letters });
+        }
+        Ok(Response::new(ListWebhooksResponse { webhooks }))
+    }
+
+    async fn unregister_webhook(
+        &self,
+        request: Request<UnregisterWebhookRequest>,
+    ) -> Result<Response<UnregisterWebhookResponse>, Status> {
+        let id = request.into_inner().id;
+        let removed = self.backend.remove_webhook(&id).await.map_err(store_status)?;
+        if removed {
+            tracing::info!(webhook_id = %id, "webhook unregistered");
+        }
+        Ok(Response::new(UnregisterWebhookResponse { removed }))
     }
 
     async fn server_changes(

@@ -16,14 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, http::HeaderMap};
 use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use switchboard_common::time::rfc3339_ms;
 use switchboard_proto::contract::event_kind;
-use switchboard_proto::{EventRecord, ReadEventsRequest, ReadEventsResponse, SessionState};
+use switchboard_proto::event_json::api_event;
+use switchboard_proto::{EventRecord, ReadEventsRequest, ReadEventsResponse};
 use tokio::time::Instant;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
-use crate::{AppState, convert, routes::request_id};
+use crate::{AppState, routes::request_id};
 
 /// Longest `wait` of a long poll, seconds.
 pub const MAX_WAIT_SECONDS: u32 = 30;
@@ -59,79 +59,11 @@ pub struct EventsQuery {
 pub struct EventsPage {
     request_id: String,
     /// The events, oldest first.
-    events: Vec<ApiEvent>,
+    events: Vec<switchboard_proto::event_json::ApiEvent>,
     /// Pass as `after` to get the events after these.
     cursor: String,
     /// Events after `after` were dropped (retention) before this read: re-read the state you follow.
     truncated: bool,
-}
-
-/// One event as the API shows it; fields by type (docs/saas.md lists them).
-#[derive(Debug, Serialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ApiEvent {
-    id: String,
-    #[serde(rename = "Type")]
-    kind: String,
-    time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    server_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    previous_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    availability: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unavailability_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    queue_position: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    queue_class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reap_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reap_at: Option<String>,
-}
-
-/// `Some(text)` unless empty.
-fn text(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
-}
-
-/// The API form of a stored event.
-pub fn api_event(event: &EventRecord) -> ApiEvent {
-    let state_name = |state: i32| {
-        SessionState::try_from(state)
-            .ok()
-            .filter(|state| *state != SessionState::Unspecified)
-            .map(convert::session_state_name)
-    };
-    let kind = event.kind.as_str();
-    let session = event_kind::is_session_event(kind);
-    ApiEvent {
-        id: event.id.clone(),
-        kind: event.kind.clone(),
-        time: rfc3339_ms(event.at_unix_ms).unwrap_or_default(),
-        session_id: text(&event.session_id),
-        owner: session.then(|| event.owner.clone()),
-        server_id: text(&event.server_id),
-        state: state_name(event.state),
-        previous_state: (kind == event_kind::SESSION_STATE).then(|| state_name(event.previous_state)).flatten(),
-        state_reason: (kind == event_kind::SESSION_STATE).then(|| text(&event.reason)).flatten(),
-        availability: (!session).then(|| event.availability.clone()),
-        unavailability_reason: (!session).then(|| text(&event.reason)).flatten(),
-        queue_position: (kind == event_kind::QUEUE_ENQUEUED).then_some(event.queue_position),
-        queue_class: (kind == event_kind::QUEUE_ENQUEUED).then(|| text(&event.detail)).flatten(),
-        reap_reason: (kind == event_kind::SESSION_REAP_WARNING).then(|| text(&event.reason)).flatten(),
-        reap_at: (kind == event_kind::SESSION_REAP_WARNING).then(|| text(&event.detail)).flatten(),
-    }
 }
 
 /// What a caller may see, and asked to see.
@@ -355,6 +287,7 @@ async fn next_events(at: &mut StreamState) -> Vec<Event> {
 mod tests {
     use super::*;
     use crate::auth::Scope;
+    use switchboard_proto::SessionState;
 
     fn event(kind: &str, owner: &str) -> EventRecord {
         EventRecord { id: "5-0".into(), kind: kind.into(), owner: owner.into(), ..Default::default() }
