@@ -100,6 +100,31 @@ pub enum Command {
     UpdateSessionPermissions(UpdateSessionPermissions),
     /// Switchboard: which servers would take a session with these requirements now, and why not the others.
     ExplainPlacement(ExplainPlacement),
+    /// Switchboard: registers a webhook (events POSTed to an https URL, signed); prints its id and secret.
+    RegisterWebhook(RegisterWebhook),
+    /// Switchboard: lists the webhooks with their delivery status and dead letters.
+    DescribeWebhooks,
+    /// Switchboard: removes a webhook.
+    UnregisterWebhook(UnregisterWebhook),
+}
+
+/// `register-webhook` (Switchboard).
+#[derive(Debug, Args)]
+pub struct RegisterWebhook {
+    /// The https URL to POST events to.
+    #[arg(long)]
+    pub url: String,
+    /// Event types to deliver (repeat, or comma-separated); default: every type.
+    #[arg(long = "event-type", value_delimiter = ',')]
+    pub event_types: Vec<String>,
+}
+
+/// `unregister-webhook` (Switchboard).
+#[derive(Debug, Args)]
+pub struct UnregisterWebhook {
+    /// The webhook's id.
+    #[arg(long)]
+    pub id: String,
 }
 
 /// `create-session`.

@@ -133,6 +133,47 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
             Ok(Outcome::new(answer, table))
         }
         Command::ExplainPlacement(args) => explain_placement(broker, args).await,
+        Command::RegisterWebhook(args) => {
+            let body = json!({ "Url": args.url, "EventTypes": args.event_types });
+            let answer = broker.call(Method::POST, &["registerWebhook"], Some(&body)).await?;
+            let response = answer.0.clone();
+            let table = output::table(&[response], &[("Id", "/Id"), ("Secret", "/Secret")]);
+            Ok(Outcome::new(answer, table))
+        }
+        Command::DescribeWebhooks => {
+            let answer = broker.call(Method::POST, &["describeWebhooks"], Some(&json!({}))).await?;
+            let rows: Vec<Value> = answer.0.get("Webhooks").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .map(|mut row| {
+                    let dead = row.get("DeadLetters").and_then(Value::as_array).map_or(0, Vec::len);
+                    if let Some(object) = row.as_object_mut() {
+                        object.insert("DeadLetterCount".into(), json!(dead));
+                    }
+                    row
+                })
+                .collect();
+            let table = output::table(
+                &rows,
+                &[
+                    ("Id", "/Id"),
+                    ("Url", "/Url"),
+                    ("EventTypes", "/EventTypes"),
+                    ("Delivered", "/Delivered"),
+                    ("Attempts", "/Attempts"),
+                    ("LastError", "/LastError"),
+                    ("NextAttemptTime", "/NextAttemptTime"),
+                    ("DeadLetters", "/DeadLetterCount"),
+                ],
+            );
+            Ok(Outcome::new(answer, table))
+        }
+        Command::UnregisterWebhook(args) => {
+            let answer = broker.call(Method::POST, &["unregisterWebhook"], Some(&json!({ "Id": args.id }))).await?;
+            let response = answer.0.clone();
+            let table = output::table(&[response], &[("Removed", "/Removed")]);
+            Ok(Outcome::new(answer, table))
+        }
     }
 }
 

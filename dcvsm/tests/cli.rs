@@ -432,3 +432,95 @@ async fn exit_codes_are_the_originals() {
     command.env("DCV_SM_CLIENT_ID", "id").env("DCV_SM_CLIENT_PASSWORD", "pw");
     run(command).await.expect_code(255);
 }
+
+/// Webhooks through dcvsm and the REST API of `switchboard up`: registered (an http URL refused), a
+/// session's READY delivered to an HTTPS receiver with a valid signature, the status described, and
+/// unregistered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_through_dcvsm() {
+    use std::sync::{Arc, Mutex};
+
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    switchboard_common::tls::install_crypto_provider();
+    let receiver_dir = tempfile::tempdir().unwrap();
+    let ca = switchboard_common::tls::DevCa::load_or_create(receiver_dir.path(), &[]).unwrap();
+    let received: Received = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Received>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let signature = headers["switchboard-signature"].to_str().unwrap().to_owned();
+                    received.lock().unwrap().push((signature, body.to_vec()));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let tls = switchboard_common::tls::https_server_config(&ca.server).unwrap();
+    tokio::spawn(async move {
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+        axum_server::from_tcp_rustls(listener, tls).unwrap().serve(app.into_make_service()).await.unwrap();
+    });
+    let ca_path = ca.ca_path.clone();
+    let h = Harness::start_with(1, move |config| {
+        config.webhooks.webhook_allowed_networks = vec!["127.0.0.0/8".into(), "::1/128".into()];
+        config.webhooks.webhook_ca_file = Some(ca_path);
+    })
+    .await;
+
+    let refused = run(h.dcvsm(&["register-webhook", "--url", &format!("http://localhost:{port}/hook")])).await;
+    assert_ne!(refused.code, 0, "an http URL is refused: {}", refused.stdout);
+    assert!(refused.stderr.contains("Url must be https"), "{}", refused.stderr);
+    let url = format!("https://localhost:{port}/hook");
+    let registered = run(h.dcvsm(&["register-webhook", "--url", &url, "--event-type", "session.state"])).await;
+    let registered = registered.expect_code(0).json();
+    let (id, secret) = (registered["Id"].as_str().unwrap(), registered["Secret"].as_str().unwrap());
+    assert!(id.starts_with("wh-") && secret.starts_with("whsec_"), "{registered}");
+
+    let created = run(h.dcvsm(&["create-session", "--name", "hooked", "--owner", "dave", "--type", "Virtual"])).await;
+    let session = created.expect_code(0).json()["SuccessfulList"][0]["Id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let ready = loop {
+        let found = received.lock().unwrap().iter().find_map(|(signature, body)| {
+            let event: Value = serde_json::from_slice(body).unwrap();
+            (event["SessionId"] == session.as_str() && event["State"] == "READY")
+                .then(|| (signature.clone(), body.clone()))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no READY delivered: {:?}", received.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let (t, v1) = ready.0.strip_prefix("t=").unwrap().split_once(",v1=").unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&ready.1);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(v1, expected, "the signature verifies with the secret");
+
+    // The progress is stored once the receiver's answer is in: describe until it shows both deliveries.
+    let described = loop {
+        let described = run(h.dcvsm(&["describe-webhooks"])).await.expect_code(0).json();
+        if described["Webhooks"][0]["Delivered"].as_u64() >= Some(2) || tokio::time::Instant::now() >= deadline {
+            break described;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let webhook = &described["Webhooks"][0];
+    assert_eq!((webhook["Id"].as_str(), webhook["Url"].as_str()), (Some(id), Some(url.as_str())), "{described}");
+    assert!(webhook["Delivered"].as_u64().unwrap() >= 2, "CREATING and READY at least: {described}");
+    assert!(webhook.get("Secret").is_none() && webhook.get("LastError").is_none(), "{described}");
+    let removed = run(h.dcvsm(&["unregister-webhook", "--id", id])).await.expect_code(0).json();
+    assert_eq!(removed["Removed"], true);
+    let described = run(h.dcvsm(&["describe-webhooks"])).await.expect_code(0).json();
+    assert_eq!(described["Webhooks"], serde_json::json!([]));
+}

@@ -70,6 +70,10 @@ pub struct UpConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub timers: switchboard_session_store::Timers,
+    /// Webhook delivery (session-store's settings).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub webhooks: switchboard_session_store::webhooks::WebhookSettings,
     /// Placement settings (retries on another host, `AutorunFileArguments` limits, the create timeout, the
     /// strategy, the create-sessions queue); `max_batch` is the gateway's.
     #[command(flatten)]
@@ -131,6 +135,7 @@ impl Default for UpConfig {
             gateway: switchboard_gateway::GatewayConfig::default(),
             auth: switchboard_auth::AuthConfig::default(),
             timers: switchboard_session_store::Timers::default(),
+            webhooks: switchboard_session_store::webhooks::WebhookSettings::default(),
             placement: switchboard_placement::PlacementConfig::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -299,6 +304,7 @@ impl Cluster {
             update_interval_seconds: config.update_interval_seconds,
             agent_client_ca_pem: agent_client_ca_pem.clone(),
             timers: config.timers.clone(),
+            webhooks: config.webhooks.clone(),
             ..Default::default()
         };
         let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };

@@ -59,8 +59,15 @@ impl Run {
 impl Harness {
     /// Starts a cluster with `hosts` simulated hosts, waits for them and registers an API client.
     pub async fn start(hosts: usize) -> Harness {
+        Self::start_with(hosts, |_| {}).await
+    }
+
+    /// [`Harness::start`] with the cluster's settings changed by `change`.
+    pub async fn start_with(hosts: usize, change: impl FnOnce(&mut UpConfig)) -> Harness {
         let data = tempfile::tempdir().unwrap();
-        let cluster = Cluster::start(UpConfig::ephemeral(data.path(), hosts)).await.unwrap();
+        let mut config = UpConfig::ephemeral(data.path(), hosts);
+        change(&mut config);
+        let cluster = Cluster::start(config).await.unwrap();
         cluster.wait_ready(hosts, Duration::from_secs(30)).await.unwrap();
         let request = switchboard_proto::RegisterApiClientRequest { client_name: "dcvsm".into(), ..Default::default() };
         let registered = cluster.admin.client().unwrap().register_api_client(request).await.unwrap().into_inner();

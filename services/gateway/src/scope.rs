@@ -79,6 +79,11 @@ pub const OPERATIONS: &[Operation] = &[
     // Beyond the original API: the event stream; the handler shows an owner-restricted client only its
     // owners' session events.
     op("/events", "GetEvents", Access::Read, CHECKED),
+    // Beyond the original API: webhook subscriptions see every event of the fleet, so only unrestricted
+    // full-access clients manage them.
+    op("/registerWebhook", "RegisterWebhook", Access::Full, Target::Servers),
+    op("/describeWebhooks", "DescribeWebhooks", Access::Full, Target::Servers),
+    op("/unregisterWebhook", "UnregisterWebhook", Access::Full, Target::Servers),
 ];
 
 /// Treatment of a route missing from [`OPERATIONS`]: the most restrictive.
@@ -159,7 +164,15 @@ mod tests {
         assert!(allowed(&tenant, "DescribeSessions"));
         assert!(allowed(&tenant, "DeleteSessions"));
         assert!(allowed(&tenant, "GetEvents"), "the handler filters the events by owner");
-        for refused in ["DescribeServers", "OpenServers", "CloseServers", "ExplainPlacement"] {
+        for refused in [
+            "DescribeServers",
+            "OpenServers",
+            "CloseServers",
+            "ExplainPlacement",
+            "RegisterWebhook",
+            "DescribeWebhooks",
+            "UnregisterWebhook",
+        ] {
             assert!(!allowed(&tenant, refused), "{refused}");
         }
         // Routes whose handlers do not check owners yet, and unlisted routes, fail closed.

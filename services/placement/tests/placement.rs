@@ -148,6 +148,27 @@ impl SessionStore for TestStore {
         self.inner.read_events(request).await
     }
 
+    async fn register_webhook(
+        &self,
+        request: Request<switchboard_proto::RegisterWebhookRequest>,
+    ) -> Result<Response<switchboard_proto::RegisterWebhookResponse>, Status> {
+        self.inner.register_webhook(request).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<switchboard_proto::ListWebhooksRequest>,
+    ) -> Result<Response<switchboard_proto::ListWebhooksResponse>, Status> {
+        self.inner.list_webhooks(request).await
+    }
+
+    async fn unregister_webhook(
+        &self,
+        request: Request<switchboard_proto::UnregisterWebhookRequest>,
+    ) -> Result<Response<switchboard_proto::UnregisterWebhookResponse>, Status> {
+        self.inner.unregister_webhook(request).await
+    }
+
     async fn get_server_dns_names(
         &self,
         request: Request<switchboard_proto::GetServerDnsNamesRequest>,

@@ -25,6 +25,10 @@ pub enum Error {
     /// first). Its wording is for logs and the calling service, never for API clients.
     #[error("{0}")]
     Contract(String),
+    /// An API client's request is not acceptable (a webhook URL that is not https, or that the SSRF guard
+    /// refuses): the text is for the client.
+    #[error("{0}")]
+    InvalidRequest(String),
     /// A `NextToken` that this cluster did not sign (or that was changed): the caller's fault.
     #[error("{0}")]
     InvalidPageToken(String),
@@ -53,7 +57,9 @@ impl ServiceError for Error {
             Self::AgentProtocol(_) => ErrorCode::InvalidArgument,
             Self::Tls(_) => ErrorCode::Internal,
             Self::Backend(error) => error.error_code(),
-            Self::Contract(_) | Self::InvalidPageToken(_) | Self::Config(_) => ErrorCode::InvalidArgument,
+            Self::Contract(_) | Self::InvalidPageToken(_) | Self::Config(_) | Self::InvalidRequest(_) => {
+                ErrorCode::InvalidArgument
+            }
             Self::HostTimeout(_) => ErrorCode::Timeout,
         }
     }

@@ -382,7 +382,7 @@ impl SessionStore for StoreService {
         let request = request.into_inner();
         match crate::webhooks::register(&*self.backend, &self.webhooks, &request.url, request.event_types).await {
             Ok(answer) => Ok(Response::new(answer)),
-            Err(crate::webhooks::RegisterError::Invalid(text)) => Err(contract(text)),
+            Err(crate::webhooks::RegisterError::Invalid(text)) => Err(Error::InvalidRequest(text).into()),
             Err(crate::webhooks::RegisterError::Store(error)) => Err(store_status(error)),
         }
     }

@@ -16,8 +16,8 @@ use switchboard_common::Shutdown;
 use switchboard_common::tls::DevCa;
 use switchboard_proto::EventRecord;
 use switchboard_session_store::webhooks::{self, Guard, RegisterError, WebhookSettings};
-use switchboard_store::embedded::EmbeddedBackend;
 use switchboard_store::Backend;
+use switchboard_store::embedded::EmbeddedBackend;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ pub mod servers;
 pub mod sessions;
 pub mod spec;
 pub mod token;
+pub mod webhooks;
 
 use axum::{
     BoxError, Router,
@@ -77,6 +78,9 @@ pub const API_PATHS: &[&str] = &[
     "/closeServers",
     "/explainPlacement",
     "/events",
+    "/registerWebhook",
+    "/describeWebhooks",
+    "/unregisterWebhook",
 ];
 
 /// The whole API. Every response body is JSON, errors included.
@@ -97,6 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/closeServers", post(servers::close_servers))
         .route("/explainPlacement", post(placement::explain_placement))
         .route("/events", get(events::events))
+        .route("/registerWebhook", post(webhooks::register_webhook))
+        .route("/describeWebhooks", post(webhooks::describe_webhooks))
+        .route("/unregisterWebhook", post(webhooks::unregister_webhook))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_bearer));
     Router::new()
         .merge(api)

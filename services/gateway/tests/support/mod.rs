@@ -455,6 +455,24 @@ impl SessionStore for Fakes {
     ) -> Result<Response<pb::TakeOverUnplacedResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn register_webhook(
+        &self,
+        _: GrpcRequest<pb::RegisterWebhookRequest>,
+    ) -> Result<Response<pb::RegisterWebhookResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_webhooks(
+        &self,
+        _: GrpcRequest<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn unregister_webhook(
+        &self,
+        _: GrpcRequest<pb::UnregisterWebhookRequest>,
+    ) -> Result<Response<pb::UnregisterWebhookResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     /// Three events after any cursor: a session of `user1`, one of `mallory`, a server's.
     async fn read_events(
         &self,
