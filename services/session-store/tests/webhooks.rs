@@ -1,7 +1,8 @@
 //! Webhook delivery against a real HTTPS receiver (docs/saas.md, *Webhooks*): a receiver that fails, is
 //! slow and then recovers gets every event of its types, in order, signed, exactly once answered 2xx,
 //! with two replicas' deliverers running (one delivers at a time); a receiver that is down gets its events
-//! as dead letters after the attempts; registration refuses what the SSRF guard refuses.
+//! as dead letters after the attempts; registration refuses what the SSRF guard refuses. On each backend:
+//! the embedded store, and a real `redis-server`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,13 +103,24 @@ async fn wait_until(what: &str, check: impl Fn() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_are_signed_retried_dead_lettered_and_guarded() {
+async fn deliveries_on_the_embedded_store() {
+    deliveries_are_signed_retried_dead_lettered_and_guarded(Arc::new(EmbeddedBackend::in_memory().unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_on_redis() {
+    let redis = switchboard_testkit::RedisServer::start();
+    let config = switchboard_store::redis::RedisConfig { url: redis.url(), key_prefix: "webhooks:".into() };
+    let backend = switchboard_store::redis::RedisBackend::connect(config).await.unwrap();
+    deliveries_are_signed_retried_dead_lettered_and_guarded(Arc::new(backend)).await;
+}
+
+async fn deliveries_are_signed_retried_dead_lettered_and_guarded(backend: Arc<dyn Backend>) {
     switchboard_common::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::load_or_create(dir.path(), &[]).unwrap();
     let receiver = Receiver::default();
     let port = start_receiver(&ca, receiver.clone()).await;
-    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
     let trusting = || WebhookSettings { webhook_ca_file: Some(ca.ca_path.clone()), ..WebhookSettings::default() };
 
     // SSRF: without the receiver's network allowed, localhost is refused at registration.
