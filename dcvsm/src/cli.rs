@@ -171,6 +171,12 @@ pub struct CreateSession {
     /// Queue the request when no server can take it now (true or false).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub enqueue_request: Option<bool>,
+    /// Switchboard: reap the session after this long without a client connection, in seconds (0: never).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=31_536_000))]
+    pub max_idle_seconds: Option<u32>,
+    /// Switchboard: reap the session this long after its creation, in seconds (0: never).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=31_536_000))]
+    pub max_lifetime_seconds: Option<u32>,
 }
 
 /// Paging options of the describe commands.

@@ -197,6 +197,8 @@ async fn create_session(broker: &Broker, args: cli::CreateSession) -> Result<Out
     put(&mut item, "Requirements", args.requirements.map(Value::from));
     put(&mut item, "StorageRoot", args.storage_root.map(Value::from));
     put(&mut item, "EnqueueRequest", args.enqueue_request.map(Value::from));
+    put(&mut item, "MaxIdleSeconds", args.max_idle_seconds.map(Value::from));
+    put(&mut item, "MaxLifetimeSeconds", args.max_lifetime_seconds.map(Value::from));
     let answer = broker.call(Method::POST, &["createSessions"], Some(&json!([item]))).await?;
     let response = answer.0.clone();
     let table = output::lists(

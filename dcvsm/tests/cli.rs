@@ -142,6 +142,10 @@ async fn every_command_against_switchboard_up() {
         "--permissions-file",
         permissions.to_str().unwrap(),
         "--enqueue-request",
+        "--max-idle-seconds",
+        "1800",
+        "--max-lifetime-seconds",
+        "28800",
     ]))
     .await
     .expect_code(0);
@@ -151,6 +155,7 @@ async fn every_command_against_switchboard_up() {
         "Name": "every", "Owner": "carol", "Type": "VIRTUAL", "InitFile": "init.sh", "AutorunFile": "app.sh",
         "AutorunFileArguments": ["--fast", "-v"], "MaxConcurrentClients": 3, "DcvGlEnabled": true,
         "PermissionsFile": "W3Blcm1pc3Npb25zXQolb3duZXIlIGFsbG93IGJ1aWx0aW4K", "EnqueueRequest": true,
+        "MaxIdleSeconds": 1800, "MaxLifetimeSeconds": 28800,
     }]);
     assert_eq!(sent, expected, "{}", every.stderr);
     assert_eq!(every.json()["SuccessfulList"][0]["Name"], "every", "{}", every.stdout);

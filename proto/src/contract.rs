@@ -107,6 +107,9 @@ pub mod event_kind {
     pub const SERVER_AVAILABILITY: &str = "server.availability";
     /// A create request waits in the queue (`detail`: its requirement class; `queue_position`).
     pub const QUEUE_ENQUEUED: &str = "queue.enqueued";
+    /// A queued request moved up in its class's queue (one ahead of it was placed or left): its new
+    /// `queue_position`, for the first few places only (`switchboard_store::events::QUEUE_POSITION_EVENTS`).
+    pub const QUEUE_POSITION: &str = "queue.position";
     /// A session's permissions file was replaced (updateSessionPermissions).
     pub const SESSION_PERMISSIONS: &str = "session.permissions";
     /// A session will be reaped (idle or too old): `reason` says which limit, `detail` when.
@@ -118,6 +121,7 @@ pub mod event_kind {
         SESSION_PLACED,
         SERVER_AVAILABILITY,
         QUEUE_ENQUEUED,
+        QUEUE_POSITION,
         SESSION_PERMISSIONS,
         SESSION_REAP_WARNING,
     ];

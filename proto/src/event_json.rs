@@ -71,6 +71,7 @@ pub fn api_event(event: &EventRecord) -> ApiEvent {
     };
     let kind = event.kind.as_str();
     let session = event_kind::is_session_event(kind);
+    let queued = kind == event_kind::QUEUE_ENQUEUED || kind == event_kind::QUEUE_POSITION;
     ApiEvent {
         id: event.id.clone(),
         kind: event.kind.clone(),
@@ -83,8 +84,8 @@ pub fn api_event(event: &EventRecord) -> ApiEvent {
         state_reason: (kind == event_kind::SESSION_STATE).then(|| text(&event.reason)).flatten(),
         availability: (!session).then(|| event.availability.clone()),
         unavailability_reason: (!session).then(|| text(&event.reason)).flatten(),
-        queue_position: (kind == event_kind::QUEUE_ENQUEUED).then_some(event.queue_position),
-        queue_class: (kind == event_kind::QUEUE_ENQUEUED).then(|| text(&event.detail)).flatten(),
+        queue_position: queued.then_some(event.queue_position),
+        queue_class: queued.then(|| text(&event.detail)).flatten(),
         reap_reason: (kind == event_kind::SESSION_REAP_WARNING).then(|| text(&event.reason)).flatten(),
         reap_at: (kind == event_kind::SESSION_REAP_WARNING).then(|| text(&event.detail)).flatten(),
     }

@@ -454,6 +454,33 @@ impl Memory {
         }
     }
 
+    /// `queue.position` events for the requests of `removed`'s class that moved up into the first
+    /// [`events::QUEUE_POSITION_EVENTS`] places.
+    fn queue_moved(&mut self, removed: &QueuedRequest) {
+        let Some(members) = self.queue.classes.get(&removed.class_id) else { return };
+        let moved: Vec<(u32, &QueuedRequest)> = members
+            .iter()
+            .take(events::QUEUE_POSITION_EVENTS)
+            .enumerate()
+            .filter(|(_, (sequence, _))| **sequence > removed.sequence)
+            .filter_map(|(index, (_, id))| Some((u32::try_from(index + 1).ok()?, self.queue.entries.get(id)?)))
+            .collect();
+        let moved: Vec<EventRecord> = moved
+            .into_iter()
+            .map(|(position, entry)| EventRecord {
+                kind: events::kind::QUEUE_POSITION.to_owned(),
+                session_id: entry.session_id.clone(),
+                owner: entry.owner.clone(),
+                detail: entry.class_id.clone(),
+                queue_position: position,
+                ..Default::default()
+            })
+            .collect();
+        for event in moved {
+            self.events.append(event);
+        }
+    }
+
     /// Checks every placement rule for `session` on `server`.
     fn check_assign(&self, session: &SessionRecord, server_id: &str) -> Option<AssignRejection> {
         if session.state() != SessionState::Creating || !session.server_id.is_empty() {
@@ -876,7 +903,9 @@ impl CreateQueue for EmbeddedBackend {
             return Ok(false);
         }
         self.durable.queue_remove(session_id)?;
-        Ok(memory.queue.remove(session_id).is_some())
+        let Some(entry) = memory.queue.remove(session_id) else { return Ok(false) };
+        memory.queue_moved(&entry);
+        Ok(true)
     }
 
     async fn queue_remove_placed(&self, session_id: &str) -> BackendResult<bool> {
@@ -887,6 +916,7 @@ impl CreateQueue for EmbeddedBackend {
         self.durable.queue_remove(session_id)?;
         let Some(entry) = memory.queue.remove(session_id) else { return Ok(false) };
         memory.queue.count_placement(&entry.class_id, now_ms());
+        memory.queue_moved(&entry);
         Ok(true)
     }
 

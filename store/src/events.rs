@@ -8,7 +8,8 @@
 //! - [`kind::SESSION_PLACED`] when `assign_session` assigns a host;
 //! - [`kind::SERVER_AVAILABILITY`] when a server's operational availability ([`server_availability`])
 //!   changes: a report, an open or close, a drain starting or ending, a server removed;
-//! - [`kind::QUEUE_ENQUEUED`] when `queue_push` queues a request.
+//! - [`kind::QUEUE_ENQUEUED`] when `queue_push` queues a request, and [`kind::QUEUE_POSITION`] for the
+//!   requests that moved up into the first [`QUEUE_POSITION_EVENTS`] places when one leaves its queue.
 //!
 //! Services append the rest with [`Events::append_event`], right after the change they report
 //! (permission changes, reaping warnings): a replica dying between the two loses that one event.
@@ -25,6 +26,10 @@ use crate::{BackendError, BackendResult};
 
 /// Events kept when the backend's configuration does not say: about a day of a busy fleet.
 pub const EVENTS_RETAINED: usize = 100_000;
+
+/// How many places of a class's queue get a `queue.position` event when a request ahead of them leaves
+/// (`prelude.lua`'s queue script says 10 too).
+pub const QUEUE_POSITION_EVENTS: usize = 10;
 
 /// Most events one [`Events::read_events`] call returns.
 pub const READ_EVENTS_MAX: usize = 1000;
@@ -106,6 +111,13 @@ mod tests {
     fn the_redis_scripts_keep_the_same_default_retention() {
         let prelude = include_str!("redis/scripts/prelude.lua");
         assert!(prelude.contains(&format!("K_EVENTS_RETAINED) or '{EVENTS_RETAINED}'")), "prelude.lua's default");
+    }
+
+    #[test]
+    fn the_redis_queue_script_reports_as_many_positions() {
+        let queue = include_str!("redis/scripts/queue.lua");
+        let limit = QUEUE_POSITION_EVENTS;
+        assert!(queue.contains(&format!("rank < {limit} then")) && queue.contains(&format!("rank, {}", limit - 1)));
     }
 
     #[test]

@@ -120,6 +120,15 @@ async fn queue_and_service_events(backend: Arc<dyn Backend>) {
         };
         backend.queue_push(entry, 60_000, 100).await.unwrap();
     }
+    // q1 leaves (placed): q2 moves up to the first place.
+    backend.queue_remove("q1").await.unwrap();
+    let moved: Vec<(String, String, String, u32)> = all(&backend)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind::QUEUE_POSITION)
+        .map(|e| (e.session_id, e.owner, e.detail, e.queue_position))
+        .collect();
+    assert_eq!(moved, vec![("q2".into(), "bob".into(), "class-a".into(), 1)], "the request behind moved up");
     let id = backend
         .append_event(EventRecord {
             kind: kind::SESSION_PERMISSIONS.into(),

@@ -97,8 +97,17 @@ elseif mode == 'remove' then
   local id = ARGV[3]
   local class = redis.call('HGET', k_queued(id), 'class')
   if class == false then return { 'no' } end
+  local rank = redis.call('ZRANK', k_queue_class(class), id)
   redis.call('DEL', k_queued(id))
   redis.call('ZREM', k_queue_class(class), id)
+  -- The requests behind it moved up: a queue.position event for each now in the first 10 places
+  -- (events::QUEUE_POSITION_EVENTS).
+  if rank and rank < 10 then
+    for i, other in ipairs(redis.call('ZRANGE', k_queue_class(class), rank, 9)) do
+      local owner = redis.call('HGET', k_queued(other), 'owner') or ''
+      emit('queue.position', other, owner, '', '', '', '', '', class, int(rank + i))
+    end
+  end
   redis.call('ZREM', K_QUEUE_DEADLINES, id)
   if redis.call('ZCARD', k_queue_class(class)) == 0 then redis.call('SREM', K_QUEUE_CLASSES, class) end
   if ARGV[4] then
