@@ -59,7 +59,7 @@ pub async fn run(broker: &Broker, command: Command) -> Result<Outcome> {
             put(&mut body, "Filters", args.owner.map(|owner| json!([{"Key": "owner", "Value": owner}])));
             let answer = describe(broker, "describeSessions", "Sessions", body, &args.paging).await?;
             let rows = output::rows(&answer.0, "/Sessions");
-            let table = output::table(&rows, output::session_columns(&rows));
+            let table = output::table(&rows, &output::session_columns(&rows));
             Ok(Outcome::new(answer, table))
         }
         Command::DeleteSession(args) => {

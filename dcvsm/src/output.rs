@@ -138,25 +138,19 @@ pub const SESSION: &[Column] = &[
     ("Port", "/Server/Port"),
 ];
 
-/// Columns of sessions when one of them waits in the create-sessions queue (Switchboard additions):
-/// [`SESSION`] and where it stands, with the estimated start.
-pub const QUEUED_SESSION: &[Column] = &[
-    ("Id", "/Id"),
-    ("Name", "/Name"),
-    ("Owner", "/Owner"),
-    ("Type", "/Type"),
-    ("State", "/State"),
-    ("Server", "/Server/Hostname"),
-    ("Ip", "/Server/Ip"),
-    ("Port", "/Server/Port"),
+/// The columns a queued session adds after [`SESSION`] (Switchboard additions): where it stands, with
+/// the estimated start.
+pub const QUEUE_COLUMNS: &[Column] = &[
     ("QueuePosition", "/QueuePosition"),
     ("QueueLength", "/QueueLength"),
     ("QueueEstimatedStartTime", "/QueueEstimatedStartTime"),
 ];
 
-/// The session columns for `rows`: the queue's only when one of them is queued.
-pub fn session_columns(rows: &[Value]) -> &'static [Column] {
-    if rows.iter().any(|row| row.get("QueuePosition").is_some()) { QUEUED_SESSION } else { SESSION }
+/// The session columns for `rows`: [`SESSION`], and [`QUEUE_COLUMNS`] only when one of them is queued.
+pub fn session_columns(rows: &[Value]) -> Vec<Column> {
+    let queued = rows.iter().any(|row| row.get("QueuePosition").is_some());
+    let extra = if queued { QUEUE_COLUMNS } else { &[] };
+    SESSION.iter().chain(extra).copied().collect()
 }
 
 /// Columns of a server.
@@ -193,9 +187,9 @@ mod tests {
         assert_eq!(session_columns(std::slice::from_ref(&ready)), SESSION);
         let queued = json!({"Id": "b", "State": "CREATING", "QueuePosition": 2, "QueueLength": 3});
         let rows = [ready, queued];
-        assert_eq!(session_columns(&rows), QUEUED_SESSION);
-        assert!(QUEUED_SESSION.starts_with(SESSION), "the usual columns first");
-        let out = table(&rows, session_columns(&rows));
+        let columns = session_columns(&rows);
+        assert!(columns.starts_with(SESSION) && columns.ends_with(QUEUE_COLUMNS), "the usual columns first");
+        let out = table(&rows, &columns);
         assert!(out.lines().nth(2).is_some_and(|line| line.ends_with("2              3            -")), "{out}");
     }
 

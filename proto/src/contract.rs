@@ -126,6 +126,22 @@ pub mod event_kind {
         SESSION_REAP_WARNING,
     ];
 
+    /// An event id's two numbers (`<ms>-<seq>`, a Redis stream id), `None` for anything else: the one
+    /// parser of event ids and cursors (store, gateway).
+    pub fn parse_id(id: &str) -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-')?;
+        let digits = |part: &str| !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// An event id from its two numbers.
+    pub fn format_id((ms, seq): (u64, u64)) -> String {
+        format!("{ms}-{seq}")
+    }
+
     /// Whether events of `kind` are about a session (and so carry its owner).
     pub fn is_session_event(kind: &str) -> bool {
         kind != SERVER_AVAILABILITY

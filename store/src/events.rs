@@ -61,21 +61,13 @@ pub trait Events: Send + Sync + 'static {
     async fn read_events(&self, after: &str, limit: usize) -> BackendResult<EventPage>;
 }
 
-/// An event id as its two numbers; `InvalidArgument` for anything but `<ms>-<seq>`.
+/// An event id as its two numbers ([`kind::parse_id`]); `InvalidArgument` for anything but `<ms>-<seq>`.
 pub fn parse_id(id: &str) -> BackendResult<(u64, u64)> {
-    let invalid = || BackendError::InvalidArgument(format!("event id {id:?} is not of the form <ms>-<seq>"));
-    let (ms, seq) = id.split_once('-').ok_or_else(invalid)?;
-    let digits = |part: &str| !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit());
-    if !digits(ms) || !digits(seq) {
-        return Err(invalid());
-    }
-    Ok((ms.parse().map_err(|_| invalid())?, seq.parse().map_err(|_| invalid())?))
+    kind::parse_id(id)
+        .ok_or_else(|| BackendError::InvalidArgument(format!("event id {id:?} is not of the form <ms>-<seq>")))
 }
 
-/// An event id from its two numbers.
-pub fn format_id((ms, seq): (u64, u64)) -> String {
-    format!("{ms}-{seq}")
-}
+pub use kind::format_id;
 
 /// A server's operational availability as [`kind::SERVER_AVAILABILITY`] events report it:
 /// `(AVAILABLE, "")` or `(UNAVAILABLE, reason)`, the first matching cause winning —

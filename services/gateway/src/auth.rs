@@ -227,20 +227,25 @@ fn capitalise(text: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
-/// Middleware: rejects requests without a valid bearer token (401), outside the caller's scope
-/// (403) or over the caller's rate limit (429).
-pub async fn require_bearer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(header) = request.headers().get(http::header::AUTHORIZATION) else {
-        return ApiError::Unauthenticated("No authorization header".into()).into_response();
-    };
-    let token = header
+/// The token of an `Authorization: Bearer <token>` header, `None` without one (or with another scheme).
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)?
         .to_str()
         .ok()
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty());
-    let Some(token) = token else {
+        .filter(|token| !token.is_empty())
+}
+
+/// Middleware: rejects requests without a valid bearer token (401), outside the caller's scope
+/// (403) or over the caller's rate limit (429).
+pub async fn require_bearer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if !request.headers().contains_key(http::header::AUTHORIZATION) {
+        return ApiError::Unauthenticated("No authorization header".into()).into_response();
+    }
+    let Some(token) = bearer_token(request.headers()) else {
         return ApiError::Unauthenticated("Authorization header must be \"Bearer <access token>\"".into())
             .into_response();
     };

@@ -88,7 +88,8 @@ impl Default for WebhookSettings {
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     allowed: Vec<IpNet>,
-    ca_pem: Option<Vec<u8>>,
+    /// The certificates of `webhook_ca_file`, parsed once.
+    extra_roots: Vec<reqwest::Certificate>,
     settings: WebhookSettings,
 }
 
@@ -102,16 +103,15 @@ impl Guard {
                 net.trim().parse::<IpNet>().map_err(|e| anyhow::anyhow!("webhook_allowed_networks {net:?}: {e}"))
             })
             .collect::<anyhow::Result<_>>()?;
-        let ca_pem = match &settings.webhook_ca_file {
+        let extra_roots = match &settings.webhook_ca_file {
             Some(path) => {
-                Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("webhook_ca_file {}: {e}", path.display()))?)
+                let pem =
+                    std::fs::read(path).map_err(|e| anyhow::anyhow!("webhook_ca_file {}: {e}", path.display()))?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| anyhow::anyhow!("webhook_ca_file: {e}"))?
             }
-            None => None,
+            None => Vec::new(),
         };
-        if let Some(pem) = &ca_pem {
-            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| anyhow::anyhow!("webhook_ca_file: {e}"))?;
-        }
-        Ok(Self { allowed, ca_pem, settings })
+        Ok(Self { allowed, extra_roots, settings })
     }
 
     /// Why `ip` may not be reached, `None` when it may.
@@ -385,10 +385,8 @@ async fn deliver(guard: &Guard, webhook: &WebhookRecord, event: &EventRecord) ->
         .timeout(Duration::from_secs(guard.settings.webhook_timeout_seconds.max(1)))
         .resolve(&host, address)
         .user_agent(concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")));
-    if let Some(pem) = &guard.ca_pem {
-        for certificate in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("webhook_ca_file: {e}"))? {
-            client = client.add_root_certificate(certificate);
-        }
+    for certificate in &guard.extra_roots {
+        client = client.add_root_certificate(certificate.clone());
     }
     let client = client.build().map_err(|e| format!("HTTP client: {e}"))?;
     let body = serde_json::to_vec(&api_event(event)).map_err(|e| format!("encoding the event: {e}"))?;

@@ -162,7 +162,8 @@ pub async fn events(
             message: "Too many event streams are open on this gateway; retry later".into(),
             retry_after_seconds: 5,
         })?;
-        let token = bearer(&headers);
+        // The middleware checked it is there.
+        let token = crate::auth::bearer_token(&headers).unwrap_or_default().to_owned();
         let stream = event_stream(state, filter, token, checked.after, checked.limit, permit);
         return Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response());
     }
@@ -171,16 +172,6 @@ pub async fn events(
     let events = answer.events.iter().filter(|event| filter.keeps(event)).map(api_event).collect();
     let page = EventsPage { request_id: request_id(), events, cursor: answer.cursor, truncated: answer.truncated };
     Ok(Json(page).into_response())
-}
-
-/// The bearer token of the request (the middleware checked it is there).
-fn bearer(headers: &HeaderMap) -> String {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .map(|(_, token)| token.trim().to_owned())
-        .unwrap_or_default()
 }
 
 async fn read_events(state: &AppState, request: ReadEventsRequest) -> Result<ReadEventsResponse> {
