@@ -155,13 +155,22 @@ impl FromStr for LogFormat {
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageSettings {
-    /// Shared Redis: `redis://[user:password@]host:port[/db]` (`rediss://` for TLS). Every replica of every
-    /// service must use the same Redis and key prefix.
+    /// Shared Redis: `redis://[user:password@]host:port[/db]` for one server,
+    /// `redis+sentinel://host:26379,…/<primary name>[/db]` for the primary Sentinel names,
+    /// `redis+cluster://host:port,…` for a Redis Cluster (`rediss…` for TLS; docs/redis.md). Every replica of
+    /// every service must use the same Redis and key prefix.
     #[arg(long)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments can share one database.
     #[arg(long)]
     pub redis_key_prefix: String,
+    /// Replicas that must acknowledge a must-not-lose write (clients, keys, enrolment, operators' flags)
+    /// before it is done (Redis `WAIT`). Unset: 1 with Sentinel or Cluster, 0 with one server.
+    #[arg(long)]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long such a write waits for them before the call fails.
+    #[arg(long)]
+    pub redis_wait_timeout_ms: u64,
     /// Directory of the embedded store, instead of Redis: one replica only.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -172,14 +181,32 @@ pub const DEFAULT_REDIS_KEY_PREFIX: &str = "switchboard:";
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { redis_url: None, redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(), data_dir: None }
+        Self {
+            redis_url: None,
+            redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            redis_wait_replicas: None,
+            redis_wait_timeout_ms: DEFAULT_REDIS_WAIT_TIMEOUT_MS,
+            data_dir: None,
+        }
     }
 }
+
+/// How long a must-not-lose Redis write waits for replicas when `redis_wait_timeout_ms` is not set.
+pub const DEFAULT_REDIS_WAIT_TIMEOUT_MS: u64 = 1000;
 
 impl StorageSettings {
     /// Where the state goes: exactly one of `redis_url` and `data_dir` must be set.
     pub fn choice(&self) -> ConfigResult<StorageChoice> {
-        storage_choice(self.redis_url.as_deref(), &self.redis_key_prefix, self.data_dir.as_deref())
+        let choice = storage_choice(self.redis_url.as_deref(), &self.redis_key_prefix, self.data_dir.as_deref())?;
+        Ok(match choice {
+            StorageChoice::Redis { url, key_prefix, .. } => StorageChoice::Redis {
+                url,
+                key_prefix,
+                wait_replicas: self.redis_wait_replicas,
+                wait_timeout_ms: self.redis_wait_timeout_ms,
+            },
+            embedded => embedded,
+        })
     }
 }
 
@@ -192,6 +219,10 @@ pub enum StorageChoice {
         url: String,
         /// Prefix of every key.
         key_prefix: String,
+        /// Replicas a must-not-lose write waits for (`None`: by topology).
+        wait_replicas: Option<u32>,
+        /// How long it waits.
+        wait_timeout_ms: u64,
     },
     /// The embedded store in this directory (one process).
     Embedded(PathBuf),
@@ -204,7 +235,12 @@ pub fn storage_choice(
     data_dir: Option<&Path>,
 ) -> ConfigResult<StorageChoice> {
     match (redis_url.map(str::trim).filter(|url| !url.is_empty()), data_dir) {
-        (Some(url), None) => Ok(StorageChoice::Redis { url: url.to_owned(), key_prefix: redis_key_prefix.to_owned() }),
+        (Some(url), None) => Ok(StorageChoice::Redis {
+            url: url.to_owned(),
+            key_prefix: redis_key_prefix.to_owned(),
+            wait_replicas: None,
+            wait_timeout_ms: DEFAULT_REDIS_WAIT_TIMEOUT_MS,
+        }),
         (None, Some(dir)) => Ok(StorageChoice::Embedded(dir.to_owned())),
         (Some(_), Some(_)) => Err(ConfigError::Invalid("set either redis_url or data_dir, not both".into())),
         (None, None) => Err(ConfigError::Invalid(
@@ -758,7 +794,15 @@ mod tests {
     #[test]
     fn exactly_one_storage() {
         let redis = storage_choice(Some("redis://r:6379"), "sb:", None).unwrap();
-        assert_eq!(redis, StorageChoice::Redis { url: "redis://r:6379".into(), key_prefix: "sb:".into() });
+        assert_eq!(
+            redis,
+            StorageChoice::Redis {
+                url: "redis://r:6379".into(),
+                key_prefix: "sb:".into(),
+                wait_replicas: None,
+                wait_timeout_ms: DEFAULT_REDIS_WAIT_TIMEOUT_MS
+            }
+        );
         let dir = Path::new("/var/lib/sb");
         assert_eq!(storage_choice(None, "sb:", Some(dir)).unwrap(), StorageChoice::Embedded(dir.to_owned()));
         assert!(storage_choice(Some("redis://r"), "sb:", Some(dir)).is_err());

@@ -22,8 +22,13 @@ impl From<switchboard_common::config::StorageChoice> for BackendConfig {
     /// The backend a binary's storage settings chose.
     fn from(choice: switchboard_common::config::StorageChoice) -> Self {
         match choice {
-            switchboard_common::config::StorageChoice::Redis { url, key_prefix } => {
-                Self::Redis(redis::RedisConfig { url, key_prefix })
+            switchboard_common::config::StorageChoice::Redis { url, key_prefix, wait_replicas, wait_timeout_ms } => {
+                Self::Redis(redis::RedisConfig {
+                    url,
+                    key_prefix,
+                    wait_replicas,
+                    wait_timeout: std::time::Duration::from_millis(wait_timeout_ms),
+                })
             }
             switchboard_common::config::StorageChoice::Embedded(data_dir) => Self::Embedded { data_dir },
         }

@@ -1,7 +1,8 @@
 //! The shared backend conformance suite against a real Redis (one
-//! `redis-server` per test, a fresh key prefix per case), plus what only a
-//! networked backend must show: persistence across a Redis restart, and
-//! riding out an outage without being rebuilt.
+//! `redis-server` per test, a fresh key prefix per case), through Sentinel
+//! and on a Redis Cluster, plus what only a networked backend must show:
+//! persistence across a Redis restart, riding out an outage without being
+//! rebuilt, following a Sentinel failover, and waiting for replicas.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,13 +14,37 @@ use switchboard_store::{
     ApiClientRecord, AssignOutcome, Backend, BackendError, CloseOutcome, SigningKeyRecord, conformance,
 };
 use switchboard_store::{ApiRegistry, Reachable, Servers, Sessions};
-use switchboard_testkit::RedisServer;
+use switchboard_testkit::{RedisCluster, RedisServer, SentinelGroup};
 
 /// Upper bound for waiting on a recovering Redis.
 const RECOVERY: Duration = Duration::from_secs(30);
 
 async fn connect(redis: &RedisServer, prefix: &str) -> RedisBackend {
-    RedisBackend::connect(RedisConfig { url: redis.url(), key_prefix: prefix.to_owned() }).await.unwrap()
+    connect_url(&redis.url(), prefix).await
+}
+
+async fn connect_url(url: &str, prefix: &str) -> RedisBackend {
+    RedisBackend::connect(RedisConfig { url: url.to_owned(), key_prefix: prefix.to_owned(), ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Repeats `call` while it is `Unavailable`, for at most [`RECOVERY`]; how long that took.
+async fn until_available<T, F, Fut>(mut call: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return (value, started.elapsed()),
+            Err(BackendError::Unavailable(_)) if started.elapsed() < RECOVERY => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("not available again within {RECOVERY:?}: {error}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -32,6 +57,72 @@ async fn redis_passes_conformance() {
         async move { Arc::new(connect(redis, &prefix).await) as Arc<dyn Backend> }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_through_sentinel_passes_conformance() {
+    let group = SentinelGroup::start(1, 3);
+    let url = group.url();
+    let case = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let prefix = format!("case{}:", case.fetch_add(1, Ordering::Relaxed));
+        let url = url.clone();
+        async move { Arc::new(connect_url(&url, &prefix).await) as Arc<dyn Backend> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_passes_conformance() {
+    let cluster = RedisCluster::start(6, 1);
+    let url = cluster.url();
+    let case = AtomicUsize::new(0);
+    // Prefixes without a hash tag: the backend adds one, so every script's keys share a slot.
+    conformance::run_all(|| {
+        let prefix = format!("case{}:", case.fetch_add(1, Ordering::Relaxed));
+        let url = url.clone();
+        async move { Arc::new(connect_url(&url, &prefix).await) as Arc<dyn Backend> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_follows_a_sentinel_failover_and_keeps_what_replicas_acknowledged() {
+    let mut group = SentinelGroup::start(2, 3);
+    let backend = connect_url(&group.url(), "sb:").await;
+    // Must-not-lose writes return once a replica has them (WAIT), so a failover right after keeps them.
+    let client = ApiClientRecord { client_id: "c1".into(), client_name: "one".into(), ..Default::default() };
+    backend.insert_api_client(client).await.unwrap();
+    backend.upsert_server_report(conformance::server("h1"), true, None).await.unwrap();
+    backend.set_server_open("h1", false).await.unwrap();
+
+    let old = group.kill_primary();
+    let during = backend.get_api_client("c1").await;
+    assert!(matches!(during, Err(BackendError::Unavailable(_))), "calls fail as Unavailable: {during:?}");
+    let new = group.wait_promoted(old, RECOVERY).expect("the sentinels promote a replica");
+    let (found, took) = until_available(|| backend.get_api_client("c1")).await;
+    println!("sentinel failover: the backend answered from the new primary {took:?} after the kill's first error");
+    assert_eq!(found.expect("the client survives the failover").client_name, "one");
+    let h1 = backend.get_servers(&["h1".into()]).await.unwrap().remove(0);
+    assert!(!h1.open, "the operator's flag survives the failover");
+    let again = ApiClientRecord { client_id: "c2".into(), ..Default::default() };
+    backend.insert_api_client(again).await.expect("writes go to the new primary");
+    assert_eq!(switchboard_testkit::redis_ha::cli(new, &["HEXISTS", "sb:api-clients", "c2"]), "1");
+}
+
+#[tokio::test]
+async fn a_must_not_lose_write_fails_when_no_replica_acknowledges_it() {
+    let mut group = SentinelGroup::start(1, 1);
+    let backend = connect_url(&group.url(), "sb:").await;
+    let replica = group.servers[1].port();
+    group.server(replica).kill();
+    let client = ApiClientRecord { client_id: "c1".into(), ..Default::default() };
+    let refused = backend.insert_api_client(client).await;
+    assert!(
+        matches!(&refused, Err(BackendError::Unavailable(why)) if why.contains("0 of 1 replicas")),
+        "the caller is told the write may not survive: {refused:?}"
+    );
+    backend.list_api_clients().await.expect("reads and other writes go on");
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@ pub struct RedisServer {
     /// Working directory (AOF files when persistent); removed on drop.
     dir: TempDir,
     persistent: bool,
+    /// More `redis-server` arguments (replication, cluster mode).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -39,11 +41,21 @@ impl RedisServer {
     }
 
     fn launch(persistent: bool) -> Self {
+        Self::start_with(persistent, Vec::new())
+    }
+
+    /// Starts a server with more arguments (`--replicaof`, `--cluster-enabled yes`, …).
+    pub fn start_with(persistent: bool, extra: Vec<String>) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("creating a temp dir for redis-server");
-        let mut server = Self { port, dir, persistent, child: None };
+        let mut server = Self { port, dir, persistent, extra, child: None };
         server.spawn();
         server
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -86,6 +98,7 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
+        command.args(&self.extra);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = match command.spawn() {
             Ok(child) => child,
@@ -122,13 +135,13 @@ impl Drop for RedisServer {
 }
 
 /// A port that was free a moment ago (bind to :0, read it, release it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
 
 /// Whether a server on `port` answers `PING` with `+PONG`.
-fn ping(port: u16) -> bool {
+pub(crate) fn ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     if stream.write_all(b"PING\r\n").is_err() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use switchboard_proto::{ListServersRequest, session_store_client::SessionStoreClient};
-use switchboard_testkit::RedisServer;
+use switchboard_testkit::{RedisServer, SentinelGroup};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// Longest a process may take to become ready after a start or restart.
@@ -172,6 +172,52 @@ pub struct ClusterSpec {
     /// Every service process and agent exports all its traces (sampling 1.0) to this OTLP/gRPC receiver,
     /// and the services log JSON lines.
     pub otlp_endpoint: Option<String>,
+    /// The shared state: one persistent Redis, or a primary with replicas behind Sentinel.
+    pub redis: RedisTopology,
+}
+
+/// Which Redis a [`ProcessCluster`] shares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One `redis-server` writing every command to its append-only file (fsync always).
+    #[default]
+    Standalone,
+    /// A primary with two replicas and three `redis-sentinel`s; the services use `redis+sentinel://`.
+    Sentinel,
+}
+
+/// The Redis a [`ProcessCluster`] runs.
+pub enum Redis {
+    /// One server.
+    Standalone(RedisServer),
+    /// A Sentinel group.
+    Sentinel(SentinelGroup),
+}
+
+impl Redis {
+    /// The services' `redis_url`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Standalone(server) => server.url(),
+            Self::Sentinel(group) => group.url(),
+        }
+    }
+
+    /// The one server of a standalone topology.
+    pub fn server(&mut self) -> &mut RedisServer {
+        match self {
+            Self::Standalone(server) => server,
+            Self::Sentinel(_) => panic!("the cluster runs Sentinel, not one server"),
+        }
+    }
+
+    /// The Sentinel group of a Sentinel topology.
+    pub fn sentinel(&mut self) -> &mut SentinelGroup {
+        match self {
+            Self::Sentinel(group) => group,
+            Self::Standalone(_) => panic!("the cluster runs one server, not Sentinel"),
+        }
+    }
 }
 
 impl Default for ClusterSpec {
@@ -183,14 +229,15 @@ impl Default for ClusterSpec {
             internal_mtls: false,
             metrics: false,
             otlp_endpoint: None,
+            redis: RedisTopology::Standalone,
         }
     }
 }
 
 /// The running cluster; every process is killed on drop.
 pub struct ProcessCluster {
-    /// The shared Redis (persistent: AOF, fsync always).
-    pub redis: RedisServer,
+    /// The shared Redis ([`ClusterSpec::redis`]).
+    pub redis: Redis,
     /// CA certificate (PEM) the gateways and agent ports are signed by.
     pub ca_pem: String,
     /// Admin token the auth replicas accept.
@@ -216,7 +263,10 @@ impl ProcessCluster {
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let token_file = dir.path().join("admin-token");
         fs::write(&token_file, &admin_token)?;
-        let redis = RedisServer::start_persistent();
+        let redis = match spec.redis {
+            RedisTopology::Standalone => Redis::Standalone(RedisServer::start_persistent()),
+            RedisTopology::Sentinel => Redis::Sentinel(SentinelGroup::start(2, 3)),
+        };
         let mut cluster = Self {
             redis,
             ca_pem: tls.ca_pem.clone(),

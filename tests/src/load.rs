@@ -1,10 +1,10 @@
 //! A steady mixed load (create → wait READY → describe → delete the oldest) through every gateway, and
 //! the ledger of what it saw, to count lost sessions after faults.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchboard_common::Shutdown;
 use tokio::task::JoinSet;
@@ -21,6 +21,8 @@ const LOAD_SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Ledger {
     /// Creates the API acknowledged (an id in the SuccessfulList).
     pub acknowledged: Mutex<HashSet<String>>,
+    /// When each create was acknowledged (to tell losses inside a failover's replication window).
+    pub acknowledged_at: Mutex<HashMap<String, Instant>>,
     /// Deletes the API acknowledged (the id in the SuccessfulList).
     pub delete_acknowledged: Mutex<HashSet<String>>,
     /// Sessions seen READY.
@@ -72,6 +74,7 @@ async fn run_worker(client: Arc<ApiClient>, ledger: Arc<Ledger>, owner: String, 
         match client.create(&owner).await {
             Ok(Ok(id)) => {
                 ledger.acknowledged.lock().expect("not poisoned").insert(id.clone());
+                ledger.acknowledged_at.lock().expect("not poisoned").insert(id.clone(), Instant::now());
                 match client.settle(&id, LOAD_SETTLE_TIMEOUT).await {
                     Ok((state, _)) if state == "READY" => {
                         ledger.ready.lock().expect("not poisoned").insert(id.clone());

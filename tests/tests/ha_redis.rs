@@ -27,7 +27,7 @@ async fn a_redis_restart_keeps_clients_and_sessions() {
     let calls_before = client.calls.load(Ordering::Relaxed);
     let errors_before = client.errors.load(Ordering::Relaxed);
     let killed = Instant::now();
-    cluster.redis.restart();
+    cluster.redis.server().restart();
     // A brand-new client object with the old credentials must get a token: the registry survived.
     let fresh = ApiClient::with_credentials(&cluster, client_id, client_secret).expect("client");
     let recovery = loop {
@@ -88,7 +88,7 @@ async fn losing_all_redis_data_rebuilds_the_fleet_from_agent_reports() {
 
     let flushed = Instant::now();
     let status = std::process::Command::new("redis-cli")
-        .args(["-p", &cluster.redis.port().to_string(), "FLUSHALL"])
+        .args(["-p", &cluster.redis.server().port().to_string(), "FLUSHALL"])
         .status()
         .expect("redis-cli runs");
     assert!(status.success());

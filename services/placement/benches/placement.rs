@@ -381,7 +381,7 @@ fn main() {
         let embedded: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
         bench("embedded", embedded, &options).await;
         let redis = switchboard_testkit::RedisServer::start();
-        let config = RedisConfig { url: redis.url(), key_prefix: "bench:".into() };
+        let config = RedisConfig { url: redis.url(), key_prefix: "bench:".into(), ..Default::default() };
         let backend: Arc<dyn Backend> = Arc::new(RedisBackend::connect(config).await.expect("connect to redis"));
         bench("redis", backend, &options).await;
     });

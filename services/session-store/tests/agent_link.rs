@@ -370,7 +370,11 @@ async fn an_unavailable_inventory_marks_the_host_unhealthy_and_keeps_its_session
 /// The lifecycle scenarios run on each backend: embedded, and a real `redis-server` of the test's own.
 async fn each_backend() -> Vec<(&'static str, Arc<dyn Backend>, Option<switchboard_testkit::redis::RedisServer>)> {
     let redis = switchboard_testkit::redis::RedisServer::start();
-    let config = switchboard_store::redis::RedisConfig { url: redis.url(), key_prefix: "lifecycle:".into() };
+    let config = switchboard_store::redis::RedisConfig {
+        url: redis.url(),
+        key_prefix: "lifecycle:".into(),
+        ..Default::default()
+    };
     let on_redis: Arc<dyn Backend> = Arc::new(switchboard_store::redis::RedisBackend::connect(config).await.unwrap());
     vec![("embedded", Arc::new(EmbeddedBackend::in_memory().unwrap()), None), ("redis", on_redis, Some(redis))]
 }

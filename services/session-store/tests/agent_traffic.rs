@@ -100,7 +100,7 @@ fn update(tags: Vec<KeyValue>) -> AgentMessage {
 #[tokio::test]
 async fn an_unchanged_update_costs_no_store_traffic() {
     let redis = RedisServer::start();
-    let config = RedisConfig { url: redis.url(), key_prefix: "sb:".into() };
+    let config = RedisConfig { url: redis.url(), key_prefix: "sb:".into(), ..Default::default() };
     let inner: Arc<dyn Backend> = Arc::new(RedisBackend::connect(config).await.unwrap());
 
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

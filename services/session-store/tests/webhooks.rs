@@ -110,7 +110,11 @@ async fn deliveries_on_the_embedded_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_on_redis() {
     let redis = switchboard_testkit::RedisServer::start();
-    let config = switchboard_store::redis::RedisConfig { url: redis.url(), key_prefix: "webhooks:".into() };
+    let config = switchboard_store::redis::RedisConfig {
+        url: redis.url(),
+        key_prefix: "webhooks:".into(),
+        ..Default::default()
+    };
     let backend = switchboard_store::redis::RedisBackend::connect(config).await.unwrap();
     deliveries_are_signed_retried_dead_lettered_and_guarded(Arc::new(backend)).await;
 }

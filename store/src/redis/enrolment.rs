@@ -22,18 +22,17 @@ fn decode<M: Message + Default>(id: &str, bytes: &[u8]) -> BackendResult<M> {
 
 impl RedisBackend {
     async fn script_status(&self, script: &redis::Script, args: &[&[u8]]) -> BackendResult<String> {
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(&self.prefix);
+        let mut invocation = self.invoke(script);
         for arg in args {
             invocation.arg(*arg);
         }
-        reply::text(&self.run(&invocation).await?)
+        reply::text(&self.run_durable(&invocation).await?)
     }
 
     pub(super) async fn insert_statement(&self, statement: SoftwareStatementRecord) -> BackendResult<()> {
         let command =
             redis::cmd("HSETNX").arg(self.key(STATEMENTS)).arg(&statement.id).arg(statement.encode_to_vec()).to_owned();
-        match self.query::<i64>(&command).await? {
+        match self.query_durable::<i64>(&command).await? {
             1 => Ok(()),
             _ => Err(BackendError::AlreadyExists(format!("software statement {}", statement.id))),
         }
@@ -135,7 +134,7 @@ impl RedisBackend {
             .arg("PX")
             .arg(ttl_ms)
             .to_owned();
-        let set: Option<String> = self.query(&command).await?;
+        let set: Option<String> = self.query_durable(&command).await?;
         Ok(set.is_some())
     }
 }

@@ -22,8 +22,8 @@ impl Idempotency for RedisBackend {
         body_sha256: &[u8],
         claim_ttl: Duration,
     ) -> BackendResult<IdempotencyClaim> {
-        let mut invocation = self.scripts.idempotency_claim.prepare_invoke();
-        invocation.arg(&self.prefix).arg(scope_key).arg(body_sha256).arg(ttl_ms(claim_ttl));
+        let mut invocation = self.invoke(&self.scripts.idempotency_claim);
+        invocation.arg(scope_key).arg(body_sha256).arg(ttl_ms(claim_ttl));
         let (word, rest) = reply::status(self.run(&invocation).await?)?;
         match (word.as_str(), rest.as_slice()) {
             ("CLAIMED", []) => Ok(IdempotencyClaim::Claimed),
@@ -35,8 +35,8 @@ impl Idempotency for RedisBackend {
     }
 
     async fn complete_idempotency_key(&self, scope_key: &str, answer: Vec<u8>, ttl: Duration) -> BackendResult<bool> {
-        let mut invocation = self.scripts.idempotency_complete.prepare_invoke();
-        invocation.arg(&self.prefix).arg(scope_key).arg(answer).arg(ttl_ms(ttl));
+        let mut invocation = self.invoke(&self.scripts.idempotency_complete);
+        invocation.arg(scope_key).arg(answer).arg(ttl_ms(ttl));
         match reply::text(&self.run(&invocation).await?)?.as_str() {
             "OK" => Ok(true),
             "GONE" => Ok(false),
@@ -45,8 +45,8 @@ impl Idempotency for RedisBackend {
     }
 
     async fn release_idempotency_key(&self, scope_key: &str) -> BackendResult<()> {
-        let mut invocation = self.scripts.idempotency_release.prepare_invoke();
-        invocation.arg(&self.prefix).arg(scope_key);
+        let mut invocation = self.invoke(&self.scripts.idempotency_release);
+        invocation.arg(scope_key);
         match reply::text(&self.run(&invocation).await?)?.as_str() {
             "OK" => Ok(()),
             other => Err(unexpected("idempotency_release", other)),

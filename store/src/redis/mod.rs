@@ -36,13 +36,18 @@
 //! Counts returned in [`ServerRecord`]s come from the counts hash, which the
 //! scripts update in the same step as every session write.
 //!
-//! Connections go through a `ConnectionManager`, which reconnects on its own:
-//! during an outage calls fail with [`BackendError::Unavailable`] and work
-//! again once Redis is back, without rebuilding the backend. The scripts
-//! build their keys from the prefix, so a standalone Redis (optionally with
-//! replicas and Sentinel-style failover) is required, not Redis Cluster. See
-//! `docs/redis.md` for the recommended server settings.
+//! The URL's scheme chooses the topology ([`connection`]): one server, the
+//! primary Sentinel names (followed on failover), or a Redis Cluster. Each
+//! reconnects on its own: during an outage calls fail with
+//! [`BackendError::Unavailable`] and work again once Redis is back, without
+//! rebuilding the backend. The scripts build their keys from the prefix; on a
+//! Cluster the prefix carries a hash tag, so every key lives in one slot.
+//! Writes that must survive a failover (clients, keys, enrolment, operators'
+//! flags) wait for replicas (`WAIT`, [`RedisConfig::wait_replicas`]). See
+//! `docs/redis.md` for the topologies, what each guarantees and the
+//! recommended server settings.
 
+mod connection;
 mod enrolment;
 mod idempotency;
 mod reply;
@@ -51,20 +56,14 @@ mod store;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ScriptInvocation, Value};
+use redis::{Script, ScriptInvocation, Value};
 
 use crate::{BackendError, BackendResult, Fence};
+use connection::{Connection, Topology};
 use scripts::Scripts;
 
-/// Longest wait for a TCP (and TLS) connection to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Longest wait for any one reply; a stuck Redis counts as unavailable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reconnect attempts per outage detection before a call gives up.
-const RECONNECT_RETRIES: usize = 3;
-/// Longest pause between reconnect attempts.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long a must-not-lose write waits for replicas by default.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where the shared state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +71,20 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
     /// (verified against the system roots; rustls with ring).
     pub url: String,
+    /// `redis+sentinel://[user:password@]host[:port],…/<primary name>[/db]`
+    /// follows the primary the sentinels name; `redis+cluster://host:port,…`
+    /// uses a Redis Cluster (`rediss+…` for TLS). See [`connection`].
     /// Prefix of every key, so several deployments (or tests) can share one
-    /// Redis database.
+    /// Redis database. On a Cluster a prefix without a hash tag is wrapped in
+    /// one (`switchboard:` becomes `{switchboard:}`).
     pub key_prefix: String,
+    /// How many replicas must acknowledge a must-not-lose write (`WAIT`)
+    /// before it is reported done: `None` means 1 with Sentinel or Cluster, 0
+    /// (no wait) for one server.
+    pub wait_replicas: Option<u32>,
+    /// How long such a write waits for them; fewer acknowledgements within it
+    /// fail the call with `Unavailable` (the write stays on the primary).
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -82,14 +92,24 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".to_owned(),
             key_prefix: switchboard_common::config::DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            wait_replicas: None,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
         }
     }
 }
 
 /// The shared-state backend over one Redis (see the module doc).
 pub struct RedisBackend {
-    connection: ConnectionManager,
+    connection: Connection,
+    /// A second connection for must-not-lose writes and their `WAIT`, which
+    /// blocks the connection it is sent on.
+    durable: Connection,
+    /// Replicas a must-not-lose write waits for (0: none), and for how long.
+    wait: (u32, Duration),
     prefix: String,
+    /// The key every script call names, so a Cluster routes it to the slot
+    /// of every key (the prefix's hash tag).
+    slot_key: String,
     scripts: Scripts,
 }
 
@@ -107,22 +127,70 @@ impl RedisBackend {
         if config.url.starts_with("rediss://") {
             switchboard_common::tls::install_crypto_provider();
         }
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| BackendError::Unavailable(format!("invalid redis url: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(RECONNECT_RETRIES)
-            .set_max_delay(MAX_RECONNECT_DELAY);
-        let connection = ConnectionManager::new_with_config(client, manager_config).await.map_err(unavailable)?;
-        tracing::info!(key_prefix = %config.key_prefix, "connected to redis");
-        Ok(Self { connection, prefix: config.key_prefix, scripts: Scripts::new() })
+        if config.url.contains("rediss") {
+            switchboard_common::tls::install_crypto_provider();
+        }
+        let topology =
+            Topology::parse(&config.url).map_err(|e| BackendError::Unavailable(format!("invalid redis url: {e}")))?;
+        let [connection, durable] = topology.connect().await.map_err(unavailable)?;
+        let prefix = if topology.is_cluster() { hash_tagged(&config.key_prefix) } else { config.key_prefix };
+        let replicas = config.wait_replicas.unwrap_or(if matches!(topology, Topology::Standalone(_)) { 0 } else { 1 });
+        tracing::info!(key_prefix = %prefix, wait_replicas = replicas, "connected to redis");
+        Ok(Self {
+            connection,
+            durable,
+            wait: (replicas, config.wait_timeout),
+            slot_key: format!("{prefix}slot"),
+            prefix,
+            scripts: Scripts::new(),
+        })
     }
 
-    /// Runs a prepared script invocation (the prefix is its first argument).
+    /// A call of `script` with its routing key and the prefix as its first argument.
+    fn invoke<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.slot_key).arg(&self.prefix);
+        invocation
+    }
+
+    /// Runs a prepared script invocation (see [`invoke`](Self::invoke)).
     async fn run(&self, invocation: &ScriptInvocation<'_>) -> BackendResult<Value> {
         let mut connection = self.connection.clone();
         invocation.invoke_async(&mut connection).await.map_err(unavailable)
+    }
+
+    /// [`run`](Self::run) for a write that must survive a failover: done once
+    /// [`RedisConfig::wait_replicas`] replicas have it.
+    async fn run_durable(&self, invocation: &ScriptInvocation<'_>) -> BackendResult<Value> {
+        let mut connection = self.durable.clone();
+        let value = invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
+        self.wait_for_replicas(connection).await?;
+        Ok(value)
+    }
+
+    /// [`query`](Self::query) for a write that must survive a failover.
+    async fn query_durable<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> BackendResult<T> {
+        let mut connection = self.durable.clone();
+        let value = command.query_async(&mut connection).await.map_err(unavailable)?;
+        self.wait_for_replicas(connection).await?;
+        Ok(value)
+    }
+
+    /// `WAIT` on the connection that made the write: every write it sent so far reached the replicas.
+    async fn wait_for_replicas(&self, mut connection: Connection) -> BackendResult<()> {
+        let (replicas, timeout) = self.wait;
+        if replicas == 0 {
+            return Ok(());
+        }
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let acknowledged = connection.wait(replicas, millis, &self.slot_key).await.map_err(unavailable)?;
+        if acknowledged < i64::from(replicas) {
+            return Err(BackendError::Unavailable(format!(
+                "redis: the write reached {acknowledged} of {replicas} replicas within {millis} ms; it is on the \
+                 primary but a failover now could lose it"
+            )));
+        }
+        Ok(())
     }
 
     /// A full key name.
@@ -135,6 +203,12 @@ impl RedisBackend {
         let mut connection = self.connection.clone();
         command.query_async(&mut connection).await.map_err(unavailable)
     }
+}
+
+/// `prefix` with a hash tag: itself when it has one (`{…}` with something inside), else wrapped in one.
+fn hash_tagged(prefix: &str) -> String {
+    let tagged = prefix.find('{').and_then(|open| prefix[open + 1..].find('}')).is_some_and(|len| len > 0);
+    if tagged { prefix.to_owned() } else { format!("{{{prefix}}}") }
 }
 
 /// Appends the three fence arguments every fenced script takes: mode

@@ -66,8 +66,8 @@ impl RedisBackend {
         mut sessions: Vec<SessionRecord>,
         fence: Option<&Fence>,
     ) -> BackendResult<Vec<SessionRecord>> {
-        let mut invocation = self.scripts.session_insert.prepare_invoke();
-        invocation.arg(&self.prefix);
+        let mut invocation = self.invoke(&self.scripts.session_insert);
+
         fence_args(&mut invocation, fence);
         for session in &mut sessions {
             session.revision = 1;
@@ -91,8 +91,8 @@ impl RedisBackend {
     /// Runs the queue script in `mode` with `args`; the status word and the
     /// entries it returned.
     async fn queue_call(&self, mode: &str, args: &[&str]) -> BackendResult<(String, Vec<QueuedRequest>)> {
-        let mut invocation = self.scripts.queue.prepare_invoke();
-        invocation.arg(&self.prefix).arg(mode);
+        let mut invocation = self.invoke(&self.scripts.queue);
+        invocation.arg(mode);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -101,8 +101,8 @@ impl RedisBackend {
     }
 
     async fn read_sessions(&self, mode: &str, args: &[&str]) -> BackendResult<Vec<SessionRecord>> {
-        let mut invocation = self.scripts.sessions_read.prepare_invoke();
-        invocation.arg(&self.prefix).arg(mode);
+        let mut invocation = self.invoke(&self.scripts.sessions_read);
+        invocation.arg(mode);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -110,8 +110,8 @@ impl RedisBackend {
     }
 
     async fn read_servers(&self, mode: &str, args: &[&str]) -> BackendResult<Vec<ServerRecord>> {
-        let mut invocation = self.scripts.servers_read.prepare_invoke();
-        invocation.arg(&self.prefix).arg(mode);
+        let mut invocation = self.invoke(&self.scripts.servers_read);
+        invocation.arg(mode);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -126,9 +126,9 @@ impl RedisBackend {
         mode: &str,
         deadline_ms: i64,
     ) -> BackendResult<(String, Vec<redis::Value>)> {
-        let mut invocation = self.scripts.server_set_open.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg(mode).arg(deadline_ms.max(0).to_string());
-        reply::status(self.run(&invocation).await?)
+        let mut invocation = self.invoke(&self.scripts.server_set_open);
+        invocation.arg(server_id).arg(mode).arg(deadline_ms.max(0).to_string());
+        reply::status(self.run_durable(&invocation).await?)
     }
 
     /// Every record of a prost-encoded hash, in field order.
@@ -186,8 +186,8 @@ impl Sessions for RedisBackend {
         fence: Option<&Fence>,
     ) -> BackendResult<SessionRecord> {
         session.revision = expected_revision + 1;
-        let mut invocation = self.scripts.session_update.prepare_invoke();
-        invocation.arg(&self.prefix).arg(&session.id).arg(expected_revision.to_string()).arg(session.encode_to_vec());
+        let mut invocation = self.invoke(&self.scripts.session_update);
+        invocation.arg(&session.id).arg(expected_revision.to_string()).arg(session.encode_to_vec());
         for field in session_side(&session) {
             invocation.arg(field);
         }
@@ -203,21 +203,21 @@ impl Sessions for RedisBackend {
     }
 
     async fn remove_session(&self, id: &str) -> BackendResult<()> {
-        let mut invocation = self.scripts.session_remove.prepare_invoke();
-        invocation.arg(&self.prefix).arg(id);
+        let mut invocation = self.invoke(&self.scripts.session_remove);
+        invocation.arg(id);
         self.run(&invocation).await.map(|_| ())
     }
 
     async fn remove_deleted_sessions(&self, ended_before_ms: i64, limit: usize) -> BackendResult<usize> {
-        let mut invocation = self.scripts.sessions_expire.prepare_invoke();
-        invocation.arg(&self.prefix).arg(ended_before_ms).arg(limit);
+        let mut invocation = self.invoke(&self.scripts.sessions_expire);
+        invocation.arg(ended_before_ms).arg(limit);
         let removed = reply::int(&self.run(&invocation).await?)?;
         Ok(usize::try_from(removed).unwrap_or_default())
     }
 
     async fn assign_session(&self, session_id: &str, server_id: &str) -> BackendResult<AssignOutcome> {
-        let mut invocation = self.scripts.session_assign.prepare_invoke();
-        invocation.arg(&self.prefix).arg(session_id).arg(server_id);
+        let mut invocation = self.invoke(&self.scripts.session_assign);
+        invocation.arg(session_id).arg(server_id);
         let (word, rest) = reply::status(self.run(&invocation).await?)?;
         match word.as_str() {
             "ok" => Ok(AssignOutcome::Assigned(reply::assigned_session(session_id, &rest, server_id)?)),
@@ -264,9 +264,8 @@ impl Servers for RedisBackend {
         default_open: bool,
         fence: Option<&Fence>,
     ) -> BackendResult<ServerRecord> {
-        let mut invocation = self.scripts.server_upsert.prepare_invoke();
+        let mut invocation = self.invoke(&self.scripts.server_upsert);
         invocation
-            .arg(&self.prefix)
             .arg(&report.id)
             .arg(report.encode_to_vec())
             .arg(flag(report.reachable))
@@ -330,14 +329,14 @@ impl Servers for RedisBackend {
     }
 
     async fn remove_server(&self, server_id: &str) -> BackendResult<()> {
-        let mut invocation = self.scripts.server_remove.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg("remove").arg("");
+        let mut invocation = self.invoke(&self.scripts.server_remove);
+        invocation.arg(server_id).arg("remove").arg("");
         self.run(&invocation).await.map(|_| ())
     }
 
     async fn forget_server(&self, server_id: &str, expected_revision: u64) -> BackendResult<()> {
-        let mut invocation = self.scripts.server_remove.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg("forget").arg(expected_revision.to_string());
+        let mut invocation = self.invoke(&self.scripts.server_remove);
+        invocation.arg(server_id).arg("forget").arg(expected_revision.to_string());
         match reply::text(&self.run(&invocation).await?)?.as_str() {
             "ok" => Ok(()),
             "conflict" => Err(BackendError::Conflict(format!("server {server_id}"))),
@@ -347,9 +346,9 @@ impl Servers for RedisBackend {
     }
 
     async fn server_changes(&self, after_revision: u64, limit: usize) -> BackendResult<ServerChanges> {
-        let mut invocation = self.scripts.server_changes.prepare_invoke();
+        let mut invocation = self.invoke(&self.scripts.server_changes);
         let fresh_generation = uuid::Uuid::new_v4().to_string();
-        invocation.arg(&self.prefix).arg(after_revision.to_string()).arg(limit.max(1)).arg(fresh_generation);
+        invocation.arg(after_revision.to_string()).arg(limit.max(1)).arg(fresh_generation);
         let fields = reply::array(self.run(&invocation).await?)?;
         let [generation, current, more, rows @ ..] = fields.as_slice() else {
             return Err(unexpected("server changes", "shape"));
@@ -453,8 +452,8 @@ impl CreateQueue for RedisBackend {
         if session_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.scripts.queue.prepare_invoke();
-        invocation.arg(&self.prefix).arg("positions").arg(PLACEMENT_RATE_WINDOW_MS.to_string());
+        let mut invocation = self.invoke(&self.scripts.queue);
+        invocation.arg("positions").arg(PLACEMENT_RATE_WINDOW_MS.to_string());
         for id in session_ids {
             invocation.arg(id);
         }
@@ -476,16 +475,16 @@ impl CreateQueue for RedisBackend {
     }
 
     async fn queue_len(&self) -> BackendResult<usize> {
-        let mut invocation = self.scripts.queue.prepare_invoke();
-        invocation.arg(&self.prefix).arg("len");
+        let mut invocation = self.invoke(&self.scripts.queue);
+        invocation.arg("len");
         let (_, rest) = reply::status(self.run(&invocation).await?)?;
         let length = rest.first().map(reply::int).transpose()?.unwrap_or_default();
         Ok(usize::try_from(length).unwrap_or_default())
     }
 
     async fn queue_depths(&self) -> BackendResult<Vec<QueueDepth>> {
-        let mut invocation = self.scripts.queue.prepare_invoke();
-        invocation.arg(&self.prefix).arg("depths");
+        let mut invocation = self.invoke(&self.scripts.queue);
+        invocation.arg("depths");
         let (_, rest) = reply::status(self.run(&invocation).await?)?;
         let mut depths: Vec<QueueDepth> = rest
             .chunks_exact(3)
@@ -511,8 +510,8 @@ impl StreamOwnership for RedisBackend {
         owner_address: &str,
         lease_ms: i64,
     ) -> BackendResult<AgentOwnership> {
-        let mut invocation = self.scripts.agent_claim.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg(owner_id).arg(owner_address).arg(lease_ms);
+        let mut invocation = self.invoke(&self.scripts.agent_claim);
+        invocation.arg(server_id).arg(owner_id).arg(owner_address).arg(lease_ms);
         let fields = reply::array(self.run(&invocation).await?)?;
         let [epoch, lease_until] = fields.as_slice() else { return Err(unexpected("claim", "shape")) };
         Ok(AgentOwnership {
@@ -524,21 +523,21 @@ impl StreamOwnership for RedisBackend {
     }
 
     async fn renew_agent(&self, server_id: &str, epoch: u64, lease_ms: i64) -> BackendResult<AgentOwnership> {
-        let mut invocation = self.scripts.agent_renew.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg(epoch.to_string()).arg(lease_ms);
+        let mut invocation = self.invoke(&self.scripts.agent_renew);
+        invocation.arg(server_id).arg(epoch.to_string()).arg(lease_ms);
         ownership(reply::array(self.run(&invocation).await?)?)?
             .ok_or_else(|| BackendError::Conflict(format!("agent {server_id} epoch {epoch}")))
     }
 
     async fn agent_owner(&self, server_id: &str) -> BackendResult<Option<AgentOwnership>> {
-        let mut invocation = self.scripts.agent_get.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id);
+        let mut invocation = self.invoke(&self.scripts.agent_get);
+        invocation.arg(server_id);
         ownership(reply::array(self.run(&invocation).await?)?)
     }
 
     async fn release_agent(&self, server_id: &str, epoch: u64) -> BackendResult<()> {
-        let mut invocation = self.scripts.agent_release.prepare_invoke();
-        invocation.arg(&self.prefix).arg(server_id).arg(epoch.to_string());
+        let mut invocation = self.invoke(&self.scripts.agent_release);
+        invocation.arg(server_id).arg(epoch.to_string());
         self.run(&invocation).await.map(|_| ())
     }
 }
@@ -551,7 +550,7 @@ impl ApiRegistry for RedisBackend {
             .arg(&client.client_id)
             .arg(client.encode_to_vec())
             .to_owned();
-        match self.query::<i64>(&command).await? {
+        match self.query_durable::<i64>(&command).await? {
             1 => Ok(()),
             _ => Err(BackendError::AlreadyExists(format!("api client {}", client.client_id))),
         }
@@ -572,14 +571,14 @@ impl ApiRegistry for RedisBackend {
     }
 
     async fn remove_api_client(&self, client_id: &str) -> BackendResult<bool> {
-        let removed: i64 = self.query(redis::cmd("HDEL").arg(self.key("api-clients")).arg(client_id)).await?;
+        let removed: i64 = self.query_durable(redis::cmd("HDEL").arg(self.key("api-clients")).arg(client_id)).await?;
         Ok(removed == 1)
     }
 
     async fn put_signing_key(&self, key: SigningKeyRecord) -> BackendResult<()> {
         let command =
             redis::cmd("HSET").arg(self.key("signing-keys")).arg(&key.kid).arg(key.encode_to_vec()).to_owned();
-        self.query::<i64>(&command).await.map(|_| ())
+        self.query_durable::<i64>(&command).await.map(|_| ())
     }
 
     async fn list_signing_keys(&self) -> BackendResult<Vec<SigningKeyRecord>> {
@@ -590,13 +589,13 @@ impl ApiRegistry for RedisBackend {
     }
 
     async fn remove_signing_key(&self, kid: &str) -> BackendResult<()> {
-        self.query::<i64>(redis::cmd("HDEL").arg(self.key("signing-keys")).arg(kid)).await.map(|_| ())
+        self.query_durable::<i64>(redis::cmd("HDEL").arg(self.key("signing-keys")).arg(kid)).await.map(|_| ())
     }
 
     async fn put_auth_server(&self, server: AuthServerRecord) -> BackendResult<()> {
         let command =
             redis::cmd("HSET").arg(self.key("auth-servers")).arg(&server.url).arg(server.encode_to_vec()).to_owned();
-        self.query::<i64>(&command).await.map(|_| ())
+        self.query_durable::<i64>(&command).await.map(|_| ())
     }
 
     async fn list_auth_servers(&self) -> BackendResult<Vec<AuthServerRecord>> {
@@ -607,7 +606,7 @@ impl ApiRegistry for RedisBackend {
     }
 
     async fn remove_auth_server(&self, url: &str) -> BackendResult<bool> {
-        let removed: i64 = self.query(redis::cmd("HDEL").arg(self.key("auth-servers")).arg(url)).await?;
+        let removed: i64 = self.query_durable(redis::cmd("HDEL").arg(self.key("auth-servers")).arg(url)).await?;
         Ok(removed == 1)
     }
 }
@@ -657,7 +656,7 @@ impl DnsMappings for RedisBackend {
     // One key holds the whole encoded set: a registration replaces it with one SET.
     async fn replace_dns_mappings(&self, mappings: Vec<DnsMappingRecord>) -> BackendResult<()> {
         let bytes = DnsMappingSet { mappings }.encode_to_vec();
-        self.query::<()>(redis::cmd("SET").arg(self.key("dns-mappings")).arg(bytes)).await
+        self.query_durable::<()>(redis::cmd("SET").arg(self.key("dns-mappings")).arg(bytes)).await
     }
 
     async fn list_dns_mappings(&self) -> BackendResult<Vec<DnsMappingRecord>> {
@@ -682,7 +681,7 @@ impl Secrets for RedisBackend {
         // HSETNX is atomic and secrets are never removed, so the HGET after it
         // always reads the value that won.
         let key = self.key("secrets");
-        self.query::<i64>(redis::cmd("HSETNX").arg(&key).arg(name).arg(candidate)).await?;
+        self.query_durable::<i64>(redis::cmd("HSETNX").arg(&key).arg(name).arg(candidate)).await?;
         let stored: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(&key).arg(name)).await?;
         stored.ok_or_else(|| BackendError::Corrupt(format!("secret {name} vanished after HSETNX")))
     }
@@ -708,8 +707,8 @@ fn ownership(fields: Vec<redis::Value>) -> BackendResult<Option<AgentOwnership>>
 #[async_trait]
 impl Events for RedisBackend {
     async fn append_event(&self, event: EventRecord) -> BackendResult<String> {
-        let mut invocation = self.scripts.events_append.prepare_invoke();
-        invocation.arg(&self.prefix).arg(&event.kind).arg(&event.session_id).arg(&event.owner).arg(&event.server_id);
+        let mut invocation = self.invoke(&self.scripts.events_append);
+        invocation.arg(&event.kind).arg(&event.session_id).arg(&event.owner).arg(&event.server_id);
         invocation.arg(state_field(event.state)).arg(state_field(event.previous_state)).arg(&event.reason);
         invocation.arg(&event.availability).arg(&event.detail);
         invocation.arg(if event.queue_position == 0 { String::new() } else { event.queue_position.to_string() });
@@ -718,9 +717,9 @@ impl Events for RedisBackend {
 
     async fn read_events(&self, after: &str, limit: usize) -> BackendResult<EventPage> {
         let after_id = crate::events::parse_id(after)?;
-        let mut invocation = self.scripts.events_read.prepare_invoke();
+        let mut invocation = self.invoke(&self.scripts.events_read);
         let limit = limit.clamp(1, crate::events::READ_EVENTS_MAX);
-        invocation.arg(&self.prefix).arg(crate::events::format_id(after_id)).arg(limit);
+        invocation.arg(crate::events::format_id(after_id)).arg(limit);
         let mut items = reply::array(self.run(&invocation).await?)?.into_iter();
         let (Some(dropped), Some(last), Some(entries)) = (items.next(), items.next(), items.next()) else {
             return Err(BackendError::Corrupt("events_read: short reply".into()));
@@ -739,26 +738,17 @@ fn state_field(state: i32) -> String {
 #[async_trait]
 impl Webhooks for RedisBackend {
     async fn insert_webhook(&self, webhook: WebhookRecord) -> BackendResult<()> {
-        let mut connection = self.connection.clone();
-        let key = format!("{}webhooks", self.prefix);
-        let added: bool = redis::cmd("HSETNX")
-            .arg(&key)
-            .arg(&webhook.id)
-            .arg(webhook.encode_to_vec())
-            .query_async(&mut connection)
-            .await
-            .map_err(super::unavailable)?;
-        if !added {
+        let command =
+            redis::cmd("HSETNX").arg(self.key("webhooks")).arg(&webhook.id).arg(webhook.encode_to_vec()).to_owned();
+        if !self.query_durable::<bool>(&command).await? {
             return Err(BackendError::AlreadyExists(format!("webhook {}", webhook.id)));
         }
         Ok(())
     }
 
     async fn list_webhooks(&self) -> BackendResult<Vec<WebhookRecord>> {
-        let mut connection = self.connection.clone();
-        let key = format!("{}webhooks", self.prefix);
         let all: std::collections::BTreeMap<String, Vec<u8>> =
-            redis::cmd("HGETALL").arg(&key).query_async(&mut connection).await.map_err(super::unavailable)?;
+            self.query(redis::cmd("HGETALL").arg(self.key("webhooks"))).await?;
         all.into_iter()
             .map(|(id, bytes)| {
                 WebhookRecord::decode(bytes.as_slice()).map_err(|e| BackendError::Corrupt(format!("webhook {id}: {e}")))
@@ -767,13 +757,13 @@ impl Webhooks for RedisBackend {
     }
 
     async fn update_webhook(&self, webhook: WebhookRecord) -> BackendResult<bool> {
-        let mut invocation = self.scripts.webhook_update.prepare_invoke();
-        invocation.arg(&self.prefix).arg(&webhook.id).arg(webhook.encode_to_vec());
+        let mut invocation = self.invoke(&self.scripts.webhook_update);
+        invocation.arg(&webhook.id).arg(webhook.encode_to_vec());
         Ok(reply::int(&self.run(&invocation).await?)? == 1)
     }
 
     async fn remove_webhook(&self, id: &str) -> BackendResult<bool> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.durable.clone();
         let (removed, _): (i64, i64) = redis::pipe()
             .atomic()
             .cmd("HDEL")
@@ -784,6 +774,7 @@ impl Webhooks for RedisBackend {
             .query_async(&mut connection)
             .await
             .map_err(super::unavailable)?;
+        self.wait_for_replicas(connection).await?;
         Ok(removed == 1)
     }
 
@@ -809,15 +800,8 @@ impl Webhooks for RedisBackend {
     }
 
     async fn dead_letters(&self, webhook_id: &str) -> BackendResult<Vec<DeadLetterRecord>> {
-        let mut connection = self.connection.clone();
         let key = format!("{}webhook-dead:{webhook_id}", self.prefix);
-        let letters: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut connection)
-            .await
-            .map_err(super::unavailable)?;
+        let letters: Vec<Vec<u8>> = self.query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1)).await?;
         letters
             .into_iter()
             .map(|bytes| {
