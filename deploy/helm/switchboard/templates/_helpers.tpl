@@ -192,6 +192,12 @@ prometheus.io/path: /metrics
       key: url
 - name: SWITCHBOARD_REDIS_KEY_PREFIX
   value: {{ .Values.redis.keyPrefix | quote }}
+{{- if not (kindIs "invalid" .Values.redis.waitReplicas) }}
+- name: SWITCHBOARD_REDIS_WAIT_REPLICAS
+  value: {{ .Values.redis.waitReplicas | quote }}
+{{- end }}
+- name: SWITCHBOARD_REDIS_WAIT_TIMEOUT_MS
+  value: {{ .Values.redis.waitTimeoutMs | quote }}
 {{- end -}}
 
 {{/*
