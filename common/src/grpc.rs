@@ -101,8 +101,11 @@ pub fn system_resolver() -> Resolver {
 /// - every [`RESOLVE_INTERVAL`] (and at once after a replica stopped answering) it looks the names up
 ///   again: an address that appeared joins the pool, one that disappeared leaves it (calls already sent to
 ///   it finish on their connection);
-/// - every [`REPLICA_PROBE_INTERVAL`] it probes each address (a TCP connect) and takes the ones that refuse
-///   connections out until they answer again, since tonic's balancer would keep sending to them.
+/// - every [`REPLICA_PROBE_INTERVAL`] it asks each address's gRPC health (`grpc.health.v1`, overall status,
+///   on a connection of its own) and takes the ones that do not answer `SERVING` out until they do again:
+///   a replica that is down, draining or cut off from its store (`crate::health::keep`) receives no new
+///   calls, since tonic's balancer would keep sending to it. A server without the health service counts
+///   as up while it answers.
 ///
 /// The last live replica is never removed, and a failed or empty lookup keeps the previous addresses: with
 /// every replica down, calls fail fast instead of waiting. `https://` URLs keep the host name for the
@@ -143,9 +146,14 @@ struct Target {
     host: String,
 }
 
+/// The header of the pool's own health probes, so a replica (or a test) can tell them from callers' calls.
+pub const PROBE_HEADER: &str = "x-switchboard-probe";
+
 /// One address in the pool.
 struct Replica {
     endpoint: Endpoint,
+    /// A connection of the probe's own, so probing does not wait behind (or disturb) the balancer's.
+    probe: Channel,
     live: bool,
     /// The index of the [`Target`] whose name gave this address (the first, when several did).
     target: usize,
@@ -234,7 +242,8 @@ impl Discovery {
             tracing::info!(replica = %key, "replica joined");
             // Optimistic: in the balancer until a probe says otherwise.
             changes.send(Change::Insert(key.clone(), endpoint.clone())).await.map_err(|_| ())?;
-            self.replicas.insert(key, Replica { endpoint, live: true, target });
+            let probe = endpoint.clone().connect_lazy();
+            self.replicas.insert(key, Replica { endpoint, probe, live: true, target });
         }
         Ok(())
     }
@@ -244,8 +253,7 @@ impl Discovery {
         let mut lost = false;
         let keys: Vec<String> = self.replicas.keys().cloned().collect();
         for key in keys {
-            let address = key.split_once("://").map_or(key.as_str(), |(_, address)| address).to_owned();
-            let up = is_up(&address).await;
+            let up = is_serving(&self.replicas[&key].probe).await;
             let live_count = self.replicas.values().filter(|replica| replica.live).count();
             let replica = self.replicas.get_mut(&key).expect("listed above");
             let change = match (up, replica.live) {
@@ -283,8 +291,18 @@ fn host(authority: &str) -> String {
     host.trim_start_matches('[').trim_end_matches(']').to_owned()
 }
 
-async fn is_up(address: &str) -> bool {
-    matches!(tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
+/// Whether the replica on `probe` answers its overall gRPC health with `SERVING` within a second.
+async fn is_serving(probe: &Channel) -> bool {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    request.metadata_mut().insert(PROBE_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    let timeout = Duration::from_secs(1);
+    request.set_timeout(timeout);
+    match tokio::time::timeout(timeout, HealthClient::new(probe.clone()).check(request)).await {
+        Ok(Ok(answer)) => answer.into_inner().status() == ServingStatus::Serving,
+        Ok(Err(status)) => status.code() == tonic::Code::Unimplemented,
+        Err(_) => false,
+    }
 }
 
 /// A health service plus its reporter; services mark themselves serving once
@@ -318,6 +336,7 @@ mod tests {
     struct CountingReplica {
         address: SocketAddr,
         calls: Arc<std::sync::atomic::AtomicUsize>,
+        reporter: tonic_health::server::HealthReporter,
         shutdown: Shutdown,
         server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     }
@@ -329,16 +348,18 @@ mod tests {
             let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let counted = calls.clone();
             let count = tower::util::MapRequestLayer::new(move |request: http::Request<_>| {
-                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !request.headers().contains_key(PROBE_HEADER) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 request
             });
-            let (_reporter, health_service) = health();
+            let (reporter, health_service) = health();
             let router = tonic::transport::Server::builder().layer(count).add_service(health_service);
             let shutdown = Shutdown::new();
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let stop = shutdown.clone().cancelled_owned();
             let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop));
-            Self { address, calls, shutdown, server }
+            Self { address, calls, reporter, shutdown, server }
         }
 
         fn take_calls(&self) -> usize {
@@ -421,6 +442,31 @@ mod tests {
         assert_eq!(call_many(&channel, 200, 8).await, 0);
         let split = [first.take_calls(), third.take_calls()];
         assert!(split.iter().all(|&calls| calls >= 20), "split over the remaining two: {split:?}");
+    }
+
+    /// A replica whose health turns `NOT_SERVING` (draining, or cut off from its store) stops receiving
+    /// calls within a probe round, and receives them again once it is `SERVING`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_avoid_a_replica_that_is_not_serving() {
+        use tonic_health::ServingStatus;
+        let replicas = [CountingReplica::start().await, CountingReplica::start().await];
+        let urls = replicas.iter().map(|replica| format!("http://{}", replica.address)).collect::<Vec<_>>().join(",");
+        let channel = replica_channel(&urls).unwrap();
+        assert_eq!(call_many(&channel, 100, 8).await, 0);
+        let split: Vec<usize> = replicas.iter().map(CountingReplica::take_calls).collect();
+        assert!(split.iter().all(|&calls| calls >= 10), "both replicas receive calls: {split:?}");
+
+        replicas[1].reporter.set_service_status("", ServingStatus::NotServing).await;
+        tokio::time::sleep(REPLICA_PROBE_INTERVAL * 3).await;
+        replicas[1].take_calls();
+        assert_eq!(call_many(&channel, 100, 8).await, 0, "calls go on without it");
+        assert_eq!(replicas[1].take_calls(), 0, "the NOT_SERVING replica received calls");
+        assert_eq!(replicas[0].take_calls(), 100);
+
+        replicas[1].reporter.set_service_status("", ServingStatus::Serving).await;
+        tokio::time::sleep(REPLICA_PROBE_INTERVAL * 3).await;
+        assert_eq!(call_many(&channel, 100, 8).await, 0);
+        assert!(replicas[1].take_calls() >= 10, "the replica serving again receives calls");
     }
 
     #[tokio::test]
