@@ -205,12 +205,16 @@ Probes of an internal gRPC port: gRPC health checks when the port is plaintext, 
 on (kubelet's gRPC probe cannot speak TLS). The gRPC health is NOT_SERVING while the service drains and
 while its storage backend does not answer, so readiness follows it; liveness is always a TCP check, so an
 outage of Redis takes pods out of rotation without restarting them.
-(dict "port" 7001 "service" "switchboard.v1.Auth" "tls" bool)
+With "httpsHealthPort" (session-store's agent port, unless it requires client certificates) startup and
+readiness are `HTTPS GET /health` there instead: the same overall status, readable whatever the internal
+TLS (kubelet does not verify the certificate).
+(dict "port" 7001 "service" "switchboard.v1.Auth" "tls" bool ["httpsHealthPort" "agents"])
 */}}
 {{- define "switchboard.grpcProbes" -}}
 {{- $alive := dict "tcpSocket" (dict "port" .port) -}}
 {{- $check := dict "grpc" (dict "port" .port "service" .service) -}}
 {{- if .tls }}{{ $check = $alive }}{{ end -}}
+{{- if .httpsHealthPort }}{{ $check = dict "httpGet" (dict "port" .httpsHealthPort "path" "/health" "scheme" "HTTPS") }}{{ end -}}
 startupProbe:
   {{- toYaml $check | nindent 2 }}
   periodSeconds: 2
