@@ -755,6 +755,10 @@ mod tests {
         assert!(text.contains("listen = \"127.0.0.1:1\""), "{text}");
         assert_eq!(redact_url_password("http://a:1,http://u:p@b:2"), "http://a:1,http://u:[redacted]@b:2");
         assert_eq!(redact_url_password("redis://redis:6379"), "redis://redis:6379");
+        assert_eq!(
+            redact_url_password("redis+sentinel://:pw@s1:26379,s2:26379/main"),
+            "redis+sentinel://:[redacted]@s1:26379,s2:26379/main"
+        );
     }
 
     #[test]
