@@ -47,43 +47,33 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_passes_conformance() {
-    let redis = RedisServer::start();
+/// The conformance suite against the Redis at `url`, a fresh key prefix per case.
+async fn conformance_at(url: &str) {
     let case = AtomicUsize::new(0);
     conformance::run_all(|| {
         let prefix = format!("case{}:", case.fetch_add(1, Ordering::Relaxed));
-        let redis = &redis;
-        async move { Arc::new(connect(redis, &prefix).await) as Arc<dyn Backend> }
+        async move { Arc::new(connect_url(url, &prefix).await) as Arc<dyn Backend> }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_passes_conformance() {
+    let redis = RedisServer::start();
+    conformance_at(&redis.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_through_sentinel_passes_conformance() {
     let group = SentinelGroup::start(1, 3);
-    let url = group.url();
-    let case = AtomicUsize::new(0);
-    conformance::run_all(|| {
-        let prefix = format!("case{}:", case.fetch_add(1, Ordering::Relaxed));
-        let url = url.clone();
-        async move { Arc::new(connect_url(&url, &prefix).await) as Arc<dyn Backend> }
-    })
-    .await;
+    conformance_at(&group.url()).await;
 }
 
+/// Prefixes without a hash tag: the backend adds one, so every script's keys share a slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_cluster_passes_conformance() {
     let cluster = RedisCluster::start(6, 1);
-    let url = cluster.url();
-    let case = AtomicUsize::new(0);
-    // Prefixes without a hash tag: the backend adds one, so every script's keys share a slot.
-    conformance::run_all(|| {
-        let prefix = format!("case{}:", case.fetch_add(1, Ordering::Relaxed));
-        let url = url.clone();
-        async move { Arc::new(connect_url(&url, &prefix).await) as Arc<dyn Backend> }
-    })
-    .await;
+    conformance_at(&cluster.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

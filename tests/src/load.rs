@@ -34,6 +34,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// One line of what the load saw (acknowledged creates, READY, acknowledged deletes).
+    pub fn summary(&self) -> String {
+        format!(
+            "creates acknowledged {}, READY {}, deletes acknowledged {}",
+            self.acknowledged.lock().expect("not poisoned").len(),
+            self.ready.lock().expect("not poisoned").len(),
+            self.delete_acknowledged.lock().expect("not poisoned").len()
+        )
+    }
+
     /// Whether `id` was deliberately deleted.
     pub fn was_deleted(&self, id: &str) -> bool {
         self.deleted.lock().expect("not poisoned").contains(id)

@@ -110,12 +110,7 @@ async fn killing_any_one_replica_loses_nothing() {
     }
     let ledger = load.stop().await;
     let ready_seen = ledger.ready.lock().unwrap().len();
-    println!(
-        "ha load: creates acknowledged {}, READY {ready_seen}, deletes acknowledged {}, recent errors {:?}",
-        ledger.acknowledged.lock().unwrap().len(),
-        ledger.delete_acknowledged.lock().unwrap().len(),
-        client.recent_errors()
-    );
+    println!("ha load: {}, recent errors {:?}", ledger.summary(), client.recent_errors());
     assert!(ready_seen > 0, "the load created sessions");
     assert!(failures.is_empty(), "faults broke correctness: {failures:#?}\nlogs: {}", cluster.log_dir().display());
 }
