@@ -100,6 +100,37 @@ async fn the_backend_follows_a_sentinel_failover_and_keeps_what_replicas_acknowl
     assert_eq!(switchboard_testkit::redis_ha::cli(new, &["HEXISTS", "sb:api-clients", "c2"]), "1");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_follows_a_cluster_failover_and_keeps_what_replicas_acknowledged() {
+    let mut cluster = RedisCluster::start(6, 1);
+    let backend = connect_url(&cluster.url(), "sb:").await;
+    let client = ApiClientRecord { client_id: "c1".into(), client_name: "one".into(), ..Default::default() };
+    backend.insert_api_client(client).await.unwrap();
+
+    let old = cluster.primary_for("{sb:}").expect("a primary serves the prefix's slot");
+    cluster.node(old).kill();
+    let (found, took) = until_available(|| backend.get_api_client("c1")).await;
+    println!("cluster failover: the backend answered again {took:?} after the kill");
+    assert_eq!(found.expect("the client survives the failover").client_name, "one");
+    let new = cluster.primary_for("{sb:}").expect("a replica was promoted");
+    assert_ne!(new, old);
+    // The promoted primary has no replica left: a must-not-lose write is refused, not silently at risk ...
+    let c2 = || backend.insert_api_client(ApiClientRecord { client_id: "c2".into(), ..Default::default() });
+    let refused = c2().await;
+    assert!(matches!(&refused, Err(BackendError::Unavailable(why)) if why.contains("replicas")), "{refused:?}");
+    // ... until the old primary is back, as its replica.
+    cluster.node(old).restart();
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        match c2().await {
+            Ok(()) | Err(BackendError::AlreadyExists(_)) => break,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "still refused: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(switchboard_testkit::redis_ha::cli(new, &["HEXISTS", "{sb:}api-clients", "c2"]), "1");
+}
+
 #[tokio::test]
 async fn a_must_not_lose_write_fails_when_no_replica_acknowledges_it() {
     let mut group = SentinelGroup::start(1, 1);

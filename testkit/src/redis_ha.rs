@@ -223,6 +223,30 @@ impl RedisCluster {
         Self { nodes }
     }
 
+    /// The port of the primary serving `key`'s slot, as the first answering node sees it.
+    pub fn primary_for(&self, key: &str) -> Option<u16> {
+        self.nodes.iter().filter(|node| node.is_running()).find_map(|node| {
+            let slot: u16 = cli(node.port(), &["CLUSTER", "KEYSLOT", key]).parse().ok()?;
+            cli(node.port(), &["CLUSTER", "NODES"]).lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let primary = fields.get(2)?.contains("master") && !fields.get(2)?.contains("fail");
+                let serves = fields.iter().skip(8).any(|range| match range.split_once('-') {
+                    Some((from, to)) => {
+                        from.parse().is_ok_and(|from: u16| from <= slot) && to.parse().is_ok_and(|to: u16| slot <= to)
+                    }
+                    None => range.parse::<u16>().ok() == Some(slot),
+                });
+                let port = fields.get(1)?.split('@').next()?.rsplit_once(':')?.1.parse().ok()?;
+                (primary && serves).then_some(port)
+            })
+        })
+    }
+
+    /// The node listening on `port`.
+    pub fn node(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes.iter_mut().find(|node| node.port() == port).expect("a node of the cluster")
+    }
+
     /// `redis+cluster://127.0.0.1:<port>,…`.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())).collect();
