@@ -180,7 +180,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -195,40 +195,31 @@ pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> 
     Ok(certs)
 }
 
-fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     rustls_pemfile::private_key(&mut pem.as_bytes())
         .map_err(|e| TlsError::Pem(format!("bad private key PEM: {e}")))?
         .ok_or_else(|| TlsError::Pem("no private key in PEM".into()))
 }
 
-/// A rustls server config for HTTPS (ALPN h2 and http/1.1) without client certificates.
+/// The ALPN protocols of the HTTPS ports (the gateway, the agent port, the session resolver).
+pub const HTTPS_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1) without client certificates, for fixed
+/// material (tests; services serve [`crate::tls_reload::server_config`] with material that follows its files).
 pub fn https_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     https_server_config_with_client_ca(identity, None)
 }
 
-/// A rustls server config for HTTPS (ALPN h2 and http/1.1). With `client_ca_pem` (one or more PEM CA
-/// certificates) every client must present a certificate chaining to one of them, or the handshake fails
-/// (mutual TLS); without, no client certificate is asked for.
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1) for fixed material. With `client_ca_pem` (one or
+/// more PEM CA certificates) every client must present a certificate chaining to one of them, or the
+/// handshake fails (mutual TLS); without, no client certificate is asked for.
 pub fn https_server_config_with_client_ca(
     identity: &Identity,
     client_ca_pem: Option<&str>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let builder = match client_ca_pem {
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in parse_certs(pem)? {
-                roots.add(cert)?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let identity = crate::tls_reload::ReloadingIdentity::from_pem(identity)?;
+    let client_ca = client_ca_pem.map(crate::tls_reload::ReloadingCa::from_pem).transpose()?;
+    crate::tls_reload::server_config(&identity, client_ca.as_ref(), HTTPS_ALPN)
 }
 
 /// A rustls client config trusting only the given CA certificates.
