@@ -5,9 +5,10 @@
 //! `127.0.0.1` and `::1` plus any extra names) into `<data-dir>/tls/`. Clients
 //! trust `ca.pem`. Production deployments pass their own certificate instead.
 //!
-//! The public TLS ports (the agent port 8445, the session resolver 8447) can require client certificates
-//! ([`https_server_config_with_client_ca`]); the development CA can issue them
-//! ([`DevCa::issue_client_identity`]).
+//! The public TLS ports (the agent port 8445, the session resolver 8447) can require client certificates;
+//! the development CA can issue them ([`DevCa::issue_client_identity`]). The services' rustls server configs
+//! come from [`crate::tls_reload::server_config`], which follows the certificate files; the helpers here
+//! build the same for fixed material (tests).
 
 use std::{
     fs,
@@ -57,18 +58,6 @@ pub struct Identity {
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity").field("key_pem", &"[redacted]").finish_non_exhaustive()
-    }
-}
-
-impl Identity {
-    /// Checks that the PEM holds a certificate and a private key rustls accepts together, so a bad file is
-    /// reported at start rather than at the first handshake.
-    pub fn check(&self) -> Result<(), TlsError> {
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_client_auth_cert(parse_certs(&self.cert_pem)?, parse_key(&self.key_pem)?)?;
-        Ok(())
     }
 }
 
