@@ -230,6 +230,8 @@ impl Reloading<LoadedIdentity> {
 pub struct LoadedCa {
     /// The PEM it was parsed from (clients that build tonic configs use it).
     pub pem: String,
+    /// The certificates, DER (clients that take certificates one by one use them).
+    pub certificates: Vec<CertificateDer<'static>>,
     /// The certificates as trust anchors.
     pub roots: Arc<rustls::RootCertStore>,
     /// Verifies client certificates against `roots`.
@@ -243,13 +245,13 @@ impl Material for LoadedCa {
         let certs = parse_certs(&contents[0])?;
         let not_after = certs.iter().filter_map(|cert| not_after(cert)).min();
         let mut roots = rustls::RootCertStore::empty();
-        for cert in certs {
-            roots.add(cert)?;
+        for cert in &certs {
+            roots.add(cert.clone())?;
         }
         let roots = Arc::new(roots);
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build()?;
-        Ok(Self { pem: contents[0].clone(), roots, verifier, not_after })
+        Ok(Self { pem: contents[0].clone(), certificates: certs, roots, verifier, not_after })
     }
 
     fn not_after(&self) -> Option<i64> {
