@@ -25,7 +25,7 @@ use std::time::Duration;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::sync::watch;
@@ -85,7 +85,7 @@ impl<T: Material> Reloading<T> {
     }
 
     /// Reads and parses `paths` now (an error here fails the start), then every `interval` on a background
-    /// thread that ends when the last clone is dropped.
+    /// thread that ends when the last clone is dropped (a thread: the reads block, and it needs no runtime).
     pub fn watch(paths: Vec<PathBuf>, interval: Duration) -> Result<Self, TlsError> {
         let loaded = read_all(&paths)?;
         let value = T::parse(&loaded)?;
@@ -287,6 +287,9 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(IdentityResolver(identity.clone())));
+    if let Some(ca) = client_ca {
+        config.session_storage = Arc::new(SessionsPerCa { ca: ca.clone(), sessions: Mutex::default() });
+    }
     config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -298,6 +301,52 @@ struct IdentityResolver(ReloadingIdentity);
 impl ResolvesServerCert for IdentityResolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current().certified.clone())
+    }
+}
+
+/// Resumable TLS sessions (rustls' in-memory cache), forgotten when the client CA changes: a client
+/// authenticated under the old CA shows a certificate again instead of resuming (resumption skips client
+/// authentication), so rotating a CA out cuts off its clients' new connections.
+#[derive(Debug)]
+struct SessionsPerCa {
+    ca: ReloadingCa,
+    /// The CA generation the cache belongs to, and the cache (made at first use).
+    sessions: Mutex<Option<(u64, Arc<dyn StoresServerSessions>)>>,
+}
+
+/// Sessions a port remembers for resumption (rustls' default).
+const RESUMABLE_SESSIONS: usize = 256;
+
+impl SessionsPerCa {
+    fn current(&self) -> Arc<dyn StoresServerSessions> {
+        let generation = self.ca.generation();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        match sessions.as_ref() {
+            Some((cached, cache)) if *cached == generation => cache.clone(),
+            _ => {
+                let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(RESUMABLE_SESSIONS);
+                *sessions = Some((generation, cache.clone()));
+                cache
+            }
+        }
+    }
+}
+
+impl StoresServerSessions for SessionsPerCa {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.current().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.current().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 
@@ -487,6 +536,26 @@ mod tests {
         assert!(client_ca.check_now());
         handshake(server.clone(), client(&second)).expect("a client of the rotated CA");
         let refused = handshake(server, client(&first)).unwrap_err();
+        assert!(matches!(refused, rustls::Error::InvalidCertificate(_)), "{refused:?}");
+    }
+
+    #[test]
+    fn a_session_from_before_a_client_ca_rotation_is_not_resumed() {
+        let (first, second, files, _dirs) = two_cas();
+        let ca_file = files.path().join("client-ca.pem");
+        std::fs::write(&ca_file, &first.ca_pem).unwrap();
+        let client_ca = ReloadingCa::from_file(&ca_file).unwrap();
+        let identity = ReloadingIdentity::from_pem(&first.server).unwrap();
+        let server = server_config(&identity, Some(&client_ca), crate::tls::HTTPS_ALPN).unwrap();
+        // One client config: its second handshake resumes the first's session, without a certificate.
+        let old_client =
+            client_config_with_identity(&first.ca_pem, Some(&first.issue_client_identity("host-1").unwrap())).unwrap();
+        handshake(server.clone(), old_client.clone()).expect("a client of the first CA");
+        handshake(server.clone(), old_client.clone()).expect("resumed while the CA stays");
+
+        std::fs::write(&ca_file, &second.ca_pem).unwrap();
+        assert!(client_ca.check_now());
+        let refused = handshake(server, old_client).expect_err("a session from before the rotation is not resumed");
         assert!(matches!(refused, rustls::Error::InvalidCertificate(_)), "{refused:?}");
     }
 
