@@ -137,6 +137,7 @@ async fn session_store(
     let grpc_address = grpc.local_addr().unwrap();
     let config = switchboard_session_store::StoreConfig {
         require_agent_credentials: false,
+        update_interval_seconds: 1,
         agent_client_ca: Some(client_ca.clone()),
         ..Default::default()
     };
@@ -173,6 +174,14 @@ fn write_ca(path: &Path, ca: &DevCa) {
 
 #[tokio::test]
 async fn the_agent_port_and_the_agent_follow_rotated_files() {
+    // The agent messages of a kind (`hello`: a connect or reconnect; `update`) this process's session-stores
+    // received.
+    let metrics = switchboard_common::metrics::recorder().unwrap();
+    let agent_messages = |kind: &str| -> u64 {
+        let prefix = format!("switchboard_agent_messages_total{{kind=\"{kind}\"}} ");
+        let text = switchboard_common::metrics::render(&metrics);
+        text.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |value| value.trim().parse().unwrap())
+    };
     let cas = Cas::new();
     // The agent port: its certificate and the client CA it admits agents from.
     let (cert, key) = write_identity(&cas, "agent-port", &cas.old.server);
@@ -232,10 +241,17 @@ async fn the_agent_port_and_the_agent_follow_rotated_files() {
     let kept = old_client.post(&verifier).body("%%%").send().await;
     assert_eq!(kept.expect("the connection made before the rotation still works").status(), 200);
 
-    // The agent's stream made before the rotation continues; when it has to reconnect (its broker
-    // restarts, with nothing of the old material left), it trusts the new CA and presents its new
-    // certificate, or it would be refused.
-    wait_for_agent(grpc, "the agent's stream survives the rotation").await;
+    // The agent's stream made before the rotation continues: updates keep arriving (one a second), and no
+    // second hello (a reconnect) came.
+    let updates = agent_messages("update");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while agent_messages("update") < updates + 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the agent's stream stopped after the rotation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(agent_messages("hello"), 1, "the agent kept its stream");
+    // When it has to reconnect (its broker restarts, with nothing of the old material left), it trusts the
+    // new CA and presents its new certificate, or it would be refused.
     first_shutdown.cancel();
     tokio::time::timeout(WAIT, first).await.unwrap().unwrap().unwrap();
     let agent_listener = rebind(agent_address).await;
