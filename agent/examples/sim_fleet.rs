@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     switchboard_common::tls::install_crypto_provider();
     let broker = arg("--broker").unwrap_or_else(|| "https://localhost:8445".into());
     let ca = arg("--ca").map(std::fs::read_to_string).transpose()?;
+    let ca = ca.map(|pem| switchboard_common::tls_reload::ReloadingCa::from_pem(&pem)).transpose()?;
     let hosts: usize = arg("--hosts").map_or(Ok(100), |v| v.parse())?;
     let sessions: usize = arg("--sessions").map_or(Ok(0), |v| v.parse())?;
     let seconds: u64 = arg("--seconds").map_or(Ok(60), |v| v.parse())?;

@@ -83,16 +83,22 @@ impl Link {
     /// Keeps a session with the broker open, reconnecting as needed, until `shutdown` is cancelled.
     /// Fails only when the options cannot work (bad URL or CA).
     pub(crate) async fn run(self, shutdown: Shutdown) -> Result<()> {
-        let urls = std::iter::once(&self.options.broker_url).chain(&self.options.fallback_broker_urls);
-        let brokers = urls
-            .map(|url| Ok((url.as_str(), broker_endpoint(url, &self.options)?)))
-            .collect::<Result<Vec<(&str, Endpoint)>>>()?;
+        let brokers: Vec<&str> = std::iter::once(&self.options.broker_url)
+            .chain(&self.options.fallback_broker_urls)
+            .map(String::as_str)
+            .collect();
+        for url in &brokers {
+            broker_endpoint(url, &self.options)?;
+        }
         let mut backoff = Backoff::default();
         let mut attempt = 0usize;
         loop {
-            let (url, endpoint) = &brokers[attempt % brokers.len()];
+            let url = brokers[attempt % brokers.len()];
             attempt = attempt.wrapping_add(1);
-            match self.session(url, endpoint, &shutdown, &mut backoff).await {
+            // Built for each connection, so it trusts the current CA and presents the current client
+            // certificate: rotated files are used from the next connection on.
+            let endpoint = broker_endpoint(url, &self.options)?;
+            match self.session(url, &endpoint, &shutdown, &mut backoff).await {
                 Ok(()) => return Ok(()),
                 Err(error) => tracing::warn!(broker = %url, %error, "broker link lost"),
             }
@@ -340,17 +346,21 @@ fn broker_endpoint(url: &str, options: &AgentOptions) -> Result<Endpoint> {
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
     if url.starts_with("https://") {
-        let ca_pem = match &options.ca_pem {
-            Some(pem) => pem.clone(),
-            None => system_ca_bundle()?,
+        let ca_pem = match &options.ca {
+            Some(ca) => ca.current().pem.clone(),
+            None => {
+                let bundle = system_ca_bundle()?;
+                switchboard_common::tls::parse_certs(&bundle).map_err(|e| Error::Config(format!("broker CA: {e}")))?;
+                bundle
+            }
         };
-        switchboard_common::tls::parse_certs(&ca_pem).map_err(|e| Error::Config(format!("broker CA: {e}")))?;
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
         if let Some(domain) = &options.tls_domain {
             tls = tls.domain_name(domain.clone());
         }
         if let Some(identity) = &options.client_identity {
-            tls = tls.identity(tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem));
+            let identity = identity.current();
+            tls = tls.identity(tonic::transport::Identity::from_pem(&identity.pem.cert_pem, &identity.pem.key_pem));
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| invalid(e.to_string()))?;
     } else if !url.starts_with("http://") {
@@ -411,11 +421,10 @@ mod tests {
 
     #[test]
     fn broker_urls_are_checked() {
-        let mut options = crate::simulated_host_options(0, "ftp://broker:1", None);
+        let options = crate::simulated_host_options(0, "ftp://broker:1", None);
         assert!(broker_endpoint("ftp://broker:1", &options).is_err());
         assert!(broker_endpoint("http://127.0.0.1:8445", &options).is_ok());
-        options.ca_pem = Some("not a certificate".into());
-        let error = broker_endpoint("https://127.0.0.1:8445", &options).unwrap_err();
-        assert!(error.to_string().contains("broker CA"), "{error}");
+        let error = switchboard_common::tls_reload::ReloadingCa::from_pem("not a certificate").unwrap_err();
+        assert!(error.to_string().contains("no certificate"), "{error}");
     }
 }

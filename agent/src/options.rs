@@ -27,11 +27,13 @@ pub struct AgentOptions {
     /// Other replicas of the broker's agent endpoint (same URL forms). After a session with one replica
     /// fails, the agent reconnects to the next one round-robin, so it survives the death of its replica.
     pub fallback_broker_urls: Vec<String>,
-    /// PEM CA certificates trusted for the broker; the system bundle when `None`.
-    pub ca_pem: Option<String>,
+    /// CA certificates trusted for the broker (`ca_file`); the system bundle when `None`. Followed when the
+    /// file changes: each connection trusts the current ones.
+    pub ca: Option<switchboard_common::tls_reload::ReloadingCa>,
     /// Client certificate and key presented to the broker (`cert_file`, `key_file`), for an agent port that
-    /// requires client certificates; `None`: none presented.
-    pub client_identity: Option<switchboard_common::tls::Identity>,
+    /// requires client certificates; `None`: none presented. Followed when the files change: each
+    /// connection presents the current one.
+    pub client_identity: Option<switchboard_common::tls_reload::ReloadingIdentity>,
     /// Name expected in the broker's certificate, when it differs from the URL's host.
     pub tls_domain: Option<String>,
     /// Stable server id the broker knows this host by.
@@ -80,18 +82,19 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
         })),
         DriverKind::Simulated => Arc::new(SimulatedDriver::new(max_virtual_sessions)),
     };
-    let ca_pem = match &agent.ca_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?),
+    // Read and checked here, so a bad file fails at start; then followed (`switchboard_common::tls_reload`).
+    let ca = match &agent.ca_file {
+        Some(path) => Some(
+            switchboard_common::tls_reload::ReloadingCa::from_file(path)
+                .map_err(|e| Error::Config(format!("agent.conf: `ca_file`: {e}")))?,
+        ),
         None => None,
     };
-    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
     let client_identity = match (&agent.cert_file, &agent.key_file) {
-        (Some(cert), Some(key)) => {
-            let identity = switchboard_common::tls::Identity { cert_pem: read(cert)?, key_pem: read(key)? };
-            // Checked here so a bad file fails at start, not at every reconnect.
-            identity.check().map_err(|e| Error::Config(format!("agent.conf: `cert_file` / `key_file`: {e}")))?;
-            Some(identity)
-        }
+        (Some(cert), Some(key)) => Some(
+            switchboard_common::tls_reload::ReloadingIdentity::from_files(cert, key)
+                .map_err(|e| Error::Config(format!("agent.conf: `cert_file` / `key_file`: {e}")))?,
+        ),
         _ => None,
     };
     let tags = read_tags(&agent.tags_folder)?;
@@ -115,7 +118,7 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
     let options = AgentOptions {
         broker_url,
         fallback_broker_urls: broker_urls.collect(),
-        ca_pem,
+        ca,
         client_identity,
         tls_domain: None,
         server_id,
@@ -142,13 +145,17 @@ pub fn options_from_config(config: &AgentConfig) -> Result<(AgentOptions, Arc<dy
 /// Options of simulated host number `index` for the all-in-one: host `sim-host-{index}` on 127.0.0.1, a
 /// server id derived like a real host's (so it is stable across restarts), tags `simulated = "true"` and
 /// `index = "{index}"`, no limits.
-pub fn simulated_host_options(index: usize, broker_url: &str, ca_pem: Option<String>) -> AgentOptions {
+pub fn simulated_host_options(
+    index: usize,
+    broker_url: &str,
+    ca: Option<switchboard_common::tls_reload::ReloadingCa>,
+) -> AgentOptions {
     let hostname = format!("sim-host-{index}");
     let ip = "127.0.0.1".to_owned();
     AgentOptions {
         broker_url: broker_url.to_owned(),
         fallback_broker_urls: Vec::new(),
-        ca_pem,
+        ca,
         client_identity: None,
         tls_domain: None,
         server_id: derive_server_id(&hostname, &ip),
@@ -239,7 +246,7 @@ mod tests {
         };
         let (options, _driver) = options_from_config(&AgentConfig::parse(&text(&key)).unwrap()).unwrap();
         let presented = options.client_identity.expect("the client certificate is presented");
-        assert_eq!(presented.cert_pem, identity.cert_pem);
+        assert_eq!(presented.current().pem.cert_pem, identity.cert_pem);
 
         // A key file holding no key fails at start.
         let error = options_from_config(&AgentConfig::parse(&text(&cert)).unwrap()).err().unwrap();

@@ -147,7 +147,11 @@ async fn https_brokers_are_verified_against_the_configured_ca() {
     let mut connections_rx = serve_fake_broker(server, listener, broker_shutdown.clone());
 
     let agent_shutdown = Shutdown::new();
-    let options = simulated_host_options(3, &url, Some(ca.ca_pem.clone()));
+    let options = simulated_host_options(
+        3,
+        &url,
+        Some(switchboard_common::tls_reload::ReloadingCa::from_pem(&ca.ca_pem).unwrap()),
+    );
     let driver: Arc<dyn DcvDriver> = Arc::new(SimulatedDriver::new(0));
     let agent = tokio::spawn(switchboard_agent::run(options, driver, || simulated_host(3), agent_shutdown.clone()));
 

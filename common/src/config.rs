@@ -30,7 +30,8 @@ use clap::{Arg, ArgAction, ArgMatches};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::telemetry::LogFormat;
-use crate::tls::{DevCa, Identity, TlsError};
+use crate::tls::{DevCa, TlsError};
+use crate::tls_reload::{ReloadingCa, ReloadingIdentity};
 
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +270,8 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// The identity these settings name ([`server_identity`]).
-    pub fn identity(&self) -> ConfigResult<Identity> {
+    /// The identity these settings name ([`server_identity`]), following its files.
+    pub fn identity(&self) -> ConfigResult<ReloadingIdentity> {
         server_identity(
             self.tls_cert_file.as_deref(),
             self.tls_key_file.as_deref(),
@@ -336,15 +337,8 @@ pub fn internal_tls(
     key_file: Option<&Path>,
     client_auth: bool,
 ) -> ConfigResult<Option<crate::internal_tls::InternalTls>> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
-    };
     let identity = match (cert_file, key_file) {
-        (Some(cert), Some(key)) => {
-            let identity = Identity { cert_pem: read(cert)?, key_pem: read(key)? };
-            crate::tls::https_server_config(&identity)?;
-            Some(identity)
-        }
+        (Some(cert), Some(key)) => Some(ReloadingIdentity::from_files(cert, key)?),
         (None, None) => None,
         _ => {
             return Err(ConfigError::Invalid(
@@ -358,23 +352,21 @@ pub fn internal_tls(
         }
         return Ok(None);
     };
-    let ca_pem = read(ca_file)?;
-    crate::tls::parse_certs(&ca_pem)?;
+    let ca = ReloadingCa::from_file(ca_file)?;
     if client_auth && identity.is_none() {
         return Err(ConfigError::Invalid(
             "internal_tls_client_auth needs internal_tls_cert_file and internal_tls_key_file".into(),
         ));
     }
-    Ok(Some(crate::internal_tls::InternalTls { ca_pem, identity, require_client_cert: client_auth }))
+    Ok(Some(crate::internal_tls::InternalTls { ca, identity, require_client_cert: client_auth }))
 }
 
 /// The PEM CA certificates in `file` (a `*_client_ca_file` setting: the agent port's or the session
-/// resolver's client CA), checked to hold at least one certificate; `None` when unset.
-pub fn client_ca(file: Option<&Path>) -> ConfigResult<Option<String>> {
+/// resolver's client CA), checked to hold at least one certificate and followed when it changes
+/// ([`crate::tls_reload`]); `None` when unset.
+pub fn client_ca(file: Option<&Path>) -> ConfigResult<Option<ReloadingCa>> {
     let Some(path) = file else { return Ok(None) };
-    let pem = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    crate::tls::parse_certs(&pem)?;
-    Ok(Some(pem))
+    Ok(Some(ReloadingCa::from_file(path)?))
 }
 
 /// A binary's settings: one struct whose fields are the settings ([module docs](self)).
@@ -583,28 +575,22 @@ pub fn advertised_url(explicit: Option<&str>, listen: SocketAddr, pod_ip: Option
     Ok(format!("http://{listen}"))
 }
 
-/// The server identity for a TLS port: the PEM files `cert_file` and `key_file` when both are set, else a
-/// development CA loaded from or created in `dev_tls_dir` (certificate for localhost plus `extra_names`).
-/// Replicas sharing a dev CA must share the directory, or be given its files.
+/// The server identity for a TLS port: the PEM files `cert_file` and `key_file` when both are set (followed
+/// when they change, [`crate::tls_reload`]), else a development CA loaded from or created in `dev_tls_dir`
+/// (certificate for localhost plus `extra_names`; fixed). Replicas sharing a dev CA must share the directory,
+/// or be given its files.
 pub fn server_identity(
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
     dev_tls_dir: Option<&Path>,
     extra_names: &[String],
-) -> ConfigResult<Identity> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
-    };
+) -> ConfigResult<ReloadingIdentity> {
     match (cert_file, key_file, dev_tls_dir) {
-        (Some(cert), Some(key), _) => {
-            let identity = Identity { cert_pem: read(cert)?, key_pem: read(key)? };
-            crate::tls::https_server_config(&identity)?;
-            Ok(identity)
-        }
+        (Some(cert), Some(key), _) => Ok(ReloadingIdentity::from_files(cert, key)?),
         (Some(_), None, _) | (None, Some(_), _) => {
             Err(ConfigError::Invalid("tls_cert_file and tls_key_file must be set together".into()))
         }
-        (None, None, Some(dir)) => Ok(DevCa::load_or_create(dir, extra_names)?.server),
+        (None, None, Some(dir)) => Ok(ReloadingIdentity::from_pem(&DevCa::load_or_create(dir, extra_names)?.server)?),
         (None, None, None) => Err(ConfigError::Invalid(
             "no TLS identity: set tls_cert_file and tls_key_file, or dev_tls_dir for a development CA".into(),
         )),
@@ -780,7 +766,7 @@ mod tests {
         let cert = dir.path().join("server.pem");
         let key = dir.path().join("server-key.pem");
         let loaded = server_identity(Some(&cert), Some(&key), None, &[]).unwrap();
-        assert_eq!(generated.cert_pem, loaded.cert_pem);
+        assert_eq!(generated.current().pem.cert_pem, loaded.current().pem.cert_pem);
         assert!(server_identity(Some(&cert), None, None, &[]).is_err());
         assert!(server_identity(None, None, None, &[]).is_err());
         assert_eq!("JSON".parse::<LogFormat>().unwrap(), LogFormat::Json);

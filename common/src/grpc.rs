@@ -3,13 +3,18 @@
 //! Every server ([`server_builder`]) and every channel ([`lazy_channel`], [`replica_channel`]) carries the
 //! W3C trace context of each call ([`crate::trace_context`]): their types say so ([`GrpcServer`],
 //! [`GrpcRouter`], [`GrpcChannel`]), so a server or client built another way does not fit.
+//!
+//! With [`crate::internal_tls`], servers accept TLS themselves ([`serve_router`]: a rustls acceptor that asks
+//! the reloading material at each handshake), and `https://` channels replace their endpoints when the
+//! material changes ([`lazy_channel`], [`replica_channel`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint, server::Router};
 use tower::layer::util::{Identity, Stack};
@@ -27,24 +32,76 @@ pub type GrpcServer = tonic::transport::Server<Stack<TraceServerLayer, Identity>
 pub type GrpcRouter = Router<Stack<TraceServerLayer, Identity>>;
 
 /// Serves `router` on an already-bound listener until `shutdown` is cancelled,
-/// then lets in-flight calls finish.
+/// then lets in-flight calls finish. TLS (and mTLS) when the process configured [`crate::internal_tls`]
+/// with a certificate, plaintext otherwise.
 pub async fn serve_router(
     router: GrpcRouter,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+    match crate::internal_tls::configured().and_then(|tls| tls.server_config()) {
+        Some(config) => {
+            router.serve_with_incoming_shutdown(tls_incoming(listener, config), shutdown.cancelled_owned()).await
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+        }
+    }
 }
 
-/// A server builder for an internal gRPC port: TLS (and mTLS) when the process configured
-/// [`crate::internal_tls`], plaintext otherwise.
+/// How long a client of an internal port may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS handshakes in progress at once on one internal port.
+const MAX_HANDSHAKES: usize = 256;
+
+/// The connections accepted on `listener`, each after its TLS handshake with `config` (run concurrently,
+/// bounded, with a timeout; failed ones are dropped). The accepting task ends with the stream.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                () = accepted_tx.closed() => return,
+                permit = handshakes.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let (tcp, peer) = tokio::select! {
+                () = accepted_tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait a little rather than spin.
+                        tracing::warn!(%error, "internal port cannot accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, accepted_tx) = (acceptor.clone(), accepted_tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = accepted_tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "internal tls handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "internal tls handshake timed out"),
+                }
+                drop(permit);
+            });
+        }
+    });
+    ReceiverStream::new(accepted_rx)
+}
+
+/// A server builder for an internal gRPC port; [`serve_router`] adds TLS when the process configured it.
 pub fn server_builder() -> Result<GrpcServer, tonic::transport::Error> {
-    let builder = tonic::transport::Server::builder().layer(TraceServerLayer);
-    match crate::internal_tls::configured().and_then(|tls| tls.server_config()) {
-        Some(config) => builder.tls_config(config),
-        None => Ok(builder),
-    }
+    Ok(tonic::transport::Server::builder().layer(TraceServerLayer))
 }
 
 fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
@@ -62,9 +119,32 @@ fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 }
 
 /// A channel to `url` (`http://host:port`) that connects on first use and
-/// reconnects by itself, with bounded connect and keepalive timeouts.
+/// reconnects by itself, with bounded connect and keepalive timeouts. An `https://` URL with internal TLS
+/// gets a new endpoint when the TLS material changes: later connections use the new material, calls on the
+/// established one finish there.
 pub fn lazy_channel(url: &str) -> Result<GrpcChannel, tonic::transport::Error> {
-    Ok(traced(endpoint(url)?.connect_lazy()))
+    let first = endpoint(url)?;
+    let Some(tls) = crate::internal_tls::configured().filter(|_| url.starts_with("https://")) else {
+        return Ok(traced(first.connect_lazy()));
+    };
+    // A balance over one endpoint, so it can be replaced (an insert under the same key).
+    let (channel, changes_tx) = Channel::balance_channel(1);
+    assert!(changes_tx.try_send(Change::Insert((), first)).is_ok(), "room for the first endpoint");
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = changes_tx.closed() => return,
+                () = tls.changed() => {}
+            }
+            let Ok(endpoint) = endpoint(&url) else { return };
+            tracing::debug!(%url, "internal tls material changed; new connections use it");
+            if changes_tx.send(Change::Insert((), endpoint)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(traced(channel))
 }
 
 fn traced(channel: Channel) -> GrpcChannel {
@@ -133,7 +213,9 @@ pub fn replica_channel_with(
         })
         .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
     let (channel, changes_tx) = Channel::balance_channel(64);
-    tokio::spawn(Discovery { targets, resolver, resolve_interval, replicas: BTreeMap::new() }.run(changes_tx));
+    let tls_generation = crate::internal_tls::configured().map_or(0, |tls| tls.generation());
+    let discovery = Discovery { targets, resolver, resolve_interval, replicas: BTreeMap::new(), tls_generation };
+    tokio::spawn(discovery.run(changes_tx));
     Ok(traced(channel))
 }
 
@@ -167,6 +249,8 @@ struct Discovery {
     resolve_interval: Duration,
     /// `scheme://address` → the replica.
     replicas: BTreeMap<String, Replica>,
+    /// The internal TLS generation the `https://` endpoints were built with.
+    tls_generation: u64,
 }
 
 type Changes = tokio::sync::mpsc::Sender<Change<String, Endpoint>>;
@@ -180,6 +264,9 @@ impl Discovery {
                 if self.resolve(&changes).await.is_err() {
                     return;
                 }
+            }
+            if self.renew_tls(&changes).await.is_err() {
+                return;
             }
             match self.probe(&changes).await {
                 Err(()) => return,
@@ -244,6 +331,29 @@ impl Discovery {
             changes.send(Change::Insert(key.clone(), endpoint.clone())).await.map_err(|_| ())?;
             let probe = endpoint.clone().connect_lazy();
             self.replicas.insert(key, Replica { endpoint, probe, live: true, target });
+        }
+        Ok(())
+    }
+
+    /// When the internal TLS material changed, replaces every `https://` replica's endpoint (an insert under
+    /// the same key): new connections use the new material, calls on established ones finish there.
+    async fn renew_tls(&mut self, changes: &Changes) -> Result<(), ()> {
+        let Some(tls) = crate::internal_tls::configured() else { return Ok(()) };
+        let generation = tls.generation();
+        if generation == self.tls_generation {
+            return Ok(());
+        }
+        self.tls_generation = generation;
+        tracing::debug!("internal tls material changed; renewing the replicas' endpoints");
+        for (key, replica) in &mut self.replicas {
+            let Some(address) = key.strip_prefix("https://").and_then(|address| address.parse().ok()) else {
+                continue;
+            };
+            let Ok(endpoint) = address_endpoint(&self.targets[replica.target], address) else { continue };
+            replica.endpoint = endpoint.clone();
+            if replica.live {
+                changes.send(Change::Insert(key.clone(), endpoint)).await.map_err(|_| ())?;
+            }
         }
         Ok(())
     }

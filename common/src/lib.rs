@@ -6,6 +6,8 @@
 //! - [`trace_context`]: the W3C trace context across gRPC calls, the agent stream and API requests.
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
+//! - [`tls_reload`]: certificates, keys and CA bundles that follow their files; the rustls server config
+//!   that asks them at every handshake.
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
 //! - [`health`]: honest gRPC health (not serving while draining or while the backend is unreachable) and
 //!   the hysteresis that keeps one failed check from flipping a state.
@@ -26,6 +28,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod tls_reload;
 pub mod trace_context;
 
 pub use error::{ErrorCode, ServiceError};

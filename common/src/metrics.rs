@@ -34,6 +34,14 @@ pub fn recorder() -> Result<PrometheusHandle, String> {
             metrics_process::Collector::default().describe();
             metrics::describe_gauge!("switchboard_build_info", "Always 1; the version in a label.");
             metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            metrics::describe_counter!(
+                "switchboard_tls_reloads_total",
+                "Changes seen in watched TLS files, by file and outcome (loaded, refused)."
+            );
+            metrics::describe_gauge!(
+                "switchboard_tls_certificate_expiry_seconds",
+                "When the certificate in a TLS file expires (notAfter, Unix seconds; a CA bundle's earliest)."
+            );
             Ok(handle)
         })
         .clone()

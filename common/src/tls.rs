@@ -5,9 +5,10 @@
 //! `127.0.0.1` and `::1` plus any extra names) into `<data-dir>/tls/`. Clients
 //! trust `ca.pem`. Production deployments pass their own certificate instead.
 //!
-//! The public TLS ports (the agent port 8445, the session resolver 8447) can require client certificates
-//! ([`https_server_config_with_client_ca`]); the development CA can issue them
-//! ([`DevCa::issue_client_identity`]).
+//! The public TLS ports (the agent port 8445, the session resolver 8447) can require client certificates;
+//! the development CA can issue them ([`DevCa::issue_client_identity`]). The services' rustls server configs
+//! come from [`crate::tls_reload::server_config`], which follows the certificate files; the helpers here
+//! build the same for fixed material (tests).
 
 use std::{
     fs,
@@ -60,18 +61,6 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-impl Identity {
-    /// Checks that the PEM holds a certificate and a private key rustls accepts together, so a bad file is
-    /// reported at start rather than at the first handshake.
-    pub fn check(&self) -> Result<(), TlsError> {
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_client_auth_cert(parse_certs(&self.cert_pem)?, parse_key(&self.key_pem)?)?;
-        Ok(())
-    }
-}
-
 /// The development CA and the server identity it signed.
 #[derive(Debug, Clone)]
 pub struct DevCa {
@@ -116,6 +105,20 @@ impl DevCa {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(Identity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+impl DevCa {
+    /// A new server certificate for `names`, signed by this CA like `server.pem` but with its own key and
+    /// serial: what a renewal looks like (tests rotate to it).
+    pub fn issue_server_identity(&self, names: &[String]) -> Result<Identity, TlsError> {
+        let ca_key = KeyPair::from_pem(&read_file(&self.ca_path.with_file_name("ca-key.pem"))?)?;
+        let issuer = Issuer::new(dev_ca_params()?, &ca_key);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, "switchboard");
         let cert = params.signed_by(&key, &issuer)?;
         Ok(Identity { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
@@ -180,7 +183,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -195,40 +198,31 @@ pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> 
     Ok(certs)
 }
 
-fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     rustls_pemfile::private_key(&mut pem.as_bytes())
         .map_err(|e| TlsError::Pem(format!("bad private key PEM: {e}")))?
         .ok_or_else(|| TlsError::Pem("no private key in PEM".into()))
 }
 
-/// A rustls server config for HTTPS (ALPN h2 and http/1.1) without client certificates.
+/// The ALPN protocols of the HTTPS ports (the gateway, the agent port, the session resolver).
+pub const HTTPS_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1) without client certificates, for fixed
+/// material (tests; services serve [`crate::tls_reload::server_config`] with material that follows its files).
 pub fn https_server_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     https_server_config_with_client_ca(identity, None)
 }
 
-/// A rustls server config for HTTPS (ALPN h2 and http/1.1). With `client_ca_pem` (one or more PEM CA
-/// certificates) every client must present a certificate chaining to one of them, or the handshake fails
-/// (mutual TLS); without, no client certificate is asked for.
+/// A rustls server config for HTTPS (ALPN h2 and http/1.1) for fixed material. With `client_ca_pem` (one or
+/// more PEM CA certificates) every client must present a certificate chaining to one of them, or the
+/// handshake fails (mutual TLS); without, no client certificate is asked for.
 pub fn https_server_config_with_client_ca(
     identity: &Identity,
     client_ca_pem: Option<&str>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let builder = match client_ca_pem {
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in parse_certs(pem)? {
-                roots.add(cert)?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(parse_certs(&identity.cert_pem)?, parse_key(&identity.key_pem)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let identity = crate::tls_reload::ReloadingIdentity::from_pem(identity)?;
+    let client_ca = client_ca_pem.map(crate::tls_reload::ReloadingCa::from_pem).transpose()?;
+    crate::tls_reload::server_config(&identity, client_ca.as_ref(), HTTPS_ALPN)
 }
 
 /// A rustls client config trusting only the given CA certificates.

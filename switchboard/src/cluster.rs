@@ -17,6 +17,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use switchboard_common::config::TelemetrySettings;
+use switchboard_common::tls_reload::{ReloadingCa, ReloadingIdentity};
 use switchboard_common::{Shutdown, grpc::lazy_channel, tls::DevCa};
 use switchboard_proto::session_store_client::SessionStoreClient;
 use switchboard_store::{Backend, Observed, embedded::EmbeddedBackend};
@@ -256,16 +257,19 @@ impl Cluster {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let tls = DevCa::load_or_create(&config.data_dir.join("tls"), &config.tls_names)?;
-        let agent_client_ca_pem = switchboard_common::config::client_ca(config.agent_client_ca_file.as_deref())
+        // The development CA's material is fixed (it is not rotated), served the way files are.
+        let server_identity = ReloadingIdentity::from_pem(&tls.server)?;
+        let dev_ca = ReloadingCa::from_pem(&tls.ca_pem)?;
+        let agent_client_ca = switchboard_common::config::client_ca(config.agent_client_ca_file.as_deref())
             .context("agent_client_ca_file")?;
-        let resolver_client_ca_pem = switchboard_common::config::client_ca(config.resolver_client_ca_file.as_deref())
+        let resolver_client_ca = switchboard_common::config::client_ca(config.resolver_client_ca_file.as_deref())
             .context("resolver_client_ca_file")?;
-        if resolver_client_ca_pem.is_some() && config.resolver_listen.0.is_none() {
+        if resolver_client_ca.is_some() && config.resolver_listen.0.is_none() {
             anyhow::bail!("resolver_client_ca_file is set but the session resolver is off");
         }
-        if let Some(client_ca) = &agent_client_ca_pem
+        if let Some(client_ca) = &agent_client_ca
             && config.sim_hosts > 0
-            && !trusts(client_ca, &tls.ca_pem)?
+            && !trusts(&client_ca.current().pem, &tls.ca_pem)?
         {
             anyhow::bail!(
                 "simulated hosts present client certificates from the development CA {}: include it in \
@@ -302,14 +306,14 @@ impl Cluster {
             replica_id: format!("all-in-one-{}", uuid::Uuid::new_v4()),
             advertised_address: store_url.clone(),
             update_interval_seconds: config.update_interval_seconds,
-            agent_client_ca_pem: agent_client_ca_pem.clone(),
+            agent_client_ca: agent_client_ca.clone(),
             timers: config.timers.clone(),
             webhooks: config.webhooks.clone(),
             ..Default::default()
         };
         let listeners = switchboard_session_store::Listeners { grpc: store_listener, agent: agent_listener };
         tasks.spawn({
-            let (backend, identity, shutdown) = (backend.clone(), tls.server.clone(), shutdown.clone());
+            let (backend, identity, shutdown) = (backend.clone(), server_identity.clone(), shutdown.clone());
             async move {
                 let result =
                     switchboard_session_store::serve(store_config, listeners, backend, Some(identity), shutdown);
@@ -362,8 +366,8 @@ impl Cluster {
         let api_listener = api_listener.into_std()?;
         if let Some(listener) = resolver_listener {
             let listener = listener.into_std()?;
-            let (identity, upstreams, shutdown) = (tls.server.clone(), upstreams.clone(), shutdown.clone());
-            let client_ca = resolver_client_ca_pem.clone();
+            let (identity, upstreams, shutdown) = (server_identity.clone(), upstreams.clone(), shutdown.clone());
+            let client_ca = resolver_client_ca.clone();
             tasks.spawn(async move {
                 let result =
                     switchboard_gateway::resolver::serve(listener, Some(identity), client_ca, upstreams, shutdown);
@@ -371,7 +375,7 @@ impl Cluster {
             });
         }
         tasks.spawn({
-            let (identity, shutdown) = (tls.server.clone(), shutdown.clone());
+            let (identity, shutdown) = (server_identity.clone(), shutdown.clone());
             let config = config.gateway.clone();
             async move {
                 let result = switchboard_gateway::serve(config, api_listener, Some(identity), upstreams, shutdown);
@@ -383,10 +387,11 @@ impl Cluster {
         let broker_url = format!("https://localhost:{}", agent_addr.port());
         let enrolments = sim_host_enrolments(backend.as_ref(), &config.data_dir, config.sim_hosts).await?;
         for (index, enrolment) in enrolments.into_iter().enumerate() {
-            let mut options = switchboard_agent::simulated_host_options(index, &broker_url, Some(tls.ca_pem.clone()));
+            let mut options = switchboard_agent::simulated_host_options(index, &broker_url, Some(dev_ca.clone()));
             options.enrolment = Some(enrolment);
-            if agent_client_ca_pem.is_some() {
-                options.client_identity = Some(tls.issue_client_identity(&format!("sim-host-{index}"))?);
+            if agent_client_ca.is_some() {
+                let identity = tls.issue_client_identity(&format!("sim-host-{index}"))?;
+                options.client_identity = Some(ReloadingIdentity::from_pem(&identity)?);
             }
             let driver = Arc::new(switchboard_agent::driver::simulated::SimulatedDriver::default());
             let shutdown = shutdown.clone();

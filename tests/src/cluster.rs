@@ -292,8 +292,8 @@ impl ProcessCluster {
         // localhost and 127.0.0.1, and requires the others' to chain to the dev CA.
         let internal_tls: Vec<String> = if spec.internal_mtls {
             switchboard_common::internal_tls::configure(switchboard_common::internal_tls::InternalTls {
-                ca_pem: tls.ca_pem.clone(),
-                identity: Some(tls.server.clone()),
+                ca: switchboard_common::tls_reload::ReloadingCa::from_pem(&tls.ca_pem)?,
+                identity: Some(switchboard_common::tls_reload::ReloadingIdentity::from_pem(&tls.server)?),
                 require_client_cert: true,
             });
             vec![

@@ -21,8 +21,8 @@ async fn internal_ports_speak_mutual_tls_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let ca = switchboard_common::tls::DevCa::load_or_create(dir.path(), &[]).unwrap();
     internal_tls::configure(InternalTls {
-        ca_pem: ca.ca_pem.clone(),
-        identity: Some(ca.server.clone()),
+        ca: switchboard_common::tls_reload::ReloadingCa::from_pem(&ca.ca_pem).unwrap(),
+        identity: Some(switchboard_common::tls_reload::ReloadingIdentity::from_pem(&ca.server).unwrap()),
         require_client_cert: true,
     });
 

@@ -350,7 +350,7 @@ async fn a_single_use_connection_token_is_refused_on_replay() {
         config,
         listeners,
         backend.clone(),
-        Some(tls.server.clone()),
+        Some(switchboard_common::tls_reload::ReloadingIdentity::from_pem(&tls.server).unwrap()),
         shutdown.clone(),
     ));
     let session = SessionRecord {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use switchboard::{Cluster, UpConfig};
 use switchboard_common::tls::{DevCa, Identity};
+use switchboard_common::tls_reload::{ReloadingCa, ReloadingIdentity};
 use switchboard_proto::agent_enrolment_client::AgentEnrolmentClient;
 use switchboard_proto::{CreateSessionSpec, RegisterAgentRequest, SessionState, SessionType};
 use tonic::Code;
@@ -92,9 +93,13 @@ async fn the_agent_port_admits_only_clients_with_a_certificate_from_its_ca() {
     // An agent presenting a certificate from the client CA enrols, connects, and its session appears.
     let statement =
         switchboard_store::enrolment::statements::generate(harness.cluster.backend.as_ref()).await.unwrap().text;
-    let mut options =
-        switchboard_agent::simulated_host_options(7, &harness.agent_url(), Some(harness.ca.ca_pem.clone()));
-    options.client_identity = Some(harness.ca.issue_client_identity("host-7").unwrap());
+    let mut options = switchboard_agent::simulated_host_options(
+        7,
+        &harness.agent_url(),
+        Some(ReloadingCa::from_pem(&harness.ca.ca_pem).unwrap()),
+    );
+    let identity = harness.ca.issue_client_identity("host-7").unwrap();
+    options.client_identity = Some(ReloadingIdentity::from_pem(&identity).unwrap());
     let credentials = harness.data_dir.path().join("host-7.credentials.toml");
     options.enrolment = Some(switchboard_agent::enrol::Enrolment::inline(statement, credentials));
     let server_id = options.server_id.clone();

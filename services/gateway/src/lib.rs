@@ -35,7 +35,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use switchboard_common::grpc::GrpcChannel;
-use switchboard_common::{Shutdown, tls::Identity};
+use switchboard_common::{Shutdown, tls_reload::ReloadingIdentity};
 use switchboard_proto::{
     auth_client::AuthClient, placement_client::PlacementClient, session_store_client::SessionStoreClient,
 };
@@ -235,7 +235,7 @@ impl AppState {
 pub async fn serve(
     config: GatewayConfig,
     listener: std::net::TcpListener,
-    tls: Option<Identity>,
+    tls: Option<ReloadingIdentity>,
     upstreams: Upstreams,
     shutdown: Shutdown,
 ) -> Result<()> {
@@ -253,7 +253,9 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     match tls {
         Some(identity) => {
-            let tls_config = switchboard_common::tls::https_server_config(&identity)?;
+            // The certificate is asked at every handshake, so a rotated one is served without a restart.
+            let tls_config =
+                switchboard_common::tls_reload::server_config(&identity, None, switchboard_common::tls::HTTPS_ALPN)?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
             tracing::info!(?addr, "gateway serving https");
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);

@@ -17,7 +17,8 @@ use axum::{
     extract::{Query, State, rejection::QueryRejection},
     routing::post,
 };
-use switchboard_common::{Shutdown, tls::Identity};
+use switchboard_common::Shutdown;
+use switchboard_common::tls_reload::{ReloadingCa, ReloadingIdentity};
 use switchboard_proto::SessionState;
 
 use crate::{
@@ -91,12 +92,12 @@ async fn resolve_session(
 /// certificate chaining to it, or the TLS handshake fails.
 pub async fn serve(
     listener: std::net::TcpListener,
-    tls: Option<Identity>,
-    client_ca_pem: Option<String>,
+    tls: Option<ReloadingIdentity>,
+    client_ca: Option<ReloadingCa>,
     upstreams: Upstreams,
     shutdown: Shutdown,
 ) -> Result<()> {
-    if tls.is_none() && client_ca_pem.is_some() {
+    if tls.is_none() && client_ca.is_some() {
         return Err(ApiError::Internal("a resolver client CA needs the resolver to serve TLS".into()));
     }
     let app = router(upstreams);
@@ -109,10 +110,13 @@ pub async fn serve(
     let addr = listener.local_addr().ok();
     match tls {
         Some(identity) => {
-            let tls_config =
-                switchboard_common::tls::https_server_config_with_client_ca(&identity, client_ca_pem.as_deref())?;
+            let tls_config = switchboard_common::tls_reload::server_config(
+                &identity,
+                client_ca.as_ref(),
+                switchboard_common::tls::HTTPS_ALPN,
+            )?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
-            tracing::info!(?addr, client_certificates = client_ca_pem.is_some(), "session resolver serving https");
+            tracing::info!(?addr, client_certificates = client_ca.is_some(), "session resolver serving https");
             axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app.into_make_service()).await?;
         }
         None => {

@@ -20,7 +20,7 @@ async fn serves_https_and_stops_on_shutdown() {
     let server = tokio::spawn(serve(
         GatewayConfig::default(),
         listener,
-        Some(ca.server.clone()),
+        Some(switchboard_common::tls_reload::ReloadingIdentity::from_pem(&ca.server).unwrap()),
         upstream.upstreams.clone(),
         shutdown.clone(),
     ));

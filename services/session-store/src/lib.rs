@@ -116,13 +116,14 @@ pub struct StoreConfig {
     /// Whether a DCV connection token passes the verifier only once.
     #[arg(long)]
     pub connection_token_single_use: bool,
-    /// PEM CA certificates of the agent port's clients (read from the `agent_client_ca_file` setting): when
+    /// CA certificates of the agent port's clients (the `agent_client_ca_file` setting, followed when it
+    /// changes): when
     /// set, every connection to the agent port (agents, and the DCV server calling the token verifier) must
     /// present a certificate chaining to one of them, or the TLS handshake fails. `None`: no client
     /// certificates (the default).
     #[arg(skip)]
     #[serde(skip)]
-    pub agent_client_ca_pem: Option<String>,
+    pub agent_client_ca: Option<switchboard_common::tls_reload::ReloadingCa>,
     /// Webhook delivery (flattened: settings of their own).
     #[command(flatten)]
     #[serde(flatten)]
@@ -147,7 +148,7 @@ impl Default for StoreConfig {
             require_agent_credentials: true,
             connection_token_issuer: "switchboard".to_owned(),
             connection_token_single_use: false,
-            agent_client_ca_pem: None,
+            agent_client_ca: None,
             webhooks: webhooks::WebhookSettings::default(),
         }
     }
@@ -278,7 +279,7 @@ pub const AGENT_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::f
 pub const AGENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Serves `SessionStore` on `listeners.grpc` and `AgentLink` on
-/// `listeners.agent` (TLS with `agent_tls`, mutual with `config.agent_client_ca_pem`) until `shutdown` is
+/// `listeners.agent` (TLS with `agent_tls`, mutual with `config.agent_client_ca`; both follow their files) until `shutdown` is
 /// cancelled,
 /// then ends the agent streams and lets in-flight calls finish. Also runs the
 /// liveness sweep.
@@ -289,7 +290,7 @@ pub async fn serve(
     config: StoreConfig,
     listeners: Listeners,
     backend: Arc<dyn Backend>,
-    agent_tls: Option<switchboard_common::tls::Identity>,
+    agent_tls: Option<switchboard_common::tls_reload::ReloadingIdentity>,
     shutdown: Shutdown,
 ) -> Result<()> {
     config.timers.check()?;
@@ -342,13 +343,7 @@ pub async fn serve(
     tracing::info!(replica_id = %config.replica_id, "session-store serving");
     let served = tokio::try_join!(
         async { serve_router(grpc_router, listeners.grpc, shutdown.clone()).await.map_err(Error::from) },
-        serve_agent_port(
-            agent_router,
-            listeners.agent,
-            agent_tls,
-            config.agent_client_ca_pem.as_deref(),
-            shutdown.clone()
-        ),
+        serve_agent_port(agent_router, listeners.agent, agent_tls, config.agent_client_ca.as_ref(), shutdown.clone()),
     );
     // Stops the sweep also when a server failed before shutdown was requested.
     stop_liveness.cancel();
@@ -363,16 +358,16 @@ pub async fn serve(
 const AGENT_PORT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves the agent port: HTTPS (h2 for gRPC, http/1.1 for the DCV verifier)
-/// with `tls` (requiring client certificates from `client_ca_pem` when given),
+/// with `tls` (requiring client certificates from `client_ca` when given; both asked at every handshake),
 /// plaintext h2c/http1 without (tests).
 async fn serve_agent_port(
     router: axum::Router,
     listener: tokio::net::TcpListener,
-    tls: Option<switchboard_common::tls::Identity>,
-    client_ca_pem: Option<&str>,
+    tls: Option<switchboard_common::tls_reload::ReloadingIdentity>,
+    client_ca: Option<&switchboard_common::tls_reload::ReloadingCa>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    if tls.is_none() && client_ca_pem.is_some() {
+    if tls.is_none() && client_ca.is_some() {
         let why = "a client CA (agent_client_ca_file) needs the agent port to serve TLS";
         return Err(Error::AgentPort(std::io::Error::new(std::io::ErrorKind::InvalidInput, why)));
     }
@@ -390,8 +385,12 @@ async fn serve_agent_port(
     match tls {
         Some(identity) => {
             switchboard_common::tls::install_crypto_provider();
-            let config = switchboard_common::tls::https_server_config_with_client_ca(&identity, client_ca_pem)?;
-            tracing::info!(client_certificates = client_ca_pem.is_some(), "agent port serving https");
+            let config = switchboard_common::tls_reload::server_config(
+                &identity,
+                client_ca,
+                switchboard_common::tls::HTTPS_ALPN,
+            )?;
+            tracing::info!(client_certificates = client_ca.is_some(), "agent port serving https");
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
             server

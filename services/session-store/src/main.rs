@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let storage: BackendConfig = settings.storage.choice()?.into();
     let identity = settings.tls.identity()?;
-    let agent_client_ca_pem =
+    let agent_client_ca =
         config::client_ca(settings.agent_client_ca_file.as_deref()).context("agent_client_ca_file")?;
     let backend = open_backend(&storage).await.context("opening the store")?;
 
@@ -111,7 +111,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         advertised_address = format!("https://{rest}");
     }
     let replica_id = settings.replica_id.unwrap_or_else(default_replica_id);
-    let store_config = StoreConfig { replica_id, advertised_address, agent_client_ca_pem, ..settings.store };
+    let store_config = StoreConfig { replica_id, advertised_address, agent_client_ca, ..settings.store };
     tracing::info!(
         listen = %grpc.local_addr()?,
         agent_listen = %agent.local_addr()?,

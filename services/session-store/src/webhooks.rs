@@ -88,8 +88,8 @@ impl Default for WebhookSettings {
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     allowed: Vec<IpNet>,
-    /// The certificates of `webhook_ca_file`, parsed once.
-    extra_roots: Vec<reqwest::Certificate>,
+    /// The certificates of `webhook_ca_file`, followed when the file changes.
+    extra_roots: Option<switchboard_common::tls_reload::ReloadingCa>,
     settings: WebhookSettings,
 }
 
@@ -103,14 +103,12 @@ impl Guard {
                 net.trim().parse::<IpNet>().map_err(|e| anyhow::anyhow!("webhook_allowed_networks {net:?}: {e}"))
             })
             .collect::<anyhow::Result<_>>()?;
-        let extra_roots = match &settings.webhook_ca_file {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).map_err(|e| anyhow::anyhow!("webhook_ca_file {}: {e}", path.display()))?;
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| anyhow::anyhow!("webhook_ca_file: {e}"))?
-            }
-            None => Vec::new(),
-        };
+        let extra_roots = settings
+            .webhook_ca_file
+            .as_deref()
+            .map(switchboard_common::tls_reload::ReloadingCa::from_file)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("webhook_ca_file: {e}"))?;
         Ok(Self { allowed, extra_roots, settings })
     }
 
@@ -385,8 +383,11 @@ async fn deliver(guard: &Guard, webhook: &WebhookRecord, event: &EventRecord) ->
         .timeout(Duration::from_secs(guard.settings.webhook_timeout_seconds.max(1)))
         .resolve(&host, address)
         .user_agent(concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")));
-    for certificate in &guard.extra_roots {
-        client = client.add_root_certificate(certificate.clone());
+    if let Some(ca) = &guard.extra_roots {
+        for der in &ca.current().certificates {
+            let certificate = reqwest::Certificate::from_der(der).map_err(|e| format!("webhook_ca_file: {e}"))?;
+            client = client.add_root_certificate(certificate);
+        }
     }
     let client = client.build().map_err(|e| format!("HTTP client: {e}"))?;
     let body = serde_json::to_vec(&api_event(event)).map_err(|e| format!("encoding the event: {e}"))?;
