@@ -351,6 +351,7 @@ impl Discovery {
             };
             let Ok(endpoint) = address_endpoint(&self.targets[replica.target], address) else { continue };
             replica.endpoint = endpoint.clone();
+            replica.probe = endpoint.clone().connect_lazy();
             if replica.live {
                 changes.send(Change::Insert(key.clone(), endpoint)).await.map_err(|_| ())?;
             }
