@@ -5,6 +5,7 @@
 //! - [`telemetry`]: `RUST_LOG`-style logging (pretty or JSON, with trace ids), OTLP trace export when configured.
 //! - [`trace_context`]: the W3C trace context across gRPC calls, the agent stream and API requests.
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
+//! - [`process`]: process limits raised at start (the open-files soft limit to the hard one).
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
 //! - [`health`]: honest gRPC health (not serving while draining or while the backend is unreachable) and
@@ -21,6 +22,7 @@ pub mod grpc;
 pub mod health;
 pub mod internal_tls;
 pub mod metrics;
+pub mod process;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
