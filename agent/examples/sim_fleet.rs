@@ -82,6 +82,8 @@ fn usage() -> (u64, f64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     switchboard_common::tls::install_crypto_provider();
+    // A socket per host: the soft open-files limit up to the hard one.
+    switchboard_common::process::raise_fd_limit();
     let broker = arg("--broker").unwrap_or_else(|| "https://localhost:8445".into());
     let ca = arg("--ca").map(std::fs::read_to_string).transpose()?;
     let hosts: usize = arg("--hosts").map_or(Ok(100), |v| v.parse())?;

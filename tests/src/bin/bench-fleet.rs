@@ -15,8 +15,11 @@
 //! cargo build --release -p switchboard-agent --example sim_fleet
 //! cargo build --release -p switchboard-tests --bin bench-fleet
 //! target/release/bench-fleet [--agents 10000] [--interval 30] [--minutes 30] [--sample 60] [--compare 10]
-//!     [--sessions 5] [--keep DIR] [--wrap-replica PROGRAM] [--wrap-agents PROGRAM]
+//!     [--sessions 5] [--keep DIR] [--wrap-replica PROGRAM] [--wrap-agents PROGRAM] [--all-in-one true]
 //! ```
+//!
+//! `--all-in-one true` measures `switchboard up --sim-hosts 0` (every service in one process, embedded
+//! store; `cargo build --release -p switchboard --bin switchboard`) in the replica's place.
 //!
 //! `--keep DIR` keeps the logs and TLS files there; `--wrap-replica 'heaptrack -o DIR/replica'` (or
 //! `--wrap-agents`) runs that process under a profiler, whose child is then the one measured.
@@ -45,6 +48,8 @@ struct Options {
     wrap_replica: Vec<String>,
     /// A program the agents' process runs under.
     wrap_agents: Vec<String>,
+    /// Measure `switchboard up` (every service in one process, embedded store) instead of a replica.
+    all_in_one: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -58,6 +63,7 @@ fn options() -> anyhow::Result<Options> {
         keep: None,
         wrap_replica: Vec::new(),
         wrap_agents: Vec::new(),
+        all_in_one: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -70,6 +76,7 @@ fn options() -> anyhow::Result<Options> {
             "--compare" => options.compare = value.parse()?,
             "--sessions" => options.sessions = value.parse()?,
             "--keep" => options.keep = Some(value.into()),
+            "--all-in-one" => options.all_in_one = value.parse()?,
             "--wrap-replica" => options.wrap_replica = value.split_whitespace().map(str::to_owned).collect(),
             "--wrap-agents" => options.wrap_agents = value.split_whitespace().map(str::to_owned).collect(),
             other => bail!("unknown option {other}"),
@@ -242,6 +249,113 @@ async fn main() -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = options.keep.clone().unwrap_or_else(|| temp.path().to_owned());
     fs::create_dir_all(&dir)?;
+    let broker = if options.all_in_one {
+        start_all_in_one(&options, &dir).await?
+    } else {
+        start_replica(&options, &dir).await?
+    };
+    let mut store = broker.process;
+    let (store_log, agent_port, ca_path, statement_file) =
+        (broker.log, broker.agent_port, broker.ca_path, broker.statement_file);
+
+    let total = options.minutes * 60;
+    let fleet_log = dir.join("sim_fleet.log");
+    let fleet_program = binary("examples/sim_fleet")?;
+    let mut fleet = Proc::start_wrapped(
+        &options.wrap_agents,
+        &fleet_program,
+        &[
+            format!("--broker=https://localhost:{agent_port}"),
+            format!("--ca={}", ca_path.display()),
+            format!("--hosts={}", options.agents),
+            format!("--sessions={}", options.sessions),
+            format!("--seconds={}", total + 2 * options.sample),
+            format!("--window={}", options.interval),
+            format!("--software-statement={}", statement_file.display()),
+            format!("--credentials-dir={}", dir.join("credentials").display()),
+        ],
+        &fleet_log,
+    )?;
+    if !options.wrap_agents.is_empty() {
+        fleet.find_measured(&fleet_program).await?;
+    }
+    println!(
+        "bench-fleet: {} agents ({} sessions each) on {} (pid {}, TLS, enrolled), agents' process pid {}, \
+         update interval {} s, {} min, a sample every {} s; logs in {}",
+        options.agents,
+        options.sessions,
+        if options.all_in_one {
+            "`switchboard up` (all-in-one, embedded store; 'replica' below)"
+        } else {
+            "one session-store replica (Redis backend)"
+        },
+        store.pid(),
+        fleet.pid(),
+        options.interval,
+        options.minutes,
+        options.sample,
+        dir.display()
+    );
+    println!(
+        "{:>6} | {:>11} {:>7} {:>6} | {:>11} {:>7} {:>6} | {:>8}",
+        "t (s)", "replica MiB", "CPU %", "fds", "agents MiB", "CPU %", "fds", "updating"
+    );
+    let started = Instant::now();
+    let mut last = (usage(store.pid()), usage(fleet.pid()), Instant::now());
+    let mut rows: Vec<Row> = Vec::new();
+    for n in 1..=total / options.sample {
+        let due = started + Duration::from_secs(n * options.sample);
+        tokio::time::sleep_until(due.into()).await;
+        store.check_alive("session-store", &store_log)?;
+        fleet.check_alive("sim_fleet", &fleet_log)?;
+        let (replica, agents, now) = (usage(store.pid()), usage(fleet.pid()), Instant::now());
+        let elapsed = now.duration_since(last.2).as_secs_f64();
+        let cpu = |after: Usage, before: Usage| {
+            (after.cpu_ticks - before.cpu_ticks) as f64 / TICKS_PER_SECOND / elapsed * 100.0
+        };
+        let row = Row {
+            seconds: n * options.sample,
+            replica,
+            replica_cpu: cpu(replica, last.0),
+            agents,
+            agents_cpu: cpu(agents, last.1),
+            updating: hosts_updating(&fleet_log),
+        };
+        println!(
+            "{:>6} | {:>11.1} {:>7.2} {:>6} | {:>11.1} {:>7.2} {:>6} | {:>8}",
+            row.seconds,
+            row.replica.rss_kb as f64 / 1024.0,
+            row.replica_cpu,
+            row.replica.fds,
+            row.agents.rss_kb as f64 / 1024.0,
+            row.agents_cpu,
+            row.agents.fds,
+            row.updating
+        );
+        rows.push(row);
+        last = (replica, agents, now);
+    }
+    summary(&options, &rows);
+    drop(fleet);
+    drop(store);
+    drop(broker.redis);
+    Ok(())
+}
+
+/// The broker under measurement, ready for agents.
+struct Broker {
+    process: Proc,
+    log: PathBuf,
+    agent_port: u16,
+    ca_path: PathBuf,
+    statement_file: PathBuf,
+    /// The separate replica's Redis (stopped after it).
+    redis: Option<RedisServer>,
+}
+
+/// One `switchboard-session-store` replica over a fresh `redis-server`, and a software statement from a
+/// `switchboard-auth` stopped once it issued it.
+async fn start_replica(options: &Options, dir: &Path) -> anyhow::Result<Broker> {
     let tls = switchboard_common::tls::DevCa::load_or_create(&dir.join("tls"), &[])?;
     let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
     let token_file = dir.join("admin-token");
@@ -302,84 +416,49 @@ async fn main() -> anyhow::Result<()> {
     drop(auth);
     let statement_file = dir.join("statement.txt");
     fs::write(&statement_file, statement)?;
+    Ok(Broker { process: store, log: store_log, agent_port, ca_path: tls.ca_path, statement_file, redis: Some(redis) })
+}
 
-    let total = options.minutes * 60;
-    let fleet_log = dir.join("sim_fleet.log");
-    let fleet_program = binary("examples/sim_fleet")?;
-    let mut fleet = Proc::start_wrapped(
-        &options.wrap_agents,
-        &fleet_program,
-        &[
-            format!("--broker=https://localhost:{agent_port}"),
-            format!("--ca={}", tls.ca_path.display()),
-            format!("--hosts={}", options.agents),
-            format!("--sessions={}", options.sessions),
-            format!("--seconds={}", total + 2 * options.sample),
-            format!("--window={}", options.interval),
-            format!("--software-statement={}", statement_file.display()),
-            format!("--credentials-dir={}", dir.join("credentials").display()),
-        ],
-        &fleet_log,
-    )?;
-    if !options.wrap_agents.is_empty() {
-        fleet.find_measured(&fleet_program).await?;
+/// `switchboard up --sim-hosts 0` (every service in one process, embedded store) and a software statement
+/// from `switchboard generate-software-statement`.
+async fn start_all_in_one(options: &Options, dir: &Path) -> anyhow::Result<Broker> {
+    let data = dir.join("data");
+    let (listen, agent_port) = (free_port(), free_port());
+    let log = dir.join("switchboard-up.log");
+    let program = binary("switchboard")?;
+    let args = [
+        "up".to_owned(),
+        format!("--data-dir={}", data.display()),
+        "--sim-hosts=0".into(),
+        format!("--update-interval-seconds={}", options.interval),
+        format!("--listen=127.0.0.1:{listen}"),
+        format!("--agent-listen=127.0.0.1:{agent_port}"),
+        "--log-level=warn".into(),
+    ];
+    let mut process = Proc::start_wrapped(&options.wrap_replica, &program, &args, &log)?;
+    if !options.wrap_replica.is_empty() {
+        process.find_measured(&program).await?;
     }
-    println!(
-        "bench-fleet: {} agents ({} sessions each) on one session-store replica (pid {}, Redis backend, TLS, \
-         enrolled), agents' process pid {}, update interval {} s, {} min, a sample every {} s; logs in {}",
-        options.agents,
-        options.sessions,
-        store.pid(),
-        fleet.pid(),
-        options.interval,
-        options.minutes,
-        options.sample,
-        dir.display()
-    );
-    println!(
-        "{:>6} | {:>11} {:>7} {:>6} | {:>11} {:>7} {:>6} | {:>8}",
-        "t (s)", "replica MiB", "CPU %", "fds", "agents MiB", "CPU %", "fds", "updating"
-    );
-    let started = Instant::now();
-    let mut last = (usage(store.pid()), usage(fleet.pid()), Instant::now());
-    let mut rows: Vec<Row> = Vec::new();
-    for n in 1..=total / options.sample {
-        let due = started + Duration::from_secs(n * options.sample);
-        tokio::time::sleep_until(due.into()).await;
-        store.check_alive("session-store", &store_log)?;
-        fleet.check_alive("sim_fleet", &fleet_log)?;
-        let (replica, agents, now) = (usage(store.pid()), usage(fleet.pid()), Instant::now());
-        let elapsed = now.duration_since(last.2).as_secs_f64();
-        let cpu = |after: Usage, before: Usage| {
-            (after.cpu_ticks - before.cpu_ticks) as f64 / TICKS_PER_SECOND / elapsed * 100.0
-        };
-        let row = Row {
-            seconds: n * options.sample,
-            replica,
-            replica_cpu: cpu(replica, last.0),
-            agents,
-            agents_cpu: cpu(agents, last.1),
-            updating: hosts_updating(&fleet_log),
-        };
-        println!(
-            "{:>6} | {:>11.1} {:>7.2} {:>6} | {:>11.1} {:>7.2} {:>6} | {:>8}",
-            row.seconds,
-            row.replica.rss_kb as f64 / 1024.0,
-            row.replica_cpu,
-            row.replica.fds,
-            row.agents.rss_kb as f64 / 1024.0,
-            row.agents_cpu,
-            row.agents.fds,
-            row.updating
-        );
-        rows.push(row);
-        last = (replica, agents, now);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("admin.json").exists() {
+        process.check_alive("switchboard up", &log)?;
+        if Instant::now() > deadline {
+            bail!("switchboard up not ready after 60 s (log in {})", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    summary(&options, &rows);
-    drop(fleet);
-    drop(store);
-    drop(redis);
-    Ok(())
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let output = Command::new(&program)
+        .args(["generate-software-statement".to_owned(), format!("--data-dir={}", data.display())])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let statement = text
+        .lines()
+        .find_map(|line| line.strip_prefix("software-statement: "))
+        .with_context(|| format!("no statement printed: {text}{}", String::from_utf8_lossy(&output.stderr)))?;
+    let statement_file = dir.join("statement.txt");
+    fs::write(&statement_file, statement)?;
+    Ok(Broker { process, log, agent_port, ca_path: data.join("tls/ca.pem"), statement_file, redis: None })
 }
 
 /// RSS at `compare` minutes against the last sample, KB per agent, CPU per cycle (median of the samples
