@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Each host is a full agent (its own stream, driver, telemetry) with `--sessions` simulated sessions. Every
-//! 10 s it prints how many hosts sent an update in that window (a host is counted when the link listed its
+//! `--window` seconds (10) it prints how many hosts sent an update in that window (a host is counted when the link listed its
 //! sessions for a hello or an update), the process's resident memory and the CPU time used. The broker sets
 //! the update interval (`switchboard up --update-interval`).
 
@@ -54,9 +54,13 @@ impl DcvDriver for Counted {
     }
 }
 
+/// The value of `--name value` or `--name=value`.
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    let prefix = format!("{name}=");
+    args.iter()
+        .find_map(|a| a.strip_prefix(&prefix).map(str::to_owned))
+        .or_else(|| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()))
 }
 
 /// Resident memory (kB) and CPU time (s) of this process, from /proc.
@@ -78,12 +82,16 @@ fn usage() -> (u64, f64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     switchboard_common::tls::install_crypto_provider();
+    // A socket per host: the soft open-files limit up to the hard one.
+    switchboard_common::process::raise_fd_limit();
     let broker = arg("--broker").unwrap_or_else(|| "https://localhost:8445".into());
     let ca = arg("--ca").map(std::fs::read_to_string).transpose()?;
     let ca = ca.map(|pem| switchboard_common::tls_reload::ReloadingCa::from_pem(&pem)).transpose()?;
     let hosts: usize = arg("--hosts").map_or(Ok(100), |v| v.parse())?;
     let sessions: usize = arg("--sessions").map_or(Ok(0), |v| v.parse())?;
     let seconds: u64 = arg("--seconds").map_or(Ok(60), |v| v.parse())?;
+    // Match it to the broker's update interval to count every host once per window.
+    let window: u64 = arg("--window").map_or(Ok(10), |v| v.parse())?;
     // Brokers that require agent credentials (the default): every host enrols with this statement and
     // keeps its credentials in `--credentials-dir`.
     let statement = arg("--software-statement").map(std::fs::read_to_string).transpose()?;
@@ -125,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
     while started.elapsed() < Duration::from_secs(seconds) {
         // Lists from now on record the new epoch; a host counts when it listed during this window.
         let epoch = clock.fetch_add(1, Ordering::Relaxed) + 1;
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(window.max(1))).await;
         let updating = drivers.iter().filter(|d| d.listed_epoch.load(Ordering::Relaxed) == epoch).count();
         let (rss, cpu) = usage();
         println!(

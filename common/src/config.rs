@@ -474,6 +474,7 @@ pub fn bootstrap<S: Settings>(base: clap::Command) -> ConfigResult<Option<S>> {
         return Ok(None);
     }
     settings.telemetry().init(&base_name)?;
+    crate::process::raise_fd_limit_logged();
     crate::tls::install_crypto_provider();
     if let Some(internal_tls) = settings.internal_tls() {
         internal_tls.configure()?;

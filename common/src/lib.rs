@@ -5,6 +5,7 @@
 //! - [`telemetry`]: `RUST_LOG`-style logging (pretty or JSON, with trace ids), OTLP trace export when configured.
 //! - [`trace_context`]: the W3C trace context across gRPC calls, the agent stream and API requests.
 //! - [`shutdown`]: the cancellation token every service's `serve` takes, and OS signals.
+//! - [`process`]: process limits raised at start (the open-files soft limit to the hard one).
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`tls_reload`]: certificates, keys and CA bundles that follow their files; the rustls server config
 //!   that asks them at every handshake.
@@ -23,6 +24,7 @@ pub mod grpc;
 pub mod health;
 pub mod internal_tls;
 pub mod metrics;
+pub mod process;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

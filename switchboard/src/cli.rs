@@ -316,6 +316,7 @@ fn scope_text(read_only: bool, allowed_owners: &[String]) -> String {
 
 async fn up(config: UpConfig) -> anyhow::Result<()> {
     config.telemetry.init("switchboard")?;
+    switchboard_common::process::raise_fd_limit_logged();
     let started = Instant::now();
     config.gateway.validate().map_err(anyhow::Error::msg)?;
     config.auth.validate().map_err(anyhow::Error::msg)?;

@@ -611,7 +611,8 @@ impl ProcessCluster {
     }
 }
 
-async fn grpc_serving(scheme: &str, port: u16, service: &str) -> bool {
+/// Whether the gRPC health service on `127.0.0.1:port` reports `service` as serving (2 s at most).
+pub async fn grpc_serving(scheme: &str, port: u16, service: &str) -> bool {
     let Ok(channel) = switchboard_common::grpc::lazy_channel(&format!("{scheme}://127.0.0.1:{port}")) else {
         return false;
     };
