@@ -41,7 +41,7 @@ pub fn raise_fd_limit_logged() {
         Some(FdLimit { before, after, hard }) if after > before => {
             tracing::info!(before, after, hard, "open files limit raised")
         }
-        Some(FdLimit { after, hard, .. }) if after < 65_536 => tracing::warn!(
+        Some(FdLimit { after, hard, .. }) if after < 16_384 => tracing::warn!(
             soft = after,
             hard,
             "open files limit is low: every agent stream takes one (raise LimitNOFILE or the container's nofile)"
