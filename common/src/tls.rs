@@ -253,7 +253,7 @@ pub fn client_config_with_identity(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -285,8 +285,12 @@ mod tests {
         assert!(error.to_string().contains("no certificate"), "{error}");
     }
 
-    /// Runs a TLS handshake between the two configs in memory; the first error either side reports.
-    fn handshake(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>) -> Result<(), rustls::Error> {
+    /// Runs a TLS handshake between the two configs in memory: the certificate the server presented, or the
+    /// first error either side reported.
+    pub(crate) fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Result<rustls::pki_types::CertificateDer<'static>, rustls::Error> {
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut client = rustls::ClientConnection::new(client, name)?;
         let mut server = rustls::ServerConnection::new(server)?;
@@ -304,7 +308,7 @@ mod tests {
             client.read_tls(&mut bytes.as_slice()).unwrap();
             client.process_new_packets()?;
             if !client.is_handshaking() && !server.is_handshaking() {
-                return Ok(());
+                return Ok(client.peer_certificates().expect("a finished handshake")[0].clone().into_owned());
             }
         }
         panic!("handshake did not finish");

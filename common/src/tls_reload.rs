@@ -443,36 +443,8 @@ fn der_element(bytes: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::tests::handshake;
     use crate::tls::{DevCa, client_config_with_identity};
-
-    /// A handshake between the two configs in memory: the certificate the server presented, or the first
-    /// error either side reported.
-    fn handshake(
-        server: Arc<rustls::ServerConfig>,
-        client: Arc<rustls::ClientConfig>,
-    ) -> Result<CertificateDer<'static>, rustls::Error> {
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut client = rustls::ClientConnection::new(client, name)?;
-        let mut server = rustls::ServerConnection::new(server)?;
-        for _ in 0..20 {
-            let mut bytes = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut bytes).unwrap();
-            }
-            server.read_tls(&mut bytes.as_slice()).unwrap();
-            server.process_new_packets()?;
-            let mut bytes = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut bytes).unwrap();
-            }
-            client.read_tls(&mut bytes.as_slice()).unwrap();
-            client.process_new_packets()?;
-            if !client.is_handshaking() && !server.is_handshaking() {
-                return Ok(client.peer_certificates().unwrap()[0].clone().into_owned());
-            }
-        }
-        panic!("handshake did not finish");
-    }
 
     /// Two development CAs (each with a server certificate) and a directory for the watched files.
     fn two_cas() -> (DevCa, DevCa, tempfile::TempDir, [tempfile::TempDir; 2]) {
