@@ -168,6 +168,30 @@ impl QueueWorker {
             self.expire().await?;
             self.refresh_heads(classes).await?;
         }
+        let head = |classes: &HashMap<String, Class>, id: &str| classes.get(id)?.heads.first().map(|e| e.sequence);
+        let mut turns = Turns::default();
+        let mut exhausted = false;
+        loop {
+            // The fleet view syncs on its own: a server that changed since the last look may fit a
+            // class not in this round, which joins the turn in progress (`Turns::join`).
+            let dirty = self.take_dirty(classes);
+            turns.join(dirty, |id| head(classes, id));
+            let Some(id) = turns.next(|id| head(classes, id)) else { break };
+            let Some(class) = classes.get_mut(&id) else { continue };
+            let step = self.serve_next(class).await?;
+            exhausted |= step == Step::Exhausted;
+            turns.served(id, step);
+        }
+        if exhausted {
+            // A class placed every entry it knew: fetch the next ones now.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The classes worth trying now, their marks cleared: those marked (new heads) and those a server
+    /// changed since the last look would fit.
+    fn take_dirty(&self, classes: &mut HashMap<String, Class>) -> Vec<String> {
         let changes = self.fleet.take_changes();
         if changes.everything || !changes.ids.is_empty() {
             self.fleet.read(|fleet| {
@@ -186,20 +210,7 @@ impl QueueWorker {
             class.dirty = false;
             dirty.push(id.clone());
         }
-        let mut turns = Turns::new(dirty);
-        let mut exhausted = false;
-        while let Some(id) = turns.next(|id| classes.get(id).and_then(|class| class.heads.first()).map(|e| e.sequence))
-        {
-            let Some(class) = classes.get_mut(&id) else { continue };
-            let step = self.serve_next(class).await?;
-            exhausted |= step == Step::Exhausted;
-            turns.served(id, step);
-        }
-        if exhausted {
-            // A class placed every entry it knew: fetch the next ones now.
-            self.wake.notify_one();
-        }
-        Ok(())
+        dirty
     }
 
     /// Re-reads the heads of every class; new heads make their class dirty.

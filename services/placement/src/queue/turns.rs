@@ -17,16 +17,32 @@ pub(super) enum Step {
 /// Fair turns over the classes worth trying in a round: every turn serves one entry of each class
 /// still going, the class whose head waited longest first (aging: the order is taken again at every
 /// turn, by the heads' sequences, which grow with time), until every class stopped.
+///
+/// A class can join a round under way ([`Turns::join`]): the fleet view syncs on its own, so room can
+/// appear while classes are being served. The joining class takes its place in the turn in progress,
+/// so the classes already going get no more than one entry of that room before it.
+#[derive(Default)]
 pub(super) struct Turns {
-    /// The classes left in this turn, in order.
+    /// The classes left in this turn, oldest head first.
     this_turn: VecDeque<String>,
     /// The classes that progressed in this turn: the next turn's.
     next_turn: Vec<String>,
 }
 
 impl Turns {
-    pub(super) fn new(classes: Vec<String>) -> Self {
-        Self { this_turn: VecDeque::new(), next_turn: classes }
+    /// Adds classes worth trying to the turn in progress, in the order of their heads' sequences
+    /// (`head_sequence`; a class without a head last); a class already in this turn or the next is
+    /// not added again.
+    pub(super) fn join(&mut self, classes: Vec<String>, head_sequence: impl Fn(&str) -> Option<u64>) {
+        let key = |id: &str| head_sequence(id).unwrap_or(u64::MAX);
+        for class in classes {
+            if self.this_turn.contains(&class) || self.next_turn.contains(&class) {
+                continue;
+            }
+            let sequence = key(&class);
+            let at = self.this_turn.iter().position(|id| key(id) > sequence).unwrap_or(self.this_turn.len());
+            self.this_turn.insert(at, class);
+        }
     }
 
     /// The class to serve one entry of next; `head_sequence` orders a new turn (a class without a
@@ -62,8 +78,11 @@ mod tests {
         let mut placed = Vec::new();
         for &slots in slots_per_round {
             let mut free = slots;
-            let mut turns = Turns::new(lines.keys().cloned().collect());
-            while let Some(id) = turns.next(|id| lines.get(id).and_then(|line| line.front().copied())) {
+            let mut turns = Turns::default();
+            let head =
+                |lines: &HashMap<String, VecDeque<u64>>, id: &str| lines.get(id).and_then(|l| l.front().copied());
+            turns.join(lines.keys().cloned().collect(), |id| head(&lines, id));
+            while let Some(id) = turns.next(|id| head(&lines, id)) {
                 let line = lines.get_mut(&id).unwrap();
                 let step = match line.front() {
                     None => Step::Exhausted,
@@ -98,5 +117,34 @@ mod tests {
     fn every_class_goes_on_until_it_stops() {
         let placed = place(&[("a", &[1, 2]), ("b", &[3]), ("c", &[])], &[10]);
         assert_eq!(placed, [1, 3, 2], "turns continue for the classes that progressed");
+    }
+
+    #[test]
+    fn a_class_that_joins_during_a_round_gets_a_slot_of_the_turn_in_progress() {
+        // The long class alone is going when room for two appears and the short class becomes worth
+        // trying: it joins the turn in progress instead of waiting behind the long class's next entry.
+        let heads: HashMap<&str, u64> = HashMap::from([("long", 1), ("short", 3)]);
+        let sequence = |id: &str| heads.get(id).copied();
+        let mut turns = Turns::default();
+        turns.join(vec!["long".into()], sequence);
+        assert_eq!(turns.next(sequence).as_deref(), Some("long"));
+        turns.served("long".into(), Step::Progressed);
+        turns.join(vec!["short".into(), "long".into()], sequence);
+        assert_eq!(turns.next(sequence).as_deref(), Some("short"), "joined the turn in progress");
+        turns.served("short".into(), Step::Exhausted);
+        assert_eq!(turns.next(sequence).as_deref(), Some("long"), "the next turn; long was not added twice");
+        turns.served("long".into(), Step::Stopped);
+        assert_eq!(turns.next(sequence), None);
+    }
+
+    #[test]
+    fn joining_classes_take_their_place_by_age() {
+        let heads: HashMap<&str, u64> = HashMap::from([("a", 1), ("b", 5), ("c", 3)]);
+        let sequence = |id: &str| heads.get(id).copied();
+        let mut turns = Turns::default();
+        turns.join(vec!["b".into(), "a".into()], sequence);
+        turns.join(vec!["c".into()], sequence);
+        let order: Vec<String> = std::iter::from_fn(|| turns.next(sequence)).collect();
+        assert_eq!(order, ["a", "c", "b"]);
     }
 }
