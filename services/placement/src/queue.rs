@@ -94,6 +94,16 @@ impl Class {
     }
 }
 
+/// The classes marked worth trying, their marks cleared.
+fn take_marked(classes: &mut HashMap<String, Class>) -> Vec<String> {
+    let mut marked = Vec::new();
+    for (id, class) in classes.iter_mut().filter(|(_, class)| class.dirty) {
+        class.dirty = false;
+        marked.push(id.clone());
+    }
+    marked
+}
+
 /// Outcome of working on one entry.
 enum Served {
     /// Assigned to a host; creation continues in the background.
@@ -171,11 +181,15 @@ impl QueueWorker {
         let head = |classes: &HashMap<String, Class>, id: &str| classes.get(id)?.heads.first().map(|e| e.sequence);
         let mut turns = Turns::default();
         let mut exhausted = false;
+        // First the classes `refresh_heads` marked; then, before every entry, those a fleet change fits.
+        let mut marked = true;
         loop {
             // The fleet view syncs on its own: a server that changed since the last look may fit a
             // class not in this round, which joins the turn in progress (`Turns::join`).
-            let dirty = self.take_dirty(classes);
-            turns.join(dirty, |id| head(classes, id));
+            marked |= self.mark_fitting(classes);
+            if std::mem::take(&mut marked) {
+                turns.join(take_marked(classes), |id| head(classes, id));
+            }
             let Some(id) = turns.next(|id| head(classes, id)) else { break };
             let Some(class) = classes.get_mut(&id) else { continue };
             let step = self.serve_next(class).await?;
@@ -189,28 +203,23 @@ impl QueueWorker {
         Ok(())
     }
 
-    /// The classes worth trying now, their marks cleared: those marked (new heads) and those a server
-    /// changed since the last look would fit.
-    fn take_dirty(&self, classes: &mut HashMap<String, Class>) -> Vec<String> {
+    /// Marks the classes a server changed since the last look would fit; whether any server changed.
+    fn mark_fitting(&self, classes: &mut HashMap<String, Class>) -> bool {
         let changes = self.fleet.take_changes();
-        if changes.everything || !changes.ids.is_empty() {
-            self.fleet.read(|fleet| {
-                for class in classes.values_mut().filter(|class| !class.dirty) {
-                    class.dirty = changes.everything
-                        || changes
-                            .ids
-                            .iter()
-                            .filter_map(|id| fleet.get(id))
-                            .any(|server| place::judge(server, class.kind(), &class.requirements) == Verdict::Fits);
-                }
-            });
+        if !changes.everything && changes.ids.is_empty() {
+            return false;
         }
-        let mut dirty = Vec::new();
-        for (id, class) in classes.iter_mut().filter(|(_, class)| class.dirty) {
-            class.dirty = false;
-            dirty.push(id.clone());
-        }
-        dirty
+        self.fleet.read(|fleet| {
+            for class in classes.values_mut().filter(|class| !class.dirty) {
+                class.dirty = changes.everything
+                    || changes
+                        .ids
+                        .iter()
+                        .filter_map(|id| fleet.get(id))
+                        .any(|server| place::judge(server, class.kind(), &class.requirements) == Verdict::Fits);
+            }
+        });
+        true
     }
 
     /// Re-reads the heads of every class; new heads make their class dirty.

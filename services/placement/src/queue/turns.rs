@@ -34,15 +34,16 @@ impl Turns {
     /// (`head_sequence`; a class without a head last); a class already in this turn or the next is
     /// not added again.
     pub(super) fn join(&mut self, classes: Vec<String>, head_sequence: impl Fn(&str) -> Option<u64>) {
-        let key = |id: &str| head_sequence(id).unwrap_or(u64::MAX);
-        for class in classes {
-            if self.this_turn.contains(&class) || self.next_turn.contains(&class) {
-                continue;
-            }
-            let sequence = key(&class);
-            let at = self.this_turn.iter().position(|id| key(id) > sequence).unwrap_or(self.this_turn.len());
-            self.this_turn.insert(at, class);
+        let new: Vec<String> = classes
+            .into_iter()
+            .filter(|class| !self.this_turn.contains(class) && !self.next_turn.contains(class))
+            .collect();
+        if new.is_empty() {
+            return;
         }
+        // The classes left in the turn keep their order: none was served since it was taken (stable sort).
+        self.this_turn.extend(new);
+        self.this_turn.make_contiguous().sort_by_key(|id| head_sequence(id).unwrap_or(u64::MAX));
     }
 
     /// The class to serve one entry of next; `head_sequence` orders a new turn (a class without a
