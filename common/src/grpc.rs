@@ -44,8 +44,9 @@ pub async fn serve_router(
             router.serve_with_incoming_shutdown(tls_incoming(listener, config), shutdown.cancelled_owned()).await
         }
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+            router
+                .serve_with_incoming_shutdown(crate::listen::grpc_incoming(listener), shutdown.cancelled_owned())
+                .await
         }
     }
 }
@@ -83,6 +84,8 @@ fn tls_incoming(
                     }
                 },
             };
+            // See `crate::listen`; a failure leaves Nagle on, which is slower but works.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, accepted_tx) = (acceptor.clone(), accepted_tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -428,6 +431,27 @@ pub fn health() -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `crate::listen`: TLS connections of an internal port have `TCP_NODELAY` too.
+    #[tokio::test]
+    async fn tls_connections_are_accepted_with_nodelay() {
+        use tokio_stream::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::tls::DevCa::load_or_create(dir.path(), &["localhost".into()]).unwrap();
+        let server = crate::tls::https_server_config(&ca.server).unwrap();
+        let client = tokio_rustls::TlsConnector::from(crate::tls::client_config_trusting(&ca.ca_pem).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut incoming = tls_incoming(listener, server);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connecting = tokio::spawn(async move {
+            let tcp = TcpStream::connect(address).await.unwrap();
+            client.connect(name, tcp).await.unwrap()
+        });
+        let accepted = tokio::time::timeout(Duration::from_secs(10), incoming.next()).await.unwrap().unwrap().unwrap();
+        assert!(accepted.get_ref().0.nodelay().unwrap());
+        drop(connecting.await.unwrap());
+    }
 
     #[test]
     fn probes_the_authority_of_a_url() {

@@ -9,6 +9,7 @@
 //! - [`tls`]: the development CA written into the data dir, and rustls configs.
 //! - [`tls_reload`]: certificates, keys and CA bundles that follow their files; the rustls server config
 //!   that asks them at every handshake.
+//! - [`listen`]: accepting connections on every port (`TCP_NODELAY`).
 //! - [`grpc`]: serving tonic services with health on a bound listener, and dialing them.
 //! - [`health`]: honest gRPC health (not serving while draining or while the backend is unreachable) and
 //!   the hysteresis that keeps one failed check from flipping a state.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod internal_tls;
+pub mod listen;
 pub mod metrics;
 pub mod process;
 pub mod secret;

@@ -256,15 +256,14 @@ pub async fn serve(
             // The certificate is asked at every handshake, so a rotated one is served without a restart.
             let tls_config =
                 switchboard_common::tls_reload::server_config(&identity, None, switchboard_common::tls::HTTPS_ALPN)?;
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
             tracing::info!(?addr, "gateway serving https");
-            let mut server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
+            let mut server = switchboard_common::listen::https(listener, tls_config)?.handle(handle);
             bound_headers(server.http_builder(), max_header_bytes);
             server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
         }
         None => {
             tracing::info!(?addr, "gateway serving plain http");
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            let mut server = switchboard_common::listen::http(listener)?.handle(handle);
             bound_headers(server.http_builder(), max_header_bytes);
             server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
         }

@@ -115,13 +115,13 @@ pub async fn serve(
                 client_ca.as_ref(),
                 switchboard_common::tls::HTTPS_ALPN,
             )?;
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
             tracing::info!(?addr, client_certificates = client_ca.is_some(), "session resolver serving https");
-            axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(app.into_make_service()).await?;
+            let server = switchboard_common::listen::https(listener, tls_config)?;
+            server.handle(handle).serve(app.into_make_service()).await?;
         }
         None => {
             tracing::info!(?addr, "session resolver serving plain http");
-            axum_server::from_tcp(listener)?.handle(handle).serve(app.into_make_service()).await?;
+            switchboard_common::listen::http(listener)?.handle(handle).serve(app.into_make_service()).await?;
         }
     }
     Ok(())

@@ -391,8 +391,7 @@ async fn serve_agent_port(
                 switchboard_common::tls::HTTPS_ALPN,
             )?;
             tracing::info!(client_certificates = client_ca.is_some(), "agent port serving https");
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            let mut server = axum_server::from_tcp_rustls(listener, rustls)?;
+            let mut server = switchboard_common::listen::https(listener, config)?;
             server
                 .http_builder()
                 .http2()
@@ -401,7 +400,7 @@ async fn serve_agent_port(
             server.handle(handle).serve(service).await?;
         }
         None => {
-            let mut server = axum_server::from_tcp(listener)?;
+            let mut server = switchboard_common::listen::http(listener)?;
             server
                 .http_builder()
                 .http2()
