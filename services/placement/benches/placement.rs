@@ -23,6 +23,14 @@
 //! under a root span, as it runs under its API request's span in production, so the sampler decides per
 //! decision; spans are exported over OTLP to a receiver this process serves (`OtlpSink`). Prints medians
 //! and each configuration's ratio to "off".
+//!
+//! **Queue drain** (`-- --queue-drain`): the queue worker's path, which a queued create waits on. A placement
+//! replica (`switchboard_placement::serve`, production intervals) over the embedded store with the fleet
+//! above queues `--queued` requests (default 2,000) in 8 classes that no server fits (each wants
+//! `tag:pool = 'q<round>'` and at least 1 to 8 CPUs, so every class fits the same new hosts); then 8 such
+//! hosts join with room for all of them, and the clock runs until the queue is empty (every entry placed).
+//! Prints, per round and as medians: the time to the first placement (mostly the fleet view's 250 ms sync)
+//! and the entries placed per second from then on.
 
 use std::{
     collections::HashMap,
@@ -41,11 +49,16 @@ use switchboard_placement::{
     requirements::Requirements,
 };
 use switchboard_proto::{
-    AssignSessionRequest, CpuInfo, HostInfo, KeyValue, ListServersRequest, MemoryUsage, Os, ServerRecord,
-    SessionRecord, SessionState, SessionType, assign_session_response, session_store_client::SessionStoreClient,
-    session_store_server::SessionStoreServer,
+    AssignSessionRequest, CommandResult, CpuInfo, CreateSessionSpec, CreateSessionsRequest, HostCommand, HostInfo,
+    HostSession, KeyValue, ListServersRequest, MemoryUsage, Os, ServerRecord, SessionRecord, SessionState, SessionType,
+    assign_session_response, command_result, host_command, placement_client::PlacementClient,
+    session_store_client::SessionStoreClient, session_store_server::SessionStoreServer,
 };
-use switchboard_session_store::{agent_link::hub::AgentHub, routing::CommandRouter, service::StoreService};
+use switchboard_session_store::{
+    agent_link::hub::AgentHub,
+    routing::{CommandRouter, HostCommands, SendFailure},
+    service::StoreService,
+};
 use switchboard_store::{Backend, embedded::EmbeddedBackend, redis::RedisBackend, redis::RedisConfig};
 
 const SERVERS: usize = 5_000;
@@ -61,6 +74,9 @@ struct Options {
     decisions: usize,
     baseline_decisions: usize,
     workers: usize,
+    /// Measure the queue worker instead (see the module doc).
+    queue_drain: bool,
+    queued: usize,
 }
 
 fn options() -> Options {
@@ -70,7 +86,17 @@ fn options() -> Options {
     let text = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned());
     let child = text("--overhead-child").zip(text("--sink"));
     let overhead = args.iter().any(|a| a == "--overhead");
-    let mut options = Options { overhead, child, rounds: 5, decisions: 4_000, baseline_decisions: 100, workers: 48 };
+    let queue_drain = args.iter().any(|a| a == "--queue-drain");
+    let mut options = Options {
+        overhead,
+        child,
+        rounds: 5,
+        decisions: 4_000,
+        baseline_decisions: 100,
+        workers: 48,
+        queue_drain,
+        queued: 2_000,
+    };
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok());
     if let Some(n) = value("--rounds") {
         options.rounds = n;
@@ -83,6 +109,9 @@ fn options() -> Options {
     }
     if let Some(n) = value("--workers") {
         options.workers = n;
+    }
+    if let Some(n) = value("--queued") {
+        options.queued = n;
     }
     options
 }
@@ -112,18 +141,42 @@ fn server(i: usize) -> ServerRecord {
     }
 }
 
-/// A store with the fleet, served over gRPC on loopback.
-async fn start_store(backend: Arc<dyn Backend>, shutdown: &Shutdown) -> SessionStoreClient<GrpcChannel> {
+/// Hosts whose agents are not connected: decisions only reserve, no command is sent.
+fn no_agents(backend: &Arc<dyn Backend>) -> Arc<dyn HostCommands> {
+    Arc::new(CommandRouter::new("bench".into(), backend.clone(), Arc::new(AgentHub::default()), Duration::from_secs(5)))
+}
+
+/// Hosts that create every session at once (`--queue-drain`: the drivers of placed entries finish
+/// instead of waiting for agents).
+struct InstantHosts;
+
+#[tonic::async_trait]
+impl HostCommands for InstantHosts {
+    async fn send(
+        &self,
+        _server_id: &str,
+        command: HostCommand,
+        _timeout: Option<Duration>,
+        _forwarded: bool,
+    ) -> Result<CommandResult, SendFailure> {
+        let Some(host_command::Action::Create(create)) = command.action else {
+            return Ok(CommandResult::default());
+        };
+        let session = HostSession { id: create.session_id, ..Default::default() };
+        Ok(CommandResult { payload: Some(command_result::Payload::Session(session)), ..Default::default() })
+    }
+}
+
+/// A store with the fleet, served over gRPC on loopback, sending host commands to `hosts`.
+async fn start_store(
+    backend: Arc<dyn Backend>,
+    hosts: Arc<dyn HostCommands>,
+    shutdown: &Shutdown,
+) -> SessionStoreClient<GrpcChannel> {
     for i in 0..SERVERS {
         backend.upsert_server_report(server(i), true, None).await.expect("server report");
     }
-    let router = Arc::new(CommandRouter::new(
-        "bench".into(),
-        backend.clone(),
-        Arc::new(AgentHub::default()),
-        Duration::from_secs(5),
-    ));
-    let service = SessionStoreServer::new(StoreService::new(backend, router))
+    let service = SessionStoreServer::new(StoreService::new(backend, hosts))
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -265,7 +318,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn bench(name: &str, backend: Arc<dyn Backend>, options: &Options) {
     let shutdown = Shutdown::new();
     let setup = Instant::now();
-    let store = start_store(backend.clone(), &shutdown).await;
+    let store = start_store(backend.clone(), no_agents(&backend), &shutdown).await;
     let fleet = Arc::new(FleetView::new(store.clone()));
     fleet.sync().await.expect("initial sync");
     assert_eq!(fleet.read(|f| f.servers().len()), SERVERS);
@@ -346,7 +399,7 @@ async fn overhead_child(mode: &str, sink: &str, options: &Options) {
     }
     let shutdown = Shutdown::new();
     let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
-    let store = start_store(backend.clone(), &shutdown).await;
+    let store = start_store(backend.clone(), no_agents(&backend), &shutdown).await;
     let fleet = Arc::new(FleetView::new(store.clone()));
     fleet.sync().await.expect("initial sync");
     let warm = record_sessions(&backend, "warm", options.decisions / 4).await;
@@ -356,6 +409,98 @@ async fn overhead_child(mode: &str, sink: &str, options: &Options) {
     switchboard_common::telemetry::shutdown().await;
     shutdown.cancel();
     println!("decisions/s: {rate}");
+}
+
+/// Classes of `--queue-drain`: each wants at least `1..=QUEUE_CLASSES` CPUs.
+const QUEUE_CLASSES: usize = 8;
+
+/// `--queue-drain`: queues `options.queued` requests that nothing fits, lets hosts with room for all join,
+/// and times the queue worker until the queue is empty; per round, the time to the first placement and
+/// the entries placed per second after it.
+async fn queue_drain(options: &Options) {
+    switchboard_common::telemetry::init_for_tests();
+    let shutdown = Shutdown::new();
+    let backend: Arc<dyn Backend> = Arc::new(EmbeddedBackend::in_memory().unwrap());
+    let store = start_store(backend.clone(), Arc::new(InstantHosts), &shutdown).await;
+    let config = switchboard_placement::PlacementConfig {
+        create_sessions_queue_max_size: u32::try_from(options.queued).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serve = switchboard_placement::serve(
+        config,
+        listener,
+        store.clone(),
+        backend.clone(),
+        backend.clone(),
+        shutdown.clone(),
+    );
+    let service = tokio::spawn(serve);
+    let mut placement = PlacementClient::new(lazy_channel(&url).unwrap());
+    let (mut first_placed, mut rates) = (Vec::new(), Vec::new());
+    for round in 0..options.rounds {
+        let pool = format!("q{round}");
+        let specs: Vec<CreateSessionSpec> = (0..options.queued)
+            .map(|i| CreateSessionSpec {
+                name: format!("queued-{i}"),
+                owner: format!("user-{}", i % 500),
+                r#type: SessionType::Virtual as i32,
+                requirements: format!(
+                    "tag:pool = '{pool}' and server:Host.CpuInfo.NumberOfCpus >= {}",
+                    1 + i % QUEUE_CLASSES
+                ),
+                enqueue_request: true,
+                disable_retry_on_failure: true,
+                ..Default::default()
+            })
+            .collect();
+        for (n, chunk) in specs.chunks(100).enumerate() {
+            let request = CreateSessionsRequest {
+                request_id: format!("{pool}-{n}"),
+                specs: chunk.to_vec(),
+                ..Default::default()
+            };
+            placement.create_sessions(request).await.expect("create sessions");
+        }
+        while backend.queue_len().await.unwrap() < options.queued {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        let room = u32::try_from(options.queued.div_ceil(QUEUE_CLASSES)).unwrap_or(u32::MAX);
+        for host in 0..QUEUE_CLASSES {
+            let mut server = server(4 * host + 3); // 32 CPUs: fits every class
+            server.id = format!("{pool}-host-{host}");
+            server.max_virtual_sessions = room;
+            server.tags = vec![KeyValue { key: "pool".into(), value: pool.clone() }];
+            backend.upsert_server_report(server, true, None).await.expect("server report");
+        }
+        let mut first = None;
+        loop {
+            let left = backend.queue_len().await.unwrap();
+            if left < options.queued && first.is_none() {
+                first = Some(started.elapsed());
+            }
+            if left == 0 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(300), "the queue did not drain: {left} left");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (total, first) = (started.elapsed(), first.unwrap_or_default());
+        let rate = options.queued as f64 / (total - first).as_secs_f64();
+        println!(
+            "queue drain: round {round}: {} entries, first placed after {} ms, all after {} ms: {rate:.0} placed/s",
+            options.queued,
+            first.as_millis(),
+            total.as_millis()
+        );
+        first_placed.push(first.as_secs_f64() * 1000.0);
+        rates.push(rate);
+    }
+    println!("queue drain: MEDIAN first placed after {:.0} ms; {:.0} placed/s", median(first_placed), median(rates));
+    shutdown.cancel();
+    let _ = service.await;
 }
 
 fn main() {
@@ -368,6 +513,9 @@ fn main() {
         return runtime.block_on(overhead_child(&mode, &sink, &options));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if options.queue_drain {
+        return runtime.block_on(queue_drain(&options));
+    }
     runtime.block_on(async {
         println!(
             "placement bench: {SERVERS} servers, requirement `{REQUIREMENT}`, {} rounds x {} decisions \
